@@ -1,0 +1,1 @@
+"""The inference gateway's Django project: settings, admin URLs and the one ASGI entry point."""

@@ -1,0 +1,40 @@
+"""The one ASGI entry point: the API under /resource_server and /metrics, Django for the rest.
+
+Run with: uvicorn inference_gateway.asgi:application
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inference_gateway.settings")
+
+django_application = get_asgi_application()  # sets Django up before the API imports models
+
+from starlette.staticfiles import StaticFiles  # noqa: E402
+from starlette.types import Receive, Scope, Send  # noqa: E402
+
+from resource_server_async.api import build_app  # noqa: E402
+
+api_application = build_app()
+# The admin's CSS and scripts, served from the installed Django package (no collectstatic needed).
+static_application = StaticFiles(packages=[("django.contrib.admin", "static")])
+
+_API_PREFIXES = ("/resource_server/", "/metrics")
+
+
+async def application(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        await api_application(scope, receive, send)
+        return
+    path: str = scope.get("path", "")
+    if path.startswith(_API_PREFIXES) or path == "/resource_server":
+        await api_application(scope, receive, send)
+    elif path.startswith("/static/"):
+        await static_application(
+            {**scope, "path": path[len("/static") :], "root_path": ""}, receive, send
+        )
+    else:
+        await django_application(scope, receive, send)  # type: ignore[arg-type]

@@ -1,0 +1,165 @@
+"""Django settings: everything comes from the environment (see .env.example)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from inference_gateway import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Development mode allows insecure defaults (secret key, streaming secret). Never in production.
+DEV_MODE = env.get_bool("GATEWAY_DEV_MODE", False)
+DEBUG = env.get_bool("DEBUG", False)
+
+DATA_DIR = Path(env.get_str("GATEWAY_DATA_DIR") or BASE_DIR / "var")
+
+SECRET_KEY = env.get_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEV_MODE:
+        raise env.ConfigurationError(
+            "SECRET_KEY is not set. Set it to a long random string, "
+            "or set GATEWAY_DEV_MODE=true for a local development run."
+        )
+    SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "resource_server_async",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "inference_gateway.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Data -------------------------------------------------------------------------------------
+
+DATABASE_URL = env.get_str("DATABASE_URL")
+if not DATABASE_URL:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASE_URL = f"sqlite:///{DATA_DIR / 'gateway.sqlite3'}"
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env.get_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # WAL lets the API's background readers run while the admin or loaddata writes.
+    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL;"
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.get_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.get_str("CACHE_KEY_PREFIX", "gateway"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Static files and i18n (admin) ------------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Logging ----------------------------------------------------------------------------------
+
+LOG_LEVEL = env.get_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# --- API --------------------------------------------------------------------------------------
+
+# Largest request body the API reads (bytes); larger bodies answer 413.
+MAX_REQUEST_BODY_BYTES = env.get_int("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024)
+# How often (s) each worker checks whether clusters or endpoints changed in the database.
+CATALOG_REFRESH_SECONDS = env.get_float("CATALOG_REFRESH_SECONDS", 1.0)
+
+# --- Authentication (CONTRACT.md §6 names) ----------------------------------------------------
+
+GLOBUS_APPLICATION_ID = env.get_str("GLOBUS_APPLICATION_ID")
+GLOBUS_APPLICATION_SECRET = env.get_str("GLOBUS_APPLICATION_SECRET")
+AUTHORIZED_IDP_DOMAINS = env.get_list("AUTHORIZED_IDP_DOMAINS")
+AUTHORIZED_GROUPS_PER_IDP = env.get_json("AUTHORIZED_GROUPS_PER_IDP", {})
+GLOBUS_GROUPS = env.get_list("GLOBUS_GROUPS")
+GLOBUS_POLICIES = env.get_list("GLOBUS_POLICIES")
+AUTHORIZED_GLOBUS_SERVICE_USERNAMES = env.get_json("AUTHORIZED_GLOBUS_SERVICE_USERNAMES", [])
+# Upper bound (s) on how long a validated Globus token is trusted without asking Globus again.
+AUTH_CACHE_MAX_SECONDS = env.get_int("AUTH_CACHE_MAX_SECONDS", 300)
+GLOBUS_INTROSPECT_TIMEOUT = env.get_float("GLOBUS_INTROSPECT_TIMEOUT", 10.0)
+GLOBUS_INTROSPECT_CONCURRENCY = env.get_int("GLOBUS_INTROSPECT_CONCURRENCY", 8)
+
+# --- Globus Compute ---------------------------------------------------------------------------
+
+SERVICE_ACCOUNT_ID = env.get_str("SERVICE_ACCOUNT_ID")
+SERVICE_ACCOUNT_SECRET = env.get_str("SERVICE_ACCOUNT_SECRET")
+GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES = env.get_json("GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES", {})
+# "globus" submits to Globus Compute; "local" runs the same functions on this machine.
+COMPUTE_EXECUTOR = env.get_str("COMPUTE_EXECUTOR", "globus")
+LOCAL_COMPUTE_FUNCTIONS = env.get_json("LOCAL_COMPUTE_FUNCTIONS", {})
+COMPUTE_RESULT_TIMEOUT = env.get_float("COMPUTE_RESULT_TIMEOUT", 300.0)
+
+# --- Streaming side channel -------------------------------------------------------------------
+
+STREAMING_SERVER_HOST = env.get_str("STREAMING_SERVER_HOST", "127.0.0.1")
+STREAMING_SERVER_PORT = env.get_int("STREAMING_SERVER_PORT", 8000)
+STREAMING_SERVER_PROTOCOL = env.get_str("STREAMING_SERVER_PROTOCOL", "https")
+INTERNAL_STREAMING_SECRET = env.get_str("INTERNAL_STREAMING_SECRET")
+if not INTERNAL_STREAMING_SECRET and DEV_MODE:
+    INTERNAL_STREAMING_SECRET = "dev-only-insecure-streaming-secret"
+
+# --- Operations -------------------------------------------------------------------------------
+
+MAINTENANCE_ERROR_NOTICES = env.get_json("MAINTENANCE_ERROR_NOTICES", {})
+MAX_BATCHES_PER_USER = env.get_int("MAX_BATCHES_PER_USER", 2)
+# How long (s) a validated gateway API key is trusted before the database is asked again;
+# a revoked key stops working within this time.
+API_KEY_CACHE_SECONDS = env.get_int("API_KEY_CACHE_SECONDS", 30)

@@ -1,0 +1,56 @@
+"""Django admin for clusters, endpoints and API keys, with the same validation as loaddata."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from resource_server_async.models import ApiKey, Cluster, Endpoint
+
+
+@admin.register(Cluster)
+class ClusterAdmin(admin.ModelAdmin):
+    list_display = [
+        "cluster_name",
+        "cluster_adapter",
+        "frameworks",
+        "openai_endpoints",
+        "updated_at",
+    ]
+    search_fields = ["cluster_name"]
+    readonly_fields = ["updated_at"]
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(admin.ModelAdmin):
+    list_display = [
+        "endpoint_slug",
+        "cluster",
+        "framework",
+        "model",
+        "endpoint_adapter",
+        "updated_at",
+    ]
+    list_filter = ["cluster", "framework"]
+    search_fields = ["endpoint_slug", "model"]
+    readonly_fields = ["updated_at"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "groups", "domain", "created_at", "expires_at", "revoked_at"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "created_at", "revoked_at"]
+    fields = ["name", "prefix", "groups", "domain", "created_at", "expires_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A key is shown only once at creation, which the admin form cannot do safely.
+        return False
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)

@@ -1,0 +1,44 @@
+"""Step 2 of a request: turn the credential in the headers into a Principal (or 401/503)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from resource_server_async.auth.api_keys import api_key_validator, is_api_key
+from resource_server_async.auth.principal import Principal
+from resource_server_async.errors import GatewayError
+
+_MISSING = (
+    "No credential was sent. Send 'Authorization: Bearer <token>' with a Globus access token "
+    "or a gateway API key."
+)
+
+
+def credential(request: Request, allow_x_api_key: bool = False) -> str:
+    """The bearer token (or, where allowed, the Anthropic client's x-api-key header)."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise GatewayError(
+                401,
+                "invalid_authorization_header",
+                "The Authorization header must be 'Bearer <token>'.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return token
+    if allow_x_api_key:
+        token = (request.headers.get("x-api-key") or "").strip()
+        if token:
+            return token
+    raise GatewayError(401, "missing_credentials", _MISSING, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def authenticate(request: Request, allow_x_api_key: bool = False) -> Principal:
+    token = credential(request, allow_x_api_key)
+    if is_api_key(token):
+        return await api_key_validator.validate(token)
+    from resource_server_async.auth.globus import globus_validator
+
+    return await globus_validator.validate(token)

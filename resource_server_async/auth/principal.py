@@ -1,0 +1,31 @@
+"""The authenticated caller, as every later step of a request sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PrincipalKind = Literal["user", "service", "api_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    id: str  # stable identity id (Globus identity id, or "api_key:<pk>")
+    username: str  # e.g. "jdoe@anl.gov"; for keys, the key's name
+    kind: PrincipalKind
+    name: str = ""
+    idp_domain: str = ""  # domain of the identity used (allowed_domains compares to this)
+    groups: frozenset[str] = field(default_factory=frozenset)
+    # Globus: which identity of the user's set authenticated this session (for audit).
+    identity_source: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "name": self.name,
+            "kind": self.kind,
+            "idp_domain": self.idp_domain,
+            "groups": sorted(self.groups),
+            "identity_source": self.identity_source,
+        }

@@ -1,0 +1,238 @@
+"""The in-process catalog: adapters for every cluster and endpoint, built once per change.
+
+Requests read `catalog.snapshot` and never query the database. A background task asks the
+database once a second for a cheap fingerprint (row counts and latest `updated_at`) and rebuilds
+the snapshot only when it changed, so an edit in the admin or a `loaddata` on another host is
+seen by every worker within about a second, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from django.db import close_old_connections
+from django.db.models import Count, Max
+from pydantic import ValidationError as PydanticValidationError
+
+from resource_server_async.adapters import (
+    AdapterError,
+    cluster_adapter_class,
+    endpoint_adapter_class,
+)
+from resource_server_async.clusters.base import BaseCluster, ClusterRow
+from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
+from resource_server_async.validation import expected_slug, parse_config
+
+logger = logging.getLogger(__name__)
+
+Fingerprint = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    clusters: dict[str, BaseCluster] = field(default_factory=dict)
+    endpoints: dict[str, BaseEndpoint] = field(default_factory=dict)  # by slug
+    by_model: dict[str, tuple[BaseEndpoint, ...]] = field(default_factory=dict)  # by model.lower()
+    # Rows that could not be turned into adapters, with the reason (also logged).
+    skipped: tuple[str, ...] = ()
+    fingerprint: Fingerprint = ()
+
+
+@lru_cache(maxsize=4096)
+def slug_for(cluster: str, framework: str, model: str) -> str:
+    # slugify is ~10 µs; requests repeat the same few models, so remember the answers.
+    return expected_slug(cluster, framework, model)
+
+
+def cluster_row(obj: Any) -> ClusterRow:
+    return ClusterRow(
+        name=obj.cluster_name,
+        adapter_path=obj.cluster_adapter,
+        frameworks=tuple(obj.frameworks),
+        openai_endpoints=tuple(obj.openai_endpoints),
+        allowed_groups=frozenset(obj.allowed_globus_groups),
+        allowed_domains=frozenset(obj.allowed_domains),
+        config=dict(obj.config),
+    )
+
+
+def endpoint_row(obj: Any) -> EndpointRow:
+    return EndpointRow(
+        slug=obj.endpoint_slug,
+        cluster=obj.cluster,
+        framework=obj.framework,
+        model=obj.model,
+        adapter_path=obj.endpoint_adapter,
+        allowed_groups=frozenset(obj.allowed_globus_groups),
+        allowed_domains=frozenset(obj.allowed_domains),
+        config=dict(obj.config),
+        tpm_model=obj.tpm_model,
+        tpm_user=obj.tpm_user,
+    )
+
+
+def build_snapshot(
+    clusters: list[ClusterRow],
+    endpoints: list[EndpointRow],
+    fingerprint: Fingerprint = (),
+    previous: CatalogSnapshot | None = None,
+) -> CatalogSnapshot:
+    """Adapters for the rows; unchanged rows keep their adapter objects from `previous`."""
+    skipped: list[str] = []
+    built_clusters: dict[str, BaseCluster] = {}
+    for row in clusters:
+        old = previous.clusters.get(row.name) if previous else None
+        if old is not None and old.row == row:
+            built_clusters[row.name] = old
+            continue
+        try:
+            cls = cluster_adapter_class(row.adapter_path)
+            built_clusters[row.name] = cls(row, parse_config(cls.Config, row.config))
+        except (AdapterError, PydanticValidationError) as exc:
+            skipped.append(f"cluster {row.name!r}: {exc}")
+    built_endpoints: dict[str, BaseEndpoint] = {}
+    by_model: dict[str, list[BaseEndpoint]] = {}
+    for erow in endpoints:
+        cluster = built_clusters.get(erow.cluster)
+        if cluster is None:
+            skipped.append(
+                f"endpoint {erow.slug!r}: cluster {erow.cluster!r} is missing or invalid"
+            )
+            continue
+        if erow.framework not in cluster.row.frameworks:
+            skipped.append(
+                f"endpoint {erow.slug!r}: cluster {erow.cluster!r} does not list "
+                f"framework {erow.framework!r}"
+            )
+            continue
+        old_endpoint = previous.endpoints.get(erow.slug) if previous else None
+        if (
+            old_endpoint is not None
+            and old_endpoint.row == erow
+            and old_endpoint.cluster is cluster
+        ):
+            endpoint = old_endpoint
+        else:
+            try:
+                ecls = endpoint_adapter_class(erow.adapter_path)
+                endpoint = ecls(erow, parse_config(ecls.Config, erow.config), cluster)
+            except (AdapterError, PydanticValidationError) as exc:
+                skipped.append(f"endpoint {erow.slug!r}: {exc}")
+                continue
+        built_endpoints[erow.slug] = endpoint
+        by_model.setdefault(erow.model.lower(), []).append(endpoint)
+    for reason in skipped:
+        logger.error("catalog: skipped %s", reason)
+    return CatalogSnapshot(
+        clusters=built_clusters,
+        endpoints=built_endpoints,
+        by_model={model: tuple(items) for model, items in by_model.items()},
+        skipped=tuple(skipped),
+        fingerprint=fingerprint,
+    )
+
+
+def database_fingerprint() -> Fingerprint:
+    from resource_server_async.models import Cluster, Endpoint
+
+    c = Cluster.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
+    e = Endpoint.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
+    return (c["n"], c["t"], c["s"], e["n"], e["t"], e["s"])
+
+
+def load_from_database(previous: CatalogSnapshot | None = None) -> CatalogSnapshot:
+    from resource_server_async.models import Cluster, Endpoint
+
+    fingerprint = database_fingerprint()
+    clusters = [cluster_row(obj) for obj in Cluster.objects.all()]
+    endpoints = [endpoint_row(obj) for obj in Endpoint.objects.all()]
+    return build_snapshot(clusters, endpoints, fingerprint, previous)
+
+
+class Catalog:
+    """The process's current snapshot and the background task that keeps it fresh."""
+
+    def __init__(self) -> None:
+        self.snapshot = CatalogSnapshot()
+        self.loaded = False
+        # One thread for database reads keeps one connection instead of one per pool thread.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog")
+        self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[CatalogSnapshot], None]] = []
+
+    # --- lookups (hot path: dictionary reads only) ---------------------------------------
+
+    def lookup(self, cluster: str, framework: str, model: str) -> BaseEndpoint | None:
+        endpoint = self.snapshot.endpoints.get(slug_for(cluster, framework, model))
+        if (
+            endpoint is None
+            or endpoint.row.cluster != cluster
+            or endpoint.row.framework != framework
+        ):
+            return None
+        return endpoint
+
+    def cluster(self, name: str) -> BaseCluster | None:
+        return self.snapshot.clusters.get(name)
+
+    def endpoints_for_model(self, model: str) -> tuple[BaseEndpoint, ...]:
+        return self.snapshot.by_model.get(model.lower(), ())
+
+    # --- refresh ---------------------------------------------------------------------------
+
+    def on_change(self, listener: Callable[[CatalogSnapshot], None]) -> None:
+        self._listeners.append(listener)
+
+    def install(self, snapshot: CatalogSnapshot) -> None:
+        self.snapshot = snapshot
+        self.loaded = True
+        for listener in self._listeners:
+            listener(snapshot)
+
+    def reload(self) -> bool:
+        """Synchronously rebuild if the database changed; True if a new snapshot was installed."""
+        if self.loaded and database_fingerprint() == self.snapshot.fingerprint:
+            return False
+        self.install(load_from_database(self.snapshot))
+        return True
+
+    def _reload_in_thread(self) -> bool:
+        close_old_connections()
+        try:
+            return self.reload()
+        finally:
+            close_old_connections()
+
+    async def refresh(self) -> bool:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._reload_in_thread)
+
+    async def _refresh_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh()
+            except Exception:
+                # A database hiccup must not stop refreshing; the old snapshot keeps serving.
+                logger.exception("catalog: refresh failed; serving the previous snapshot")
+
+    def start_refresher(self, interval: float) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._refresh_forever(interval))
+
+    async def stop_refresher(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+catalog = Catalog()

@@ -1,0 +1,1 @@
+"""Cluster adapters: how the gateway learns the state of a cluster and its jobs."""

@@ -1,0 +1,90 @@
+"""The base class of endpoint adapters, the immutable row they are built from, and a call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from resource_server_async.adapter_config import AdapterConfig
+from resource_server_async.errors import GatewayError
+
+if TYPE_CHECKING:
+    from resource_server_async.clusters.base import BaseCluster
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRow:
+    """An endpoint as the catalog holds it: a snapshot of the database row."""
+
+    slug: str
+    cluster: str
+    framework: str
+    model: str
+    adapter_path: str
+    allowed_groups: frozenset[str] = field(default_factory=frozenset)
+    allowed_domains: frozenset[str] = field(default_factory=frozenset)
+    config: dict[str, Any] = field(default_factory=dict)
+    tpm_model: int = 0
+    tpm_user: int = 0
+
+
+@dataclass(slots=True)
+class UpstreamReply:
+    """A complete (non-streaming) answer from a model server: status, body bytes, content type."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+class BaseEndpoint:
+    """An endpoint adapter. Subclasses declare `Config` and implement `complete`/`open_stream`."""
+
+    Config: ClassVar[type[AdapterConfig]] = AdapterConfig
+
+    def __init__(self, row: EndpointRow, config: AdapterConfig, cluster: BaseCluster) -> None:
+        self.row = row
+        self.config = config
+        self.cluster = cluster
+
+    @property
+    def slug(self) -> str:
+        return self.row.slug
+
+    @property
+    def model(self) -> str:
+        return self.row.model
+
+    @classmethod
+    def environment_problems(cls, config: AdapterConfig) -> list[str]:
+        """Warnings about this machine's environment for a valid config (e.g. an unset variable)."""
+        return []
+
+    async def start(self) -> None:
+        """Open long-lived resources (pooled clients, executors). Called once per process."""
+
+    async def close(self) -> None:
+        """Release what `start` opened."""
+
+    async def complete(self, operation: str, body: bytes) -> UpstreamReply:
+        """Run one non-streaming request; `body` is the JSON the model server must receive."""
+        raise GatewayError(
+            501,
+            "operation_not_supported",
+            f"{type(self).__name__} cannot serve {operation} for model {self.row.model!r}",
+        )
+
+    async def open_stream(self, operation: str, body: bytes) -> AsyncIterator[bytes]:
+        """Start a streaming request; raise GatewayError before returning if it cannot start.
+
+        The returned iterator yields raw SSE bytes as they arrive from the model server.
+        """
+        raise GatewayError(
+            501,
+            "streaming_not_supported",
+            f"{type(self).__name__} cannot stream {operation} for model {self.row.model!r}",
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.row.slug}>"

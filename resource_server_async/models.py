@@ -1,0 +1,131 @@
+"""Clusters and endpoints, in the fixture format of existing deployments (CONTRACT.md §1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+from resource_server_async.fields import ConfigField, StringListField
+
+
+class Cluster(models.Model):
+    """A compute resource (an HPC cluster or a set of directly reachable servers)."""
+
+    cluster_name = models.CharField(max_length=100, unique=True)
+    cluster_adapter = models.CharField(max_length=250)
+    frameworks = StringListField(default=list, blank=True)
+    openai_endpoints = StringListField(default=list, blank=True)
+    allowed_globus_groups = StringListField(default=list, blank=True)
+    allowed_domains = StringListField(default=list, blank=True)
+    config = ConfigField(default=dict, blank=True)
+    # Set on every save, loaddata included (see signals), so that workers notice changes.
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["cluster_name"]
+
+    def __str__(self) -> str:
+        return self.cluster_name
+
+    def as_fields(self) -> dict[str, Any]:
+        return {
+            "cluster_name": self.cluster_name,
+            "cluster_adapter": self.cluster_adapter,
+            "frameworks": self.frameworks,
+            "openai_endpoints": self.openai_endpoints,
+            "allowed_globus_groups": self.allowed_globus_groups,
+            "allowed_domains": self.allowed_domains,
+            "config": self.config,
+        }
+
+    def clean(self) -> None:
+        from resource_server_async.validation import raise_for_problems, validate_cluster
+
+        raise_for_problems(validate_cluster(self.as_fields(), f"cluster {self.cluster_name!r}"))
+
+
+class Endpoint(models.Model):
+    """One model served by one framework on one cluster, reached through an endpoint adapter."""
+
+    endpoint_slug = models.SlugField(max_length=250, unique=True)
+    cluster = models.CharField(max_length=100, db_index=True)
+    framework = models.CharField(max_length=100)
+    model = models.CharField(max_length=250)
+    endpoint_adapter = models.CharField(max_length=250)
+    allowed_globus_groups = StringListField(default=list, blank=True)
+    allowed_domains = StringListField(default=list, blank=True)
+    config = ConfigField(default=dict, blank=True)
+    # Tokens per minute; 0 = unlimited.
+    tpm_model = models.PositiveIntegerField(default=0)
+    tpm_user = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["cluster", "framework", "model"]
+
+    def __str__(self) -> str:
+        return self.endpoint_slug
+
+    def as_fields(self) -> dict[str, Any]:
+        return {
+            "endpoint_slug": self.endpoint_slug,
+            "cluster": self.cluster,
+            "framework": self.framework,
+            "model": self.model,
+            "endpoint_adapter": self.endpoint_adapter,
+            "allowed_globus_groups": self.allowed_globus_groups,
+            "allowed_domains": self.allowed_domains,
+            "config": self.config,
+            "tpm_model": self.tpm_model,
+            "tpm_user": self.tpm_user,
+        }
+
+    def clean(self) -> None:
+        from resource_server_async.validation import (
+            raise_for_problems,
+            validate_endpoint,
+            validate_endpoint_references,
+        )
+
+        label = f"endpoint {self.endpoint_slug!r}"
+        problems = validate_endpoint(self.as_fields(), label)
+        clusters = {
+            c.cluster_name: c.as_fields() for c in Cluster.objects.filter(cluster_name=self.cluster)
+        }
+        problems += validate_endpoint_references(self.as_fields(), label, clusters)
+        raise_for_problems(problems)
+
+
+class ApiKey(models.Model):
+    """A key the gateway issues itself; only its SHA-256 is stored."""
+
+    name = models.CharField(max_length=150, help_text="who or what uses this key")
+    # The first characters of the key, shown to operators to tell keys apart.
+    prefix = models.CharField(max_length=24, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    groups = StringListField(
+        default=list, blank=True, help_text="Globus group ids this key acts in"
+    )
+    domain = models.CharField(
+        max_length=150,
+        blank=True,
+        default="",
+        help_text="identity-provider domain the key counts as (for allowed_domains)",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

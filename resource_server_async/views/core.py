@@ -1,0 +1,32 @@
+"""Public service routes: health and per-cluster availability."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from starlette.requests import Request
+from starlette.routing import Route
+
+from resource_server_async.catalog import catalog
+from resource_server_async.http import JSONResponse
+
+_HEALTH_OK = b'{"status":"ok"}'
+
+
+async def health(request: Request) -> JSONResponse:
+    if not catalog.loaded:
+        return JSONResponse(
+            {"status": "starting", "detail": "catalog not loaded yet"}, status_code=503
+        )
+    return JSONResponse(_HEALTH_OK)
+
+
+async def status(request: Request) -> JSONResponse:
+    """{"<cluster>": true|false}; false = under maintenance (MAINTENANCE_ERROR_NOTICES)."""
+    notices = settings.MAINTENANCE_ERROR_NOTICES
+    return JSONResponse({name: name not in notices for name in catalog.snapshot.clusters})
+
+
+routes = [
+    Route("/resource_server/health", health, methods=["GET"]),
+    Route("/resource_server/status", status, methods=["GET"]),
+]

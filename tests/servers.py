@@ -1,0 +1,173 @@
+"""Real servers for end-to-end tests: the gateway under uvicorn, in its own process and database."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(
+    url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until `url` answers 200; fail early if `process` died."""
+    deadline = time.monotonic() + timeout
+    last: Exception | str = "no answer"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as response:
+                if response.status == 200:
+                    return
+                last = f"status {response.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"status {exc.code}: {exc.read()[:200]!r}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout}s: {last}")
+
+
+@contextlib.contextmanager
+def scratch_database(tmp_path: Path) -> Iterator[str]:
+    """A DATABASE_URL of a new, empty database of the kind the suite runs on; dropped after."""
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith(("postgres://", "postgresql://")):
+        yield f"sqlite:///{tmp_path / 'gateway.sqlite3'}"
+        return
+    import psycopg
+
+    name = f"gateway_e2e_{uuid.uuid4().hex[:12]}"
+    admin_url = base.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class GatewayServer:
+    """The gateway as an operator runs it: migrate, loaddata, create_api_key, uvicorn."""
+
+    tmp_path: Path
+    fixtures: Sequence[Path | str] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    port: int = 0
+    api_key: str = ""
+    process: subprocess.Popen[bytes] | None = None
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_"))}
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "inference_gateway.settings",
+                "GATEWAY_DEV_MODE": "1",
+                "GATEWAY_DATA_DIR": str(self.tmp_path / "data"),
+                "LOG_LEVEL": "WARNING",
+                "CATALOG_REFRESH_SECONDS": "0.2",
+            }
+        )
+        env.update(self.env)
+        return env
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            env=self.environment(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+    def create_api_key(self, name: str = "e2e", *extra: str) -> str:
+        out = self.manage("create_api_key", "--name", name, "--quiet", *extra).stdout.strip()
+        return out.splitlines()[-1].strip()
+
+    def start(self) -> GatewayServer:
+        self.env.setdefault(
+            "DATABASE_URL", self._stack.enter_context(scratch_database(self.tmp_path))
+        )
+        self.manage("migrate", "--no-input", "-v0")
+        if self.fixtures:
+            self.manage("loaddata", *[str(f) for f in self.fixtures])
+        self.api_key = self.create_api_key()
+        self.port = self.port or free_port()
+        log = open(self.tmp_path / f"gateway-{self.port}.log", "wb")  # noqa: SIM115
+        self._stack.callback(log.close)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "inference_gateway.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+                "--no-access-log",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+            ],
+            env=self.environment(),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_http(f"{self.url}/resource_server/health", process=self.process)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def log_text(self) -> str:
+        path = self.tmp_path / f"gateway-{self.port}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stack.close()
+
+    def __enter__(self) -> GatewayServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
