@@ -67,9 +67,17 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from resource_server_async.views import core
+    from resource_server_async.views import anthropic, auth, batches, core, jobs, openai, streaming
 
-    return [*core.routes]
+    return [
+        *core.routes,
+        *auth.routes,
+        *openai.routes,
+        *anthropic.routes,
+        *streaming.routes,
+        *jobs.routes,
+        *batches.routes,
+    ]
 
 
 @contextlib.asynccontextmanager

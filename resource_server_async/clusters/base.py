@@ -42,11 +42,5 @@ class BaseCluster:
     def serves_operation(self, operation: str) -> bool:
         return operation in self.row.openai_endpoints
 
-    async def start(self) -> None:
-        """Open long-lived resources (HTTP clients, executors). Called once per process."""
-
-    async def close(self) -> None:
-        """Release what `start` opened."""
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.row.name}>"

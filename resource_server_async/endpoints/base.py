@@ -10,6 +10,7 @@ from resource_server_async.adapter_config import AdapterConfig
 from resource_server_async.errors import GatewayError
 
 if TYPE_CHECKING:
+    from resource_server_async.auth.principal import Principal
     from resource_server_async.clusters.base import BaseCluster
 
 
@@ -27,6 +28,18 @@ class EndpointRow:
     config: dict[str, Any] = field(default_factory=dict)
     tpm_model: int = 0
     tpm_user: int = 0
+
+
+@dataclass(slots=True)
+class InferenceRequest:
+    """One request to run on a model, after authentication, lookup and authorization."""
+
+    operation: str  # "chat/completions", "completions", "embeddings", "responses", "messages"
+    body: dict[str, Any]  # the client's JSON body; "model" is the name the backend serves
+    raw: bytes  # the same body as JSON bytes, as the model server must receive it
+    principal: Principal
+    request_id: str
+    stream: bool = False
 
 
 @dataclass(slots=True)
@@ -61,21 +74,15 @@ class BaseEndpoint:
         """Warnings about this machine's environment for a valid config (e.g. an unset variable)."""
         return []
 
-    async def start(self) -> None:
-        """Open long-lived resources (pooled clients, executors). Called once per process."""
-
-    async def close(self) -> None:
-        """Release what `start` opened."""
-
-    async def complete(self, operation: str, body: bytes) -> UpstreamReply:
-        """Run one non-streaming request; `body` is the JSON the model server must receive."""
+    async def complete(self, request: InferenceRequest) -> UpstreamReply:
+        """Run one non-streaming request and return the model server's answer."""
         raise GatewayError(
             501,
             "operation_not_supported",
-            f"{type(self).__name__} cannot serve {operation} for model {self.row.model!r}",
+            f"{type(self).__name__} cannot serve {request.operation} for model {self.row.model!r}",
         )
 
-    async def open_stream(self, operation: str, body: bytes) -> AsyncIterator[bytes]:
+    async def open_stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
         """Start a streaming request; raise GatewayError before returning if it cannot start.
 
         The returned iterator yields raw SSE bytes as they arrive from the model server.
@@ -83,7 +90,7 @@ class BaseEndpoint:
         raise GatewayError(
             501,
             "streaming_not_supported",
-            f"{type(self).__name__} cannot stream {operation} for model {self.row.model!r}",
+            f"{type(self).__name__} cannot stream {request.operation} for model {self.row.model!r}",
         )
 
     def __repr__(self) -> str:

@@ -1,0 +1,46 @@
+"""Step 4 of a request: may this principal use this cluster and this endpoint?"""
+
+from __future__ import annotations
+
+from resource_server_async.auth.principal import Principal
+from resource_server_async.clusters.base import BaseCluster
+from resource_server_async.endpoints.base import BaseEndpoint
+from resource_server_async.errors import GatewayError
+
+
+def _passes(principal: Principal, groups: frozenset[str], domains: frozenset[str]) -> bool:
+    # Empty lists mean "open". Both restrictions apply when both are set.
+    if groups and principal.groups.isdisjoint(groups):
+        return False
+    return not (domains and principal.idp_domain not in domains)
+
+
+def can_use_cluster(principal: Principal, cluster: BaseCluster) -> bool:
+    return _passes(principal, cluster.row.allowed_groups, cluster.row.allowed_domains)
+
+
+def can_use_endpoint(principal: Principal, endpoint: BaseEndpoint) -> bool:
+    """The cluster's AND the endpoint's restrictions must both pass."""
+    return can_use_cluster(principal, endpoint.cluster) and _passes(
+        principal, endpoint.row.allowed_groups, endpoint.row.allowed_domains
+    )
+
+
+def authorize_endpoint(principal: Principal, endpoint: BaseEndpoint) -> None:
+    if not can_use_endpoint(principal, endpoint):
+        raise GatewayError(
+            403,
+            "permission_denied",
+            f"You are not allowed to use model {endpoint.model!r} on cluster "
+            f"{endpoint.row.cluster!r}. Ask the gateway operator to add your group or domain.",
+        )
+
+
+def authorize_cluster(principal: Principal, cluster: BaseCluster) -> None:
+    if not can_use_cluster(principal, cluster):
+        raise GatewayError(
+            403,
+            "permission_denied",
+            f"You are not allowed to use cluster {cluster.name!r}. "
+            "Ask the gateway operator to add your group or domain.",
+        )

@@ -1,0 +1,5 @@
+"""Routes of the streaming API family (filled in by its issue)."""
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []
