@@ -1,0 +1,1 @@
+"""Executors that run a registered function: on Globus Compute, or locally."""
