@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.db.models import Count, Max
 from pydantic import ValidationError as PydanticValidationError
 
@@ -233,6 +233,9 @@ class Catalog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        # Close the reader thread's database connection, so nothing lingers after shutdown.
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, connections.close_all)
 
 
 catalog = Catalog()

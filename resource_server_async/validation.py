@@ -266,7 +266,7 @@ def validate_endpoint_references(
         return [
             Problem(
                 where,
-                f"framework {framework!r} is not listed in cluster {name!r}'s frameworks "
+                f"framework {framework!r} is not among the frameworks of cluster {name!r} "
                 f"{frameworks}; the endpoint is not served until the cluster lists it",
                 "warning",
             )

@@ -1,17 +1,33 @@
-"""Django's loaddata, then a report of what the loaded catalog still lacks.
+"""Django's loaddata, with errors an operator can act on and a report of cross-row problems.
 
-Row errors (slug, adapter, config) already stop the load in the pre_save check. Problems between
-rows (an endpoint whose cluster is not loaded yet) are reported, not fatal: operators often load
-endpoints.json and clusters.json with two separate commands.
+Row errors (slug, adapter, config) stop the load in the pre_save check and nothing is written.
+Problems between rows (an endpoint whose cluster is not loaded yet) are reported, not fatal:
+operators often load endpoints.json and clusters.json with two separate commands.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
+from django.core.management.base import CommandError
 from django.core.management.commands.loaddata import Command as DjangoLoaddata
 
-from resource_server_async.validation import database_problems
+from resource_server_async.fixture_files import describe_json_error
+from resource_server_async.validation import FixtureRowError, database_problems
+
+
+def _json_syntax_error(label: str) -> str | None:
+    path = Path(label)
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"{path}: {describe_json_error(text, exc)}"
+    return None
 
 
 class Command(DjangoLoaddata):
@@ -21,6 +37,13 @@ class Command(DjangoLoaddata):
     )
 
     def loaddata(self, fixture_labels: Sequence[str]) -> None:
-        super().loaddata(fixture_labels)
+        syntax = [error for label in fixture_labels if (error := _json_syntax_error(label))]
+        if syntax:
+            raise CommandError("Fixtures not loaded:\n  " + "\n  ".join(syntax))
+        try:
+            super().loaddata(fixture_labels)
+        except FixtureRowError as exc:
+            # Raised inside loaddata's transaction: everything it wrote is rolled back.
+            raise CommandError(f"Fixtures not loaded. {exc}") from None
         for problem in database_problems():
             self.stderr.write(self.style.WARNING(f"{problem.level.upper()}: {problem}"))
