@@ -1,0 +1,1 @@
+"""Pure translations between API dialects (Anthropic Messages <-> OpenAI chat/completions)."""
