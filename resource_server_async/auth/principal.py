@@ -29,3 +29,16 @@ class Principal:
             "groups": sorted(self.groups),
             "identity_source": self.identity_source,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Principal:
+        """The inverse of `as_dict` (principals are cached as JSON)."""
+        return cls(
+            id=str(data["id"]),
+            username=str(data["username"]),
+            kind=data["kind"],
+            name=str(data.get("name", "")),
+            idp_domain=str(data.get("idp_domain", "")),
+            groups=frozenset(data.get("groups", ())),
+            identity_source=str(data.get("identity_source", "")),
+        )

@@ -1,0 +1,153 @@
+"""The blocking Globus calls (introspection, Groups membership); run them in worker threads only."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import globus_sdk
+from globus_sdk.config import get_service_url
+from globus_sdk.scopes import GroupsScopes
+from globus_sdk.transport import RequestsTransport, RetryConfig
+
+from resource_server_async.errors import GatewayError
+
+_GROUPS_RESOURCE_SERVER = "groups.api.globus.org"
+_GROUPS_SCOPE = str(GroupsScopes.view_my_groups_and_memberships)
+
+
+class GlobusOutage(Exception):
+    """Globus could not answer (5xx, 429, timeout, connection error): not the caller's fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class GlobusSettings:
+    client_id: str
+    client_secret: str
+    http_timeout: float
+    policies: tuple[str, ...] = ()
+
+    @property
+    def fingerprint(self) -> tuple[str, ...]:
+        # Thread-local clients are rebuilt when any of this changes; the secret only as a hash.
+        return (
+            self.client_id,
+            hashlib.sha256(self.client_secret.encode()).hexdigest(),
+            str(self.http_timeout),
+            get_service_url("auth"),
+            get_service_url("groups"),
+        )
+
+
+class _ThreadClients(threading.local):
+    fingerprint: tuple[str, ...] = ()
+    transport: RequestsTransport | None = None
+    auth: globus_sdk.ConfidentialAppAuthClient | None = None
+
+
+_clients = _ThreadClients()
+
+
+def _no_retries() -> RetryConfig:
+    # The gateway answers 503 at once and the caller retries; SDK back-off would hold a thread
+    # for seconds past the deadline.
+    return RetryConfig(max_retries=0)
+
+
+def _auth_client(conf: GlobusSettings) -> globus_sdk.ConfidentialAppAuthClient:
+    """One SDK client (and HTTP session) per worker thread: requests sessions are not shared."""
+    if _clients.auth is None or _clients.fingerprint != conf.fingerprint:
+        if _clients.transport is not None:
+            _clients.transport.close()
+        _clients.transport = RequestsTransport(http_timeout=conf.http_timeout)
+        _clients.auth = globus_sdk.ConfidentialAppAuthClient(
+            conf.client_id,
+            conf.client_secret,
+            transport=_clients.transport,
+            retry_config=_no_retries(),
+        )
+        _clients.fingerprint = conf.fingerprint
+    return _clients.auth
+
+
+def _is_outage(error: globus_sdk.GlobusAPIError) -> bool:
+    return error.http_status >= 500 or error.http_status == 429
+
+
+def introspect(conf: GlobusSettings, token: str) -> dict[str, Any]:
+    """Globus Auth's introspection of `token`, with session, identities and policy evaluations."""
+    form: dict[str, Any] = {"token": token, "include": "session_info,identity_set_detail"}
+    if conf.policies:
+        form["authentication_policies"] = ",".join(conf.policies)
+    try:
+        response = _auth_client(conf).post(
+            "/v2/oauth2/token/introspect", data=form, encoding="form"
+        )
+    except globus_sdk.NetworkError as exc:
+        raise GlobusOutage(f"introspection: {type(exc).__name__}") from None
+    except globus_sdk.GlobusAPIError as exc:
+        if _is_outage(exc):
+            raise GlobusOutage(f"introspection: HTTP {exc.http_status}") from None
+        # Globus answers 200 {"active": false} for bad tokens; a 4xx here means it refused the
+        # gateway itself (wrong client credentials, unknown policy id): an operator problem.
+        raise GatewayError(
+            500,
+            "globus_rejected_gateway",
+            f"Globus Auth refused the gateway's token introspection (HTTP {exc.http_status}, "
+            f"{exc.code}). The gateway operator must check GLOBUS_APPLICATION_ID, "
+            "GLOBUS_APPLICATION_SECRET and GLOBUS_POLICIES.",
+        ) from None
+    data = response.data
+    if not isinstance(data, dict):
+        raise GlobusOutage("introspection: the answer is not a JSON object")
+    return data
+
+
+def _groups_refused(status: int, step: str) -> GatewayError:
+    return GatewayError(
+        401,
+        "groups_consent_required",
+        f"Globus refused to let the gateway read your group memberships ({step}, HTTP {status}). "
+        "Log out of Globus and log in again, consenting to the gateway's scope (which includes "
+        "viewing your groups), then retry with the new access token.",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def my_group_ids(conf: GlobusSettings, token: str) -> list[str]:
+    """Ids of the Globus groups in which the token's identity is an active member."""
+    try:
+        tokens = _auth_client(conf).oauth2_get_dependent_tokens(token, scope=_GROUPS_SCOPE)
+    except globus_sdk.NetworkError as exc:
+        raise GlobusOutage(f"dependent token grant: {type(exc).__name__}") from None
+    except globus_sdk.GlobusAPIError as exc:
+        if _is_outage(exc):
+            raise GlobusOutage(f"dependent token grant: HTTP {exc.http_status}") from None
+        raise _groups_refused(exc.http_status, "dependent token grant") from None
+    groups_token = tokens.by_resource_server.get(_GROUPS_RESOURCE_SERVER, {}).get("access_token")
+    if not groups_token:
+        raise _groups_refused(200, "no Groups token in the dependent token grant")
+    groups = globus_sdk.GroupsClient(
+        authorizer=globus_sdk.AccessTokenAuthorizer(groups_token),
+        transport=_clients.transport,
+        retry_config=_no_retries(),
+    )
+    try:
+        listing = groups.get_my_groups(statuses="active")
+    except globus_sdk.NetworkError as exc:
+        raise GlobusOutage(f"my_groups: {type(exc).__name__}") from None
+    except globus_sdk.GlobusAPIError as exc:
+        if _is_outage(exc):
+            raise GlobusOutage(f"my_groups: HTTP {exc.http_status}") from None
+        raise _groups_refused(exc.http_status, "Groups API") from None
+    return [str(group["id"]) for group in listing if _active_member(group)]
+
+
+def _active_member(group: dict[str, Any]) -> bool:
+    # `statuses=active` already filters; a listing without memberships is trusted as is.
+    memberships = group.get("my_memberships")
+    if not memberships:
+        return "id" in group
+    return "id" in group and any(m.get("status") == "active" for m in memberships)
