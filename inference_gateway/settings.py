@@ -123,6 +123,19 @@ MAX_REQUEST_BODY_BYTES = env.get_int("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024)
 # How often (s) each worker checks whether clusters or endpoints changed in the database.
 CATALOG_REFRESH_SECONDS = env.get_float("CATALOG_REFRESH_SECONDS", 1.0)
 
+# --- Model servers (direct API endpoints, issue 4) ---------------------------------------------
+
+# Seconds to open a TCP connection to a model server (the whole call uses api_request_timeout).
+UPSTREAM_CONNECT_TIMEOUT = env.get_float("UPSTREAM_CONNECT_TIMEOUT", 10.0)
+# Open connections kept per model server (one pool per server, shared by all its endpoints).
+UPSTREAM_MAX_CONNECTIONS = env.get_int("UPSTREAM_MAX_CONNECTIONS", 256)
+# Seconds an idle pooled connection to a model server stays open.
+UPSTREAM_KEEPALIVE_SECONDS = env.get_float("UPSTREAM_KEEPALIVE_SECONDS", 30.0)
+# Seconds a cluster's model status page (Metis status_url) is reused before it is fetched again.
+MODEL_STATUS_CACHE_SECONDS = env.get_float("MODEL_STATUS_CACHE_SECONDS", 5.0)
+# Seconds a federated route avoids an endpoint after it was unreachable or timed out.
+FEDERATED_BACKOFF_SECONDS = env.get_float("FEDERATED_BACKOFF_SECONDS", 15.0)
+
 # --- Authentication (CONTRACT.md §6 names) ----------------------------------------------------
 
 GLOBUS_APPLICATION_ID = env.get_str("GLOBUS_APPLICATION_ID")

@@ -38,9 +38,39 @@ class EndpointAdmin(admin.ModelAdmin):
     readonly_fields = ["updated_at"]
 
 
+class ApiKeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("active", "active"), ("expired", "expired"), ("revoked", "revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+        now = timezone.now()
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        if self.value() == "expired":
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True).exclude(expires_at__lte=now)
+        return queryset
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "groups", "domain", "created_at", "expires_at", "revoked_at"]
+    """Lists and revokes keys; keys are created with `manage.py create_api_key` (shown once)."""
+
+    list_display = [
+        "name",
+        "prefix",
+        "status",
+        "groups",
+        "domain",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+    ]
+    list_filter = [ApiKeyStatusFilter]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "created_at", "revoked_at"]
     fields = ["name", "prefix", "groups", "domain", "created_at", "expires_at", "revoked_at"]
@@ -50,7 +80,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # A key is shown only once at creation, which the admin form cannot do safely.
         return False
 
+    @admin.display(description="status")
+    def status(self, obj: ApiKey) -> str:
+        if obj.revoked_at is not None:
+            return "revoked"
+        return "active" if obj.is_active else "expired"
+
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Revoked {count} key(s). They stop working within API_KEY_CACHE_SECONDS.",
+            messages.SUCCESS,
+        )

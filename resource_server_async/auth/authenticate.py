@@ -8,6 +8,9 @@ from resource_server_async.auth.api_keys import api_key_validator, is_api_key
 from resource_server_async.auth.principal import Principal
 from resource_server_async.errors import GatewayError
 
+# Globus access tokens and gateway keys are well under this.
+MAX_CREDENTIAL_LENGTH = 4096
+
 _MISSING = (
     "No credential was sent. Send 'Authorization: Bearer <token>' with a Globus access token "
     "or a gateway API key."
@@ -36,7 +39,16 @@ def credential(request: Request, allow_x_api_key: bool = False) -> str:
 
 
 async def authenticate(request: Request, allow_x_api_key: bool = False) -> Principal:
+    """The caller as a Principal; 401 for a bad credential, 503 when Globus cannot answer."""
     token = credential(request, allow_x_api_key)
+    if len(token) > MAX_CREDENTIAL_LENGTH or not token.isascii():
+        # Real tokens are short ASCII; anything else is refused before hashing or a network call.
+        raise GatewayError(
+            401,
+            "malformed_credential",
+            "The credential is not a Globus access token or a gateway API key.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
     if is_api_key(token):
         return await api_key_validator.validate(token)
     from resource_server_async.auth.globus import globus_validator

@@ -1,5 +1,18 @@
-"""Routes of the auth API family (filled in by its issue)."""
+"""Routes of the auth API family: who the gateway thinks the caller is."""
 
-from starlette.routing import BaseRoute
+from __future__ import annotations
 
-routes: list[BaseRoute] = []
+from starlette.requests import Request
+from starlette.routing import Route
+
+from resource_server_async.auth.authenticate import authenticate
+from resource_server_async.http import JSONResponse
+
+
+async def whoami(request: Request) -> JSONResponse:
+    """The authenticated principal: identity, identity-provider domain and groups."""
+    principal = await authenticate(request)
+    return JSONResponse(principal.as_dict())
+
+
+routes = [Route("/resource_server/whoami", whoami, methods=["GET"])]
