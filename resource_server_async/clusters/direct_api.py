@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from pydantic import Field, field_validator
 
 from resource_server_async.adapter_config import AdapterConfig, check_http_url
-from resource_server_async.clusters.base import BaseCluster
+from resource_server_async.clusters.base import BaseCluster, ClusterRow
+from resource_server_async.clusters.status_page import StatusPage
 
 
 class DirectAPIClusterConfig(AdapterConfig):
@@ -19,4 +21,19 @@ class DirectAPIClusterConfig(AdapterConfig):
 
 
 class DirectAPICluster(BaseCluster):
+    """With a `status_url`, models must be "Live" there (as on Metis); without one, requests go
+    straight to the servers."""
+
     Config = DirectAPIClusterConfig
+
+    def __init__(self, row: ClusterRow, config: AdapterConfig) -> None:
+        super().__init__(row, config)
+        assert isinstance(config, DirectAPIClusterConfig)
+        self.status_page: StatusPage | None = None
+        if config.status_url:
+            self.status_page = StatusPage(
+                row.name,
+                config.status_url,
+                config.api_request_timeout,
+                settings.MODEL_STATUS_CACHE_SECONDS,
+            )

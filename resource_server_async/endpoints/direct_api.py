@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, ClassVar, Literal
 
+import aiohttp
+from django.conf import settings
 from pydantic import Field, field_validator
 
+from resource_server_async import upstream_errors
 from resource_server_async.adapter_config import AdapterConfig, check_http_url
-from resource_server_async.endpoints.base import BaseEndpoint
+from resource_server_async.clusters.status_page import LIVE, status_page_of
+from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
+from resource_server_async.errors import GatewayError
+from resource_server_async.upstream import api_base, clients, origin_of
+
+if TYPE_CHECKING:
+    from resource_server_async.clusters.base import BaseCluster
+    from resource_server_async.endpoints.base import EndpointRow
 
 
 class DirectAPIEndpointConfig(AdapterConfig):
@@ -16,6 +28,11 @@ class DirectAPIEndpointConfig(AdapterConfig):
         default=None, description="name of the environment variable that holds the server's key"
     )
     api_request_timeout: float = Field(default=120.0, gt=0, description="seconds")
+    # Anthropic Messages (resource_server_async/messages_api.py): "native" passes requests
+    # through, "translate" sends them as chat/completions, "auto" tries native first.
+    messages_api: Literal["auto", "native", "translate"] = Field(
+        default="auto", description="how Anthropic Messages requests reach this server"
+    )
 
     @field_validator("api_url")
     @classmethod
@@ -23,8 +40,31 @@ class DirectAPIEndpointConfig(AdapterConfig):
         return check_http_url(value)
 
 
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
 class DirectAPIEndpoint(BaseEndpoint):
+    """POSTs the client's body, byte for byte, to `{api_url}/v1/{operation}` over a pooled
+    connection, and hands back the answer or the event stream as it arrives."""
+
     Config = DirectAPIEndpointConfig
+    # Metis sets this: its models may only be called while "Live" in the cluster's status.
+    requires_status_page: ClassVar[bool] = False
+
+    def __init__(self, row: EndpointRow, config: AdapterConfig, cluster: BaseCluster) -> None:
+        super().__init__(row, config, cluster)
+        assert isinstance(config, DirectAPIEndpointConfig)
+        self.base_url = api_base(config.api_url)
+        self._origin = origin_of(self.base_url)
+        self._key_name = config.api_key_env_name
+        self._seconds = config.api_request_timeout
+        connect = min(settings.UPSTREAM_CONNECT_TIMEOUT, self._seconds)
+        self._call_timeout = aiohttp.ClientTimeout(total=self._seconds, sock_connect=connect)
+        # A stream may run for long; what must not happen is a silence longer than the timeout.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect, sock_read=self._seconds
+        )
 
     @classmethod
     def environment_problems(cls, config: AdapterConfig) -> list[str]:
@@ -36,3 +76,119 @@ class DirectAPIEndpoint(BaseEndpoint):
                 "requests to this endpoint will be refused until it is"
             ]
         return []
+
+    def url_for(self, operation: str) -> str:
+        return f"{self.base_url}/v1/{operation}"
+
+    def _key(self) -> str | None:
+        """The server's key, read at request time; a configured but unset variable is refused
+        rather than sending an empty key the server would answer with a confusing 401."""
+        if not self._key_name:
+            return None
+        key = os.environ.get(self._key_name, "").strip()
+        if not key:
+            raise GatewayError(
+                503,
+                "endpoint_key_missing",
+                f"The gateway cannot call model {self.model!r} on cluster {self.row.cluster!r}: "
+                f"the environment variable {self._key_name} that holds its API key is not set. "
+                "Ask the gateway operator to set it.",
+                info={"cluster": self.row.cluster, "model": self.model},
+            )
+        return key
+
+    @staticmethod
+    def _headers(key: str | None) -> dict[str, str]:
+        if key is None:
+            return {"Content-Type": "application/json"}
+        return {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+
+    async def _require_live(self) -> None:
+        page = status_page_of(self.cluster)
+        if page is None:
+            if self.requires_status_page:
+                raise GatewayError(
+                    503,
+                    "cluster_status_unavailable",
+                    f"Model {self.model!r} needs a status page on cluster {self.row.cluster!r}, "
+                    "and the cluster has none (config.status_url). Ask the gateway operator.",
+                    info={"cluster": self.row.cluster, "model": self.model},
+                )
+            return
+        state = await page.state_of(self.model)
+        if state is None or state.lower() != LIVE:
+            raise upstream_errors.not_live(self, state or "not listed")
+
+    async def complete(self, request: InferenceRequest) -> UpstreamReply:
+        key = self._key()
+        await self._require_live()
+        session = clients.session(self._origin)
+        try:
+            async with session.post(
+                self.url_for(request.operation),
+                data=request.raw,
+                headers=self._headers(key),
+                timeout=self._call_timeout,
+            ) as response:
+                body = await response.read()
+                status = response.status
+                content_type = response.content_type
+        except TimeoutError:
+            raise upstream_errors.timed_out(self, self._seconds) from None
+        except aiohttp.ClientConnectorError:
+            raise upstream_errors.unreachable(self) from None
+        except aiohttp.ClientError as exc:
+            raise upstream_errors.broken(self, _reason(exc)) from None
+        if not 200 <= status < 300:
+            raise upstream_errors.reply_error(status, body, self, key)
+        return UpstreamReply(status, body, content_type)
+
+    async def open_stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
+        key = self._key()
+        await self._require_live()
+        session = clients.session(self._origin)
+        try:
+            response = await session.post(
+                self.url_for(request.operation),
+                data=request.raw,
+                headers=self._headers(key),
+                timeout=self._stream_timeout,
+            )
+        except TimeoutError:
+            raise upstream_errors.timed_out(self, self._seconds) from None
+        except aiohttp.ClientConnectorError:
+            raise upstream_errors.unreachable(self) from None
+        except aiohttp.ClientError as exc:
+            raise upstream_errors.broken(self, _reason(exc)) from None
+        if not 200 <= response.status < 300:
+            try:
+                body = await response.read()
+            except (TimeoutError, aiohttp.ClientError):
+                body = b""
+            finally:
+                response.release()
+            raise upstream_errors.reply_error(response.status, body, self, key)
+        if response.content_type != "text/event-stream":
+            response.close()
+            raise upstream_errors.broken(
+                self, f"it answered a stream request with {response.content_type!r}"
+            )
+        return self._events(response)
+
+    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for chunk in response.content.iter_any():
+                yield chunk
+            finished = True
+        except TimeoutError:
+            raise upstream_errors.stream_stalled(self, self._seconds) from None
+        except aiohttp.ClientError:
+            raise upstream_errors.stream_cut(self) from None
+        finally:
+            # Closing (not releasing) an unfinished answer drops the connection, which is how
+            # the model server learns to stop generating for a client that went away.
+            if finished:
+                response.release()
+            else:
+                response.close()

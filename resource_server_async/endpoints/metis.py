@@ -6,4 +6,7 @@ from resource_server_async.endpoints.direct_api import DirectAPIEndpoint
 
 
 class MetisEndpoint(DirectAPIEndpoint):
-    pass
+    """Calls like DirectAPIEndpoint, and only while the cluster's status page lists the model
+    as "Live" (else 503 with the status seen)."""
+
+    requires_status_page = True

@@ -1,0 +1,238 @@
+"""The shared inference path of every inference route: admit, resolve, run, and respond.
+
+A route calls `run` (cluster-scoped) or `routing.run_federated`. Families that need to change
+the request or the answer on the way (Anthropic Messages translated to chat/completions) use
+the steps one by one: `admit` -> `resolve` -> `prepare` -> the endpoint's `complete` or
+`open_stream` -> `json_response` / `EventStreamResponse(relay(...))`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from django.conf import settings
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from resource_server_async import upstream_errors
+from resource_server_async.auth.authenticate import authenticate
+from resource_server_async.auth.permissions import authorize_endpoint
+from resource_server_async.auth.principal import Principal
+from resource_server_async.catalog import catalog
+from resource_server_async.clusters.base import BaseCluster
+from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
+from resource_server_async.errors import Dialect, GatewayError, sse_error_event
+from resource_server_async.http import read_json_object
+from resource_server_async.visibility import listing, usable_clusters, usable_models
+
+logger = logging.getLogger(__name__)
+
+# Checks a parsed body for an operation; raises a 400 GatewayError (schemas.openai.validate).
+Validator = Callable[[str, dict[str, Any]], None]
+
+# Operations that answer `stream: true` with server-sent events; others ignore the flag.
+STREAMING_OPERATIONS = frozenset({"chat/completions", "completions", "responses", "messages"})
+# OpenAI-compatible servers end these streams with `data: [DONE]`; one that ends without it
+# was cut off, and the client must hear so rather than take a partial answer as whole.
+DONE_TERMINATED = frozenset({"chat/completions", "completions"})
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_MAX_REQUEST_ID = 128
+
+
+@dataclass(slots=True)
+class Admitted:
+    """A request that passed authentication, parsing and validation; not yet bound to a model."""
+
+    principal: Principal
+    body: dict[str, Any]
+    raw: bytes
+    model: str
+    request_id: str
+    stream: bool
+
+
+async def admit(
+    request: Request, operation: str, dialect: Dialect, validate: Validator
+) -> Admitted:
+    """Authenticate first (no body is read for strangers), then read, parse and validate."""
+    principal = await authenticate(request, allow_x_api_key=dialect is Dialect.ANTHROPIC)
+    body, raw = await read_json_object(request)
+    validate(operation, body)
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        # Validators check this too; the pipeline cannot route without it whatever they do.
+        raise GatewayError(
+            400, "missing_required_parameter", "Missing required parameter: 'model'.", param="model"
+        )
+    request_id = request.headers.get("x-request-id", "")[:_MAX_REQUEST_ID] or uuid.uuid4().hex
+    return Admitted(principal, body, raw, model, request_id, body.get("stream") is True)
+
+
+def find_cluster(principal: Principal, cluster_name: str, framework: str) -> BaseCluster:
+    """The cluster, which must have the framework; 404 naming what the caller may use."""
+    cluster = catalog.cluster(cluster_name)
+    if cluster is None:
+        raise GatewayError(
+            404,
+            "cluster_not_found",
+            f"There is no cluster {cluster_name!r}. Clusters you may use: "
+            f"{listing(usable_clusters(principal), 'none')}.",
+        )
+    if framework not in cluster.row.frameworks:
+        raise GatewayError(
+            404,
+            "framework_not_found",
+            f"Cluster {cluster_name!r} has no framework {framework!r}. It has: "
+            f"{listing(list(cluster.row.frameworks), 'none')}.",
+        )
+    return cluster
+
+
+def resolve(
+    principal: Principal, cluster_name: str, framework: str, model: str, operation: str
+) -> BaseEndpoint:
+    """The endpoint for (cluster, framework, model), authorized and not under maintenance.
+
+    404 messages list only what this principal may use.
+    """
+    cluster = find_cluster(principal, cluster_name, framework)
+    if not cluster.serves_operation(operation):
+        offered = ", ".join(f"/v1/{op}" for op in cluster.row.openai_endpoints) or "nothing"
+        raise GatewayError(
+            404,
+            "operation_not_offered",
+            f"Cluster {cluster_name!r} does not offer /v1/{operation}. It offers: {offered}.",
+        )
+    endpoint = catalog.lookup(cluster_name, framework, model)
+    if endpoint is None:
+        models = usable_models(principal, cluster=cluster_name, framework=framework)
+        raise GatewayError(
+            404,
+            "model_not_found",
+            f"Model {model!r} is not served by {framework!r} on cluster {cluster_name!r}. "
+            f"Models you may use there: {listing(models, 'none')}.",
+            param="model",
+        )
+    authorize_endpoint(principal, endpoint)
+    check_maintenance(cluster_name)
+    return endpoint
+
+
+def check_maintenance(cluster_name: str) -> None:
+    notice = settings.MAINTENANCE_ERROR_NOTICES.get(cluster_name)
+    if notice:
+        raise GatewayError(503, "cluster_maintenance", str(notice), info={"cluster": cluster_name})
+
+
+def prepare(endpoint: BaseEndpoint, operation: str, admitted: Admitted) -> InferenceRequest:
+    """The request for this endpoint: `model` becomes the name the server serves (the lookup is
+    case-insensitive); when it already is, the client's bytes are sent as they came."""
+    body, raw = admitted.body, admitted.raw
+    if admitted.model != endpoint.model:
+        body = {**body, "model": endpoint.model}
+        raw = orjson.dumps(body)
+    return InferenceRequest(
+        operation=operation,
+        body=body,
+        raw=raw,
+        principal=admitted.principal,
+        request_id=admitted.request_id,
+        stream=admitted.stream and operation in STREAMING_OPERATIONS,
+    )
+
+
+def _looks_like_json_object(body: bytes) -> bool:
+    # A full parse of every answer (embeddings can be megabytes) is not worth it; a truncated
+    # or non-JSON answer fails this check.
+    if body[:1] != b"{":
+        body = body.strip()
+    return body[:1] == b"{" and body.rstrip()[-1:] == b"}"
+
+
+def json_response(reply: UpstreamReply, endpoint: BaseEndpoint) -> Response:
+    """The model server's JSON answer as it came, or the caller's error for a failed one."""
+    if not 200 <= reply.status < 300:
+        raise upstream_errors.reply_error(reply.status, reply.body, endpoint)
+    if not _looks_like_json_object(reply.body):
+        raise upstream_errors.broken(endpoint, "its answer is not a JSON object")
+    return Response(reply.body, status_code=reply.status, media_type="application/json")
+
+
+async def relay(
+    chunks: AsyncIterator[bytes], dialect: Dialect, endpoint: BaseEndpoint, expect_done: bool
+) -> AsyncIterator[bytes]:
+    """Pass SSE bytes through as they arrive; a failure after the start becomes a final error
+    event in the caller's dialect, so the client always sees the stream end."""
+    previous = last = b""
+    try:
+        async for chunk in chunks:
+            if chunk:
+                previous, last = last, chunk
+                yield chunk
+        if expect_done:
+            tail = last[-32:] if len(last) >= 32 else previous[-32:] + last
+            if b"[DONE]" not in tail:
+                yield sse_error_event(upstream_errors.stream_cut(endpoint), dialect)
+    except GatewayError as exc:
+        yield sse_error_event(exc, dialect)
+    except Exception:
+        logger.exception("stream from %r failed", endpoint)
+        yield sse_error_event(
+            GatewayError(502, "stream_failed", "The gateway failed while relaying the stream."),
+            dialect,
+        )
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class EventStreamResponse(StreamingResponse):
+    """SSE passed through unbuffered. Starlette stops the stream when the client disconnects;
+    closing the iterator here makes the endpoint drop its upstream call at once."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, events: AsyncIterator[bytes], headers: dict[str, str] | None = None):
+        super().__init__(events, headers={**SSE_HEADERS, **(headers or {})})
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self._events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def execute(endpoint: BaseEndpoint, call: InferenceRequest, dialect: Dialect) -> Response:
+    """Run the call on the endpoint. Errors before the answer starts raise GatewayError (the
+    caller's HTTP error); errors during a stream end it with an error event."""
+    if call.stream:
+        chunks = await endpoint.open_stream(call)
+        expect_done = call.operation in DONE_TERMINATED
+        return EventStreamResponse(relay(chunks, dialect, endpoint, expect_done))
+    return json_response(await endpoint.complete(call), endpoint)
+
+
+async def run(
+    request: Request,
+    *,
+    cluster: str,
+    framework: str,
+    operation: str,
+    dialect: Dialect,
+    validate: Validator,
+) -> Response:
+    """A cluster-scoped inference request, from the HTTP request to the answer."""
+    admitted = await admit(request, operation, dialect, validate)
+    endpoint = resolve(admitted.principal, cluster, framework, admitted.model, operation)
+    return await execute(endpoint, prepare(endpoint, operation, admitted), dialect)

@@ -1,0 +1,84 @@
+"""One pooled aiohttp client session per model server, created lazily, closed at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+from django.conf import settings
+
+from resource_server_async.lifecycle import on_shutdown
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host:port` of a URL: every endpoint on one server shares that server's pool."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def api_base(api_url: str) -> str:
+    """The server's base URL without a trailing `/` or `/v1`, so `{base}/v1/{operation}` works
+    whichever of `http://h:8000`, `http://h:8000/`, `http://h:8000/v1` an operator wrote."""
+    base = api_url.strip().rstrip("/")
+    if base.endswith("/v1"):
+        base = base[: -len("/v1")]
+    return base
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+class UpstreamClients:
+    """The process's sessions, one per origin. A session belongs to the event loop that made it,
+    so a different running loop (a test's, a restarted server's) gets a fresh one."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
+
+    def session(self, origin: str) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        entry = self._sessions.get(origin)
+        if entry is not None and entry[0] is loop and not entry[1].closed:
+            return entry[1]
+        session = self._new_session()
+        self._sessions[origin] = (loop, session)
+        # Registered again after every shutdown (run_shutdown_hooks forgets hooks it ran).
+        on_shutdown(self.close)
+        return session
+
+    @staticmethod
+    def _new_session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=settings.UPSTREAM_MAX_CONNECTIONS,
+            keepalive_timeout=settings.UPSTREAM_KEEPALIVE_SECONDS,
+            ttl_dns_cache=300,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            json_serialize=_dumps,
+            # Endpoints pass their own timeout per call; this is only the fallback.
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=settings.UPSTREAM_CONNECT_TIMEOUT
+            ),
+            # Compressing on loopback or a cluster network costs CPU on both ends and delays
+            # streamed chunks; ask servers not to.
+            headers={"Accept-Encoding": "identity"},
+            trust_env=False,
+        )
+
+    @property
+    def origins(self) -> list[str]:
+        return list(self._sessions)
+
+    async def close(self) -> None:
+        sessions, self._sessions = self._sessions, {}
+        loop = asyncio.get_running_loop()
+        for owner, session in sessions.values():
+            if owner is loop and not session.closed:
+                await session.close()
+
+
+clients = UpstreamClients()

@@ -1,0 +1,551 @@
+"""A fake OpenAI-compatible model server on loopback, with fault injection, for tests and bench.
+
+Answers /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses (streaming too) and
+GET /v1/models in OpenAI's shapes, deterministically (the reply echoes the prompt). One server
+serves many tests: faults are chosen per request, by a `fake` object in the JSON body (which the
+gateway forwards like any unknown field) or by X-Fake-* headers (for direct calls):
+
+    {"fake": {"status": 500}}          answer with this HTTP status and an OpenAI-style error
+    {"fake": {"delay": 0.5}}           wait before answering (seconds)
+    {"fake": {"malformed": true}}      answer 200 with a truncated JSON body
+    {"fake": {"stop_after": 2}}        stream: drop the connection after 2 events, mid-stream
+    {"fake": {"chunk_delay": 0.2}}     stream: wait between events (a slow stream)
+    {"fake": {"chunks": 50}}           stream: at least this many content events
+    {"fake": {"no_done": true}}        stream: end cleanly but without `data: [DONE]`
+    {"fake": {"id": "s1"}}             stream: name it, to look up `streams["s1"]` afterwards
+
+It records every request (method, path, headers, body) and what became of each stream, and can
+serve a Metis-style status page (GET /status) from `status_document`.
+
+Standalone (the benchmark reuses it): python -m tests.fake_backend --port 8081 [--api-key KEY]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import struct
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+SSE = "text/event-stream"
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return orjson.loads(self.body) if self.body else None
+
+
+@dataclass
+class Faults:
+    status: int | None = None
+    delay: float = 0.0
+    malformed: bool = False
+    stop_after: int | None = None
+    chunk_delay: float = 0.0
+    chunks: int = 0
+    no_done: bool = False
+    id: str | None = None  # names the stream in FakeBackend.streams
+
+    @classmethod
+    def of(cls, request: web.Request, body: Any) -> Faults:
+        spec: dict[str, Any] = {}
+        if isinstance(body, dict) and isinstance(body.get("fake"), dict):
+            spec.update(body["fake"])
+        for name in ("status", "delay", "malformed", "stop_after", "chunk_delay", "chunks"):
+            header = request.headers.get("X-Fake-" + name.replace("_", "-").title())
+            if header is not None:
+                spec[name] = header.lower() in ("1", "true") if name == "malformed" else header
+        return cls(
+            status=int(spec["status"]) if spec.get("status") is not None else None,
+            delay=float(spec.get("delay", 0)),
+            malformed=bool(spec.get("malformed", False)),
+            stop_after=int(spec["stop_after"]) if spec.get("stop_after") is not None else None,
+            chunk_delay=float(spec.get("chunk_delay", 0)),
+            chunks=int(spec.get("chunks", 0)),
+            no_done=bool(spec.get("no_done", False)),
+            id=str(spec["id"]) if spec.get("id") is not None else request.headers.get("X-Fake-Id"),
+        )
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def _vector(text: str, dimensions: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round((digest[i % len(digest)] - 128) / 128, 6) for i in range(dimensions)]
+
+
+def _error_body(status: int, message: str) -> bytes:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return orjson.dumps(
+        {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    )
+
+
+def _event(data: Any, name: str | None = None) -> bytes:
+    prefix = f"event: {name}\n".encode() if name else b""
+    return prefix + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+@dataclass
+class FakeBackend:
+    """The server's state; `app()` builds the aiohttp application around it."""
+
+    api_key: str | None = None
+    models: tuple[str, ...] = ("fake-model",)
+    status_document: dict[str, Any] = field(default_factory=dict)
+    requests: deque[Recorded] = field(default_factory=lambda: deque(maxlen=500))
+    # stream id -> "open" | "completed" | "aborted by client" | "cut" (fault stop_after)
+    streams: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    _thread: threading.Thread | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _runner: web.AppRunner | None = None
+
+    # --- state for tests -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def last(self) -> Recorded:
+        return self.requests[-1]
+
+    def requests_to(self, path: str) -> list[Recorded]:
+        return [r for r in self.requests if r.path == path]
+
+    def wait_for_stream_end(self, stream_id: str, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.streams.get(stream_id, "open")
+            if state != "open":
+                return state
+            time.sleep(0.02)
+        return self.streams.get(stream_id, "open")
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/status", self._status)
+        app.router.add_get("/_fake/requests", self._recorded)
+        return app
+
+    async def _begin(self, request: web.Request) -> tuple[Any, Faults, web.Response | None]:
+        """Record the request, apply delay and status faults; (body, faults, early answer)."""
+        raw = await request.read()
+        self.requests.append(
+            Recorded(
+                request.method, request.path, {str(k): v for k, v in request.headers.items()}, raw
+            )
+        )
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            return None, Faults(), self._json(400, _error_body(400, "body is not JSON"))
+        faults = Faults.of(request, body)
+        if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return body, faults, self._json(401, _error_body(401, "invalid API key"))
+        if faults.delay:
+            await asyncio.sleep(faults.delay)
+        if faults.status is not None:
+            message = f"fake failure with status {faults.status}"
+            return body, faults, self._json(faults.status, _error_body(faults.status, message))
+        if not isinstance(body, dict) or "model" not in body:
+            return body, faults, self._json(400, _error_body(400, "model is required"))
+        if faults.malformed:
+            return body, faults, self._json(200, b'{"id": "cmpl-broken", "choices": [')
+        return body, faults, None
+
+    @staticmethod
+    def _json(status: int, body: bytes) -> web.Response:
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    async def _stream(
+        self, request: web.Request, faults: Faults, events: Iterable[bytes], done: bool
+    ) -> web.StreamResponse:
+        stream_id = faults.id or uuid.uuid4().hex
+        self.streams[stream_id] = "open"
+        response = web.StreamResponse(
+            headers={"Content-Type": SSE, "Cache-Control": "no-cache", "X-Fake-Stream": stream_id}
+        )
+        await response.prepare(request)
+        try:
+            for index, event in enumerate(events):
+                if faults.stop_after is not None and index >= faults.stop_after:
+                    self.streams[stream_id] = "cut"
+                    # Abort: the client sees the chunked body end without its terminator.
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
+                if faults.chunk_delay and index:
+                    await asyncio.sleep(faults.chunk_delay)
+                await response.write(event)
+            if done and not faults.no_done:
+                await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            self.streams[stream_id] = "completed"
+        except (ConnectionError, asyncio.CancelledError):
+            self.streams[stream_id] = "aborted by client"
+        return response
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body, faults, early = await self._begin(request)
+        if early is not None:
+            return early
+        messages = body.get("messages") or []
+        prompt = " ".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        reply = "Echo: " + (_text_of(users[-1].get("content")) if users else "")
+        words = _words(reply)
+        while len(words) < faults.chunks:
+            words.append(f"w{len(words)}")
+        usage = {
+            "prompt_tokens": len(_words(prompt)),
+            "completion_tokens": len(words),
+            "total_tokens": len(_words(prompt)) + len(words),
+        }
+        ident, created, model = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time()), body["model"]
+        if body.get("stream") is True:
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+            def events() -> Iterable[bytes]:
+                base = {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                }
+                yield _event(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"role": "assistant", "content": ""},
+                                "finish_reason": None,
+                            }
+                        ],
+                    }
+                )
+                for i, word in enumerate(words):
+                    piece = word if i == 0 else " " + word
+                    yield _event(
+                        {
+                            **base,
+                            "choices": [
+                                {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                            ],
+                        }
+                    )
+                yield _event(
+                    {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                )
+                if include_usage:
+                    yield _event({**base, "choices": [], "usage": usage})
+
+            return await self._stream(request, faults, events(), done=True)
+        answer = {
+            "id": ident,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": " ".join(words)},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage,
+        }
+        return self._json(200, orjson.dumps(answer))
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body, faults, early = await self._begin(request)
+        if early is not None:
+            return early
+        prompt = body.get("prompt")
+        prompt_text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))
+        words = _words("Echo: " + prompt_text)
+        while len(words) < faults.chunks:
+            words.append(f"w{len(words)}")
+        usage = {
+            "prompt_tokens": len(_words(prompt_text)),
+            "completion_tokens": len(words),
+            "total_tokens": len(_words(prompt_text)) + len(words),
+        }
+        ident, created, model = f"cmpl-{uuid.uuid4().hex[:12]}", int(time.time()), body["model"]
+        if body.get("stream") is True:
+
+            def events() -> Iterable[bytes]:
+                base = {
+                    "id": ident,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                }
+                for word in words:
+                    yield _event(
+                        {
+                            **base,
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "text": " " + word,
+                                    "logprobs": None,
+                                    "finish_reason": None,
+                                }
+                            ],
+                        }
+                    )
+                yield _event(
+                    {
+                        **base,
+                        "choices": [
+                            {"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}
+                        ],
+                    }
+                )
+
+            return await self._stream(request, faults, events(), done=True)
+        answer = {
+            "id": ident,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": " " + " ".join(words),
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage,
+        }
+        return self._json(200, orjson.dumps(answer))
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body, _, early = await self._begin(request)
+        if early is not None:
+            return early
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else [str(i) for i in (inputs or [])]
+        dimensions = int(body.get("dimensions") or 8)
+        data = []
+        for index, text in enumerate(texts):
+            vector = _vector(text, dimensions)
+            embedding: Any = vector
+            if body.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(len(_words(t)) for t in texts)
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return self._json(200, orjson.dumps(answer))
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        body, faults, early = await self._begin(request)
+        if early is not None:
+            return early
+        given = body.get("input")
+        text_in = (
+            given
+            if isinstance(given, str)
+            else " ".join(
+                _text_of(item.get("content")) for item in given or [] if isinstance(item, dict)
+            )
+        )
+        words = _words("Echo: " + text_in)
+        while len(words) < faults.chunks:
+            words.append(f"w{len(words)}")
+        text = " ".join(words)
+        ident, item_id = f"resp_{uuid.uuid4().hex[:12]}", f"msg_{uuid.uuid4().hex[:12]}"
+        usage = {
+            "input_tokens": len(_words(text_in)),
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": len(words),
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": len(_words(text_in)) + len(words),
+        }
+
+        def response(status: str, content: list[Any], with_usage: bool) -> dict[str, Any]:
+            output = (
+                [
+                    {
+                        "type": "message",
+                        "id": item_id,
+                        "status": status,
+                        "role": "assistant",
+                        "content": content,
+                    }
+                ]
+                if content
+                else []
+            )
+            return {
+                "id": ident,
+                "object": "response",
+                "created_at": int(time.time()),
+                "status": status,
+                "model": body["model"],
+                "output": output,
+                "parallel_tool_calls": True,
+                "tool_choice": "auto",
+                "tools": [],
+                "usage": usage if with_usage else None,
+            }
+
+        part = {"type": "output_text", "text": text, "annotations": []}
+        if body.get("stream") is True:
+
+            def events() -> Iterable[bytes]:
+                seq = 0
+
+                def ev(kind: str, **data: Any) -> bytes:
+                    nonlocal seq
+                    seq += 1
+                    return _event({"type": kind, "sequence_number": seq, **data}, kind)
+
+                yield ev("response.created", response=response("in_progress", [], False))
+                for i, word in enumerate(words):
+                    yield ev(
+                        "response.output_text.delta",
+                        item_id=item_id,
+                        output_index=0,
+                        content_index=0,
+                        delta=word if i == 0 else " " + word,
+                    )
+                yield ev(
+                    "response.output_text.done",
+                    item_id=item_id,
+                    output_index=0,
+                    content_index=0,
+                    text=text,
+                )
+                yield ev("response.completed", response=response("completed", [part], True))
+
+            return await self._stream(request, faults, events(), done=False)
+        return self._json(200, orjson.dumps(response("completed", [part], True)))
+
+    async def _models(self, request: web.Request) -> web.Response:
+        self.requests.append(
+            Recorded(
+                request.method, request.path, {str(k): v for k, v in request.headers.items()}, b""
+            )
+        )
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
+        return self._json(200, orjson.dumps({"object": "list", "data": data}))
+
+    async def _status(self, request: web.Request) -> web.Response:
+        self.requests.append(
+            Recorded(
+                request.method, request.path, {str(k): v for k, v in request.headers.items()}, b""
+            )
+        )
+        return self._json(200, orjson.dumps(self.status_document))
+
+    async def _recorded(self, request: web.Request) -> web.Response:
+        rows = [
+            {
+                "method": r.method,
+                "path": r.path,
+                "headers": r.headers,
+                "body": r.body.decode(errors="replace"),
+            }
+            for r in self.requests
+        ]
+        return self._json(200, orjson.dumps(rows))
+
+    # --- running in a background thread (tests) ----------------------------------------------
+
+    def start(self, port: int = 0) -> FakeBackend:
+        ready = threading.Event()
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            self._runner = web.AppRunner(self.app(), access_log=None)
+            loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", port)
+            loop.run_until_complete(site.start())
+            self.port = int(self._runner.addresses[0][1])
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, name="fake-backend", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake backend did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> FakeBackend:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    parser.add_argument("--model", action="append", help="model name for /v1/models (repeat)")
+    args = parser.parse_args()
+    backend = FakeBackend(api_key=args.api_key, models=tuple(args.model or ["fake-model"]))
+    with contextlib.suppress(KeyboardInterrupt):
+        web.run_app(backend.app(), host=args.host, port=args.port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
