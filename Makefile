@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench clean model-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# --- Demo model server (Anthropic/demo helper) ---------------------------------------------
+# SmolLM2 served by llama-cpp-python in its own virtualenv: its FastAPI/starlette pins must not
+# meet ours. The first build compiles llama.cpp (~10 min on 2 cores) into a wheel cache that
+# later builds reuse; see the script for why.
+MODEL_VENV ?= .venv-model
+MODEL_STAMP := $(MODEL_VENV)/.installed
+LLAMA_CPP_VERSION := 0.3.36
+SMOLLM2_VERSION := 0.1.2
+
+$(MODEL_STAMP): scripts/build_model_venv.sh
+	bash scripts/build_model_venv.sh $(PYTHON) $(MODEL_VENV) $(LLAMA_CPP_VERSION) $(SMOLLM2_VERSION)
+	touch $(MODEL_STAMP)
+
+model-venv: $(MODEL_STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -26,8 +41,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-demo: $(STAMP)
+demo: $(STAMP) $(MODEL_STAMP)
 	$(PY) -m scripts.demo
 
+bench: $(STAMP)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MODEL_VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

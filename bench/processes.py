@@ -1,0 +1,81 @@
+"""Starting, pinning and measuring the benchmark's processes (gateway, backend) from /proc."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def pinned(command: list[str], core: int | None) -> list[str]:
+    """Prefix `command` with taskset so that it runs on one core only (when there are 2+)."""
+    if core is None or (os.cpu_count() or 1) < 2:
+        return command
+    return ["taskset", "-c", str(core), *command]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime field 14, stime field 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_megabytes(pid: int) -> float:
+    resident_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return resident_pages * PAGE_SIZE / 2**20
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def start(
+    name: str, command: list[str], env: dict[str, str], log: Path, core: int | None
+) -> Process:
+    handle = open(log, "wb")  # noqa: SIM115  (owned by the child for its lifetime)
+    popen = subprocess.Popen(
+        pinned(command, core), env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT
+    )
+    return Process(name, popen)
+
+
+def python() -> str:
+    return sys.executable

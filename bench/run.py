@@ -1,0 +1,450 @@
+"""`make bench`: the gateway's own cost, as ratios against calling the model server directly.
+
+One gateway worker (uvicorn, pinned to core 0) proxies to the fake backend of tests/fake_backend.py
+(pinned, with the load driver wrk, to core 1). Each scenario runs against the backend directly and
+through the gateway in the same run, repeated; the median is reported. Gateway CPU time comes
+from /proc/<pid>/stat. Results go to stdout and bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import first_chunk
+from bench.processes import (
+    ROOT,
+    Process,
+    cpu_seconds,
+    pinned,
+    python,
+    rss_megabytes,
+    start,
+    wait_http,
+)
+
+BENCH_DIR = ROOT / "bench"
+MODEL = "bench-model"
+CLUSTER, FRAMEWORK = "bench", "vllm"
+CHAT_PATH = f"/resource_server/{CLUSTER}/{FRAMEWORK}/v1/chat/completions"
+MESSAGES = [{"role": "user", "content": "Say hello to the benchmark in a few words."}]
+GATEWAY_CORE, DRIVER_CORE = 0, 1
+
+
+@dataclass
+class Run:
+    """One wrk run: request count and latencies (µs); CPU seconds of the gateway if measured."""
+
+    requests: int
+    seconds: float
+    p50_us: float
+    p99_us: float
+    failures: int
+    gateway_cpu: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    path: str
+    auth: str
+    process: Process | None = None  # the gateway, whose CPU time is measured
+
+
+@dataclass
+class Report:
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, scenario: str, direct: str, gateway: str, verdict: str) -> None:
+        self.rows.append((scenario, direct, gateway, verdict))
+        print(f"  {scenario:<48} {direct:>18} {gateway:>18}  {verdict}", flush=True)
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk from Debian's packages ...", flush=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"], check=False, stdout=subprocess.DEVNULL
+        )
+        found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is required: apt-get install wrk")
+    return found
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def body_file(directory: Path, name: str, stream: bool, chunks: int = 0) -> Path:
+    body: dict[str, object] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 16}
+    if stream:
+        body["stream"] = True
+        body["fake"] = {"chunks": chunks}
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps(body))
+    return path
+
+
+def wrk(target: Target, body: Path, connections: int, seconds: float) -> Run:
+    env = {**os.environ, "BENCH_BODY": str(body), "BENCH_AUTH": target.auth}
+    command = pinned(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(BENCH_DIR / "wrk/post.lua"),
+            f"http://127.0.0.1:{target.port}{target.path}",
+        ],
+        DRIVER_CORE,
+    )
+    cpu_before = cpu_seconds(target.process.pid) if target.process else None
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    cpu_after = cpu_seconds(target.process.pid) if target.process else None
+    match = re.search(r"^BENCH (\{.*\})$", out, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"wrk printed no summary:\n{out}")
+    data = json.loads(match.group(1))
+    return Run(
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        p50_us=data["p50_us"],
+        p99_us=data["p99_us"],
+        failures=data["errors"] + data["non_2xx"],
+        gateway_cpu=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+    )
+
+
+def median_run(runs: list[Run]) -> Run:
+    ordered = sorted(runs, key=lambda r: r.rate)
+    middle = ordered[len(ordered) // 2]
+    return Run(
+        requests=middle.requests,
+        seconds=middle.seconds,
+        p50_us=statistics.median(r.p50_us for r in runs),
+        p99_us=statistics.median(r.p99_us for r in runs),
+        failures=sum(r.failures for r in runs),
+        gateway_cpu=middle.gateway_cpu,
+    )
+
+
+def repeated(target: Target, body: Path, connections: int, seconds: float, repeats: int) -> Run:
+    wrk(target, body, connections, 1.0)  # warm up: connections, caches, JIT-free but lazy pools
+    return median_run([wrk(target, body, connections, seconds) for _ in range(repeats)])
+
+
+def cpu_ms_per_request(run: Run) -> float:
+    assert run.gateway_cpu is not None
+    return run.gateway_cpu / run.requests * 1000
+
+
+@contextmanager
+def fake_backend(workdir: Path) -> Iterator[int]:
+    port = free_port()
+    process = start(
+        "backend",
+        [python(), "-m", "tests.fake_backend", "--port", str(port)],
+        dict(os.environ),
+        workdir / "backend.log",
+        DRIVER_CORE,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v1/models")
+        yield port
+    finally:
+        process.stop()
+
+
+def gateway_env(workdir: Path, store: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(
+        {
+            "GATEWAY_DEV_MODE": "1",
+            "GATEWAY_DATA_DIR": str(workdir / "data"),
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "inference_gateway.settings",
+        }
+    )
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    if store == "postgres":
+        env["DATABASE_URL"] = os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gateway_bench"
+        )
+        env["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    return env
+
+
+def prepare_postgres(url: str) -> None:
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    return subprocess.run(
+        [python(), str(ROOT / "manage.py"), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def write_fixtures(workdir: Path, backend_port: int) -> Path:
+    rows = [
+        {
+            "model": "resource_server_async.cluster",
+            "pk": 1,
+            "fields": {
+                "cluster_name": CLUSTER,
+                "cluster_adapter": "resource_server_async.clusters.direct_api.DirectAPICluster",
+                "frameworks": [FRAMEWORK],
+                "openai_endpoints": ["chat/completions"],
+                "config": {},
+            },
+        },
+        {
+            "model": "resource_server_async.endpoint",
+            "pk": 1,
+            "fields": {
+                "endpoint_slug": f"{CLUSTER}-{FRAMEWORK}-{MODEL}",
+                "cluster": CLUSTER,
+                "framework": FRAMEWORK,
+                "model": MODEL,
+                "endpoint_adapter": "resource_server_async.endpoints.direct_api.DirectAPIEndpoint",
+                "config": {
+                    "api_url": f"http://127.0.0.1:{backend_port}",
+                    "api_request_timeout": 30,
+                },
+            },
+        },
+    ]
+    path = workdir / "bench_fixtures.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+@contextmanager
+def gateway(workdir: Path, store: str, backend_port: int) -> Iterator[Target]:
+    env = gateway_env(workdir, store)
+    if store == "postgres":
+        prepare_postgres(env["DATABASE_URL"])
+    manage(env, "migrate", "--no-input", "-v0")
+    manage(env, "loaddata", str(write_fixtures(workdir, backend_port)))
+    key = manage(env, "create_api_key", "--name", "bench", "--quiet").strip().splitlines()[-1]
+    port = free_port()
+    process = start(
+        "gateway",
+        [
+            python(),
+            "-m",
+            "uvicorn",
+            "inference_gateway.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+        ],
+        env,
+        workdir / f"gateway-{store}.log",
+        GATEWAY_CORE,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/resource_server/health")
+        yield Target("gateway", port, CHAT_PATH, f"Bearer {key}", process)
+    finally:
+        process.stop()
+
+
+def fmt_rate(run: Run) -> str:
+    return f"{run.rate:,.0f}/s p99 {run.p99_us / 1000:.2f} ms"
+
+
+def soak_memory(target: Target, body: Path, seconds: float) -> tuple[float, float, float]:
+    """RSS (MB) before, lowest and highest while wrk drives `seconds` of load at concurrency 32."""
+    assert target.process is not None
+    idle = rss_megabytes(target.process.pid)
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(1.0):
+            samples.append(rss_megabytes(target.process.pid))  # type: ignore[union-attr]
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    wrk(target, body, 32, seconds)
+    stop.set()
+    thread.join()
+    return idle, min(samples or [idle]), max(samples or [idle])
+
+
+def bench_store(
+    store: str, args: argparse.Namespace, workdir: Path, backend_port: int, report: Report
+) -> None:
+    direct = Target("direct", backend_port, "/v1/chat/completions", "")
+    plain = body_file(workdir, "chat", stream=False)
+    stream = body_file(workdir, "stream", stream=True, chunks=20)
+    label = "SQLite + in-process cache" if store == "sqlite" else "PostgreSQL + Redis"
+    print(
+        f"\n== {label}: one gateway worker vs the backend directly "
+        f"(median of {args.repeats} x {args.seconds:g} s)",
+        flush=True,
+    )
+    with gateway(workdir, store, backend_port) as gw:
+        for connections in (1, 32, 64):
+            d = repeated(direct, plain, connections, args.seconds, args.repeats)
+            g = repeated(gw, plain, connections, args.seconds, args.repeats)
+            cpu = cpu_ms_per_request(g)
+            if connections == 1:
+                added = (g.p50_us - d.p50_us) / 1000
+                report.add(
+                    f"[{store}] chat, concurrency 1: p50 latency",
+                    f"{d.p50_us / 1000:.3f} ms",
+                    f"{g.p50_us / 1000:.3f} ms",
+                    f"+{added:.3f} ms p50, +{(g.p99_us - d.p99_us) / 1000:.3f} ms p99",
+                )
+            report.add(
+                f"[{store}] chat, concurrency {connections}: throughput",
+                fmt_rate(d),
+                fmt_rate(g),
+                f"{g.rate / d.rate:.2f}x of direct; gateway CPU {cpu:.3f} ms/request",
+            )
+            if d.failures or g.failures:
+                report.notes.append(
+                    f"{store} c={connections}: {d.failures} direct and "
+                    f"{g.failures} gateway failed requests"
+                )
+        d = repeated(direct, stream, 16, args.seconds, args.repeats)
+        g = repeated(gw, stream, 16, args.seconds, args.repeats)
+        report.add(
+            f"[{store}] stream of 20 chunks, concurrency 16",
+            f"{d.rate:,.0f} streams/s",
+            f"{g.rate:,.0f} streams/s",
+            f"{g.rate / d.rate:.2f}x; gateway CPU {cpu_ms_per_request(g):.3f} ms/stream",
+        )
+        raw_stream = stream.read_bytes()
+        fd = first_chunk.measure("127.0.0.1", direct.port, direct.path, raw_stream, "", args.ttfc)
+        fg = first_chunk.measure("127.0.0.1", gw.port, gw.path, raw_stream, gw.auth, args.ttfc)
+        report.add(
+            f"[{store}] stream: time to first chunk (p50)",
+            f"{fd['first_p50_ms']:.3f} ms",
+            f"{fg['first_p50_ms']:.3f} ms",
+            f"+{fg['first_p50_ms'] - fd['first_p50_ms']:.3f} ms",
+        )
+        if args.soak:
+            idle, low, high = soak_memory(gw, plain, args.soak)
+            report.add(
+                f"[{store}] gateway memory, idle and under {args.soak:g} s of load",
+                "",
+                f"{idle:.0f} MB idle",
+                f"{low:.0f}-{high:.0f} MB under load",
+            )
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return (
+        f"{model}, {os.cpu_count()} cores, {mem_kb / 2**20:.0f} GiB RAM, "
+        f"Linux {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def write_results(report: Report, args: argparse.Namespace) -> None:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}  ",
+        f"Machine: {machine()}  ",
+        f"Command: `make bench` (python -m bench.run --seconds {args.seconds:g} --repeats "
+        f"{args.repeats} --soak {args.soak:g})",
+        "",
+        "One gateway worker (uvicorn + uvloop + httptools) pinned to core 0; the fake backend "
+        '(tests/fake_backend.py) and wrk pinned to core 1. "direct" calls the fake backend '
+        "itself in the same run. Gateway CPU is user+system time of the gateway process from "
+        "/proc/<pid>/stat divided by the requests served. Authentication: a gateway API key "
+        "(cached after the first request).",
+        "",
+        "| scenario | direct | gateway | gateway vs direct |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in report.rows]
+    if report.notes:
+        lines += ["", "Notes:", *[f"- {note}" for note in report.notes]]
+    (BENCH_DIR / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    print(f"\nwrote {BENCH_DIR / 'RESULTS.md'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each wrk run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--soak", type=float, default=60.0, help="memory soak seconds (0 = skip)")
+    parser.add_argument("--ttfc", type=int, default=300, help="streams timed for first chunk")
+    parser.add_argument(
+        "--stores",
+        default="sqlite,postgres",
+        help="comma list: sqlite (in-process cache), postgres (with Redis)",
+    )
+    args = parser.parse_args()
+    ensure_wrk()
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        workdir = Path(tmp)
+        with fake_backend(workdir) as backend_port:
+            for store in [s.strip() for s in args.stores.split(",") if s.strip()]:
+                (workdir / store).mkdir()
+                bench_store(store, args, workdir / store, backend_port, report)
+    write_results(report, args)
+
+
+if __name__ == "__main__":
+    time.tzset()
+    main()
