@@ -20,6 +20,11 @@ _ANTHROPIC_ONLY = frozenset(
         "cache_control",
         "betas",
         "diagnostics",
+        "inference_geo",
+        "output_config",
+        "speed",
+        "user_profile_id",
+        "workspace_id",
     }
 )
 # Fields translated one by one below.

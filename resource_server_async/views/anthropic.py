@@ -1,5 +1,56 @@
-"""Routes of the anthropic API family (filled in by its issue)."""
+"""Anthropic Messages routes: `POST .../{cluster}/{framework}/v1/messages` and federated."""
 
-from starlette.routing import BaseRoute
+from __future__ import annotations
 
-routes: list[BaseRoute] = []
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from resource_server_async import messages_api, pipeline, routing
+from resource_server_async.errors import Dialect, GatewayError
+from resource_server_async.translation.messages_validation import validate_messages_request
+
+OPERATION = messages_api.OPERATION
+
+
+def _validate(operation: str, body: dict[str, Any]) -> None:
+    validate_messages_request(body)
+
+
+async def _admit(request: Request) -> pipeline.Admitted:
+    # The pipeline accepts the Anthropic client's x-api-key header in this dialect.
+    return await pipeline.admit(request, OPERATION, Dialect.ANTHROPIC, _validate)
+
+
+async def messages(request: Request) -> Response:
+    admitted = await _admit(request)
+    params = request.path_params
+    endpoint = pipeline.resolve(
+        admitted.principal, params["cluster"], params["framework"], admitted.model, OPERATION
+    )
+    return await messages_api.run(endpoint, admitted)
+
+
+async def federated_messages(request: Request) -> Response:
+    admitted = await _admit(request)
+    endpoints = routing.candidates(admitted.principal, admitted.model, OPERATION)
+    for index, endpoint in enumerate(endpoints):
+        try:
+            response = await messages_api.run(endpoint, admitted)
+        except GatewayError as exc:
+            if exc.code in routing.UNWELL_CODES:
+                routing.backoff.mark(endpoint)
+            if exc.code in routing.FAILOVER_CODES and index + 1 < len(endpoints):
+                continue
+            raise
+        routing.backoff.clear(endpoint)
+        return response
+    raise AssertionError("routing.candidates() never returns an empty list")
+
+
+routes = [
+    Route("/resource_server/{cluster}/{framework}/v1/messages", messages, methods=["POST"]),
+    Route("/resource_server/v1/messages", federated_messages, methods=["POST"]),
+]

@@ -1,0 +1,168 @@
+"""How an Anthropic Messages request runs on an endpoint: passed through, or translated.
+
+A model server that speaks Messages (vLLM, for one) gets the client's request as it came. One
+that does not gets it as chat/completions and its answer (or stream) is translated back. The
+endpoint's `messages_api` config says which: "native", "translate", or "auto" (the default):
+try Messages, and if the server answers 404, remember that for a while and translate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from resource_server_async import pipeline, upstream_errors
+from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest
+from resource_server_async.errors import Dialect, GatewayError
+from resource_server_async.http import JSONResponse
+from resource_server_async.translation.messages_request import messages_to_chat
+from resource_server_async.translation.messages_response import chat_to_message
+from resource_server_async.translation.messages_stream import MessagesStream
+
+logger = logging.getLogger(__name__)
+
+OPERATION = "messages"
+MODES = ("auto", "native", "translate")
+# How long a server's 404 on /v1/messages is believed: an upgraded server is found again.
+CHAT_ONLY_SECONDS = 600.0
+
+
+class ChatOnlyServers:
+    """Endpoints (by slug) whose server answered 404 to /v1/messages, until a monotonic time."""
+
+    def __init__(self, seconds: float = CHAT_ONLY_SECONDS) -> None:
+        self.seconds = seconds
+        self._until: dict[str, float] = {}
+
+    def remember(self, endpoint: BaseEndpoint) -> None:
+        self._until[endpoint.slug] = time.monotonic() + self.seconds
+
+    def known(self, endpoint: BaseEndpoint) -> bool:
+        until = self._until.get(endpoint.slug)
+        return until is not None and until > time.monotonic()
+
+    def clear(self) -> None:
+        self._until.clear()
+
+
+chat_only = ChatOnlyServers()
+
+
+def mode_of(endpoint: BaseEndpoint) -> str:
+    """The endpoint's `messages_api` config; adapters without the key are "auto"."""
+    mode = getattr(endpoint.config, "messages_api", "auto")
+    return mode if mode in MODES else "auto"
+
+
+def _no_messages_route(error: GatewayError) -> bool:
+    # The server's own 404 (not the gateway's): it has no /v1/messages.
+    return error.status == 404 and (error.info or {}).get("upstream_status") == 404
+
+
+async def run(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> Response:
+    """The answer to a validated Messages request on `endpoint`, in the Anthropic dialect."""
+    mode = mode_of(endpoint)
+    if mode == "translate" or (mode == "auto" and chat_only.known(endpoint)):
+        return await translated(endpoint, admitted)
+    try:
+        return await native(endpoint, admitted)
+    except GatewayError as error:
+        if mode == "native" or not _no_messages_route(error):
+            raise
+    logger.info("%r has no /v1/messages; translating to chat/completions", endpoint)
+    chat_only.remember(endpoint)
+    return await translated(endpoint, admitted)
+
+
+# --- pass-through ---------------------------------------------------------------------------
+
+
+async def native(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> Response:
+    call = pipeline.prepare(endpoint, OPERATION, admitted)
+    if not call.stream:
+        return pipeline.json_response(await endpoint.complete(call), endpoint)
+    chunks = await endpoint.open_stream(call)
+    events = pipeline.relay(
+        _until_message_stop(chunks, endpoint), Dialect.ANTHROPIC, endpoint, expect_done=False
+    )
+    return pipeline.EventStreamResponse(events)
+
+
+async def _until_message_stop(
+    chunks: AsyncIterator[bytes], endpoint: BaseEndpoint
+) -> AsyncIterator[bytes]:
+    """The server's Messages stream; a stream that ends without message_stop (or an error
+    event of its own) was cut off, and the client must be told rather than left guessing."""
+    tail = b""
+    try:
+        async for chunk in chunks:
+            tail = (tail + chunk)[-96:]
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if b"message_stop" not in tail and b"event: error" not in tail:
+        raise upstream_errors.stream_cut(endpoint)
+
+
+# --- translation to chat/completions -------------------------------------------------------
+
+
+def _chat_call(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> InferenceRequest:
+    body = messages_to_chat(admitted.body, endpoint.model)
+    return InferenceRequest(
+        operation="chat/completions",
+        body=body,
+        raw=orjson.dumps(body),
+        principal=admitted.principal,
+        request_id=admitted.request_id,
+        stream=admitted.stream,
+    )
+
+
+async def translated(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> Response:
+    call = _chat_call(endpoint, admitted)
+    stops: list[str] = admitted.body.get("stop_sequences") or []
+    if call.stream:
+        chunks = await endpoint.open_stream(call)
+        stream = MessagesStream(admitted.model, stops)
+        return pipeline.EventStreamResponse(_translate_stream(chunks, stream, endpoint))
+    reply = await endpoint.complete(call)
+    if not 200 <= reply.status < 300:
+        raise upstream_errors.reply_error(reply.status, reply.body, endpoint)
+    try:
+        answer: Any = orjson.loads(reply.body)
+    except orjson.JSONDecodeError:
+        raise upstream_errors.broken(endpoint, "its answer is not JSON") from None
+    return JSONResponse(chat_to_message(answer, admitted.model, stops))
+
+
+async def _translate_stream(
+    chunks: AsyncIterator[bytes], stream: MessagesStream, endpoint: BaseEndpoint
+) -> AsyncIterator[bytes]:
+    yield stream.start()
+    try:
+        async for chunk in chunks:
+            events = stream.feed(chunk)
+            if events:
+                yield events
+            if stream.failed:
+                return
+        yield stream.finish()
+    except GatewayError as error:
+        yield stream.fail(error)
+    except Exception:
+        logger.exception("translated stream from %r failed", endpoint)
+        yield stream.fail(
+            GatewayError(502, "stream_failed", "The gateway failed while relaying the stream.")
+        )
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
