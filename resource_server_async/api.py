@@ -67,12 +67,24 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from resource_server_async.views import anthropic, auth, batches, core, jobs, openai, streaming
+    from resource_server_async.views import (  # OpenAI half of issue 4
+        anthropic,
+        auth,
+        batches,
+        core,
+        discovery,
+        docs,
+        jobs,
+        openai,
+        streaming,
+    )
 
     return [
         *core.routes,
         *auth.routes,
         *openai.routes,
+        *discovery.routes,
+        *docs.routes,
         *anthropic.routes,
         *streaming.routes,
         *jobs.routes,

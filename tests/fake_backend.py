@@ -15,7 +15,8 @@ gateway forwards like any unknown field) or by X-Fake-* headers (for direct call
     {"fake": {"id": "s1"}}             stream: name it, to look up `streams["s1"]` afterwards
 
 It records every request (method, path, headers, body) and what became of each stream, and can
-serve a Metis-style status page (GET /status) from `status_document`.
+serve a Metis-style status page (GET /status) from `status_document` (failing with
+`status_http_status` when that is not 200).
 
 Standalone (the benchmark reuses it): python -m tests.fake_backend --port 8081 [--api-key KEY]
 """
@@ -122,6 +123,7 @@ class FakeBackend:
     api_key: str | None = None
     models: tuple[str, ...] = ("fake-model",)
     status_document: dict[str, Any] = field(default_factory=dict)
+    status_http_status: int = 200  # set to e.g. 500 to make the status page fail
     requests: deque[Recorded] = field(default_factory=lambda: deque(maxlen=500))
     # stream id -> "open" | "completed" | "aborted by client" | "cut" (fault stop_after)
     streams: dict[str, str] = field(default_factory=dict)
@@ -483,6 +485,8 @@ class FakeBackend:
                 request.method, request.path, {str(k): v for k, v in request.headers.items()}, b""
             )
         )
+        if self.status_http_status != 200:
+            return self._json(self.status_http_status, b'{"detail": "status page broken"}')
         return self._json(200, orjson.dumps(self.status_document))
 
     async def _recorded(self, request: web.Request) -> web.Response:
@@ -506,7 +510,8 @@ class FakeBackend:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
-            self._runner = web.AppRunner(self.app(), access_log=None)
+            # Handlers still sleeping in a fault (slow stream) must not hold the shutdown up.
+            self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", port)
             loop.run_until_complete(site.start())
@@ -514,6 +519,11 @@ class FakeBackend:
             ready.set()
             loop.run_forever()
             loop.run_until_complete(self._runner.cleanup())
+            # Handlers cut off by the shutdown timeout: cancel them rather than leak them.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=serve, name="fake-backend", daemon=True)

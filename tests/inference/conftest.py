@@ -31,8 +31,6 @@ UNSET_KEY_VAR = "TEST_KEY_VARIABLE_THAT_IS_NOT_SET"
 MAINTENANCE_NOTICE = "Cluster 'closed' is down for a scheduled upgrade until Monday 08:00."
 BODY_LIMIT = 256 * 1024
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="package")
 def backend() -> Iterator[FakeBackend]:

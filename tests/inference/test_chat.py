@@ -12,6 +12,8 @@ from tests.fake_backend import FakeBackend
 from tests.inference.conftest import UNSET_KEY_VAR, UPSTREAM_KEY, ClientFactory
 from tests.servers import GatewayServer
 
+pytestmark = pytest.mark.e2e
+
 HELLO = [{"role": "user", "content": "hello there"}]
 
 
