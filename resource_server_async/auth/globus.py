@@ -88,7 +88,15 @@ class GlobusTokenValidator:
         if future is None:
             future = asyncio.ensure_future(self._validate_remotely(digest, token))
             self._inflight[digest] = future
-            future.add_done_callback(lambda _: self._inflight.pop(digest, None))
+
+            def forget(done: asyncio.Future[Outcome]) -> None:
+                self._inflight.pop(digest, None)
+                # Marks a failure as seen even when every waiter went away (disconnects), so
+                # asyncio does not log it as never retrieved.
+                if not done.cancelled():
+                    done.exception()
+
+            future.add_done_callback(forget)
         # One caller giving up (client disconnect) must not cancel the others' validation.
         return await asyncio.shield(future)
 

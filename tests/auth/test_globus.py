@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 import requests
 import responses
@@ -482,3 +483,33 @@ async def test_introspections_run_at_most_the_configured_number_at_once(
 
     assert all(isinstance(r, GatewayError) and r.status == 401 for r in results)
     assert highest == 2
+
+
+async def test_a_caller_going_away_does_not_cancel_the_shared_validation(
+    validator: GlobusTokenValidator,
+    globus_http: responses.RequestsMock,
+    new_token: Callable[[], str],
+) -> None:
+    token = new_token()
+    user = gd.argonne_user()
+    body = gd.introspection(user)
+
+    def slow_introspection(request: Any) -> tuple[int, dict[str, str], str]:
+        time.sleep(0.2)
+        return 200, {}, orjson.dumps(body).decode()
+
+    globus_http.add_callback(
+        responses.POST,
+        "https://auth.globus.org/v2/oauth2/token/introspect",
+        callback=slow_introspection,
+    )
+    register_token(globus_http, token, body, MEMBER, user)
+    first = asyncio.create_task(validator.validate(token))
+    await asyncio.sleep(0.05)
+    first.cancel()  # the client disconnected
+
+    principal = await validator.validate(token)
+
+    assert principal.id == user.id
+    assert first.cancelled()
+    assert calls_to(globus_http, INTROSPECT) == 1
