@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,12 +27,11 @@ from pathlib import Path
 from bench import first_chunk
 from bench.processes import (
     ROOT,
-    Process,
-    cpu_seconds,
     pinned,
     python,
     rss_megabytes,
     start,
+    tree_cpu_seconds,
     wait_http,
 )
 
@@ -42,6 +40,8 @@ MODEL = "bench-model"
 CLUSTER, FRAMEWORK = "bench", "vllm"
 CHAT_PATH = f"/resource_server/{CLUSTER}/{FRAMEWORK}/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "Say hello to the benchmark in a few words."}]
+# The fake backend streams one content chunk per word of "Echo: <prompt>": 20 chunks.
+STREAM_PROMPT = " ".join(f"word{i}" for i in range(19))
 GATEWAY_CORE, DRIVER_CORE = 0, 1
 
 
@@ -67,7 +67,7 @@ class Target:
     port: int
     path: str
     auth: str
-    process: Process | None = None  # the gateway, whose CPU time is measured
+    pid: int | None = None  # the proxy process, whose CPU time and memory are measured
 
 
 @dataclass
@@ -103,11 +103,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def body_file(directory: Path, name: str, stream: bool, chunks: int = 0) -> Path:
+def body_file(directory: Path, name: str, stream: bool) -> Path:
     body: dict[str, object] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 16}
     if stream:
         body["stream"] = True
-        body["fake"] = {"chunks": chunks}
+        body["messages"] = [{"role": "user", "content": STREAM_PROMPT}]
     path = directory / f"{name}.json"
     path.write_text(json.dumps(body))
     return path
@@ -128,9 +128,9 @@ def wrk(target: Target, body: Path, connections: int, seconds: float) -> Run:
         ],
         DRIVER_CORE,
     )
-    cpu_before = cpu_seconds(target.process.pid) if target.process else None
+    cpu_before = tree_cpu_seconds(target.pid) if target.pid else None
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    cpu_after = cpu_seconds(target.process.pid) if target.process else None
+    cpu_after = tree_cpu_seconds(target.pid) if target.pid else None
     match = re.search(r"^BENCH (\{.*\})$", out, re.MULTILINE)
     if match is None:
         raise RuntimeError(f"wrk printed no summary:\n{out}")
@@ -293,7 +293,7 @@ def gateway(workdir: Path, store: str, backend_port: int) -> Iterator[Target]:
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/resource_server/health")
-        yield Target("gateway", port, CHAT_PATH, f"Bearer {key}", process)
+        yield Target("gateway", port, CHAT_PATH, f"Bearer {key}", process.pid)
     finally:
         process.stop()
 
@@ -304,14 +304,15 @@ def fmt_rate(run: Run) -> str:
 
 def soak_memory(target: Target, body: Path, seconds: float) -> tuple[float, float, float]:
     """RSS (MB) before, lowest and highest while wrk drives `seconds` of load at concurrency 32."""
-    assert target.process is not None
-    idle = rss_megabytes(target.process.pid)
+    pid = target.pid
+    assert pid is not None
+    idle = rss_megabytes(pid)
     samples: list[float] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(1.0):
-            samples.append(rss_megabytes(target.process.pid))  # type: ignore[union-attr]
+            samples.append(rss_megabytes(pid))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -321,67 +322,95 @@ def soak_memory(target: Target, body: Path, seconds: float) -> tuple[float, floa
     return idle, min(samples or [idle]), max(samples or [idle])
 
 
+def bench_target(
+    tag: str,
+    target: Target,
+    args: argparse.Namespace,
+    workdir: Path,
+    backend_port: int,
+    report: Report,
+) -> None:
+    """Every scenario against `target` and against the backend directly, in the same run."""
+    direct = Target("direct", backend_port, "/v1/chat/completions", "")
+    plain = body_file(workdir, "chat", stream=False)
+    stream = body_file(workdir, "stream", stream=True)
+    for connections in (1, 32, 64):
+        d = repeated(direct, plain, connections, args.seconds, args.repeats)
+        g = repeated(target, plain, connections, args.seconds, args.repeats)
+        cpu = cpu_ms_per_request(g)
+        if connections == 1:
+            report.add(
+                f"[{tag}] chat, concurrency 1: p50 latency",
+                f"{d.p50_us / 1000:.3f} ms",
+                f"{g.p50_us / 1000:.3f} ms",
+                f"+{(g.p50_us - d.p50_us) / 1000:.3f} ms p50, "
+                f"+{(g.p99_us - d.p99_us) / 1000:.3f} ms p99",
+            )
+        report.add(
+            f"[{tag}] chat, concurrency {connections}: throughput",
+            fmt_rate(d),
+            fmt_rate(g),
+            f"{g.rate / d.rate:.2f}x of direct; CPU {cpu:.3f} ms/request",
+        )
+        if d.failures or g.failures:
+            report.notes.append(
+                f"{tag} c={connections}: {d.failures} direct and "
+                f"{g.failures} proxied requests failed"
+            )
+    d = repeated(direct, stream, 16, args.seconds, args.repeats)
+    g = repeated(target, stream, 16, args.seconds, args.repeats)
+    report.add(
+        f"[{tag}] stream of 20 chunks, concurrency 16",
+        f"{d.rate:,.0f} streams/s",
+        f"{g.rate:,.0f} streams/s",
+        f"{g.rate / d.rate:.2f}x; CPU {cpu_ms_per_request(g):.3f} ms/stream",
+    )
+    if d.failures or g.failures:
+        report.notes.append(f"{tag} streams: {d.failures} direct and {g.failures} proxied failed")
+    raw_stream = stream.read_bytes()
+    fd = first_chunk.measure("127.0.0.1", direct.port, direct.path, raw_stream, "", args.ttfc)
+    fg = first_chunk.measure(
+        "127.0.0.1", target.port, target.path, raw_stream, target.auth, args.ttfc
+    )
+    report.add(
+        f"[{tag}] stream: time to first chunk (p50)",
+        f"{fd['first_p50_ms']:.3f} ms",
+        f"{fg['first_p50_ms']:.3f} ms",
+        f"+{fg['first_p50_ms'] - fd['first_p50_ms']:.3f} ms",
+    )
+    if args.soak and target.pid is not None:
+        idle, low, high = soak_memory(target, plain, args.soak)
+        report.add(
+            f"[{tag}] memory, idle and under {args.soak:g} s of load at concurrency 32",
+            "",
+            f"{idle:.0f} MB idle",
+            f"{low:.0f}-{high:.0f} MB under load",
+        )
+
+
 def bench_store(
     store: str, args: argparse.Namespace, workdir: Path, backend_port: int, report: Report
 ) -> None:
-    direct = Target("direct", backend_port, "/v1/chat/completions", "")
-    plain = body_file(workdir, "chat", stream=False)
-    stream = body_file(workdir, "stream", stream=True, chunks=20)
     label = "SQLite + in-process cache" if store == "sqlite" else "PostgreSQL + Redis"
     print(
-        f"\n== {label}: one gateway worker vs the backend directly "
+        f"\n== gateway on {label}: one worker vs the backend directly "
         f"(median of {args.repeats} x {args.seconds:g} s)",
         flush=True,
     )
     with gateway(workdir, store, backend_port) as gw:
-        for connections in (1, 32, 64):
-            d = repeated(direct, plain, connections, args.seconds, args.repeats)
-            g = repeated(gw, plain, connections, args.seconds, args.repeats)
-            cpu = cpu_ms_per_request(g)
-            if connections == 1:
-                added = (g.p50_us - d.p50_us) / 1000
-                report.add(
-                    f"[{store}] chat, concurrency 1: p50 latency",
-                    f"{d.p50_us / 1000:.3f} ms",
-                    f"{g.p50_us / 1000:.3f} ms",
-                    f"+{added:.3f} ms p50, +{(g.p99_us - d.p99_us) / 1000:.3f} ms p99",
-                )
-            report.add(
-                f"[{store}] chat, concurrency {connections}: throughput",
-                fmt_rate(d),
-                fmt_rate(g),
-                f"{g.rate / d.rate:.2f}x of direct; gateway CPU {cpu:.3f} ms/request",
-            )
-            if d.failures or g.failures:
-                report.notes.append(
-                    f"{store} c={connections}: {d.failures} direct and "
-                    f"{g.failures} gateway failed requests"
-                )
-        d = repeated(direct, stream, 16, args.seconds, args.repeats)
-        g = repeated(gw, stream, 16, args.seconds, args.repeats)
-        report.add(
-            f"[{store}] stream of 20 chunks, concurrency 16",
-            f"{d.rate:,.0f} streams/s",
-            f"{g.rate:,.0f} streams/s",
-            f"{g.rate / d.rate:.2f}x; gateway CPU {cpu_ms_per_request(g):.3f} ms/stream",
-        )
-        raw_stream = stream.read_bytes()
-        fd = first_chunk.measure("127.0.0.1", direct.port, direct.path, raw_stream, "", args.ttfc)
-        fg = first_chunk.measure("127.0.0.1", gw.port, gw.path, raw_stream, gw.auth, args.ttfc)
-        report.add(
-            f"[{store}] stream: time to first chunk (p50)",
-            f"{fd['first_p50_ms']:.3f} ms",
-            f"{fg['first_p50_ms']:.3f} ms",
-            f"+{fg['first_p50_ms'] - fd['first_p50_ms']:.3f} ms",
-        )
-        if args.soak:
-            idle, low, high = soak_memory(gw, plain, args.soak)
-            report.add(
-                f"[{store}] gateway memory, idle and under {args.soak:g} s of load",
-                "",
-                f"{idle:.0f} MB idle",
-                f"{low:.0f}-{high:.0f} MB under load",
-            )
+        bench_target(f"gateway, {store}", gw, args, workdir, backend_port, report)
+
+
+def bench_litellm(
+    args: argparse.Namespace, workdir: Path, backend_port: int, report: Report
+) -> None:
+    from bench.litellm import litellm_proxy
+
+    print("\n== LiteLLM proxy: one worker vs the backend directly", flush=True)
+    port = free_port()
+    with litellm_proxy(workdir, backend_port, MODEL, port, GATEWAY_CORE) as pid:
+        target = Target("litellm", port, "/v1/chat/completions", "", pid)
+        bench_target("litellm", target, args, workdir, backend_port, report)
 
 
 def machine() -> str:
@@ -429,6 +458,13 @@ def main() -> None:
     parser.add_argument("--soak", type=float, default=60.0, help="memory soak seconds (0 = skip)")
     parser.add_argument("--ttfc", type=int, default=300, help="streams timed for first chunk")
     parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        choices=["litellm"],
+        help="also measure another gateway, installed in its own virtualenv",
+    )
+    parser.add_argument(
         "--stores",
         default="sqlite,postgres",
         help="comma list: sqlite (in-process cache), postgres (with Redis)",
@@ -442,9 +478,11 @@ def main() -> None:
             for store in [s.strip() for s in args.stores.split(",") if s.strip()]:
                 (workdir / store).mkdir()
                 bench_store(store, args, workdir / store, backend_port, report)
+            if "litellm" in args.compare:
+                (workdir / "litellm").mkdir()
+                bench_litellm(args, workdir / "litellm", backend_port, report)
     write_results(report, args)
 
 
 if __name__ == "__main__":
-    time.tzset()
     main()
