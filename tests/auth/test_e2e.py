@@ -424,3 +424,23 @@ def test_model_lists_hide_the_clusters_models_from_outsiders(
     assert ids(get(gateway, "/resource_server/restricted/vllm/v1/models", insider)) == [
         RESTRICTED_MODEL
     ]
+
+
+def test_jobs_are_403_outside_the_clusters_group(
+    gateway: GatewayServer, outsider: str, insider: str
+) -> None:
+    denied = get(gateway, "/resource_server/restricted/jobs", outsider)
+    allowed = get(gateway, "/resource_server/restricted/jobs", insider)
+
+    assert denied.status_code == 403
+    assert denied.json() == {
+        "error": {
+            "message": "You are not allowed to use cluster 'restricted'. "
+            "Ask the gateway operator to add your group or domain.",
+            "type": "permission_error",
+            "param": None,
+            "code": "permission_denied",
+        }
+    }
+    # Past authorization, whatever the cluster's adapter can report about jobs.
+    assert allowed.status_code not in (401, 403), allowed.text
