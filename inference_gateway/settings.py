@@ -169,6 +169,38 @@ INTERNAL_STREAMING_SECRET = env.get_str("INTERNAL_STREAMING_SECRET")
 if not INTERNAL_STREAMING_SECRET and DEV_MODE:
     INTERNAL_STREAMING_SECRET = "dev-only-insecure-streaming-secret"
 
+# --- Compute executors, stream hub and /jobs (issue 6) ----------------------------------------
+
+# How often (s) the results of pending Globus Compute tasks are asked for (one call for all).
+COMPUTE_POLL_INTERVAL = env.get_float("COMPUTE_POLL_INTERVAL", 0.5)
+# How long (s) an endpoint's status from the Compute service is reused before a background
+# refresh; after 10x this long without a refresh, a request waits for a fresh answer.
+COMPUTE_STATUS_CACHE_SECONDS = env.get_float("COMPUTE_STATUS_CACHE_SECONDS", 10.0)
+# Timeout (s) of one call to the Globus Compute web service (submit, status, results).
+COMPUTE_SERVICE_TIMEOUT = env.get_float("COMPUTE_SERVICE_TIMEOUT", 30.0)
+# Threads for the synchronous Globus SDKs, and tasks allowed to wait for submission.
+COMPUTE_SDK_THREADS = env.get_int("COMPUTE_SDK_THREADS", 8)
+COMPUTE_SUBMIT_QUEUE = env.get_int("COMPUTE_SUBMIT_QUEUE", 1000)
+# Retry-After (s) answered while a model's batch job starts (endpoint online, no workers).
+COMPUTE_STARTING_RETRY_AFTER = env.get_int("COMPUTE_STARTING_RETRY_AFTER", 60)
+# At most one wake-up probe per endpoint in this many seconds (it makes the endpoint scale up).
+COMPUTE_WAKE_INTERVAL = env.get_float("COMPUTE_WAKE_INTERVAL", 600.0)
+# COMPUTE_EXECUTOR=local: functions run in this many threads; more waiting tasks answer 503.
+LOCAL_COMPUTE_WORKERS = env.get_int("LOCAL_COMPUTE_WORKERS", 8)
+LOCAL_COMPUTE_QUEUE = env.get_int("LOCAL_COMPUTE_QUEUE", 64)
+# Streaming: seconds to wait for the first chunk (the task may queue), then between chunks.
+STREAMING_FIRST_CHUNK_TIMEOUT = env.get_float("STREAMING_FIRST_CHUNK_TIMEOUT", 300.0)
+STREAMING_IDLE_TIMEOUT = env.get_float("STREAMING_IDLE_TIMEOUT", 120.0)
+# Longest life (s) of one stream; its task token expires then.
+STREAMING_MAX_SECONDS = env.get_int("STREAMING_MAX_SECONDS", 3600)
+# Largest side-channel POST body (bytes), and chunk posts held for a slow client per stream.
+STREAMING_MAX_BODY_BYTES = env.get_int("STREAMING_MAX_BODY_BYTES", 1024 * 1024)
+STREAMING_BACKLOG = env.get_int("STREAMING_BACKLOG", 2000)
+# /resource_server/{cluster}/jobs: seconds a cluster's job list is reused, and the timeout of
+# the cluster's status function.
+JOBS_CACHE_SECONDS = env.get_float("JOBS_CACHE_SECONDS", 60.0)
+JOBS_FUNCTION_TIMEOUT = env.get_float("JOBS_FUNCTION_TIMEOUT", 60.0)
+
 # --- Operations -------------------------------------------------------------------------------
 
 MAINTENANCE_ERROR_NOTICES = env.get_json("MAINTENANCE_ERROR_NOTICES", {})

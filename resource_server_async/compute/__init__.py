@@ -1,1 +1,66 @@
 """Executors that run a registered function: on Globus Compute, or locally."""
+
+from __future__ import annotations
+
+import asyncio
+
+from django.conf import settings
+
+from resource_server_async.compute.base import ComputeExecutor, ComputeNotConfigured
+from resource_server_async.lifecycle import on_shutdown
+
+_current: tuple[asyncio.AbstractEventLoop, ComputeExecutor] | None = None
+
+
+def build_executor() -> ComputeExecutor:
+    """The executor COMPUTE_EXECUTOR names ("globus" or "local"), from settings."""
+    kind = settings.COMPUTE_EXECUTOR.strip().lower()
+    if kind == "local":
+        from resource_server_async.compute.functions import local_function_paths
+        from resource_server_async.compute.local import LocalExecutor
+
+        return LocalExecutor(
+            local_function_paths(settings.LOCAL_COMPUTE_FUNCTIONS),
+            settings.LOCAL_COMPUTE_WORKERS,
+            settings.LOCAL_COMPUTE_QUEUE,
+            streaming_secret=settings.INTERNAL_STREAMING_SECRET,
+        )
+    if kind == "globus":
+        from resource_server_async.compute.globus import ExecutorSettings, GlobusComputeExecutor
+
+        return GlobusComputeExecutor(
+            ExecutorSettings(
+                service_account_id=settings.SERVICE_ACCOUNT_ID,
+                service_account_secret=settings.SERVICE_ACCOUNT_SECRET,
+                overrides=settings.GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES,
+                poll_interval=settings.COMPUTE_POLL_INTERVAL,
+                service_timeout=settings.COMPUTE_SERVICE_TIMEOUT,
+                status_cache_seconds=settings.COMPUTE_STATUS_CACHE_SECONDS,
+                threads=settings.COMPUTE_SDK_THREADS,
+                submit_queue=settings.COMPUTE_SUBMIT_QUEUE,
+            )
+        )
+    raise ComputeNotConfigured(
+        f"COMPUTE_EXECUTOR={settings.COMPUTE_EXECUTOR!r} is not an executor: use globus or local"
+    )
+
+
+def get_executor() -> ComputeExecutor:
+    """The process's executor, built on first use and closed at shutdown.
+
+    Its queues and tasks belong to the event loop that built it, so another running loop (a
+    test's, a restarted server's) gets a new one.
+    """
+    global _current
+    loop = asyncio.get_running_loop()
+    if _current is None or _current[0] is not loop:
+        _current = (loop, build_executor())
+        on_shutdown(close_executor)
+    return _current[1]
+
+
+async def close_executor() -> None:
+    global _current
+    current, _current = _current, None
+    if current is not None:
+        await current[1].close()

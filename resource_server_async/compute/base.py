@@ -40,7 +40,38 @@ class ComputeTimeout(ComputeError):
 
 
 class EndpointUnavailable(ComputeError):
-    """The endpoint is offline or unknown to the Compute service."""
+    """The endpoint is offline or unknown to the Compute service, or cannot take more tasks."""
+
+
+class ComputeServiceError(ComputeError):
+    """The Compute service refused or failed a call (submission, status); not the function."""
+
+
+class ComputeNotConfigured(ComputeError):
+    """This gateway lacks what it needs to run the function (credentials, a function path)."""
+
+
+# Longest remote reason kept: enough for an inference server's error body, not a log file.
+MAX_REASON_CHARS = 4000
+
+
+def remote_reason(text: str) -> str:
+    """The raised exception's own lines from a remote traceback, without the stack frames.
+
+    `Traceback ...` blocks end with the exception line(s) `Type: message`, whose message may
+    span lines (deployed functions raise "API request failed with status code: 400\nResponse
+    text: ..."); frame lines are indented. Chained tracebacks keep only the last exception.
+    """
+    lines = text.strip().splitlines()
+    start = 0
+    for index, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            start = index + 1
+    tail = lines[start:]
+    while tail and (tail[0].startswith((" ", "\t")) or not tail[0].strip()):
+        tail = tail[1:]
+    reason = "\n".join(tail).strip() or (lines[-1].strip() if lines else "")
+    return reason[:MAX_REASON_CHARS]
 
 
 class ComputeExecutor(abc.ABC):
@@ -52,8 +83,9 @@ class ComputeExecutor(abc.ABC):
     ) -> Any:
         """Submit the function with positional `args` and return its result.
 
-        Raises RemoteFunctionError, ComputeTimeout or EndpointUnavailable. Cancelling the
-        awaiting coroutine abandons only this task's wait, never the executor.
+        Raises RemoteFunctionError, ComputeTimeout, EndpointUnavailable, ComputeServiceError or
+        ComputeNotConfigured. Cancelling the awaiting coroutine abandons only this task's wait,
+        never the executor.
         """
 
     @abc.abstractmethod

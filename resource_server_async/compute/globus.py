@@ -1,0 +1,417 @@
+"""Executor that runs registered functions on Globus Compute endpoints (globus-compute-sdk 4.x).
+
+One session per credential set (the service identity, or an endpoint's override) holds one SDK
+Client, created once. The SDK is synchronous: every call runs in a bounded thread pool with a
+timeout, never on the event loop. Submissions that queue up while a call is in flight go out
+together as one batch; the results of all pending tasks are asked for in one call per interval.
+A request that times out or goes away only stops waiting; nothing shared is shut down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import globus_sdk
+from globus_compute_sdk import Client
+from globus_compute_sdk.serialize import ComputeSerializer
+from globus_sdk.transport import RequestsTransport
+
+from resource_server_async.compute.base import (
+    ComputeError,
+    ComputeExecutor,
+    ComputeNotConfigured,
+    ComputeServiceError,
+    ComputeTimeout,
+    EndpointState,
+    EndpointUnavailable,
+    RemoteFunctionError,
+    remote_reason,
+)
+from resource_server_async.refreshing_cache import RefreshingCache
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Tasks per submission and per status call: large enough to matter, small enough for the API.
+MAX_BATCH = 100
+# A failing status call is logged at most this often (s), not on every poll.
+POLL_WARNING_INTERVAL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    service_account_id: str
+    service_account_secret: str = field(repr=False)
+    overrides: dict[str, Any] = field(default_factory=dict, repr=False)
+    poll_interval: float = 0.5
+    service_timeout: float = 30.0
+    status_cache_seconds: float = 10.0
+    threads: int = 8
+    submit_queue: int = 1000
+
+
+def credentials_for(endpoint_uuid: str, config: ExecutorSettings) -> Credentials:
+    """The endpoint's own credentials if GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES has them, else the
+    service account's."""
+    override = config.overrides.get(endpoint_uuid)
+    if override is not None:
+        if (
+            not isinstance(override, dict)
+            or not isinstance(override.get("client_id"), str)
+            or not isinstance(override.get("client_secret"), str)
+            or not override["client_id"]
+            or not override["client_secret"]
+        ):
+            raise ComputeNotConfigured(
+                f"GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES for endpoint {endpoint_uuid} needs "
+                '{"client_id": ..., "client_secret": ...}'
+            )
+        return Credentials(override["client_id"], override["client_secret"])
+    if not config.service_account_id or not config.service_account_secret:
+        raise ComputeNotConfigured(
+            "SERVICE_ACCOUNT_ID and SERVICE_ACCOUNT_SECRET are not set, so the gateway cannot "
+            "submit Globus Compute tasks"
+        )
+    return Credentials(config.service_account_id, config.service_account_secret)
+
+
+def state_from_status(document: Any) -> EndpointState:
+    """EndpointState from the service's `GET /v2/endpoints/{id}/status` document."""
+    if not isinstance(document, dict):
+        return EndpointState("unknown", detail="unreadable status")
+    status = str(document.get("status", "")).lower()
+    details = document.get("details")
+    details = details if isinstance(details, dict) else {}
+    counts: dict[str, int] = {}
+    for key in ("managers", "total_workers"):
+        with contextlib.suppress(TypeError, ValueError):
+            counts[key] = int(details[key])
+    workers: int | None = None
+    if counts:
+        # No manager means no block (no batch job) is up, whatever the worker count says.
+        workers = min(counts.values()) and counts.get("total_workers", counts.get("managers"))
+    if status == "online":
+        return EndpointState("online", workers=workers, detail=f"{workers} workers")
+    if status == "offline":
+        return EndpointState("offline", workers=0, detail="offline")
+    return EndpointState("unknown", workers=workers, detail=f"status {status or 'missing'}")
+
+
+def _service_error(exc: Exception, doing: str) -> ComputeError:
+    if isinstance(exc, ComputeError):
+        return exc
+    if isinstance(exc, globus_sdk.GlobusAPIError):
+        message = exc.message or exc.code or "error"
+        if exc.http_status == 404:
+            return EndpointUnavailable(f"{doing}: Globus Compute does not know it ({message})")
+        return ComputeServiceError(f"{doing}: Globus Compute answered {exc.http_status}: {message}")
+    if isinstance(exc, globus_sdk.NetworkError):
+        return ComputeServiceError(f"{doing}: cannot reach Globus Compute ({type(exc).__name__})")
+    return ComputeServiceError(f"{doing}: {type(exc).__name__}: {exc}")
+
+
+def connect(credentials: Credentials, timeout: float) -> tuple[Client, globus_sdk.ComputeClientV2]:
+    """An SDK Client signed in with client credentials, and a plain globus-sdk client for
+    status and results (blocking: fetches the first token)."""
+    auth = globus_sdk.ConfidentialAppAuthClient(credentials.client_id, credentials.client_secret)
+    try:
+        # Bad credentials show up here, once.
+        authorizer = globus_sdk.ClientCredentialsAuthorizer(auth, scopes=Client.FUNCX_SCOPE)
+    except globus_sdk.AuthAPIError as exc:
+        raise ComputeNotConfigured(
+            f"Globus Auth refused the client credentials {credentials.client_id} "
+            f"(HTTP {exc.http_status})"
+        ) from None
+    client = Client(authorizer=authorizer, do_version_check=False)
+    # The SDK Client serializes its calls behind one lock, which submissions keep for
+    # themselves; status and results go through this client, with our own timeout.
+    web = globus_sdk.ComputeClientV2(
+        base_url=client.web_service_address,
+        authorizer=authorizer,
+        transport=RequestsTransport(http_timeout=timeout),
+    )
+    return client, web
+
+
+@dataclass(slots=True)
+class _Submission:
+    endpoint_uuid: str
+    function_uuid: str
+    args: tuple[Any, ...]
+    task_id: asyncio.Future[str]
+
+
+class ComputeSession:
+    """One credential set: its SDK Client, the batching submitter and the result poller."""
+
+    def __init__(
+        self, credentials: Credentials, threads: ThreadPoolExecutor, config: ExecutorSettings
+    ) -> None:
+        self.credentials = credentials
+        self._threads = threads
+        self._config = config
+        self._clients: tuple[Client, globus_sdk.ComputeClientV2] | None = None
+        self._connecting = asyncio.Lock()
+        self._submissions: asyncio.Queue[_Submission] = asyncio.Queue(config.submit_queue)
+        self._waiters: dict[str, asyncio.Future[Any]] = {}
+        self._submitter: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._last_poll_warning = 0.0
+
+    # --- threads ---------------------------------------------------------------------------
+
+    async def _call(self, doing: str, function: Callable[..., T], *args: Any) -> T:
+        """Run a blocking SDK call in the pool; its errors become ComputeErrors."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._threads, function, *args), self._config.service_timeout
+            )
+        except TimeoutError:
+            raise ComputeServiceError(
+                f"{doing}: Globus Compute did not answer within {self._config.service_timeout:g}s"
+            ) from None
+        except Exception as exc:
+            raise _service_error(exc, doing) from None
+
+    async def clients(self) -> tuple[Client, globus_sdk.ComputeClientV2]:
+        if self._clients is None:
+            async with self._connecting:
+                if self._clients is None:
+                    self._clients = await self._call(
+                        "sign-in", connect, self.credentials, self._config.service_timeout
+                    )
+        return self._clients
+
+    # --- submission ------------------------------------------------------------------------
+
+    async def submit(self, endpoint_uuid: str, function_uuid: str, args: tuple[Any, ...]) -> str:
+        task_id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        try:
+            self._submissions.put_nowait(_Submission(endpoint_uuid, function_uuid, args, task_id))
+        except asyncio.QueueFull:
+            raise EndpointUnavailable(
+                f"{self._config.submit_queue} tasks are already waiting to be submitted"
+            ) from None
+        if self._submitter is None or self._submitter.done():
+            self._submitter = asyncio.get_running_loop().create_task(self._submit_forever())
+        return await task_id
+
+    async def _submit_forever(self) -> None:
+        while True:
+            pending = [await self._submissions.get()]
+            while len(pending) < MAX_BATCH and not self._submissions.empty():
+                pending.append(self._submissions.get_nowait())
+            groups: dict[tuple[str, str], list[_Submission]] = {}
+            for item in pending:
+                if not item.task_id.done():  # its request went away before it was sent
+                    groups.setdefault((item.endpoint_uuid, item.function_uuid), []).append(item)
+            for (endpoint_uuid, function_uuid), items in groups.items():
+                await self._submit_group(endpoint_uuid, function_uuid, items)
+
+    async def _submit_group(
+        self, endpoint_uuid: str, function_uuid: str, items: list[_Submission]
+    ) -> None:
+        try:
+            client, _ = await self.clients()
+            task_ids = await self._call(
+                f"submit to endpoint {endpoint_uuid}",
+                _submit_batch,
+                client,
+                endpoint_uuid,
+                function_uuid,
+                [item.args for item in items],
+            )
+        except ComputeError as exc:
+            for item in items:
+                if not item.task_id.done():
+                    item.task_id.set_exception(exc)
+            return
+        for item, task_id in zip(items, task_ids, strict=True):
+            if not item.task_id.done():
+                item.task_id.set_result(task_id)
+
+    # --- results ---------------------------------------------------------------------------
+
+    async def result(self, task_id: str) -> Any:
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters[task_id] = waiter
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll_while_waiting())
+        try:
+            return await waiter
+        finally:
+            self._waiters.pop(task_id, None)
+
+    async def _poll_while_waiting(self) -> None:
+        while self._waiters:
+            await asyncio.sleep(self._config.poll_interval)
+            task_ids = [tid for tid, waiter in self._waiters.items() if not waiter.done()]
+            if not task_ids:
+                continue
+            try:
+                client, web = await self.clients()
+                outcomes = await self._call(
+                    "read task results", _read_results, web, client.fx_serializer, task_ids
+                )
+            except ComputeError as exc:
+                self._poll_failed(exc)
+                continue
+            for task_id, (ok, value) in outcomes.items():
+                waiter = self._waiters.get(task_id)
+                if waiter is None or waiter.done():
+                    continue
+                if ok:
+                    waiter.set_result(value)
+                else:
+                    waiter.set_exception(RemoteFunctionError(value, task_id))
+
+    def _poll_failed(self, exc: ComputeError) -> None:
+        if isinstance(exc, ComputeNotConfigured):
+            # It will not get better by asking again: fail the waiting requests now.
+            for waiter in self._waiters.values():
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        now = time.monotonic()
+        if now - self._last_poll_warning >= POLL_WARNING_INTERVAL:
+            self._last_poll_warning = now
+            logger.warning("globus compute: %s; retrying", exc)
+
+    # --- endpoint status -------------------------------------------------------------------
+
+    async def endpoint_status(self, endpoint_uuid: str) -> EndpointState:
+        """Never raises: a status that cannot be read is "unknown" (requests still go ahead)."""
+        try:
+            _, web = await self.clients()
+            document = await self._call(
+                f"status of endpoint {endpoint_uuid}",
+                lambda: web.get_endpoint_status(endpoint_uuid).data,
+            )
+        except EndpointUnavailable as exc:
+            return EndpointState("offline", workers=0, detail=str(exc))
+        except ComputeError as exc:
+            logger.warning("globus compute: %s", exc)
+            return EndpointState("unknown", detail=str(exc))
+        return state_from_status(document)
+
+    async def close(self) -> None:
+        for task in (self._submitter, self._poller):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        closing = ComputeServiceError("the gateway is shutting down")
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(closing)
+        while not self._submissions.empty():
+            item = self._submissions.get_nowait()
+            if not item.task_id.done():
+                item.task_id.set_exception(closing)
+
+
+def _submit_batch(
+    client: Client, endpoint_uuid: str, function_uuid: str, arg_lists: list[tuple[Any, ...]]
+) -> list[str]:
+    """Submit one task per argument tuple in one call; their task ids in the same order."""
+    batch = client.create_batch()
+    for args in arg_lists:
+        batch.add(function_uuid, args)
+    response = client.batch_run(endpoint_uuid, batch)
+    tasks = response["tasks"]
+    assert isinstance(tasks, dict)
+    task_ids = tasks.get(str(uuid.UUID(function_uuid)), [])
+    if len(task_ids) != len(arg_lists):
+        raise ComputeServiceError(
+            f"Globus Compute returned {len(task_ids)} task ids for {len(arg_lists)} tasks"
+        )
+    return [str(task_id) for task_id in task_ids]
+
+
+def _read_results(
+    web: globus_sdk.ComputeClientV2, serializer: ComputeSerializer, task_ids: list[str]
+) -> dict[str, tuple[bool, Any]]:
+    """{task id: (True, result) or (False, short reason)} for the tasks that finished."""
+    outcomes: dict[str, tuple[bool, Any]] = {}
+    for start in range(0, len(task_ids), MAX_BATCH):
+        response = web.get_task_batch(task_ids[start : start + MAX_BATCH])
+        results = response.data.get("results") or {}
+        for task_id, info in results.items():
+            if not isinstance(info, dict):
+                continue
+            status = str(info.get("status", "")).lower()
+            if "result" in info:
+                try:
+                    outcomes[task_id] = (True, serializer.deserialize(info["result"]))
+                except Exception as exc:
+                    outcomes[task_id] = (False, f"the task's result cannot be read: {exc}")
+            elif "exception" in info:
+                outcomes[task_id] = (False, remote_reason(str(info["exception"])))
+            elif status in ("success", "failed"):
+                outcomes[task_id] = (False, str(info.get("reason") or f"task {status}"))
+    return outcomes
+
+
+class GlobusComputeExecutor(ComputeExecutor):
+    def __init__(self, config: ExecutorSettings) -> None:
+        self._config = config
+        self._threads = ThreadPoolExecutor(max(1, config.threads), thread_name_prefix="globus")
+        self._sessions: dict[Credentials, ComputeSession] = {}
+        self._states: RefreshingCache[str, EndpointState] = RefreshingCache(
+            config.status_cache_seconds, 10 * config.status_cache_seconds
+        )
+
+    def _session(self, endpoint_uuid: str) -> ComputeSession:
+        credentials = credentials_for(endpoint_uuid, self._config)
+        session = self._sessions.get(credentials)
+        if session is None:
+            session = ComputeSession(credentials, self._threads, self._config)
+            self._sessions[credentials] = session
+        return session
+
+    async def run(
+        self, endpoint_uuid: str, function_uuid: str, args: tuple[Any, ...], *, timeout: float
+    ) -> Any:
+        for name, value in (("endpoint", endpoint_uuid), ("function", function_uuid)):
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                raise ComputeNotConfigured(f"the {name} UUID {value!r} is not a UUID") from None
+        session = self._session(endpoint_uuid)
+        task_id: str | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                task_id = await session.submit(endpoint_uuid, function_uuid, args)
+                return await session.result(task_id)
+        except TimeoutError:
+            raise ComputeTimeout(f"no result within {timeout:g}s", task_id) from None
+
+    async def endpoint_state(self, endpoint_uuid: str) -> EndpointState:
+        try:
+            session = self._session(endpoint_uuid)
+        except ComputeNotConfigured as exc:
+            return EndpointState("unknown", detail=str(exc))
+        return await self._states.get(endpoint_uuid, lambda: session.endpoint_status(endpoint_uuid))
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+        self._states.clear()
+        self._threads.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,87 @@
+"""An in-process async cache that serves a stale value while one background load replaces it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+logger = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+@dataclass(slots=True)
+class _Entry(Generic[V]):
+    value: V
+    loaded_at: float
+
+
+class RefreshingCache(Generic[K, V]):
+    """Values are fresh for `ttl` seconds. Until `max_age`, a stale value is still answered at
+    once and a single background load replaces it; past that (or on a miss) callers wait for a
+    load, which concurrent callers share. A failed load is not cached; its callers get the error.
+    """
+
+    def __init__(self, ttl: float, max_age: float, max_entries: int = 4096) -> None:
+        self.ttl = ttl
+        self.max_age = max(max_age, ttl)
+        self._max_entries = max_entries
+        self._entries: dict[K, _Entry[V]] = {}
+        self._loads: dict[K, asyncio.Task[V]] = {}
+
+    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        entry = self._entries.get(key)
+        if entry is not None:
+            age = time.monotonic() - entry.loaded_at
+            if age < self.ttl:
+                return entry.value
+            if age < self.max_age:
+                self._start_load(key, load)
+                return entry.value
+        # shield: one caller giving up (client gone) must not cancel the load others await.
+        return await asyncio.shield(self._start_load(key, load))
+
+    def peek(self, key: K) -> V | None:
+        """The cached value, however old, without loading."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.value
+
+    def clear(self) -> None:
+        self._entries.clear()
+        for task in self._loads.values():
+            task.cancel()
+        self._loads.clear()
+
+    def _start_load(self, key: K, load: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
+        loop = asyncio.get_running_loop()
+        task = self._loads.get(key)
+        # A task of another loop (a finished test's, a restarted server's) will never finish here.
+        if task is not None and not task.done() and task.get_loop() is loop:
+            return task
+        task = loop.create_task(self._load(key, load))
+        self._loads[key] = task
+        task.add_done_callback(lambda done: self._finished(key, done))
+        return task
+
+    async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        value = await load()
+        if key not in self._entries and len(self._entries) >= self._max_entries:
+            # Keys are clusters or endpoints: a full cache means churn, so start over.
+            self._entries.clear()
+        self._entries[key] = _Entry(value, time.monotonic())
+        return value
+
+    def _finished(self, key: K, task: asyncio.Task[V]) -> None:
+        if self._loads.get(key) is task:
+            del self._loads[key]
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and key in self._entries:
+            # A background refresh failed; the stale value keeps serving until max_age.
+            logger.warning("refresh of %r failed: %s", key, error)
