@@ -1,11 +1,50 @@
-"""Endpoint adapter for models served on HPC clusters through Globus Compute."""
+"""Endpoint adapter for models served on HPC clusters through Globus Compute.
+
+The registered inference function receives the payload of CONTRACT.md §3 and calls the model
+server on the node. Non-streaming answers come back as the task's result; streamed chunks come
+back over the side channel into the stream hub (see compute_stream).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
 from pydantic import Field, model_validator
 
 from resource_server_async.adapter_config import AdapterConfig
-from resource_server_async.endpoints.base import BaseEndpoint
+from resource_server_async.compute import get_executor
+from resource_server_async.compute.base import ComputeError, ComputeExecutor
+from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
+from resource_server_async.endpoints.compute_outcomes import compute_error, reply_from_result, where
+from resource_server_async.endpoints.compute_stream import ComputeStream
+from resource_server_async.errors import GatewayError
+from resource_server_async.streaming import get_hub, issue_token
+
+logger = logging.getLogger(__name__)
+
+# Keys the gateway sets in model_params; a client's body must not set them (api_port comes from
+# the endpoint config, never from the user; the stream target from the gateway's settings).
+RESERVED_KEYS = frozenset(
+    {
+        "openai_endpoint",
+        "api_port",
+        "streaming_server_host",
+        "streaming_server_port",
+        "streaming_server_protocol",
+        "stream_task_id",
+        "stream_task_token",
+    }
+)
+# Wake-up probes in flight, kept so that they are not garbage-collected while they run.
+_wake_probes: set[asyncio.Task[Any]] = set()
+_last_wake: dict[str, float] = {}
 
 
 class GlobusComputeEndpointConfig(AdapterConfig):
@@ -30,3 +69,132 @@ class GlobusComputeEndpointConfig(AdapterConfig):
 
 class GlobusComputeEndpoint(BaseEndpoint):
     Config = GlobusComputeEndpointConfig
+
+    @property
+    def compute(self) -> GlobusComputeEndpointConfig:
+        assert isinstance(self.config, GlobusComputeEndpointConfig)
+        return self.config
+
+    def payload(self, request: InferenceRequest, stream: dict[str, Any] | None = None) -> dict:
+        params = {key: value for key, value in request.body.items() if key not in RESERVED_KEYS}
+        params["openai_endpoint"] = request.operation
+        params["api_port"] = self.compute.api_port
+        params.update(stream or {})
+        return {"model_params": params}
+
+    async def complete(self, request: InferenceRequest) -> UpstreamReply:
+        executor = get_executor()
+        await self.check_ready(executor)
+        try:
+            result = await executor.run(
+                self.compute.endpoint_uuid,
+                self.compute.function_uuid,
+                (self.payload(request),),
+                timeout=settings.COMPUTE_RESULT_TIMEOUT,
+            )
+        except ComputeError as exc:
+            raise compute_error(exc, self) from None
+        return reply_from_result(result, self, None)
+
+    async def open_stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
+        executor = get_executor()
+        await self.check_ready(executor)
+        if not settings.INTERNAL_STREAMING_SECRET:
+            raise GatewayError(
+                503,
+                "streaming_not_configured",
+                f"Streaming from {where(self)} needs INTERNAL_STREAMING_SECRET on the gateway. "
+                "Send the request without stream, or ask the gateway operator.",
+            )
+        hub = get_hub()
+        stream_id = str(uuid.uuid4())
+        try:
+            subscription = await hub.open(stream_id, settings.STREAMING_MAX_SECONDS)
+        except Exception as exc:
+            logger.error("stream hub: cannot open a stream: %s", exc)
+            raise GatewayError(
+                503,
+                "stream_hub_unavailable",
+                "The gateway cannot relay streams right now. Try again, or send the request "
+                "without stream.",
+            ) from None
+        target = {
+            "streaming_server_host": settings.STREAMING_SERVER_HOST,
+            "streaming_server_port": settings.STREAMING_SERVER_PORT,
+            "streaming_server_protocol": settings.STREAMING_SERVER_PROTOCOL,
+            "stream_task_id": stream_id,
+            "stream_task_token": issue_token(stream_id, settings.STREAMING_MAX_SECONDS),
+        }
+        run = asyncio.get_running_loop().create_task(
+            executor.run(
+                self.compute.endpoint_uuid,
+                self.compute.function_uuid,
+                (self.payload(request, target),),
+                timeout=min(settings.COMPUTE_RESULT_TIMEOUT, settings.STREAMING_MAX_SECONDS),
+            )
+        )
+        stream = ComputeStream(
+            hub=hub,
+            subscription=subscription,
+            run=run,
+            endpoint=self,
+            operation=request.operation,
+            first_chunk_timeout=settings.STREAMING_FIRST_CHUNK_TIMEOUT,
+            idle_timeout=settings.STREAMING_IDLE_TIMEOUT,
+        )
+        await stream.start()
+        return stream.events()
+
+    async def check_ready(self, executor: ComputeExecutor) -> None:
+        """503 now, rather than a task that waits for long, when the endpoint cannot run it."""
+        state = await executor.endpoint_state(self.compute.endpoint_uuid)
+        if state.status == "offline":
+            raise GatewayError(
+                503,
+                "endpoint_offline",
+                f"The Globus Compute endpoint serving {where(self)} is offline. Try again later.",
+                info={"cluster": self.row.cluster, "model": self.model},
+            )
+        if state.status == "online" and state.workers == 0:
+            await self._wake(executor)
+            raise GatewayError(
+                503,
+                "model_starting",
+                f"{where(self).capitalize()} is starting: its batch job is waiting for nodes or "
+                "loading the model. Try again in a few minutes.",
+                info={"cluster": self.row.cluster, "model": self.model},
+                headers={"Retry-After": str(settings.COMPUTE_STARTING_RETRY_AFTER)},
+            )
+
+    async def _wake(self, executor: ComputeExecutor) -> None:
+        """Send one health probe: a queued task is what makes the endpoint start a block.
+
+        One per endpoint per COMPUTE_WAKE_INTERVAL across processes (the shared cache decides),
+        since each queued task may make the endpoint ask for another node.
+        """
+        endpoint_uuid = self.compute.endpoint_uuid
+        interval = settings.COMPUTE_WAKE_INTERVAL
+        now = time.monotonic()
+        if now - _last_wake.get(endpoint_uuid, -interval) < interval:
+            return
+        _last_wake[endpoint_uuid] = now
+        try:
+            first = await cache.aadd(f"compute-wake:{endpoint_uuid}", 1, timeout=int(interval))
+        except Exception as exc:  # a cache outage must not turn a 503 into a 500
+            logger.warning("compute wake-up: shared cache unavailable (%s); probing anyway", exc)
+            first = True
+        if not first:
+            return
+        probe = {"model_params": {"openai_endpoint": "health", "api_port": self.compute.api_port}}
+        task = asyncio.get_running_loop().create_task(
+            executor.run(endpoint_uuid, self.compute.function_uuid, (probe,), timeout=interval)
+        )
+        _wake_probes.add(task)
+        task.add_done_callback(_probe_done)
+        logger.info("compute wake-up: probing endpoint %s for %s", endpoint_uuid, self.slug)
+
+
+def _probe_done(task: asyncio.Task[Any]) -> None:
+    _wake_probes.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.info("compute wake-up probe ended: %s", task.exception())

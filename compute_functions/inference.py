@@ -1,0 +1,364 @@
+"""The inference function: runs on the cluster beside the model server (CONTRACT.md §3).
+
+Registered with Globus Compute as source code (`manage.py register_functions`) and executed on
+nodes where this project is not installed, so the module is self-contained: standard library
+and `requests` only. The gateway's local executor imports and calls the same function.
+
+Configuration comes from the worker's environment (the endpoint's `worker_init`):
+
+- `INFERENCE_API_BASE_URL`: the model server, default `https://127.0.0.1:{api_port}`.
+- `INFERENCE_TLS_VERIFY`: `false` (default: local servers use self-signed certificates),
+  `true`, or the path of a CA bundle.
+- `INFERENCE_API_KEY` (or `OPENAI_API_KEY`): sent as a bearer key when set.
+- `INFERENCE_CONNECT_TIMEOUT` (10 s), `INFERENCE_READ_TIMEOUT` (600 s, a whole non-streamed
+  answer), `INFERENCE_STREAM_IDLE_TIMEOUT` (120 s between streamed bytes).
+- `INTERNAL_STREAMING_SECRET`: the gateway's side-channel secret (streaming only).
+- `STREAMING_TLS_VERIFY`: verify the gateway's certificate (`true` by default, or a CA bundle).
+- `STREAMING_POST_TIMEOUT` (10 s): one side-channel POST.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+STREAM_KEYS = (
+    "streaming_server_host",
+    "streaming_server_port",
+    "streaming_server_protocol",
+    "stream_task_id",
+    "stream_task_token",
+)
+# Longest error text sent back: an inference server's error body, not a log file.
+MAX_ERROR_TEXT = 2000
+# Streamed lines are sent in batches: the first at once, then at least this often.
+BATCH_SECONDS = 0.05
+BATCH_LINES = 32
+BATCH_BYTES = 64 * 1024
+# Side-channel answers that mean "try this POST again shortly".
+RETRY_STATUSES = (429, 502, 503, 504)
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+
+
+class InferenceServerError(Exception):
+    """The model server answered with an error status. The message format is the one deployed
+    functions raise, which the gateway parses to give the caller the same status and message."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(
+            f"API request failed with status code: {status}\nResponse text: {text[:MAX_ERROR_TEXT]}"
+        )
+        self.status = status
+
+
+class SideChannelError(Exception):
+    """The gateway's side channel refused or could not take a POST."""
+
+
+class StreamClosed(SideChannelError):
+    """The gateway no longer wants this stream (the client went away or it timed out)."""
+
+
+def _setting(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def _seconds(name: str, default: float) -> float:
+    try:
+        return float(_setting(name, str(default)))
+    except ValueError:
+        return default
+
+
+def _verify(name: str, default: str) -> bool | str:
+    value = _setting(name, default)
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    return value  # a CA bundle path
+
+
+def _quiet_insecure_warnings() -> None:
+    # Unverified TLS to the node's own loopback server is the documented default; warning on
+    # every request would flood the worker's log.
+    import urllib3
+
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+
+def inference_function(parameters: dict[str, Any]) -> str:
+    """Run one request on the local model server; returns its JSON answer as text.
+
+    `parameters["model_params"]` is the client's body plus `openai_endpoint`, `api_port` and,
+    when streaming, where and how to push chunks back to the gateway.
+    """
+    started = time.time()
+    if not isinstance(parameters, dict) or not isinstance(parameters.get("model_params"), dict):
+        raise ValueError("Missing required parameter: 'model_params'")
+    body = dict(parameters["model_params"])  # a copy: the caller's dict stays as it was
+    operation = body.pop("openai_endpoint", None)
+    port = body.pop("api_port", None)
+    if not isinstance(operation, str) or not operation:
+        raise ValueError("Missing required parameter: 'model_params.openai_endpoint'")
+    if port is None:
+        raise ValueError("Missing required parameter: 'model_params.api_port'")
+    target = {key: body.pop(key, None) for key in STREAM_KEYS}
+    base = _setting("INFERENCE_API_BASE_URL", "https://127.0.0.1:{api_port}")
+    base = base.format(api_port=port).rstrip("/")
+    verify = _verify("INFERENCE_TLS_VERIFY", "false")
+    if verify is False:
+        _quiet_insecure_warnings()
+    session = requests.Session()
+    # The model server is on this node: never through the site's HTTP proxy.
+    session.trust_env = False
+    session.verify = verify
+    key = _setting("INFERENCE_API_KEY", _setting("OPENAI_API_KEY", ""))
+    if key:
+        session.headers["Authorization"] = f"Bearer {key}"
+    try:
+        if "health" in operation.lower():
+            return _health(session, base, operation)
+        url = f"{base}/v1/{operation.lstrip('/')}"
+        if body.get("stream"):
+            return _stream(session, url, body, target, started)
+        return _complete(session, url, body, started)
+    finally:
+        session.close()
+
+
+def _timeouts(read_name: str, read_default: float) -> tuple[float, float]:
+    return (
+        _seconds("INFERENCE_CONNECT_TIMEOUT", 10.0),
+        _seconds(read_name, read_default),
+    )
+
+
+def _health(session: requests.Session, base: str, operation: str) -> str:
+    path = operation.replace("../", "").replace("v1/", "").lstrip("/")
+    response = session.get(f"{base}/{path}", timeout=_timeouts("INFERENCE_READ_TIMEOUT", 30.0))
+    if response.status_code >= 400:
+        raise InferenceServerError(response.status_code, response.text)
+    return json.dumps({"status": "ok", "status_code": response.status_code})
+
+
+def _with_metrics(answer: dict[str, Any], started: float) -> dict[str, Any]:
+    elapsed = time.time() - started
+    usage = answer.get("usage")
+    tokens = usage.get("total_tokens", 0) if isinstance(usage, dict) else 0
+    answer["response_time"] = elapsed
+    answer["throughput_tokens_per_second"] = tokens / elapsed if elapsed > 0 and tokens else 0
+    return answer
+
+
+def _complete(session: requests.Session, url: str, body: dict[str, Any], started: float) -> str:
+    response = session.post(url, json=body, timeout=_timeouts("INFERENCE_READ_TIMEOUT", 600.0))
+    if response.status_code >= 400:
+        raise InferenceServerError(response.status_code, response.text)
+    try:
+        answer = response.json()
+    except ValueError:
+        raise InferenceServerError(
+            502, f"the model server answered with a body that is not JSON: {response.text[:200]}"
+        ) from None
+    if not isinstance(answer, dict):
+        raise InferenceServerError(502, "the model server answered with JSON that is not an object")
+    return json.dumps(_with_metrics(answer, started))
+
+
+class SideChannel:
+    """POSTs a stream's chunks, error or end to the gateway (CONTRACT.md §3)."""
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        missing = [key for key in STREAM_KEYS if key != "streaming_server_protocol"]
+        missing = [key for key in missing if not target.get(key)]
+        if missing:
+            raise ValueError(f"Streaming requires the parameters: {', '.join(missing)}")
+        secret = os.environ.get("INTERNAL_STREAMING_SECRET", "").strip()
+        if not secret:
+            raise ValueError(
+                "INTERNAL_STREAMING_SECRET is not set on this endpoint, so streamed chunks "
+                "cannot be sent to the gateway"
+            )
+        protocol = target.get("streaming_server_protocol") or "https"
+        self.base = (
+            f"{protocol}://{target['streaming_server_host']}:{target['streaming_server_port']}"
+            "/resource_server/api/streaming"
+        )
+        self.task_id = str(target["stream_task_id"])
+        self.session = requests.Session()  # keep-alive across the stream's posts
+        self.session.verify = _verify("STREAMING_TLS_VERIFY", "true")
+        self.session.headers.update(
+            {"X-Internal-Secret": secret, "X-Stream-Task-Token": str(target["stream_task_token"])}
+        )
+        self.timeout = _seconds("STREAMING_POST_TIMEOUT", 10.0)
+
+    def data(self, text: str) -> None:
+        self._post("data", {"task_id": self.task_id, "data": text, "type": "data"})
+
+    def error(self, message: str) -> None:
+        self._post("error", {"task_id": self.task_id, "error": message, "type": "error"})
+
+    def done(self) -> None:
+        self._post("done", {"task_id": self.task_id, "type": "done"})
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _post(self, kind: str, payload: dict[str, Any]) -> None:
+        url = f"{self.base}/{kind}/"
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+            try:
+                response = self.session.post(url, json=payload, timeout=self.timeout)
+            except requests.ConnectionError as exc:
+                # Refused or reset before an answer: the chunk was not taken; try again.
+                if delay is None:
+                    raise SideChannelError(f"cannot reach the gateway at {url}: {exc}") from None
+                time.sleep(delay)
+                continue
+            except requests.Timeout:
+                # It may have been taken; sending it again could repeat it. Give up instead.
+                raise SideChannelError(f"the gateway at {url} did not answer in time") from None
+            if response.status_code == 200:
+                return
+            if response.status_code in (404, 410):
+                raise StreamClosed(f"the gateway closed stream {self.task_id}")
+            if response.status_code in RETRY_STATUSES and delay is not None:
+                retry_after = response.headers.get("Retry-After", "")
+                time.sleep(min(float(retry_after), 2.0) if retry_after.isdigit() else delay)
+                continue
+            raise SideChannelError(
+                f"the gateway answered {response.status_code} to {kind} "
+                f"(attempt {attempt + 1}): {response.text[:300]}"
+            )
+
+
+def sse_lines(response: requests.Response) -> Iterator[str]:
+    """The response's non-empty lines as they arrive, the last one even without a newline."""
+    pending = b""
+    # chunk_size=None hands over each chunk as the server flushes it (no fixed-size reads).
+    for chunk in response.iter_content(chunk_size=None):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            text = line.rstrip(b"\r").decode("utf-8", "replace")
+            if text.strip():
+                yield text
+    tail = pending.rstrip(b"\r").decode("utf-8", "replace")
+    if tail.strip():
+        yield tail
+
+
+class Batcher:
+    """Groups streamed lines into side-channel POSTs: the first line alone (the first token
+    shows at once), then whatever arrived within BATCH_SECONDS, bounded in lines and bytes."""
+
+    def __init__(self, channel: SideChannel) -> None:
+        self.channel = channel
+        self.lines: list[str] = []
+        self.size = 0
+        self.sent_lines = 0
+        self.last_flush = 0.0
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        self.size += len(line)
+        if (
+            self.sent_lines == 0
+            or len(self.lines) >= BATCH_LINES
+            or self.size >= BATCH_BYTES
+            or time.monotonic() - self.last_flush >= BATCH_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.lines:
+            return
+        self.channel.data("\n".join(self.lines))
+        self.sent_lines += len(self.lines)
+        self.lines, self.size = [], 0
+        self.last_flush = time.monotonic()
+
+
+def _total_tokens(line: str, current: int) -> int:
+    if '"usage"' not in line or not line.startswith("data:"):
+        return current
+    try:
+        usage = json.loads(line[5:].strip()).get("usage") or {}
+        return int(usage.get("total_tokens") or current)
+    except (ValueError, AttributeError, TypeError):
+        return current
+
+
+def _stream(
+    session: requests.Session,
+    url: str,
+    body: dict[str, Any],
+    target: dict[str, Any],
+    started: float,
+) -> str:
+    channel = SideChannel(target)
+    status = "completed"
+    tokens = 0
+    batcher = Batcher(channel)
+    try:
+        try:
+            response = session.post(
+                url,
+                json=body,
+                stream=True,
+                timeout=_timeouts("INFERENCE_STREAM_IDLE_TIMEOUT", 120.0),
+            )
+        except requests.RequestException as exc:
+            _report(channel, f"Network error reaching the model server: {exc}")
+            raise
+        with response:
+            if response.status_code >= 400:
+                error = InferenceServerError(response.status_code, response.text)
+                _report(channel, str(error))
+                raise error
+            try:
+                for line in sse_lines(response):
+                    if line.strip() == "data: [DONE]":
+                        break
+                    tokens = _total_tokens(line, tokens)
+                    batcher.add(line)
+                batcher.flush()
+            except StreamClosed:
+                # Leaving the `with` closes the connection, which stops the generation.
+                status = "cancelled"
+            except requests.RequestException as exc:
+                batcher.flush()
+                _report(channel, f"The model server's stream broke off: {exc}")
+                raise
+        if status == "completed":
+            try:
+                channel.done()
+            except StreamClosed:
+                status = "cancelled"
+    finally:
+        channel.close()
+    elapsed = time.time() - started
+    return json.dumps(
+        {
+            "streaming": True,
+            "task_id": channel.task_id,
+            "status": status,
+            "total_chunks": batcher.sent_lines,
+            "total_tokens": tokens,
+            "response_time": elapsed,
+            "throughput_tokens_per_second": tokens / elapsed if elapsed > 0 and tokens else 0,
+        }
+    )
+
+
+def _report(channel: SideChannel, message: str) -> None:
+    """Tell the gateway the stream failed; the task's own failure says it too if this fails."""
+    with contextlib.suppress(SideChannelError):
+        channel.error(message[:MAX_ERROR_TEXT])

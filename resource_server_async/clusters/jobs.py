@@ -1,0 +1,252 @@
+"""A cluster's jobs for /resource_server/{cluster}/jobs (CONTRACT.md §4): read, filter, annotate.
+
+A cluster adapter that reports jobs has `async jobs() -> ClusterJobs`, cached per cluster (the
+whole list; every caller then sees only the models they may use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+
+from resource_server_async.auth.permissions import can_use_endpoint
+from resource_server_async.auth.principal import Principal
+from resource_server_async.catalog import catalog
+from resource_server_async.compute.base import (
+    ComputeError,
+    ComputeExecutor,
+    ComputeNotConfigured,
+    ComputeTimeout,
+    EndpointUnavailable,
+    RemoteFunctionError,
+)
+from resource_server_async.endpoints.base import BaseEndpoint
+from resource_server_async.errors import GatewayError
+
+# The lists of the /jobs answer, in order (the status function's keys with `_` for `-`).
+JOB_LISTS = (
+    "running",
+    "queued",
+    "stopped",
+    "others",
+    "private_batch_running",
+    "private_batch_queued",
+)
+NOT_AVAILABLE = "N/A"
+# What a running job's "Model Status" becomes when its Compute endpoint has no workers: the
+# model server may be up, but no request can reach it.
+NOT_READY = "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterJobs:
+    lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    cluster_status: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class JobsReporter(Protocol):
+    async def jobs(self) -> ClusterJobs: ...
+
+
+def _job(item: dict[str, Any], cluster: str) -> dict[str, Any]:
+    job = dict(item)
+    for key in ("Models", "Framework"):
+        value = job.get(key)
+        job[key] = value.strip() if isinstance(value, str) and value.strip() else NOT_AVAILABLE
+    value = job.get("Cluster")
+    job["Cluster"] = value.strip() if isinstance(value, str) and value.strip() else cluster
+    return job
+
+
+def jobs_from_report(report: Any, cluster: str) -> ClusterJobs:
+    """ClusterJobs from a status function's answer (JSON text or object). Items that are not
+    job objects are left out; a missing list is empty."""
+    if isinstance(report, bytes | str):
+        report = orjson.loads(report)
+    if not isinstance(report, dict):
+        raise ValueError(f"the status function returned {type(report).__name__}, not an object")
+    lists: dict[str, list[dict[str, Any]]] = {}
+    for name in JOB_LISTS:
+        items = report.get(name, report.get(name.replace("_", "-"), []))
+        items = items if isinstance(items, list) else []
+        lists[name] = [_job(item, cluster) for item in items if isinstance(item, dict)]
+    status = report.get("cluster_status")
+    return ClusterJobs(lists, dict(status) if isinstance(status, dict) else {})
+
+
+def status_function_error(exc: ComputeError, cluster: str) -> GatewayError:
+    """The caller's error when a cluster's status function cannot give its jobs."""
+    info = {"cluster": cluster, **({"task_id": exc.task_id} if exc.task_id else {})}
+    if isinstance(exc, ComputeTimeout):
+        return GatewayError(
+            504,
+            "jobs_timeout",
+            f"The job status of cluster {cluster!r} did not come back in time ({exc}).",
+            info=info,
+        )
+    if isinstance(exc, EndpointUnavailable | ComputeNotConfigured):
+        return GatewayError(
+            503,
+            "jobs_unavailable",
+            f"The job status of cluster {cluster!r} cannot be read now: {exc}.",
+            info=info,
+        )
+    reason = " ".join(str(exc).split())[:500]
+    code = "jobs_function_failed" if isinstance(exc, RemoteFunctionError) else "jobs_failed"
+    return GatewayError(
+        502, code, f"The job status of cluster {cluster!r} could not be read: {reason}", info=info
+    )
+
+
+def _endpoint_for(cluster: str, framework: str, model: str) -> BaseEndpoint | None:
+    endpoint = catalog.lookup(cluster, framework, model)
+    if endpoint is not None:
+        return endpoint
+    # Status pages do not always name the framework the catalog uses (Metis says "api").
+    for candidate in catalog.endpoints_for_model(model):
+        if candidate.row.cluster == cluster:
+            return candidate
+    return None
+
+
+@dataclass(slots=True)
+class VisibleJobs:
+    """The answer for one principal, and the endpoints behind each running job."""
+
+    lists: dict[str, list[dict[str, Any]]]
+    cluster_status: dict[str, Any]
+    running_endpoints: list[tuple[dict[str, Any], list[BaseEndpoint]]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.lists, "cluster_status": self.cluster_status}
+
+
+def visible_jobs(jobs: ClusterJobs, principal: Principal, cluster: str) -> VisibleJobs:
+    """Only the models the principal may use; a job with none left is left out."""
+    lists: dict[str, list[dict[str, Any]]] = {}
+    running: list[tuple[dict[str, Any], list[BaseEndpoint]]] = []
+    for name in JOB_LISTS:
+        kept = []
+        for job in jobs.lists.get(name, []):
+            job_cluster = job["Cluster"] if job["Cluster"] != NOT_AVAILABLE else cluster
+            models, endpoints = [], []
+            for model in (m.strip() for m in job["Models"].split(",")):
+                endpoint = _endpoint_for(job_cluster, job["Framework"], model) if model else None
+                if endpoint is not None and can_use_endpoint(principal, endpoint):
+                    models.append(model)
+                    endpoints.append(endpoint)
+            if not models:
+                continue
+            visible = copy.deepcopy(job)  # the cached lists are shared by every caller
+            visible["Models"] = ",".join(models)
+            kept.append(visible)
+            if name == "running":
+                running.append((visible, endpoints))
+        lists[name] = kept
+    return VisibleJobs(lists, copy.deepcopy(jobs.cluster_status), running)
+
+
+async def mark_unready(
+    running: Iterable[tuple[dict[str, Any], list[BaseEndpoint]]], executor: ComputeExecutor
+) -> None:
+    """A running job whose Globus Compute endpoint reports no workers is not ready."""
+    from resource_server_async.endpoints.globus_compute import GlobusComputeEndpoint
+
+    checks: dict[str, asyncio.Task[Any]] = {}
+    pairs = []
+    for job, endpoints in running:
+        for endpoint in endpoints:
+            if isinstance(endpoint, GlobusComputeEndpoint):
+                uuid = endpoint.compute.endpoint_uuid
+                if uuid not in checks:
+                    checks[uuid] = asyncio.ensure_future(executor.endpoint_state(uuid))
+                pairs.append((job, uuid))
+    if not checks:
+        return
+    await asyncio.gather(*checks.values())
+    for job, uuid in pairs:
+        if checks[uuid].result().workers == 0:
+            job["Model Status"] = NOT_READY
+
+
+# --- clusters with a status page (Metis) ------------------------------------------------------
+
+LIVE = "live"
+STOPPED = "stopped"
+
+
+def _text(value: Any, default: str) -> str:
+    return value if isinstance(value, str) else default
+
+
+def jobs_from_status_page(document: Any, cluster: str, framework: str) -> ClusterJobs:
+    """Metis's `{key: {"status", "model", "description", ...}}` as jobs: "Live" models are
+    running, "Stopped" ones stopped, any other state queued (as the deployed gateway does)."""
+    if not isinstance(document, dict):
+        raise ValueError(f"the status page is {type(document).__name__}, not an object")
+    lists: dict[str, list[dict[str, Any]]] = {name: [] for name in JOB_LISTS}
+    live = stopped = 0
+    for key, entry in document.items():
+        if not isinstance(entry, dict):
+            continue
+        model = _text(entry.get("model"), str(key))
+        state = _text(entry.get("status"), "unknown").lower()
+        description = _text(entry.get("description"), "")
+        job = {
+            "Models": model,
+            "Framework": framework,
+            "Cluster": cluster,
+            "Model Status": "running" if state == LIVE else state,
+            "Description": f"{model} - {description}" if description else model,
+            "Model Version": entry.get("model_version", ""),
+        }
+        if state == LIVE:
+            lists["running"].append(job)
+            live += 1
+        elif state == STOPPED:
+            lists["stopped"].append(job)
+            stopped += 1
+        else:
+            lists["queued"].append(job)
+    status = {
+        "cluster": cluster,
+        "total_models": len(document),
+        "live_models": live,
+        "stopped_models": stopped,
+    }
+    return ClusterJobs(lists, status)
+
+
+async def read_status_page(cluster: str, url: str, timeout: float) -> Any:
+    """The status page's JSON document; 502/504 naming the cluster when it cannot be read."""
+    import aiohttp
+
+    from resource_server_async.upstream import clients, origin_of
+
+    try:
+        session = clients.session(origin_of(url))
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise ValueError(f"it answered HTTP {response.status}")
+        return orjson.loads(body)
+    except TimeoutError:
+        raise GatewayError(
+            504,
+            "jobs_timeout",
+            f"The status page of cluster {cluster!r} did not answer within {timeout:g} s.",
+            info={"cluster": cluster},
+        ) from None
+    except (aiohttp.ClientError, ValueError) as exc:
+        raise GatewayError(
+            502,
+            "jobs_failed",
+            f"The status page of cluster {cluster!r} could not be read: {exc or type(exc)}",
+            info={"cluster": cluster},
+        ) from None

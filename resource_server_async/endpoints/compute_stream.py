@@ -1,0 +1,214 @@
+"""Relays a streaming Globus Compute task to its client: side-channel events become SSE.
+
+The function POSTs the model server's SSE lines (blank lines dropped, several lines per POST)
+to the side channel; the hub hands them here. The task's own result arrives through the
+executor and is announced on the same stream ("finished"), so one blocking read watches both.
+Whatever goes wrong before the first chunk is raised as the caller's HTTP error; after it, the
+iterator raises and the pipeline ends the stream with an error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from resource_server_async.compute.base import ComputeError
+from resource_server_async.endpoints.compute_outcomes import (
+    compute_error,
+    failure_error,
+    parse_result,
+    where,
+)
+from resource_server_async.errors import GatewayError
+from resource_server_async.streaming import (
+    DATA,
+    DONE,
+    ERROR,
+    FINISHED,
+    StreamEvent,
+    StreamHub,
+    Subscription,
+)
+
+if TYPE_CHECKING:
+    from resource_server_async.endpoints.base import BaseEndpoint
+
+logger = logging.getLogger(__name__)
+
+# Operations whose SSE ends with `data: [DONE]`. Functions swallow the server's [DONE] (as
+# deployed ones do) and the gateway writes it when the stream is done.
+DONE_TERMINATED = frozenset({"chat/completions", "completions"})
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+class SSEAssembler:
+    """Side-channel text back into SSE events: `event:`/`id:` lines wait for their `data:` line
+    (posts may split them apart), `[DONE]` and comments are dropped."""
+
+    def __init__(self) -> None:
+        self._fields: list[str] = []
+
+    def feed(self, text: str) -> bytes:
+        events: list[str] = []
+        for raw_line in text.split("\n"):
+            line = raw_line.rstrip("\r")
+            if not line.strip() or line.startswith(":"):
+                continue
+            if line.startswith("data:"):
+                if line[5:].strip() == "[DONE]":
+                    self._fields.clear()
+                    continue
+                events.append("\n".join([*self._fields, line]) + "\n\n")
+                self._fields.clear()
+            elif line.startswith(("event:", "id:", "retry:")):
+                self._fields.append(line)
+            else:
+                events.append(f"data: {line}\n\n")  # a bare JSON line
+        return "".join(events).encode()
+
+
+class _Finished(Exception):
+    """The stream is over, normally."""
+
+
+class ComputeStream:
+    """One streaming task: its subscription, the task waiting for its result, and the relay."""
+
+    def __init__(
+        self,
+        *,
+        hub: StreamHub,
+        subscription: Subscription,
+        run: asyncio.Task[Any],
+        endpoint: BaseEndpoint,
+        operation: str,
+        first_chunk_timeout: float,
+        idle_timeout: float,
+    ) -> None:
+        self._hub = hub
+        self._subscription = subscription
+        self._run = run
+        self._endpoint = endpoint
+        self._terminator = DONE_EVENT if operation in DONE_TERMINATED else b""
+        self._first_chunk_timeout = first_chunk_timeout
+        self._idle_timeout = idle_timeout
+        self._assembler = SSEAssembler()
+        self._relayed = False
+        self._first = b""
+        self._ended = False
+        self._closed = False
+        self._announcement: asyncio.Task[Any] | None = None
+        run.add_done_callback(self._announce_finish)
+
+    def _announce_finish(self, run: asyncio.Task[Any]) -> None:
+        if self._closed:
+            return
+        # Wakes the reader, which may be blocked on Redis in another call.
+        self._announcement = asyncio.get_running_loop().create_task(
+            self._hub.publish(self._subscription.task_id, StreamEvent(FINISHED), bounded=False)
+        )
+
+    async def start(self) -> None:
+        """Wait for the first chunk; raise the caller's error if the stream cannot start."""
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._first_chunk_timeout
+            while not self._first and not self._ended:
+                remaining = deadline - loop.time()
+                event = await self._subscription.next(remaining) if remaining > 0 else None
+                if event is None:
+                    raise self._silence(self._first_chunk_timeout, "the first chunk")
+                try:
+                    self._first = self._take(event)
+                except _Finished:
+                    self._first, self._ended = self._terminator, True
+        except BaseException:
+            await self.close()
+            raise
+
+    async def events(self) -> AsyncIterator[bytes]:
+        try:
+            if self._first:
+                yield self._first
+            if self._ended:
+                return
+            while True:
+                event = await self._subscription.next(self._idle_timeout)
+                if event is None:
+                    raise self._silence(self._idle_timeout, "the next chunk")
+                try:
+                    chunk = self._take(event)
+                except _Finished:
+                    if self._terminator:
+                        yield self._terminator
+                    return
+                if chunk:
+                    yield chunk
+        finally:
+            await self.close()
+
+    def _take(self, event: StreamEvent) -> bytes:
+        """SSE bytes for a data event (maybe none yet); raise _Finished or the caller's error."""
+        if event.kind == DATA:
+            chunk = self._assembler.feed(event.text)
+            self._relayed = self._relayed or bool(chunk)
+            return chunk
+        if event.kind == DONE:
+            raise _Finished
+        if event.kind == ERROR:
+            raise failure_error(event.text, self._endpoint, None)
+        if event.kind == FINISHED:
+            self._check_result()
+            raise _Finished
+        return b""  # the hub's own markers
+
+    def _check_result(self) -> None:
+        """The task finished before the stream said done: was it a failure, or were the chunks
+        lost on the way?"""
+        if self._run.cancelled():
+            raise GatewayError(502, "compute_task_failed", "The wait for the task was cancelled.")
+        error = self._run.exception()
+        if isinstance(error, ComputeError):
+            raise compute_error(error, self._endpoint)
+        if error is not None:
+            raise GatewayError(502, "compute_task_failed", f"The task failed: {error}")
+        answer = parse_result(self._run.result(), self._endpoint, None)
+        if answer.get("status") == "error":
+            raise failure_error(str(answer.get("error", "")), self._endpoint, None)
+        if not self._relayed:
+            raise GatewayError(
+                502,
+                "stream_not_received",
+                f"The function serving {where(self._endpoint)} finished, but none of its "
+                "streamed chunks reached the gateway. Ask the operator to check the endpoint's "
+                "INTERNAL_STREAMING_SECRET and the gateway's STREAMING_SERVER_* settings.",
+                info={"cluster": self._endpoint.row.cluster, "model": self._endpoint.model},
+            )
+
+    def _silence(self, seconds: float, waiting_for: str) -> GatewayError:
+        return GatewayError(
+            504,
+            "stream_timeout",
+            f"{where(self._endpoint).capitalize()} sent nothing for {seconds:g} s while the "
+            f"gateway waited for {waiting_for}.",
+            info={
+                "cluster": self._endpoint.row.cluster,
+                "model": self._endpoint.model,
+                "stream_task_id": self._subscription.task_id,
+            },
+        )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Stops only this request's wait for the result; the executor goes on for the others.
+        self._run.cancel()
+        with contextlib.suppress(Exception):
+            # Later POSTs for this task are refused, which tells the function to stop.
+            await self._subscription.close()
+        if self._announcement is not None and not self._announcement.done():
+            self._announcement.cancel()

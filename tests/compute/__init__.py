@@ -1,0 +1,1 @@
+"""Tests of the Globus Compute path: executors, cluster-side functions, streaming, /jobs."""

@@ -1,0 +1,41 @@
+"""The gateway's ASGI API served by uvicorn inside the test's own event loop and process.
+
+For tests that must share the process with an HTTP-level fake (`responses` patches `requests`
+in this process only) or look at the process's stream hub. Everything else about the server is
+real: routes, lifespan, sockets on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import uvicorn
+
+from tests.servers import free_port
+
+
+@contextlib.asynccontextmanager
+async def serve_api(port: int = 0) -> AsyncIterator[str]:
+    from resource_server_async.api import build_app
+
+    port = port or free_port()
+    config = uvicorn.Config(
+        build_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve())
+    for _ in range(500):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if not server.started:
+        server.should_exit = True
+        await task
+        raise RuntimeError("the in-process API did not start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -1,0 +1,133 @@
+"""End to end on the Globus Compute path: the official openai client, the gateway's real HTTP
+API (in this process, so that the HTTP-level fake of Globus Compute applies), the real SDK, the
+inference function executed by the fake service, the fake model backend, and for streams the
+side channel back into the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+from pytest_django.fixtures import Settings as SettingsWrapper
+
+from resource_server_async.auth.api_keys import create_key
+from resource_server_async.models import Cluster, Endpoint
+from tests.compute.conftest import GLOBUS_CLUSTER, GLOBUS_ENDPOINT
+from tests.compute.fake_compute import FakeComputeService
+from tests.compute.inprocess import serve_api
+from tests.fake_backend import FakeBackend
+from tests.servers import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("globus_settings", "fresh_executor")]
+
+
+@pytest.fixture
+def catalog_rows(
+    transactional_db: None,
+    service: FakeComputeService,
+    inference_function: str,
+    backend: FakeBackend,
+) -> dict[str, Any]:
+    endpoint_id = service.add_endpoint()
+    Cluster.objects.create(
+        cluster_name="hpc",
+        cluster_adapter=GLOBUS_CLUSTER,
+        frameworks=["vllm"],
+        openai_endpoints=["chat/completions", "completions"],
+        config={"qstat_endpoint_uuid": endpoint_id, "qstat_function_uuid": inference_function},
+    )
+    Endpoint.objects.create(
+        endpoint_slug="hpc-vllm-fake-model",
+        cluster="hpc",
+        framework="vllm",
+        model="fake-model",
+        endpoint_adapter=GLOBUS_ENDPOINT,
+        config={
+            "api_port": backend.port,
+            "endpoint_uuid": endpoint_id,
+            "function_uuid": inference_function,
+        },
+    )
+    key, _ = create_key("globus-e2e")
+    return {"key": key, "endpoint_id": endpoint_id}
+
+
+@pytest.fixture
+async def gateway(
+    catalog_rows: dict[str, Any], settings: SettingsWrapper
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    port = free_port()
+    settings.STREAMING_SERVER_HOST = "127.0.0.1"
+    settings.STREAMING_SERVER_PORT = port
+    settings.STREAMING_SERVER_PROTOCOL = "http"
+    async with serve_api(port) as url:
+        yield openai.AsyncOpenAI(
+            base_url=f"{url}/resource_server/hpc/vllm/v1",
+            api_key=catalog_rows["key"],
+            max_retries=0,
+            timeout=20,
+        )
+
+
+async def test_chat_completion(gateway: openai.AsyncOpenAI, backend: FakeBackend) -> None:
+    answer = await gateway.chat.completions.create(
+        model="fake-model", messages=[{"role": "user", "content": "via globus"}]
+    )
+
+    assert answer.choices[0].message.content == "Echo: via globus"
+    assert backend.last.json["model"] == "fake-model"
+
+
+async def test_streaming_through_the_side_channel(
+    gateway: openai.AsyncOpenAI, backend: FakeBackend
+) -> None:
+    stream = await gateway.chat.completions.create(
+        model="fake-model",
+        messages=[{"role": "user", "content": "one two three four"}],
+        stream=True,
+        extra_body={"fake": {"chunks": 12}},
+    )
+    pieces = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
+
+    text = "".join(pieces)
+    assert text.startswith("Echo: one two three four")
+    assert len([p for p in pieces if p]) >= 12
+    # The function took the stream target from the gateway, not from the client's body.
+    assert "stream_task_token" not in backend.last.json
+
+
+async def test_inference_server_error_before_the_stream_is_the_http_error(
+    gateway: openai.AsyncOpenAI,
+) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        await gateway.chat.completions.create(
+            model="fake-model",
+            messages=[{"role": "user", "content": "x"}],
+            stream=True,
+            extra_body={"fake": {"status": 422}},
+        )
+
+    assert caught.value.status_code == 422
+    assert caught.value.body["message"] == "fake failure with status 422"
+
+
+async def test_endpoint_offline(
+    gateway: openai.AsyncOpenAI, service: FakeComputeService, catalog_rows: dict[str, Any]
+) -> None:
+    service.set_endpoint(catalog_rows["endpoint_id"], "offline", 0, 0)
+
+    with pytest.raises(openai.APIStatusError) as caught:
+        await gateway.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "x"}]
+        )
+
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers["Retry-After"] == "30"
+    assert caught.value.body["code"] == "endpoint_offline"
+    assert caught.value.body["message"] == (
+        "The Globus Compute endpoint serving model 'fake-model' on cluster 'hpc' is offline. "
+        "Try again later."
+    )

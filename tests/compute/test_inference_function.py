@@ -1,0 +1,251 @@
+"""The cluster-side inference function, called as an endpoint's worker calls it, against real
+HTTP servers on loopback: the fake model backend, a scripted model server, and a recording
+stand-in for the gateway's side channel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from compute_functions.inference import InferenceServerError, inference_function
+from tests.compute.conftest import STREAMING_SECRET
+from tests.fake_backend import FakeBackend
+
+pytestmark = pytest.mark.usefixtures("function_env")
+
+TOKEN = "1999999999.task-token"
+
+
+@dataclass
+class SideChannel:
+    """Records the POSTs; answers `status` to data POSTs after `accept` of them."""
+
+    posts: list[tuple[str, dict[str, Any], dict[str, str]]] = field(default_factory=list)
+    status: int = 200
+    accept: int = 1_000_000
+
+    async def handle(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        data = await request.json()
+        self.posts.append((kind, data, dict(request.headers)))
+        data_posts = sum(1 for k, _, _ in self.posts if k == "data")
+        if kind == "data" and data_posts > self.accept:
+            return web.json_response({"error": "gone"}, status=self.status)
+        return web.json_response({"status": "received"})
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _, _ in self.posts]
+
+    def lines(self) -> list[str]:
+        return [line for k, d, _ in self.posts if k == "data" for line in d["data"].split("\n")]
+
+
+@dataclass
+class ScriptedServer:
+    """A model server whose stream is given byte for byte."""
+
+    body: list[bytes] = field(default_factory=list)
+    chunk_delay: float = 0.0
+    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            for piece in self.body:
+                await response.write(piece)
+                await asyncio.sleep(self.chunk_delay)
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            self.disconnected.set()
+            raise
+        return response
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, int(runner.addresses[0][1])
+
+
+@pytest.fixture
+async def side_channel() -> AsyncIterator[tuple[SideChannel, int]]:
+    channel = SideChannel()
+    app = web.Application()
+    app.router.add_post("/resource_server/api/streaming/{kind}/", channel.handle)
+    runner, port = await _serve(app)
+    yield channel, port
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[tuple[ScriptedServer, int]]:
+    server = ScriptedServer()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", server.stream)
+    app.router.add_get("/health", server.health)
+    runner, port = await _serve(app)
+    yield server, port
+    await runner.cleanup()
+
+
+def _parameters(port: int, operation: str = "chat/completions", **body: Any) -> dict[str, Any]:
+    params = {"model": "fake-model", **body, "openai_endpoint": operation, "api_port": port}
+    return {"model_params": params}
+
+
+def _streaming(port: int, channel_port: int, **body: Any) -> dict[str, Any]:
+    parameters = _parameters(port, stream=True, messages=[{"role": "user", "content": "hi"}])
+    parameters["model_params"].update(
+        body,
+        streaming_server_host="127.0.0.1",
+        streaming_server_port=channel_port,
+        streaming_server_protocol="http",
+        stream_task_id="task-1",
+        stream_task_token=TOKEN,
+    )
+    return parameters
+
+
+def test_complete_returns_the_servers_json_with_timings(backend: FakeBackend) -> None:
+    parameters = _parameters(backend.port, messages=[{"role": "user", "content": "plain"}])
+    before = json.dumps(parameters)
+
+    answer = json.loads(inference_function(parameters))
+
+    assert answer["choices"][0]["message"]["content"] == "Echo: plain"
+    assert answer["response_time"] > 0
+    assert "throughput_tokens_per_second" in answer
+    assert json.dumps(parameters) == before  # the caller's dict is left as it was
+    messages = parameters["model_params"]["messages"]
+    assert backend.last.json == {"model": "fake-model", "messages": messages}
+
+
+def test_server_error_is_raised_in_the_deployed_format(backend: FakeBackend) -> None:
+    parameters = _parameters(backend.port, fake={"status": 400})
+
+    with pytest.raises(InferenceServerError) as caught:
+        inference_function(parameters)
+
+    assert str(caught.value) == (
+        "API request failed with status code: 400\nResponse text: "
+        '{"error":{"message":"fake failure with status 400","type":"invalid_request_error",'
+        '"param":null,"code":400}}'
+    )
+
+
+def test_missing_parameters_are_named() -> None:
+    with pytest.raises(ValueError, match=r"'model_params\.api_port'"):
+        inference_function({"model_params": {"openai_endpoint": "chat/completions"}})
+    with pytest.raises(ValueError, match="'model_params'"):
+        inference_function({})
+
+
+async def test_health_probe(scripted: tuple[ScriptedServer, int]) -> None:
+    _, port = scripted
+
+    answer = await asyncio.to_thread(inference_function, _parameters(port, "health"))
+
+    assert json.loads(answer) == {"status": "ok", "status_code": 200}
+
+
+async def test_stream_without_done_loses_no_chunk(
+    scripted: tuple[ScriptedServer, int], side_channel: tuple[SideChannel, int]
+) -> None:
+    server, port = scripted
+    channel, channel_port = side_channel
+    server.body = [
+        b'data: {"n": 1}\n\n',
+        b'event: message_delta\ndata: {"n": 2}\n\n',
+        b'data: {"n": 3, "usage": {"total_tokens": 7}}\n\ndata: {"n"',
+        b": 4}",  # the server ends here: no newline, no [DONE]
+    ]
+
+    result = json.loads(await asyncio.to_thread(inference_function, _streaming(port, channel_port)))
+
+    assert channel.lines() == [
+        'data: {"n": 1}',
+        "event: message_delta",
+        'data: {"n": 2}',
+        'data: {"n": 3, "usage": {"total_tokens": 7}}',
+        'data: {"n": 4}',
+    ]
+    assert channel.kinds()[-1] == "done"
+    assert channel.kinds()[0] == "data"  # the first chunk is sent on its own, at once
+    _, first, headers = channel.posts[0]
+    assert first == {"task_id": "task-1", "data": 'data: {"n": 1}', "type": "data"}
+    assert headers["X-Internal-Secret"] == STREAMING_SECRET
+    assert headers["X-Stream-Task-Token"] == TOKEN
+    assert result["status"] == "completed"
+    assert result["total_chunks"] == 5
+    assert result["total_tokens"] == 7
+
+
+async def test_done_marker_is_not_forwarded(
+    scripted: tuple[ScriptedServer, int], side_channel: tuple[SideChannel, int]
+) -> None:
+    server, port = scripted
+    channel, channel_port = side_channel
+    server.body = [b'data: {"n": 1}\n\n', b"data: [DONE]\n\n"]
+
+    await asyncio.to_thread(inference_function, _streaming(port, channel_port))
+
+    assert channel.lines() == ['data: {"n": 1}']
+    assert channel.kinds() == ["data", "done"]
+
+
+async def test_stream_stops_when_the_gateway_closes_it(
+    scripted: tuple[ScriptedServer, int], side_channel: tuple[SideChannel, int]
+) -> None:
+    server, port = scripted
+    channel, channel_port = side_channel
+    server.body = [f'data: {{"n": {i}}}\n\n'.encode() for i in range(200)]
+    server.chunk_delay = 0.01
+    channel.accept, channel.status = 2, 410
+
+    result = json.loads(await asyncio.to_thread(inference_function, _streaming(port, channel_port)))
+
+    assert result["status"] == "cancelled"
+    assert "done" not in channel.kinds()
+    # The model server's connection was dropped, which stops the generation.
+    await asyncio.wait_for(server.disconnected.wait(), 5)
+
+
+async def test_server_error_on_a_stream_is_reported_to_the_side_channel(
+    backend: FakeBackend, side_channel: tuple[SideChannel, int]
+) -> None:
+    channel, channel_port = side_channel
+
+    with pytest.raises(InferenceServerError):
+        await asyncio.to_thread(
+            inference_function, _streaming(backend.port, channel_port, fake={"status": 429})
+        )
+
+    ((kind, body, _),) = channel.posts
+    assert kind == "error"
+    assert body["error"].startswith("API request failed with status code: 429\nResponse text: ")
+
+
+async def test_streaming_needs_the_secret(
+    scripted: tuple[ScriptedServer, int],
+    side_channel: tuple[SideChannel, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("INTERNAL_STREAMING_SECRET")
+    _, port = scripted
+    channel, channel_port = side_channel
+
+    with pytest.raises(ValueError, match="INTERNAL_STREAMING_SECRET is not set on this endpoint"):
+        await asyncio.to_thread(inference_function, _streaming(port, channel_port))
+    assert channel.posts == []
