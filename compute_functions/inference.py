@@ -40,7 +40,7 @@ MAX_ERROR_TEXT = 2000
 # Streamed lines are sent in batches: the first at once, then at least this often.
 BATCH_SECONDS = 0.05
 BATCH_LINES = 32
-BATCH_BYTES = 64 * 1024
+BATCH_BYTES = 16 * 1024
 # Side-channel answers that mean "try this POST again shortly".
 RETRY_STATUSES = (429, 502, 503, 504)
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
@@ -63,6 +63,10 @@ class SideChannelError(Exception):
 
 class StreamClosed(SideChannelError):
     """The gateway no longer wants this stream (the client went away or it timed out)."""
+
+
+class PostTooLarge(SideChannelError):
+    """The gateway refused a POST as larger than its limit (413)."""
 
 
 def _setting(name: str, default: str) -> str:
@@ -229,6 +233,8 @@ class SideChannel:
                 return
             if response.status_code in (404, 410):
                 raise StreamClosed(f"the gateway closed stream {self.task_id}")
+            if response.status_code == 413:
+                raise PostTooLarge(f"the gateway refused a {kind} POST as too large")
             if response.status_code in RETRY_STATUSES and delay is not None:
                 retry_after = response.headers.get("Retry-After", "")
                 time.sleep(min(float(retry_after), 2.0) if retry_after.isdigit() else delay)
@@ -280,10 +286,21 @@ class Batcher:
     def flush(self) -> None:
         if not self.lines:
             return
-        self.channel.data("\n".join(self.lines))
+        self._send(self.lines)
         self.sent_lines += len(self.lines)
         self.lines, self.size = [], 0
         self.last_flush = time.monotonic()
+
+    def _send(self, lines: list[str]) -> None:
+        try:
+            self.channel.data("\n".join(lines))
+        except PostTooLarge:
+            # The gateway's limit is its own setting: send the batch in halves instead.
+            if len(lines) == 1:
+                raise
+            half = len(lines) // 2
+            self._send(lines[:half])
+            self._send(lines[half:])
 
 
 def _total_tokens(line: str, current: int) -> int:

@@ -1,5 +1,45 @@
-"""Routes of the jobs API family (filled in by its issue)."""
+"""GET /resource_server/{cluster}/jobs: the cluster's model jobs, as far as the caller may see."""
 
-from starlette.routing import BaseRoute
+from __future__ import annotations
 
-routes: list[BaseRoute] = []
+from starlette.requests import Request
+from starlette.routing import Route
+
+from resource_server_async.auth.authenticate import authenticate
+from resource_server_async.auth.permissions import authorize_cluster
+from resource_server_async.catalog import catalog
+from resource_server_async.clusters.jobs import JobsReporter, mark_unready, visible_jobs
+from resource_server_async.compute import get_executor
+from resource_server_async.errors import GatewayError
+from resource_server_async.http import JSONResponse
+from resource_server_async.pipeline import check_maintenance
+from resource_server_async.visibility import listing, usable_clusters
+
+
+async def cluster_jobs(request: Request) -> JSONResponse:
+    principal = await authenticate(request)
+    name = request.path_params["cluster"]
+    cluster = catalog.cluster(name)
+    if cluster is None:
+        raise GatewayError(
+            404,
+            "cluster_not_found",
+            f"There is no cluster {name!r}. Clusters you may use: "
+            f"{listing(usable_clusters(principal), 'none')}.",
+        )
+    authorize_cluster(principal, cluster)
+    check_maintenance(name)
+    if not isinstance(cluster, JobsReporter):
+        raise GatewayError(
+            501,
+            "jobs_not_supported",
+            f"Cluster {name!r} does not report jobs (its adapter is {type(cluster).__name__}).",
+            info={"cluster": name},
+        )
+    visible = visible_jobs(await cluster.jobs(), principal, name)
+    if visible.running_endpoints:
+        await mark_unready(visible.running_endpoints, get_executor())
+    return JSONResponse(visible.as_dict())
+
+
+routes = [Route("/resource_server/{cluster}/jobs", cluster_jobs, methods=["GET"])]

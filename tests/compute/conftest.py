@@ -23,12 +23,11 @@ from resource_server_async.endpoints.globus_compute import (
 )
 from resource_server_async.streaming import close_hub
 from tests.compute import fake_compute
+from tests.compute.catalog import GLOBUS_CLUSTER, GLOBUS_ENDPOINT
 from tests.compute.fake_compute import FakeComputeService
 from tests.fake_backend import FakeBackend
 
 STREAMING_SECRET = "test-streaming-secret-0123456789"
-GLOBUS_ENDPOINT = "resource_server_async.endpoints.globus_compute.GlobusComputeEndpoint"
-GLOBUS_CLUSTER = "resource_server_async.clusters.globus_compute.GlobusComputeCluster"
 
 
 @pytest.fixture(scope="package")

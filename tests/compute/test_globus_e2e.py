@@ -6,18 +6,23 @@ side channel back into the gateway.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from resource_server_async.auth.api_keys import create_key
+from resource_server_async.compute.functions import PBS_STATUS
 from resource_server_async.models import Cluster, Endpoint
-from tests.compute.conftest import GLOBUS_CLUSTER, GLOBUS_ENDPOINT
+from tests.compute.catalog import GLOBUS_CLUSTER, GLOBUS_ENDPOINT
 from tests.compute.fake_compute import FakeComputeService
 from tests.compute.inprocess import serve_api
+from tests.compute.scheduler import FakePBS
 from tests.fake_backend import FakeBackend
 from tests.servers import free_port
 
@@ -32,12 +37,13 @@ def catalog_rows(
     backend: FakeBackend,
 ) -> dict[str, Any]:
     endpoint_id = service.add_endpoint()
+    status_function = service.add_source_function(PBS_STATUS.source(), PBS_STATUS.entry_point)
     Cluster.objects.create(
         cluster_name="hpc",
         cluster_adapter=GLOBUS_CLUSTER,
         frameworks=["vllm"],
         openai_endpoints=["chat/completions", "completions"],
-        config={"qstat_endpoint_uuid": endpoint_id, "qstat_function_uuid": inference_function},
+        config={"qstat_endpoint_uuid": endpoint_id, "qstat_function_uuid": status_function},
     )
     Endpoint.objects.create(
         endpoint_slug="hpc-vllm-fake-model",
@@ -64,6 +70,7 @@ async def gateway(
     settings.STREAMING_SERVER_PORT = port
     settings.STREAMING_SERVER_PROTOCOL = "http"
     async with serve_api(port) as url:
+        catalog_rows["url"] = url
         yield openai.AsyncOpenAI(
             base_url=f"{url}/resource_server/hpc/vllm/v1",
             api_key=catalog_rows["key"],
@@ -131,3 +138,32 @@ async def test_endpoint_offline(
         "The Globus Compute endpoint serving model 'fake-model' on cluster 'hpc' is offline. "
         "Try again later."
     )
+
+
+async def test_jobs_report_a_model_whose_endpoint_has_no_workers_as_not_ready(
+    gateway: openai.AsyncOpenAI,
+    service: FakeComputeService,
+    catalog_rows: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pbs = FakePBS(tmp_path, "hpc", ["fake-model"])
+    # The status function runs in this process (the fake service executes it) on the fake PBS.
+    monkeypatch.setenv("PATH", f"{pbs.bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("USER", "svc_inference")
+    headers = {"Authorization": f"Bearer {catalog_rows['key']}"}
+    url = f"{catalog_rows['url']}/resource_server/hpc/jobs"
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+        async with http.get(url, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            ready = await response.json()
+        service.set_endpoint(catalog_rows["endpoint_id"], "online", 0, 0)
+        async with http.get(url, headers=headers) as response:
+            not_ready = await response.json()
+
+    (job,) = ready["running"]
+    assert (job["Models"], job["Model Status"]) == ("fake-model", "running")
+    (job,) = not_ready["running"]
+    assert (job["Models"], job["Model Status"]) == ("fake-model", "disconnected")
+    assert pbs.qselect_calls == 1  # the job list itself came from the cache

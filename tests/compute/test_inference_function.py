@@ -29,9 +29,14 @@ class SideChannel:
     posts: list[tuple[str, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     status: int = 200
     accept: int = 1_000_000
+    max_bytes: int = 1_000_000  # larger POSTs answer 413, as the gateway's limit does
+    refused: int = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
+        if len(await request.read()) > self.max_bytes:
+            self.refused += 1
+            return web.json_response({"error": "too large"}, status=413)
         data = await request.json()
         self.posts.append((kind, data, dict(request.headers)))
         data_posts = sum(1 for k, _, _ in self.posts if k == "data")
@@ -190,6 +195,26 @@ async def test_stream_without_done_loses_no_chunk(
     assert result["status"] == "completed"
     assert result["total_chunks"] == 5
     assert result["total_tokens"] == 7
+
+
+async def test_batches_too_large_for_the_gateway_are_sent_in_halves(
+    scripted: tuple[ScriptedServer, int], side_channel: tuple[SideChannel, int]
+) -> None:
+    server, port = scripted
+    channel, channel_port = side_channel
+    channel.max_bytes = 300
+    lines = [f'data: {{"token": "t{i:03d}"}}' for i in range(60)]
+    # The first line goes alone; the rest arrive at once and are batched.
+    server.body = [
+        f"{lines[0]}\n\n".encode(),
+        "".join(f"{line}\n\n" for line in lines[1:]).encode(),
+    ]
+
+    result = json.loads(await asyncio.to_thread(inference_function, _streaming(port, channel_port)))
+
+    assert channel.lines() == lines
+    assert channel.refused > 0
+    assert result["status"] == "completed"
 
 
 async def test_done_marker_is_not_forwarded(
