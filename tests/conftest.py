@@ -10,6 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 
+# The real SmolLM2 server fixture (`smollm2`), for the tests marked `needs_model_server`.
+pytest_plugins = ["tests.model_server"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state() -> Iterator[None]:

@@ -1,0 +1,94 @@
+"""The real model through the real gateway: SmolLM2 on llama-cpp-python, called with the clients.
+
+The model's words are not fixed, so these tests check the structure of its answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import pytest
+from openai import OpenAI
+
+from tests.inference.catalog_files import CatalogFiles
+from tests.model_server import MODEL_NAME, ModelServer, needs_model_server
+from tests.servers import GatewayServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.model, needs_model_server]
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, smollm2: ModelServer
+) -> Iterator[GatewayServer]:
+    files = CatalogFiles()
+    files.cluster("local", frameworks=["llama-cpp"], operations=["chat/completions", "messages"])
+    files.endpoint("local", MODEL_NAME, smollm2.url, framework="llama-cpp")
+    tmp: Path = tmp_path_factory.mktemp("smollm2-gateway")
+    with GatewayServer(tmp, fixtures=files.write(tmp / "fixtures")) as server:
+        yield server
+
+
+def test_chat_completion_with_the_openai_client(gateway: GatewayServer) -> None:
+    client = OpenAI(
+        base_url=f"{gateway.url}/resource_server/local/llama-cpp/v1",
+        api_key=gateway.api_key,
+        max_retries=0,
+        timeout=120,
+    )
+    answer = client.chat.completions.create(
+        model="smollm2-135m-instruct", messages=QUESTION, max_tokens=16, temperature=0
+    )
+
+    assert answer.object == "chat.completion"
+    assert answer.model == MODEL_NAME
+    (choice,) = answer.choices
+    assert choice.message.role == "assistant"
+    assert isinstance(choice.message.content, str) and choice.message.content.strip()
+    assert choice.finish_reason in ("stop", "length")
+    assert answer.usage is not None
+    assert 0 < answer.usage.completion_tokens <= 16
+    assert answer.usage.prompt_tokens > 0
+
+
+def test_streamed_chat_with_the_openai_client(gateway: GatewayServer) -> None:
+    client = OpenAI(
+        base_url=f"{gateway.url}/resource_server/local/llama-cpp/v1",
+        api_key=gateway.api_key,
+        max_retries=0,
+        timeout=120,
+    )
+    stream = client.chat.completions.create(
+        model=MODEL_NAME, messages=QUESTION, max_tokens=8, temperature=0, stream=True
+    )
+    pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+    assert len([p for p in pieces if p]) > 1
+    assert "".join(pieces).strip()
+
+
+def test_messages_with_the_anthropic_client(gateway: GatewayServer) -> None:
+    # llama-cpp-python has no /v1/messages: the gateway finds out and translates.
+    client = anthropic.Anthropic(
+        base_url=f"{gateway.url}/resource_server/local/llama-cpp",
+        api_key=gateway.api_key,
+        max_retries=0,
+        timeout=120,
+    )
+    message = client.messages.create(
+        model=MODEL_NAME, max_tokens=8, system="Answer briefly.", messages=QUESTION
+    )
+    assert message.id.startswith("msg_")
+    (block,) = message.content
+    assert block.type == "text" and block.text.strip()
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    assert 0 < message.usage.output_tokens <= 8
+
+    with client.messages.stream(model=MODEL_NAME, max_tokens=8, messages=QUESTION) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text.strip()
+    assert final.stop_reason in ("end_turn", "max_tokens")
