@@ -99,14 +99,15 @@ def state_from_status(document: Any) -> EndpointState:
     details = details if isinstance(details, dict) else {}
     counts: dict[str, int] = {}
     for key in ("managers", "total_workers"):
-        with contextlib.suppress(TypeError, ValueError):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
             counts[key] = int(details[key])
     workers: int | None = None
     if counts:
         # No manager means no block (no batch job) is up, whatever the worker count says.
         workers = min(counts.values()) and counts.get("total_workers", counts.get("managers"))
     if status == "online":
-        return EndpointState("online", workers=workers, detail=f"{workers} workers")
+        reported = "workers not reported" if workers is None else f"{workers} workers"
+        return EndpointState("online", workers=workers, detail=reported)
     if status == "offline":
         return EndpointState("offline", workers=0, detail="offline")
     return EndpointState("unknown", workers=workers, detail=f"status {status or 'missing'}")

@@ -1,0 +1,94 @@
+"""RefreshingCache: fresh hits, stale-while-refreshing, shared loads, failures not cached."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from resource_server_async.refreshing_cache import RefreshingCache
+
+
+class Loader:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls = 0
+        self.delay = delay
+        self.fail = False
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("status service down")
+        return self.calls
+
+
+async def test_fresh_values_are_not_loaded_again() -> None:
+    cache: RefreshingCache[str, int] = RefreshingCache(ttl=60, max_age=600)
+    load = Loader()
+
+    assert [await cache.get("k", load) for _ in range(3)] == [1, 1, 1]
+    assert load.calls == 1
+
+
+async def test_stale_value_is_answered_while_one_load_refreshes_it() -> None:
+    cache: RefreshingCache[str, int] = RefreshingCache(ttl=0.05, max_age=60)
+    load = Loader(delay=0.05)
+    assert await cache.get("k", load) == 1
+    await asyncio.sleep(0.06)
+
+    stale = [await cache.get("k", load) for _ in range(3)]
+    await asyncio.sleep(0.1)
+
+    assert stale == [1, 1, 1]
+    assert load.calls == 2  # one background refresh for the three callers
+    assert await cache.get("k", load) == 2
+
+
+async def test_too_old_values_wait_for_a_load_shared_by_concurrent_callers() -> None:
+    cache: RefreshingCache[str, int] = RefreshingCache(ttl=0, max_age=0)
+    load = Loader(delay=0.05)
+
+    values = await asyncio.gather(*(cache.get("k", load) for _ in range(5)))
+
+    assert values == [1] * 5
+    assert load.calls == 1
+
+
+async def test_a_failed_load_is_raised_and_not_cached() -> None:
+    cache: RefreshingCache[str, int] = RefreshingCache(ttl=60, max_age=600)
+    load = Loader()
+    load.fail = True
+
+    with pytest.raises(RuntimeError, match="status service down"):
+        await cache.get("k", load)
+    load.fail = False
+
+    assert await cache.get("k", load) == 2
+
+
+async def test_a_failed_refresh_keeps_the_stale_value() -> None:
+    cache: RefreshingCache[str, int] = RefreshingCache(ttl=0.01, max_age=60)
+    load = Loader()
+    assert await cache.get("k", load) == 1
+    await asyncio.sleep(0.02)
+    load.fail = True
+
+    assert await cache.get("k", load) == 1
+    await asyncio.sleep(0.02)
+
+    assert await cache.get("k", load) == 1
+    assert cache.peek("k") == 1
+
+
+async def test_a_caller_giving_up_does_not_cancel_the_shared_load() -> None:
+    cache: RefreshingCache[str, int] = RefreshingCache(ttl=60, max_age=600)
+    load = Loader(delay=0.1)
+
+    impatient = asyncio.ensure_future(cache.get("k", load))
+    patient = asyncio.ensure_future(cache.get("k", load))
+    await asyncio.sleep(0.02)
+    impatient.cancel()
+
+    assert await patient == 1
+    assert load.calls == 1
