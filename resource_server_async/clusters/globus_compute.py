@@ -8,7 +8,7 @@ from pydantic import Field
 from resource_server_async.adapter_config import AdapterConfig
 from resource_server_async.clusters.base import BaseCluster, ClusterRow
 from resource_server_async.clusters.jobs import ClusterJobs, jobs_from_report, status_function_error
-from resource_server_async.compute import get_executor
+from resource_server_async.compute import function_problems, get_executor
 from resource_server_async.compute.base import ComputeError, EndpointUnavailable
 from resource_server_async.errors import GatewayError
 from resource_server_async.refreshing_cache import RefreshingCache
@@ -33,6 +33,11 @@ class GlobusComputeCluster(BaseCluster):
         self._jobs: RefreshingCache[str, ClusterJobs] = RefreshingCache(
             settings.JOBS_CACHE_SECONDS, 5 * settings.JOBS_CACHE_SECONDS, max_entries=1
         )
+
+    @classmethod
+    def environment_problems(cls, config: AdapterConfig) -> list[str]:
+        assert isinstance(config, GlobusComputeClusterConfig)
+        return function_problems(config.qstat_function_uuid)
 
     async def jobs(self) -> ClusterJobs:
         return await self._jobs.get(self.name, self._read_jobs)

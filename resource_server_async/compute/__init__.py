@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from resource_server_async.compute.base import ComputeExecutor, ComputeNotConfigured
 from resource_server_async.lifecycle import on_shutdown
+
+if TYPE_CHECKING:
+    from resource_server_async.compute.globus import ExecutorSettings
 
 _current: tuple[asyncio.AbstractEventLoop, ComputeExecutor] | None = None
 
@@ -26,23 +30,43 @@ def build_executor() -> ComputeExecutor:
             streaming_secret=settings.INTERNAL_STREAMING_SECRET,
         )
     if kind == "globus":
-        from resource_server_async.compute.globus import ExecutorSettings, GlobusComputeExecutor
+        from resource_server_async.compute.globus import GlobusComputeExecutor
 
-        return GlobusComputeExecutor(
-            ExecutorSettings(
-                service_account_id=settings.SERVICE_ACCOUNT_ID,
-                service_account_secret=settings.SERVICE_ACCOUNT_SECRET,
-                overrides=settings.GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES,
-                poll_interval=settings.COMPUTE_POLL_INTERVAL,
-                service_timeout=settings.COMPUTE_SERVICE_TIMEOUT,
-                status_cache_seconds=settings.COMPUTE_STATUS_CACHE_SECONDS,
-                threads=settings.COMPUTE_SDK_THREADS,
-                submit_queue=settings.COMPUTE_SUBMIT_QUEUE,
-            )
-        )
+        return GlobusComputeExecutor(globus_settings())
     raise ComputeNotConfigured(
         f"COMPUTE_EXECUTOR={settings.COMPUTE_EXECUTOR!r} is not an executor: use globus or local"
     )
+
+
+def globus_settings() -> ExecutorSettings:
+    from resource_server_async.compute.globus import ExecutorSettings
+
+    return ExecutorSettings(
+        service_account_id=settings.SERVICE_ACCOUNT_ID,
+        service_account_secret=settings.SERVICE_ACCOUNT_SECRET,
+        overrides=settings.GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES,
+        poll_interval=settings.COMPUTE_POLL_INTERVAL,
+        service_timeout=settings.COMPUTE_SERVICE_TIMEOUT,
+        status_cache_seconds=settings.COMPUTE_STATUS_CACHE_SECONDS,
+        threads=settings.COMPUTE_SDK_THREADS,
+        submit_queue=settings.COMPUTE_SUBMIT_QUEUE,
+    )
+
+
+def function_problems(function_uuid: str) -> list[str]:
+    """Why this gateway cannot run the function (for checks): under COMPUTE_EXECUTOR=local,
+    a UUID with no implementation. (Globus credentials are not checked here: a machine that
+    only checks fixtures need not hold them.)"""
+    from resource_server_async.compute.functions import local_function_paths
+
+    if settings.COMPUTE_EXECUTOR.strip().lower() != "local":
+        return []
+    if function_uuid.strip().lower() in local_function_paths(settings.LOCAL_COMPUTE_FUNCTIONS):
+        return []
+    return [
+        f"function {function_uuid} has no local implementation (COMPUTE_EXECUTOR=local): "
+        "map it to a dotted path in LOCAL_COMPUTE_FUNCTIONS"
+    ]
 
 
 def get_executor() -> ComputeExecutor:

@@ -19,7 +19,7 @@ from django.core.cache import cache
 from pydantic import Field, model_validator
 
 from resource_server_async.adapter_config import AdapterConfig
-from resource_server_async.compute import get_executor
+from resource_server_async.compute import function_problems, get_executor
 from resource_server_async.compute.base import ComputeError, ComputeExecutor
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.endpoints.compute_outcomes import compute_error, reply_from_result, where
@@ -69,6 +69,11 @@ class GlobusComputeEndpointConfig(AdapterConfig):
 
 class GlobusComputeEndpoint(BaseEndpoint):
     Config = GlobusComputeEndpointConfig
+
+    @classmethod
+    def environment_problems(cls, config: AdapterConfig) -> list[str]:
+        assert isinstance(config, GlobusComputeEndpointConfig)
+        return function_problems(config.function_uuid)
 
     @property
     def compute(self) -> GlobusComputeEndpointConfig:
