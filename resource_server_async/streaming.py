@@ -133,7 +133,14 @@ class LocalStreamHub(StreamHub):
     async def open(self, task_id: str, lifetime: float) -> Subscription:
         subscription = _LocalSubscription(self, task_id, lifetime)
         self.streams[task_id] = subscription
+        # Forgotten at the end of its life even if its reader never closes it (a request that
+        # was dropped before its stream was read).
+        asyncio.get_running_loop().call_later(lifetime, self._expire, subscription)
         return subscription
+
+    def _expire(self, subscription: _LocalSubscription) -> None:
+        if self.streams.get(subscription.task_id) is subscription:
+            del self.streams[subscription.task_id]
 
     async def publish(self, task_id: str, event: StreamEvent, *, bounded: bool = True) -> Published:
         subscription = self.streams.get(task_id)

@@ -118,7 +118,7 @@ class ComputeStream:
             deadline = loop.time() + self._first_chunk_timeout
             while not self._first and not self._ended:
                 remaining = deadline - loop.time()
-                event = await self._subscription.next(remaining) if remaining > 0 else None
+                event = await self._next(remaining) if remaining > 0 else None
                 if event is None:
                     raise self._silence(self._first_chunk_timeout, "the first chunk")
                 try:
@@ -136,7 +136,7 @@ class ComputeStream:
             if self._ended:
                 return
             while True:
-                event = await self._subscription.next(self._idle_timeout)
+                event = await self._next(self._idle_timeout)
                 if event is None:
                     raise self._silence(self._idle_timeout, "the next chunk")
                 try:
@@ -149,6 +149,17 @@ class ComputeStream:
                     yield chunk
         finally:
             await self.close()
+
+    async def _next(self, timeout: float) -> StreamEvent | None:
+        try:
+            return await self._subscription.next(timeout)
+        except Exception as exc:  # the hub (Redis) failed, not the model
+            logger.error("stream hub: cannot read stream %s: %s", self._subscription.task_id, exc)
+            raise GatewayError(
+                503,
+                "stream_hub_unavailable",
+                "The gateway lost the stream's relay; try the request again.",
+            ) from None
 
     def _take(self, event: StreamEvent) -> bytes:
         """SSE bytes for a data event (maybe none yet); raise _Finished or the caller's error."""

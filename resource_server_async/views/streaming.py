@@ -8,6 +8,7 @@ token was issued for, so a bad POST cannot disturb any stream.
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +26,8 @@ from resource_server_async.streaming import (
     get_hub,
     token_matches,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def _check_secret(request: Request) -> None:
@@ -82,7 +85,16 @@ async def _receive(request: Request, kind: str) -> tuple[str, StreamEvent]:
         event = StreamEvent(ERROR, _text_field(body, "error"))
     else:
         event = StreamEvent(DONE)
-    published = await get_hub().publish(task_id, event)
+    try:
+        published = await get_hub().publish(task_id, event)
+    except Exception as exc:  # Redis unreachable: the function may send it again shortly
+        logger.error("stream hub: cannot publish for %s: %s", task_id, exc)
+        raise GatewayError(
+            503,
+            "stream_hub_unavailable",
+            "The gateway cannot take streamed chunks right now; send this one again shortly.",
+            headers={"Retry-After": "1"},
+        ) from None
     if published is Published.UNKNOWN:
         raise GatewayError(
             410,
