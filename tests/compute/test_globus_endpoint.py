@@ -7,6 +7,7 @@ calls the fake model backend over HTTP.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -301,9 +302,24 @@ async def test_unknown_function_is_503_naming_the_cause(
     assert "function 0b3a8a58-45a6-4b55-a8e1-27d7f2b8b001 not found" in caught.value.message
 
 
-async def _wait_for(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+async def test_endpoint_status_is_cached_not_asked_per_request(
+    service: FakeComputeService,
+    inference_function: str,
+    backend: FakeBackend,
+    settings: SettingsWrapper,
+) -> None:
+    settings.COMPUTE_STATUS_CACHE_SECONDS = 60
+    endpoint = make_endpoint(service.add_endpoint(), inference_function, backend.port)
+
+    for index in range(3):
+        await endpoint.complete(chat_request(f"r{index}"))
+
+    assert service.status_calls == 1
