@@ -164,6 +164,14 @@ class Demo:
                 "DJANGO_SETTINGS_MODULE": "inference_gateway.settings",
                 "GATEWAY_DEV_MODE": "true",
                 "GATEWAY_DATA_DIR": str(self.data_dir),
+                # Globus Compute endpoints among the demo fixtures run on this machine: the
+                # local executor calls the model server over plain HTTP and streams back to
+                # this gateway's side channel.
+                "COMPUTE_EXECUTOR": "local",
+                "INFERENCE_API_BASE_URL": "http://127.0.0.1:{api_port}",
+                "STREAMING_SERVER_HOST": "127.0.0.1",
+                "STREAMING_SERVER_PORT": str(self.port),
+                "STREAMING_SERVER_PROTOCOL": "http",
             }
         )
         env.setdefault("LOG_LEVEL", "WARNING")
