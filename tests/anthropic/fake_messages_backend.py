@@ -8,7 +8,8 @@
   `max_tokens` cuts the answer (finish_reason "length"); a `stop` string that occurs ends it
   before that word and is reported as vLLM does (`choice.stop_reason`).
 
-Faults (`{"fake": {...}}` in the body) work as in FakeBackend, on both routes.
+Faults (`{"fake": {...}}` in the body) work as in FakeBackend, on both routes; on /v1/messages,
+`{"fake": {"no_message_stop": true}}` ends a stream cleanly but without its message_stop.
 """
 
 from __future__ import annotations
@@ -218,6 +219,7 @@ class MessagesBackend(FakeBackend):
                 },
                 "message_delta",
             )
-            yield _event({"type": "message_stop"}, "message_stop")
+            if not (body.get("fake") or {}).get("no_message_stop"):
+                yield _event({"type": "message_stop"}, "message_stop")
 
         return await self._stream(request, faults, events(), done=False)

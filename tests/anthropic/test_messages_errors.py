@@ -251,6 +251,26 @@ def test_stream_cut_mid_way_ends_with_an_error_event(
     )
 
 
+def test_native_stream_without_message_stop_ends_with_an_error_event(
+    client: anthropic.Anthropic,
+) -> None:
+    def consume() -> None:
+        with client.messages.stream(
+            model="native-model",
+            max_tokens=50,
+            messages=HELLO,
+            extra_body={"fake": {"no_message_stop": True}},
+        ) as stream:
+            for _ in stream:
+                pass
+
+    _, body = failure(consume)
+    assert without_info(body) == anthropic_error(
+        "api_error",
+        "The stream from model 'native-model' on cluster 'anthro' ended before it was complete.",
+    )
+
+
 def test_stream_refused_before_it_starts_is_an_http_error(client: anthropic.Anthropic) -> None:
     def consume() -> None:
         with client.messages.stream(
