@@ -324,6 +324,9 @@ Python, anthropic client:
       model="{model}", max_tokens=50, messages=[{{"role": "user", "content": "Hello!"}}])
   print(message.content[0].text)
 
+The same model through the Globus Compute path (run here by the local executor):
+  base_url="{self.url}/resource_server/local-compute/llama-cpp/v1"
+
 Press Ctrl-C to stop the demo (and what it started).
 """
 

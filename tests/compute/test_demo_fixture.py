@@ -1,4 +1,4 @@
-"""fixtures/demo_compute.json: a GlobusComputeEndpoint served by the local executor.
+"""fixtures/demo/local_compute.json: a GlobusComputeEndpoint served by the local executor.
 
 Checked like any fixture; with the real SmolLM2 server (when installed), answered end to end
 through the local executor, the project's inference function and the side channel.
@@ -20,7 +20,7 @@ from tests.model_server import MODEL_NAME, ModelServer, needs_model_server
 from tests.servers import GatewayServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "fixtures" / "demo_compute.json"
+DEMO = ROOT / "fixtures" / "demo" / "local_compute.json"
 
 
 def _check(*paths: Path) -> str:

@@ -94,6 +94,15 @@ def test_demo_serves_smollm2_and_reuses_what_it_made(tmp_path: Path) -> None:
         )
         assert answer.choices[0].message.content
 
+        # The demo's Globus Compute endpoint, run by the local executor, serves the same model.
+        compute_url = f"http://127.0.0.1:{port}/resource_server/local-compute/llama-cpp/v1"
+        assert f'base_url="{compute_url}"' in printed
+        compute = OpenAI(base_url=compute_url, api_key=key[1], max_retries=0, timeout=120)
+        via_compute = compute.chat.completions.create(
+            model=MODEL_NAME, messages=[{"role": "user", "content": "Hi!"}], max_tokens=8
+        )
+        assert via_compute.choices[0].message.content
+
         tail = stop(process)
     stopped = "Stopped: gateway." if model_was_running else "Stopped: gateway, model-server."
     assert stopped in tail
