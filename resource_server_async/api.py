@@ -67,10 +67,9 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from resource_server_async.views import (  # OpenAI half of issue 4
+    from resource_server_async.views import (
         anthropic,
         auth,
-        batches,
         core,
         discovery,
         docs,
@@ -88,7 +87,6 @@ def _routes() -> list[BaseRoute]:
         *anthropic.routes,
         *streaming.routes,
         *jobs.routes,
-        *batches.routes,
     ]
 
 

@@ -1,5 +1,0 @@
-"""Routes of the batches API family (filled in by its issue)."""
-
-from starlette.routing import BaseRoute
-
-routes: list[BaseRoute] = []
