@@ -8,6 +8,7 @@ the steps one by one: `admit` -> `resolve` -> `prepare` -> the endpoint's `compl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -195,8 +196,13 @@ async def relay(
 
 
 class EventStreamResponse(StreamingResponse):
-    """SSE passed through unbuffered. Starlette stops the stream when the client disconnects;
-    closing the iterator here makes the endpoint drop its upstream call at once."""
+    """SSE passed through unbuffered; a client that disconnects stops the stream at once.
+
+    Starlette watches for the disconnect with an anyio task group per response (uvicorn speaks
+    ASGI 2.3), which costs about 0.4 ms before the first byte. One plain asyncio task does the
+    same job: on `http.disconnect` it cancels the relaying task, and closing the iterator makes
+    the endpoint drop its upstream call.
+    """
 
     media_type = "text/event-stream"
 
@@ -205,9 +211,26 @@ class EventStreamResponse(StreamingResponse):
         self._events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        relaying = asyncio.current_task()
+        assert relaying is not None
+        disconnected = False
+
+        async def watch_for_disconnect() -> None:
+            nonlocal disconnected
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected = True
+            relaying.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch_for_disconnect())
         try:
-            await super().__call__(scope, receive, send)
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            if not disconnected:
+                raise
+            relaying.uncancel()  # our own cancellation, not the server's: end quietly
         finally:
+            watcher.cancel()
             aclose = getattr(self._events, "aclose", None)
             if aclose is not None:
                 await aclose()
