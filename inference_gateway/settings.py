@@ -27,6 +27,9 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS")
+# Admin session and CSRF cookies only over HTTPS (behind a TLS proxy, run uvicorn with
+# --proxy-headers so that Django sees the original scheme). Off in development mode.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.get_bool("SECURE_COOKIES", not DEV_MODE)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -123,7 +126,7 @@ MAX_REQUEST_BODY_BYTES = env.get_int("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024)
 # How often (s) each worker checks whether clusters or endpoints changed in the database.
 CATALOG_REFRESH_SECONDS = env.get_float("CATALOG_REFRESH_SECONDS", 1.0)
 
-# --- Model servers (direct API endpoints, issue 4) ---------------------------------------------
+# --- Model servers (direct API endpoints) -----------------------------------------------------
 
 # Seconds to open a TCP connection to a model server (the whole call uses api_request_timeout).
 UPSTREAM_CONNECT_TIMEOUT = env.get_float("UPSTREAM_CONNECT_TIMEOUT", 10.0)
@@ -149,6 +152,9 @@ AUTHORIZED_GLOBUS_SERVICE_USERNAMES = env.get_json("AUTHORIZED_GLOBUS_SERVICE_US
 AUTH_CACHE_MAX_SECONDS = env.get_int("AUTH_CACHE_MAX_SECONDS", 300)
 GLOBUS_INTROSPECT_TIMEOUT = env.get_float("GLOBUS_INTROSPECT_TIMEOUT", 10.0)
 GLOBUS_INTROSPECT_CONCURRENCY = env.get_int("GLOBUS_INTROSPECT_CONCURRENCY", 8)
+# How long (s) a validated gateway API key is trusted before the database is asked again;
+# a revoked key stops working within this time.
+API_KEY_CACHE_SECONDS = env.get_int("API_KEY_CACHE_SECONDS", 30)
 
 # --- Globus Compute ---------------------------------------------------------------------------
 
@@ -169,7 +175,7 @@ INTERNAL_STREAMING_SECRET = env.get_str("INTERNAL_STREAMING_SECRET")
 if not INTERNAL_STREAMING_SECRET and DEV_MODE:
     INTERNAL_STREAMING_SECRET = "dev-only-insecure-streaming-secret"
 
-# --- Compute executors, stream hub and /jobs (issue 6) ----------------------------------------
+# --- Compute executors, stream hub and /jobs ---------------------------------------------------
 
 # How often (s) the results of pending Globus Compute tasks are asked for (one call for all).
 COMPUTE_POLL_INTERVAL = env.get_float("COMPUTE_POLL_INTERVAL", 0.5)
@@ -205,6 +211,3 @@ JOBS_FUNCTION_TIMEOUT = env.get_float("JOBS_FUNCTION_TIMEOUT", 60.0)
 
 MAINTENANCE_ERROR_NOTICES = env.get_json("MAINTENANCE_ERROR_NOTICES", {})
 MAX_BATCHES_PER_USER = env.get_int("MAX_BATCHES_PER_USER", 2)
-# How long (s) a validated gateway API key is trusted before the database is asked again;
-# a revoked key stops working within this time.
-API_KEY_CACHE_SECONDS = env.get_int("API_KEY_CACHE_SECONDS", 30)
