@@ -184,3 +184,17 @@ def test_malformed_json_names_file_line_and_column() -> None:
         caught.value
     )
     assert not Cluster.objects.exists()
+
+
+def test_duplicate_name_under_another_pk_is_a_clean_error(tmp_path: Path) -> None:
+    load(write_fixture(tmp_path / "a.json", [cluster_row(pk=1)]))
+    with pytest.raises(CommandError) as caught:
+        load(
+            write_fixture(
+                tmp_path / "b.json", [cluster_row(pk=2), cluster_row(pk=3, cluster_name="x")]
+            )
+        )
+    message = str(caught.value)
+    assert message.startswith("Fixtures not loaded.")
+    assert "b.json" in message and "Cluster(pk=2)" in message
+    assert list(Cluster.objects.values_list("pk", flat=True)) == [1]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 from django.core.management.commands.loaddata import Command as DjangoLoaddata
+from django.db import DatabaseError
 
 from resource_server_async.fixture_files import describe_json_error
 from resource_server_async.validation import FixtureRowError, database_problems
@@ -42,8 +43,10 @@ class Command(DjangoLoaddata):
             raise CommandError("Fixtures not loaded:\n  " + "\n  ".join(syntax))
         try:
             super().loaddata(fixture_labels)
-        except FixtureRowError as exc:
-            # Raised inside loaddata's transaction: everything it wrote is rolled back.
+        except (FixtureRowError, DatabaseError) as exc:
+            # Raised inside loaddata's transaction: everything it wrote is rolled back. Django
+            # has already added the file and row to the message (e.g. a duplicate cluster name
+            # under another pk).
             raise CommandError(f"Fixtures not loaded. {exc}") from None
         for problem in database_problems():
             self.stderr.write(self.style.WARNING(f"{problem.level.upper()}: {problem}"))
