@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from resource_server_async.errors import Dialect
 from resource_server_async.schemas.rules import RequestSchema
 
-# Schema modules (each exposes REQUESTS: {operation: RequestSchema}) and the note each family
-# adds to its request descriptions. A family adds itself here to appear in the document.
-SCHEMA_FAMILIES: tuple[str, ...] = ("resource_server_async.schemas.openai",)
+# Schema modules. Each exposes REQUESTS: {operation: RequestSchema}, and may add FORWARDED_NOTE
+# (what happens to fields it does not list) and ERROR_DIALECT (default OpenAI). A family adds
+# itself here to appear in the document.
+SCHEMA_FAMILIES: tuple[str, ...] = (
+    "resource_server_async.schemas.openai",
+    "resource_server_async.schemas.anthropic",
+)
 
 _ERROR_STATUSES = {
     "400": "Malformed JSON, or a field of the wrong type or out of range (`param` names it).",
@@ -26,7 +32,16 @@ _ERROR_STATUSES = {
     "504": "The model server did not answer in time.",
 }
 
-_ERROR_SCHEMA = {
+# What a 400 says about the refused field, in each dialect.
+_BAD_FIELD = {
+    Dialect.OPENAI: "Malformed JSON, or a field of the wrong type or out of range (`param` names "
+    "it).",
+    Dialect.ANTHROPIC: "Malformed JSON, a field of the wrong type or out of range (the message "
+    "starts with its path, e.g. `messages.0.role: must be 'user' or 'assistant'`), or content "
+    "that cannot be translated for a server that speaks only chat/completions.",
+}
+
+_OPENAI_ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
     "properties": {
@@ -42,6 +57,55 @@ _ERROR_SCHEMA = {
             },
         }
     },
+}
+
+_ANTHROPIC_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {
+                "type": {
+                    "type": "string",
+                    "description": "invalid_request_error, authentication_error, "
+                    "permission_error, not_found_error, request_too_large, api_error",
+                },
+                "message": {"type": "string"},
+                "info": {"type": "object", "description": "e.g. cluster and model"},
+            },
+        },
+    },
+}
+
+_ERROR_COMPONENTS = {Dialect.OPENAI: "Error", Dialect.ANTHROPIC: "AnthropicError"}
+
+# Who may call: every route takes a bearer token; Messages routes also take the Anthropic
+# client's own header.
+_SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A Globus access token or a gateway API key (igw_...).",
+    },
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+        "description": "The same token, as the Anthropic client sends it (Messages routes only).",
+    },
+}
+_SECURITY: dict[Dialect, list[dict[str, list[str]]]] = {
+    Dialect.OPENAI: [{"bearer": []}],
+    Dialect.ANTHROPIC: [{"bearer": []}, {"apiKey": []}],
+}
+_STREAM_TEXT = {
+    Dialect.OPENAI: "Server-sent events when stream is true.",
+    Dialect.ANTHROPIC: "Server-sent events when stream is true (message_start, "
+    "content_block_start, content_block_delta, content_block_stop, message_delta, message_stop; "
+    "a failure after the start is an `error` event).",
 }
 
 _MODEL_LIST_SCHEMA = {
@@ -90,24 +154,31 @@ _LIST_ENDPOINTS_SCHEMA = {
 }
 
 
-def request_schemas() -> dict[str, tuple[RequestSchema, str]]:
-    """{operation: (schema, note on forwarded fields)} of every documented family."""
-    found: dict[str, tuple[RequestSchema, str]] = {}
+@dataclass(frozen=True, slots=True)
+class DocumentedRequest:
+    schema: RequestSchema
+    forwarded_note: str
+    dialect: Dialect
+
+
+def request_schemas() -> dict[str, DocumentedRequest]:
+    """{operation: its schema, note on forwarded fields and error dialect}, of every family."""
+    found: dict[str, DocumentedRequest] = {}
     for name in SCHEMA_FAMILIES:
         module = importlib.import_module(name)
         note = getattr(module, "FORWARDED_NOTE", "")
+        dialect = getattr(module, "ERROR_DIALECT", Dialect.OPENAI)
         for operation, schema in module.REQUESTS.items():
-            found[operation] = (schema, note)
+            found[operation] = DocumentedRequest(schema, note, dialect)
     return found
 
 
-def _errors() -> dict[str, Any]:
+def _errors(dialect: Dialect = Dialect.OPENAI) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{_ERROR_COMPONENTS[dialect]}"}
+    texts = _ERROR_STATUSES | {"400": _BAD_FIELD[dialect]}
     return {
-        status: {
-            "description": text,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
-        for status, text in _ERROR_STATUSES.items()
+        status: {"description": text, "content": {"application/json": {"schema": ref}}}
+        for status, text in texts.items()
     }
 
 
@@ -127,17 +198,23 @@ _CLUSTER_PARAMS = [
 ]
 
 
-def _inference(schema: RequestSchema, federated: bool) -> dict[str, Any]:
+def _inference(request: DocumentedRequest, federated: bool) -> dict[str, Any]:
+    schema, dialect = request.schema, request.dialect
     answer: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
     if schema.streams:
         answer["text/event-stream"] = {
-            "schema": {"type": "string", "description": "Server-sent events when stream is true."}
+            "schema": {"type": "string", "description": _STREAM_TEXT[dialect]}
         }
     where = (
         "The gateway picks a cluster that serves the model and that you may use."
         if federated
         else "Runs on the given cluster and framework."
     )
+    if dialect is Dialect.ANTHROPIC:
+        where += (
+            " Authenticate with `x-api-key: <token>` (what the Anthropic client sends) or "
+            "`Authorization: Bearer <token>`; errors come in Anthropic's shape."
+        )
     operation: dict[str, Any] = {
         "summary": schema.summary,
         "description": where,
@@ -150,7 +227,8 @@ def _inference(schema: RequestSchema, federated: bool) -> dict[str, Any]:
             },
         },
         "responses": {"200": {"description": "The model server's answer.", "content": answer}}
-        | _errors(),
+        | _errors(dialect),
+        "security": _SECURITY[dialect],
     }
     if not federated:
         operation["parameters"] = _CLUSTER_PARAMS
@@ -176,14 +254,14 @@ def _listing(
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    schemas = request_schemas()
+    requests = request_schemas()
     paths: dict[str, Any] = {}
-    for operation, (schema, _) in schemas.items():
+    for operation, request in requests.items():
         paths[f"/resource_server/{{cluster}}/{{framework}}/v1/{operation}"] = _inference(
-            schema, federated=False
+            request, federated=False
         )
-    for operation, (schema, _) in schemas.items():
-        paths[f"/resource_server/v1/{operation}"] = _inference(schema, federated=True)
+    for operation, request in requests.items():
+        paths[f"/resource_server/v1/{operation}"] = _inference(request, federated=True)
     paths["/resource_server/v1/models"] = _listing(
         "Models you may use, on any cluster (OpenAI list format).", _MODEL_LIST_SCHEMA
     )
@@ -194,21 +272,21 @@ def openapi_document() -> dict[str, Any]:
         "Clusters, frameworks, models and operations you may use.", _LIST_ENDPOINTS_SCHEMA
     )
     components: dict[str, Any] = {
-        schema.title: schema.json_schema(note) for schema, note in schemas.values()
+        request.schema.title: request.schema.json_schema(request.forwarded_note)
+        for request in requests.values()
     }
-    components["Error"] = _ERROR_SCHEMA
+    components[_ERROR_COMPONENTS[Dialect.OPENAI]] = _OPENAI_ERROR_SCHEMA
+    components[_ERROR_COMPONENTS[Dialect.ANTHROPIC]] = _ANTHROPIC_ERROR_SCHEMA
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Inference gateway",
             "version": "1",
-            "description": "OpenAI-compatible inference on HPC clusters. Authenticate with "
-            "`Authorization: Bearer <Globus access token or gateway API key>`.",
+            "description": "OpenAI-compatible and Anthropic Messages inference on HPC clusters. "
+            "Authenticate with `Authorization: Bearer <Globus access token or gateway API key>`; "
+            "the Messages routes (`/v1/messages`) also take the token as `x-api-key`.",
         },
         "paths": paths,
-        "components": {
-            "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
+        "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
         "security": [{"bearer": []}],
     }

@@ -70,6 +70,7 @@ _MODEL = FieldRule(
     "Model name as listed by GET /v1/models (matched case-insensitively).",
     required=True,
     deep_check=_model_name,
+    schema_extra={"pattern": r"\S"},  # what _model_name checks: not blank
 )
 _STREAM = FieldRule("stream", ("boolean",), "Answer as server-sent events.")
 _STREAM_OPTIONS = FieldRule("stream_options", ("object",), 'e.g. {"include_usage": true}.')

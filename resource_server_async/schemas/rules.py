@@ -2,7 +2,9 @@
 
 Checks run over the already-parsed body, visiting only the keys the client sent, which costs a
 few microseconds where re-validating with pydantic models would cost tens. Keys without a rule
-are never looked at: they are forwarded to the model server untouched.
+are never looked at: they are forwarded to the model server untouched. How a refusal is worded
+is the API family's (OpenAI names the expected type, Anthropic prefixes the field path), so a
+table carries a `Wording`; the rules themselves are the same for every family.
 """
 
 from __future__ import annotations
@@ -81,67 +83,110 @@ def describe_types(types: tuple[JSONType, ...]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
+class Wording:
+    """How a refused field is worded: OpenAI's style ("Invalid type for 'n': expected an integer,
+    got a number.", with a snake_case code). Another family subclasses it."""
+
+    def missing(self, rule: FieldRule) -> GatewayError:
+        name = rule.name
+        return invalid(name, f"Missing required parameter: '{name}'.", "missing_required_parameter")
+
+    def missing_one_of(self, names: tuple[str, ...]) -> GatewayError:
+        listed = " or ".join(f"'{name}'" for name in names)
+        return invalid(
+            names[0], f"Missing required parameter: {listed}.", "missing_required_parameter"
+        )
+
+    def null(self, rule: FieldRule) -> GatewayError:
+        return invalid(rule.name, f"'{rule.name}' must not be null.", "invalid_type")
+
+    def wrong_type(self, rule: FieldRule, value: Any) -> GatewayError:
+        return wrong_type(rule.name, describe_types(rule.types), value)
+
+    def out_of_range(self, rule: FieldRule, value: float) -> GatewayError:
+        return invalid(rule.name, f"Invalid '{rule.name}': must be {rule.bounds()}, got {value!r}.")
+
+    def too_few(self, rule: FieldRule, value: list[Any]) -> GatewayError:
+        name = rule.name
+        return invalid(
+            name,
+            f"'{name}' must not be empty."
+            if rule.min_items == 1
+            else f"'{name}' must have at least {rule.min_items} items.",
+            "empty_array",
+        )
+
+    def wrong_item(self, rule: FieldRule, index: int, item: Any) -> GatewayError:
+        assert rule.item_types is not None
+        return wrong_type(f"{rule.name}[{index}]", describe_types(rule.item_types), item)
+
+
+OPENAI_WORDING = Wording()
+
+
 @dataclass(frozen=True, slots=True)
 class FieldRule:
-    """What the API defines for one top-level field. Optional fields also accept null, which
-    OpenAI-compatible servers treat as "not set"."""
+    """What the API defines for one top-level field. Optional fields also accept null unless
+    `nullable` is False: OpenAI-compatible servers treat null as "not set"."""
 
     name: str
     types: tuple[JSONType, ...]
     description: str = ""
     required: bool = False
+    nullable: bool = True
     minimum: float | None = None
     maximum: float | None = None
     min_items: int | None = None
     item_types: tuple[JSONType, ...] | None = None
     deep_check: DeepCheck | None = None
-    # JSON Schema of what deep_check enforces (e.g. the items of `messages`), for the docs.
+    # JSON Schema of what deep_check enforces: `item_schema` for the items of an array (e.g.
+    # `messages`), `schema_extra` for keywords of the field itself; both only feed the docs.
     item_schema: Mapping[str, Any] | None = None
+    schema_extra: Mapping[str, Any] | None = None
+    # This field's own words for a value it refuses, for wordings that phrase errors per field
+    # (Anthropic: "must be an integer >= 1, not $value"); `$value` and `$kind` are filled in.
+    problem: str | None = None
+    empty_problem: str | None = None
 
-    def check(self, value: Any) -> None:
-        name = self.name
+    def check(self, value: Any, wording: Wording = OPENAI_WORDING) -> None:
         if value is None:
-            if self.required:
-                raise invalid(name, f"'{name}' must not be null.", "invalid_type")
+            if self.required or not self.nullable:
+                raise wording.null(self)
             return
         for json_type in self.types:
             if _TYPE_TESTS[json_type](value):
                 break
         else:
-            raise wrong_type(name, describe_types(self.types), value)
+            raise wording.wrong_type(self, value)
         if (self.minimum is not None or self.maximum is not None) and type(value) in (int, float):
-            self._check_range(value)
+            low, high = self.minimum, self.maximum
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise wording.out_of_range(self, value)
         if type(value) is list:
             if self.min_items is not None and len(value) < self.min_items:
-                raise invalid(
-                    name,
-                    f"'{name}' must not be empty."
-                    if self.min_items == 1
-                    else f"'{name}' must have at least {self.min_items} items.",
-                    "empty_array",
-                )
+                raise wording.too_few(self, value)
             if self.item_types is not None:
                 tests = [_TYPE_TESTS[t] for t in self.item_types]
                 for index, item in enumerate(value):
                     if not any(test(item) for test in tests):
-                        raise wrong_type(f"{name}[{index}]", describe_types(self.item_types), item)
+                        raise wording.wrong_item(self, index, item)
         if self.deep_check is not None:
-            self.deep_check(value, name)
+            self.deep_check(value, self.name)
 
-    def _check_range(self, value: float) -> None:
+    def bounds(self, at_least: str = "at least ", at_most: str = "at most ") -> str:
+        """The range in words: "between 0 and 2", "at least 1" (or ">= 1" with other words)."""
         low, high = self.minimum, self.maximum
-        if (low is not None and value < low) or (high is not None and value > high):
-            if low is not None and high is not None:
-                bounds = f"between {low:g} and {high:g}"
-            elif low is not None:
-                bounds = f"at least {low:g}"
-            else:
-                bounds = f"at most {high:g}"
-            raise invalid(self.name, f"Invalid '{self.name}': must be {bounds}, got {value!r}.")
+        if low is not None and high is not None:
+            return f"between {low:g} and {high:g}"
+        if low is not None:
+            return f"{at_least}{low:g}"
+        if high is not None:
+            return f"{at_most}{high:g}"
+        return ""
 
     def json_schema(self) -> dict[str, Any]:
         types: list[str] = list(self.types)
-        if not self.required:
+        if not self.required and self.nullable:
             types.append("null")
         schema: dict[str, Any] = {"type": types[0] if len(types) == 1 else types}
         if self.description:
@@ -157,6 +202,8 @@ class FieldRule:
         elif self.item_types is not None:
             item_types = list(self.item_types)
             schema["items"] = {"type": item_types[0] if len(item_types) == 1 else item_types}
+        if self.schema_extra is not None:
+            schema.update(self.schema_extra)
         return schema
 
 
@@ -170,34 +217,27 @@ class RequestSchema:
     fields: tuple[FieldRule, ...]
     one_of: tuple[str, ...] = ()
     streams: bool = False
+    wording: Wording = OPENAI_WORDING
     _by_name: dict[str, FieldRule] = field(init=False, repr=False, compare=False)
-    _required: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _required: tuple[FieldRule, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {rule.name: rule for rule in self.fields})
-        object.__setattr__(
-            self, "_required", tuple(rule.name for rule in self.fields if rule.required)
-        )
+        object.__setattr__(self, "_required", tuple(rule for rule in self.fields if rule.required))
 
     def validate(self, body: Mapping[str, Any]) -> None:
         """Raise a 400 GatewayError (with `param`) for the first field that breaks its rule."""
-        for name in self._required:
-            if name not in body:
-                raise invalid(
-                    name, f"Missing required parameter: '{name}'.", "missing_required_parameter"
-                )
+        wording = self.wording
+        for required in self._required:
+            if required.name not in body:
+                raise wording.missing(required)
         if self.one_of and not any(body.get(name) is not None for name in self.one_of):
-            names = " or ".join(f"'{name}'" for name in self.one_of)
-            raise invalid(
-                self.one_of[0],
-                f"Missing required parameter: {names}.",
-                "missing_required_parameter",
-            )
+            raise wording.missing_one_of(self.one_of)
         rules = self._by_name
         for key, value in body.items():
             rule = rules.get(key)
             if rule is not None:
-                rule.check(value)
+                rule.check(value, wording)
 
     def json_schema(self, forwarded_note: str = "") -> dict[str, Any]:
         description = self.summary
@@ -210,7 +250,7 @@ class RequestSchema:
             "properties": {rule.name: rule.json_schema() for rule in self.fields},
             "additionalProperties": True,
         }
-        required = [rule.name for rule in self.fields if rule.required]
+        required = [rule.name for rule in self._required]
         if required:
             schema["required"] = required
         if self.one_of:

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from resource_server_async import messages_api, pipeline, routing
 from resource_server_async.errors import Dialect, GatewayError
-from resource_server_async.translation.messages_validation import validate_messages_request
+from resource_server_async.schemas.anthropic import validate_messages_request
 
 OPERATION = messages_api.OPERATION
 

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from resource_server_async.errors import Dialect, GatewayError
-from resource_server_async.translation.messages_validation import validate_messages_request
+from resource_server_async.schemas.anthropic import validate_messages_request
 
 
 def request(**fields: Any) -> dict[str, Any]:
