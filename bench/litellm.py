@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.processes import ROOT, start, wait_http
+from bench.processes import ROOT, start
+from scripts.processes import wait_for_http
 
 VENV = ROOT / "bench" / ".venv-litellm"
 # The newest release whose `proxy` extra installs from PyPI alone (later ones need a package
@@ -71,7 +72,7 @@ def litellm_proxy(
         core,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=120)
+        wait_for_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=120)
         yield process.pid
     finally:
         process.stop()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from scripts import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -56,19 +55,6 @@ def rss_megabytes(pid: int) -> float:
     return resident_pages * PAGE_SIZE / 2**20
 
 
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
-
-
 @dataclass
 class Process:
     name: str
@@ -79,23 +65,13 @@ class Process:
         return self.popen.pid
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        processes.stop(self.popen)
 
 
 def start(
     name: str, command: list[str], env: dict[str, str], log: Path, core: int | None
 ) -> Process:
-    handle = open(log, "wb")  # noqa: SIM115  (owned by the child for its lifetime)
-    popen = subprocess.Popen(
-        pinned(command, core), env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT
-    )
-    return Process(name, popen)
+    return Process(name, processes.start(pinned(command, core), log, env=env, cwd=ROOT))
 
 
 def python() -> str:

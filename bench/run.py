@@ -25,15 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import first_chunk
-from bench.processes import (
-    ROOT,
-    pinned,
-    python,
-    rss_megabytes,
-    start,
-    tree_cpu_seconds,
-    wait_http,
-)
+from bench.processes import ROOT, pinned, python, rss_megabytes, start, tree_cpu_seconds
+from scripts import processes
+from scripts.processes import SERVING_OPTIONS, free_port, gateway_command, wait_for_http
 
 BENCH_DIR = ROOT / "bench"
 MODEL = "bench-model"
@@ -93,14 +87,6 @@ def ensure_wrk() -> str:
     if not found:
         raise SystemExit("wrk is required: apt-get install wrk")
     return found
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def body_file(directory: Path, name: str, stream: bool) -> Path:
@@ -179,7 +165,7 @@ def fake_backend(workdir: Path) -> Iterator[int]:
         DRIVER_CORE,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models")
+        wait_for_http(f"http://127.0.0.1:{port}/v1/models")
         yield port
     finally:
         process.stop()
@@ -215,14 +201,7 @@ def prepare_postgres(url: str) -> None:
 
 
 def manage(env: dict[str, str], *args: str) -> str:
-    return subprocess.run(
-        [python(), str(ROOT / "manage.py"), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    return processes.manage(*args, env=env).stdout
 
 
 def write_fixtures(workdir: Path, backend_port: int) -> Path:
@@ -270,29 +249,13 @@ def gateway(workdir: Path, store: str, backend_port: int) -> Iterator[Target]:
     port = free_port()
     process = start(
         "gateway",
-        [
-            python(),
-            "-m",
-            "uvicorn",
-            "inference_gateway.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--log-level",
-            "warning",
-        ],
+        gateway_command(port, *SERVING_OPTIONS, "--log-level", "warning"),
         env,
         workdir / f"gateway-{store}.log",
         GATEWAY_CORE,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/resource_server/health")
+        wait_for_http(f"http://127.0.0.1:{port}/resource_server/health")
         yield Target("gateway", port, CHAT_PATH, f"Bearer {key}", process.pid)
     finally:
         process.stop()

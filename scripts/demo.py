@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from types import FrameType
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from scripts import model_server
+from scripts import model_server, processes
 
 ROOT = model_server.ROOT
 DEMO_FIXTURES = ROOT / "fixtures" / "demo"
@@ -73,16 +72,6 @@ def demo_target(fixtures: Path = DEMO_FIXTURES) -> Target:
     raise DemoError(f"no DirectAPI endpoint for {model_server.MODEL_NAME} in {fixtures}")
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def http(
     url: str, body: dict[str, Any] | None = None, key: str = "", timeout: float = 5.0
 ) -> tuple[int, Any]:
@@ -104,17 +93,13 @@ def http(
         return 0, None
 
 
-def wait_until(ready: Callable[[], bool], what: str, timeout: float, child: Child | None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
+def wait_until(ready: Callable[[], bool], what: str, timeout: float, child: Child) -> None:
+    try:
+        if processes.wait_until(ready, timeout, child.process, interval=0.2):
             return
-        if child is not None and child.process.poll() is not None:
-            raise DemoError(
-                f"{what} exited with status {child.process.returncode}; see {child.log}"
-            )
-        time.sleep(0.2)
-    raise DemoError(f"{what} did not start within {timeout:g} s; see {child.log if child else ''}")
+    except processes.ExitedEarly as exc:
+        raise DemoError(f"{what} exited with status {exc.returncode}; see {child.log}") from None
+    raise DemoError(f"{what} did not start within {timeout:g} s; see {child.log}")
 
 
 @dataclass
@@ -124,17 +109,9 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
-    _file: TextIO
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._file.close()
+        processes.stop(self.process)
 
 
 class Demo:
@@ -178,32 +155,17 @@ class Demo:
         return env
 
     def manage(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            env=self.environment(),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        done = processes.manage(*args, env=self.environment(), check=False)
         if done.returncode != 0:
             raise DemoError(f"manage.py {args[0]} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
 
     def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Child:
         log = self.logs / f"{name}.log"
-        file = open(log, "a")  # noqa: SIM115 - closed by Child.stop
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=file,
-            stderr=subprocess.STDOUT,
-            # Its own session: Ctrl-C reaches the demo only, which stops children in order.
-            start_new_session=True,
-        )
-        child = Child(name, process, log, file)
+        # Logs of earlier runs are kept. Detached: Ctrl-C reaches the demo only, which stops
+        # children in order.
+        process = processes.start(command, log, env=env, cwd=ROOT, append=True, detached=True)
+        child = Child(name, process, log)
         self.children.append(child)
         return child
 
@@ -220,7 +182,7 @@ class Demo:
         if model_server.serves_model(url):
             self.say(f"Reusing the model server already running at {url}.")
             return False
-        if not port_is_free(port):
+        if not processes.port_is_free(port):
             raise DemoError(
                 f"port {port} (the demo fixtures' api_url) is taken by something that is not "
                 f"the {model_server.MODEL_NAME} server; stop it and run the demo again"
@@ -236,26 +198,13 @@ class Demo:
         self.manage("loaddata", *fixtures)
 
     def start_gateway(self) -> None:
-        if not port_is_free(self.port):
+        if not processes.port_is_free(self.port):
             raise DemoError(
                 f"port {self.port} is in use; stop what uses it or choose another with "
                 f"DEMO_PORT=8001 make demo"
             )
         self.say(f"Starting the gateway at {self.url}...")
-        child = self.start(
-            "gateway",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "inference_gateway.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            self.environment(),
-        )
+        child = self.start("gateway", processes.gateway_command(self.port), self.environment())
 
         def healthy() -> bool:
             return http(f"{self.url}/resource_server/health")[0] == 200

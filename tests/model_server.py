@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import model_server
-from tests.servers import free_port, wait_for_http
+from scripts import model_server, processes
 
 MODEL_NAME = model_server.MODEL_NAME
 
@@ -37,28 +36,20 @@ class ModelServer:
         return self.tmp_path / "model-server.log"
 
     def start(self) -> ModelServer:
-        self.port = self.port or free_port()
+        self.port = self.port or processes.free_port()
         # Two threads: CI has two cores, and the gateway and the test share them.
         command = model_server.command(self.port, threads=2)
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                command, env=model_server.environment(), stdout=log, stderr=subprocess.STDOUT
-            )
+        self.process = processes.start(command, self.log, env=model_server.environment())
         try:
-            wait_for_http(f"{self.url}/v1/models", timeout=120, process=self.process)
+            processes.wait_for_http(f"{self.url}/v1/models", timeout=120, process=self.process)
         except Exception:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            processes.stop(self.process)
 
 
 @pytest.fixture(scope="session")

@@ -4,46 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scripts import processes
+from scripts.processes import free_port, wait_for_http
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_http(
-    url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None
-) -> None:
-    """Wait until `url` answers 200; fail early if `process` died."""
-    deadline = time.monotonic() + timeout
-    last: Exception | str = "no answer"
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=1.0) as response:
-                if response.status == 200:
-                    return
-                last = f"status {response.status}"
-        except urllib.error.HTTPError as exc:
-            last = f"status {exc.code}: {exc.read()[:200]!r}"
-        except (urllib.error.URLError, OSError) as exc:
-            last = exc
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout}s: {last}")
 
 
 @contextlib.contextmanager
@@ -98,14 +68,7 @@ class GatewayServer:
         return env
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            env=self.environment(),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=check,
-        )
+        return processes.manage(*args, env=self.environment(), check=check)
 
     def create_api_key(self, name: str = "e2e", *extra: str) -> str:
         out = self.manage("create_api_key", "--name", name, "--quiet", *extra).stdout.strip()
@@ -120,30 +83,13 @@ class GatewayServer:
             self.manage("loaddata", *[str(f) for f in self.fixtures])
         self.api_key = self.create_api_key()
         self.port = self.port or free_port()
-        log = open(self.tmp_path / f"gateway-{self.port}.log", "wb")  # noqa: SIM115
-        self._stack.callback(log.close)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "inference_gateway.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-                "--no-access-log",
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-            ],
+        self.process = processes.start(
+            processes.gateway_command(
+                self.port, "--workers", str(self.workers), *processes.SERVING_OPTIONS
+            ),
+            self.log,
             env=self.environment(),
             cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
         )
         try:
             wait_for_http(f"{self.url}/resource_server/health", process=self.process)
@@ -152,18 +98,16 @@ class GatewayServer:
             raise
         return self
 
+    @property
+    def log(self) -> Path:
+        return self.tmp_path / f"gateway-{self.port}.log"
+
     def log_text(self) -> str:
-        path = self.tmp_path / f"gateway-{self.port}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            processes.stop(self.process)
         self._stack.close()
 
     def __enter__(self) -> GatewayServer:
