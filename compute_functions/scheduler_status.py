@@ -198,6 +198,21 @@ def running_status(job_id: str, info: dict[str, str], stdout_paths: list[str]) -
     return "running" if models_ready(stdout_paths) else "starting"
 
 
+def scheduler_job(
+    phase: str, script: str | None, outputs: list[str], job_id: str, **fields: str
+) -> tuple[str, bool, dict[str, str]]:
+    """(phase, private batch job?, job) of one job as PBS or Slurm reports it: its phase
+    ("running", "queued" or "other"), submit script, output files and scheduler fields."""
+    info = script_info(script)
+    # Before running_status, which gives a batch job the model named by its marker file.
+    private = BATCH_MARKER in info["Models"]
+    if phase == "running":
+        status = running_status(job_id, info, outputs)
+    else:
+        status = "queued" if phase == "queued" else "other"
+    return phase, private, _job(info, model_status=status, job_id=job_id, **fields)
+
+
 # --- PBS ----------------------------------------------------------------------------------
 
 
@@ -236,35 +251,23 @@ def submit_script_of(submit_arguments: str) -> str | None:
 
 def pbs_job(attributes: dict[str, str]) -> tuple[str, bool, dict[str, str]]:
     """(phase, private batch job?, job) of one `qstat -xf` job."""
-    job_id = attributes.get("Job Id", NOT_AVAILABLE)
     state = attributes.get("job_state", NOT_AVAILABLE)
     script = submit_script_of(attributes.get("Submit_arguments", ""))
-    info = script_info(script)
-    private = BATCH_MARKER in info["Models"]
-    phase = {"R": "running", "Q": "queued"}.get(state, "other")
-    if phase == "running":
-        outputs = [script + ".stdout"] if script else []
-        output_path = attributes.get("Output_Path", "")
-        if output_path:
-            outputs.append(output_path.split(":", 1)[-1])
-        status = running_status(job_id, info, outputs)
-    else:
-        status = "queued" if phase == "queued" else "other"
-    estimated = attributes.get("estimated.start_time", "")
-    return (
-        phase,
-        private,
-        _job(
-            info,
-            model_status=status,
-            job_id=job_id,
-            job_state=state,
-            host_name=attributes.get("exec_host", ""),
-            job_comments=attributes.get("comment", ""),
-            nodes_reserved=attributes.get("Resource_List.nodect", ""),
-            walltime=attributes.get("resources_used.walltime", ""),
-            estimated_start_time=estimated,
-        ),
+    outputs = [script + ".stdout"] if script else []
+    output_path = attributes.get("Output_Path", "")
+    if output_path:
+        outputs.append(output_path.split(":", 1)[-1])
+    return scheduler_job(
+        {"R": "running", "Q": "queued"}.get(state, "other"),
+        script,
+        outputs,
+        attributes.get("Job Id", NOT_AVAILABLE),
+        job_state=state,
+        host_name=attributes.get("exec_host", ""),
+        job_comments=attributes.get("comment", ""),
+        nodes_reserved=attributes.get("Resource_List.nodect", ""),
+        walltime=attributes.get("resources_used.walltime", ""),
+        estimated_start_time=attributes.get("estimated.start_time", ""),
     )
 
 
@@ -337,28 +340,19 @@ def slurm_job(row: dict[str, str]) -> tuple[str, bool, dict[str, str]]:
     """(phase, private batch job?, job) of one squeue row."""
     state = row["state"]
     script = row["command"] if row["command"] and row["command"] != "(null)" else None
-    info = script_info(script)
-    private = BATCH_MARKER in info["Models"]
     phase = {"RUNNING": "running", "PENDING": "queued"}.get(state, "other")
-    if phase == "running":
-        status = running_status(row["id"], info, [script + ".stdout"] if script else [])
-    else:
-        status = "queued" if phase == "queued" else "other"
     start = row["start"] if row["start"] not in ("", "N/A", "(null)") else ""
-    return (
+    return scheduler_job(
         phase,
-        private,
-        _job(
-            info,
-            model_status=status,
-            job_id=row["id"],
-            job_state=state,
-            host_name=row["nodes"] if phase == "running" else "",
-            job_comments=row["reason"] if row["reason"] not in ("None", "(null)") else "",
-            nodes_reserved=row["node_count"],
-            walltime=row["time"],
-            estimated_start_time=start if phase == "queued" else "",
-        ),
+        script,
+        [script + ".stdout"] if script else [],
+        row["id"],
+        job_state=state,
+        host_name=row["nodes"] if phase == "running" else "",
+        job_comments=row["reason"] if row["reason"] not in ("None", "(null)") else "",
+        nodes_reserved=row["node_count"],
+        walltime=row["time"],
+        estimated_start_time=start if phase == "queued" else "",
     )
 
 

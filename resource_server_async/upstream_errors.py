@@ -14,11 +14,13 @@ if TYPE_CHECKING:
 _MAX_MESSAGE = 1000
 
 
-def _where(endpoint: BaseEndpoint) -> str:
+def where(endpoint: BaseEndpoint) -> str:
+    """How every error message names the endpoint."""
     return f"model {endpoint.model!r} on cluster {endpoint.row.cluster!r}"
 
 
-def _info(endpoint: BaseEndpoint, **extra: Any) -> dict[str, Any]:
+def endpoint_info(endpoint: BaseEndpoint, **extra: Any) -> dict[str, Any]:
+    """The `info` object of an endpoint's errors, for clients that act on it."""
     return {"cluster": endpoint.row.cluster, "model": endpoint.model, **extra}
 
 
@@ -68,12 +70,12 @@ def reply_error(
     """
     message, param, code = parse_error_body(body)
     message = _scrub(message, secret)
-    info = _info(endpoint, upstream_status=status)
+    info = endpoint_info(endpoint, upstream_status=status)
     if status in (401, 403):
         return GatewayError(
             502,
             "upstream_auth_failed",
-            f"The model server for {_where(endpoint)} refused the gateway's credentials "
+            f"The model server for {where(endpoint)} refused the gateway's credentials "
             f"(HTTP {status}). Ask the gateway operator to check the endpoint's API key.",
             info=info,
         )
@@ -82,7 +84,7 @@ def reply_error(
     return GatewayError(
         502,
         "upstream_error",
-        f"The model server for {_where(endpoint)} failed (HTTP {status}): {message}",
+        f"The model server for {where(endpoint)} failed (HTTP {status}): {message}",
         info=info,
     )
 
@@ -91,8 +93,8 @@ def unreachable(endpoint: BaseEndpoint) -> GatewayError:
     return GatewayError(
         503,
         "upstream_unreachable",
-        f"The model server for {_where(endpoint)} cannot be reached. Try again later.",
-        info=_info(endpoint),
+        f"The model server for {where(endpoint)} cannot be reached. Try again later.",
+        info=endpoint_info(endpoint),
     )
 
 
@@ -100,8 +102,8 @@ def timed_out(endpoint: BaseEndpoint, seconds: float) -> GatewayError:
     return GatewayError(
         504,
         "upstream_timeout",
-        f"The model server for {_where(endpoint)} did not answer within {seconds:g} s.",
-        info=_info(endpoint),
+        f"The model server for {where(endpoint)} did not answer within {seconds:g} s.",
+        info=endpoint_info(endpoint),
     )
 
 
@@ -109,8 +111,8 @@ def broken(endpoint: BaseEndpoint, reason: str) -> GatewayError:
     return GatewayError(
         502,
         "upstream_error",
-        f"The model server for {_where(endpoint)} failed: {reason}",
-        info=_info(endpoint),
+        f"The model server for {where(endpoint)} failed: {reason}",
+        info=endpoint_info(endpoint),
     )
 
 
@@ -118,8 +120,8 @@ def stream_cut(endpoint: BaseEndpoint) -> GatewayError:
     return GatewayError(
         502,
         "upstream_stream_interrupted",
-        f"The stream from {_where(endpoint)} ended before it was complete.",
-        info=_info(endpoint),
+        f"The stream from {where(endpoint)} ended before it was complete.",
+        info=endpoint_info(endpoint),
     )
 
 
@@ -127,8 +129,8 @@ def stream_stalled(endpoint: BaseEndpoint, seconds: float) -> GatewayError:
     return GatewayError(
         504,
         "upstream_timeout",
-        f"The stream from {_where(endpoint)} sent nothing for {seconds:g} s.",
-        info=_info(endpoint),
+        f"The stream from {where(endpoint)} sent nothing for {seconds:g} s.",
+        info=endpoint_info(endpoint),
     )
 
 
@@ -136,7 +138,7 @@ def not_live(endpoint: BaseEndpoint, state: str) -> GatewayError:
     return GatewayError(
         503,
         "model_not_live",
-        f"{_where(endpoint).capitalize()} is not available: its status is {state!r}. "
+        f"{where(endpoint).capitalize()} is not available: its status is {state!r}. "
         "Try again later.",
-        info=_info(endpoint, status=state),
+        info=endpoint_info(endpoint, status=state),
     )

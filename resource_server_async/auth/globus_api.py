@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,29 +78,43 @@ def _is_outage(error: globus_sdk.GlobusAPIError) -> bool:
     return error.http_status >= 500 or error.http_status == 429
 
 
+@contextlib.contextmanager
+def _calling(
+    step: str, refused: Callable[[globus_sdk.GlobusAPIError], GatewayError]
+) -> Iterator[None]:
+    """A Globus call named `step` in messages: Globus not answering (network, 5xx, 429) is a
+    GlobusOutage; any other error answer, Globus refusing the call, is `refused(error)`."""
+    try:
+        yield
+    except globus_sdk.NetworkError as exc:
+        raise GlobusOutage(f"{step}: {type(exc).__name__}") from None
+    except globus_sdk.GlobusAPIError as exc:
+        if _is_outage(exc):
+            raise GlobusOutage(f"{step}: HTTP {exc.http_status}") from None
+        raise refused(exc) from None
+
+
+def _introspection_refused(error: globus_sdk.GlobusAPIError) -> GatewayError:
+    # Globus answers 200 {"active": false} for bad tokens; a 4xx here means it refused the
+    # gateway itself (wrong client credentials, unknown policy id): an operator problem.
+    return GatewayError(
+        500,
+        "globus_rejected_gateway",
+        f"Globus Auth refused the gateway's token introspection (HTTP {error.http_status}, "
+        f"{error.code}). The gateway operator must check GLOBUS_APPLICATION_ID, "
+        "GLOBUS_APPLICATION_SECRET and GLOBUS_POLICIES.",
+    )
+
+
 def introspect(conf: GlobusSettings, token: str) -> dict[str, Any]:
     """Globus Auth's introspection of `token`, with session, identities and policy evaluations."""
     form: dict[str, Any] = {"token": token, "include": "session_info,identity_set_detail"}
     if conf.policies:
         form["authentication_policies"] = ",".join(conf.policies)
-    try:
+    with _calling("introspection", _introspection_refused):
         response = _auth_client(conf).post(
             "/v2/oauth2/token/introspect", data=form, encoding="form"
         )
-    except globus_sdk.NetworkError as exc:
-        raise GlobusOutage(f"introspection: {type(exc).__name__}") from None
-    except globus_sdk.GlobusAPIError as exc:
-        if _is_outage(exc):
-            raise GlobusOutage(f"introspection: HTTP {exc.http_status}") from None
-        # Globus answers 200 {"active": false} for bad tokens; a 4xx here means it refused the
-        # gateway itself (wrong client credentials, unknown policy id): an operator problem.
-        raise GatewayError(
-            500,
-            "globus_rejected_gateway",
-            f"Globus Auth refused the gateway's token introspection (HTTP {exc.http_status}, "
-            f"{exc.code}). The gateway operator must check GLOBUS_APPLICATION_ID, "
-            "GLOBUS_APPLICATION_SECRET and GLOBUS_POLICIES.",
-        ) from None
     data = response.data
     if not isinstance(data, dict):
         raise GlobusOutage("introspection: the answer is not a JSON object")
@@ -118,14 +134,11 @@ def _groups_refused(status: int, step: str) -> GatewayError:
 
 def my_group_ids(conf: GlobusSettings, token: str) -> list[str]:
     """Ids of the Globus groups in which the token's identity is an active member."""
-    try:
+    with _calling(
+        "dependent token grant",
+        lambda exc: _groups_refused(exc.http_status, "dependent token grant"),
+    ):
         tokens = _auth_client(conf).oauth2_get_dependent_tokens(token, scope=_GROUPS_SCOPE)
-    except globus_sdk.NetworkError as exc:
-        raise GlobusOutage(f"dependent token grant: {type(exc).__name__}") from None
-    except globus_sdk.GlobusAPIError as exc:
-        if _is_outage(exc):
-            raise GlobusOutage(f"dependent token grant: HTTP {exc.http_status}") from None
-        raise _groups_refused(exc.http_status, "dependent token grant") from None
     groups_token = tokens.by_resource_server.get(_GROUPS_RESOURCE_SERVER, {}).get("access_token")
     if not groups_token:
         raise _groups_refused(200, "no Groups token in the dependent token grant")
@@ -134,14 +147,8 @@ def my_group_ids(conf: GlobusSettings, token: str) -> list[str]:
         transport=_clients.transport,
         retry_config=_no_retries(),
     )
-    try:
+    with _calling("my_groups", lambda exc: _groups_refused(exc.http_status, "Groups API")):
         listing = groups.get_my_groups(statuses="active")
-    except globus_sdk.NetworkError as exc:
-        raise GlobusOutage(f"my_groups: {type(exc).__name__}") from None
-    except globus_sdk.GlobusAPIError as exc:
-        if _is_outage(exc):
-            raise GlobusOutage(f"my_groups: HTTP {exc.http_status}") from None
-        raise _groups_refused(exc.http_status, "Groups API") from None
     return [str(group["id"]) for group in listing if _active_member(group)]
 
 

@@ -17,6 +17,7 @@ from resource_server_async.compute.base import (
 )
 from resource_server_async.endpoints.base import UpstreamReply
 from resource_server_async.errors import GatewayError
+from resource_server_async.upstream_errors import where
 
 if TYPE_CHECKING:
     from resource_server_async.endpoints.base import BaseEndpoint
@@ -30,12 +31,8 @@ METRIC_KEYS = ("response_time", "throughput_tokens_per_second")
 SHORT_REASON = 500
 
 
-def where(endpoint: BaseEndpoint) -> str:
-    return f"model {endpoint.model!r} on cluster {endpoint.row.cluster!r}"
-
-
 def _info(endpoint: BaseEndpoint, task_id: str | None) -> dict[str, Any]:
-    info: dict[str, Any] = {"cluster": endpoint.row.cluster, "model": endpoint.model}
+    info = upstream_errors.endpoint_info(endpoint)
     if task_id:
         info["task_id"] = task_id
     return info

@@ -20,7 +20,6 @@ from resource_server_async.endpoints.compute_outcomes import (
     compute_error,
     failure_error,
     parse_result,
-    where,
 )
 from resource_server_async.errors import GatewayError
 from resource_server_async.streaming import (
@@ -32,6 +31,7 @@ from resource_server_async.streaming import (
     StreamHub,
     Subscription,
 )
+from resource_server_async.upstream_errors import endpoint_info, where
 
 if TYPE_CHECKING:
     from resource_server_async.endpoints.base import BaseEndpoint
@@ -196,7 +196,7 @@ class ComputeStream:
                 f"The function serving {where(self._endpoint)} finished, but none of its "
                 "streamed chunks reached the gateway. Ask the operator to check the endpoint's "
                 "INTERNAL_STREAMING_SECRET and the gateway's STREAMING_SERVER_* settings.",
-                info={"cluster": self._endpoint.row.cluster, "model": self._endpoint.model},
+                info=endpoint_info(self._endpoint),
             )
 
     def _silence(self, seconds: float, waiting_for: str) -> GatewayError:
@@ -205,11 +205,7 @@ class ComputeStream:
             "stream_timeout",
             f"{where(self._endpoint).capitalize()} sent nothing for {seconds:g} s while the "
             f"gateway waited for {waiting_for}.",
-            info={
-                "cluster": self._endpoint.row.cluster,
-                "model": self._endpoint.model,
-                "stream_task_id": self._subscription.task_id,
-            },
+            info=endpoint_info(self._endpoint, stream_task_id=self._subscription.task_id),
         )
 
     async def close(self) -> None:

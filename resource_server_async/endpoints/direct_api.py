@@ -93,7 +93,7 @@ class DirectAPIEndpoint(BaseEndpoint):
                 f"The gateway cannot call model {self.model!r} on cluster {self.row.cluster!r}: "
                 f"the environment variable {self._key_name} that holds its API key is not set. "
                 "Ask the gateway operator to set it.",
-                info={"cluster": self.row.cluster, "model": self.model},
+                info=upstream_errors.endpoint_info(self),
             )
         return key
 
@@ -112,12 +112,22 @@ class DirectAPIEndpoint(BaseEndpoint):
                     "cluster_status_unavailable",
                     f"Model {self.model!r} needs a status page on cluster {self.row.cluster!r}, "
                     "and the cluster has none (config.status_url). Ask the gateway operator.",
-                    info={"cluster": self.row.cluster, "model": self.model},
+                    info=upstream_errors.endpoint_info(self),
                 )
             return
         state = await page.state_of(self.model)
         if state is None or state.lower() != LIVE:
             raise upstream_errors.not_live(self, state or "not listed")
+
+    def _call_failed(self, exc: TimeoutError | aiohttp.ClientError) -> GatewayError:
+        """A call that got no answer, as the caller's error: 504 timed out, 503 unreachable,
+        502 anything else (connection dropped, malformed answer)."""
+        # A timeout first: aiohttp's own timeouts are ClientErrors as well.
+        if isinstance(exc, TimeoutError):
+            return upstream_errors.timed_out(self, self._seconds)
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return upstream_errors.unreachable(self)
+        return upstream_errors.broken(self, _reason(exc))
 
     async def complete(self, request: InferenceRequest) -> UpstreamReply:
         key = self._key()
@@ -133,12 +143,8 @@ class DirectAPIEndpoint(BaseEndpoint):
                 body = await response.read()
                 status = response.status
                 content_type = response.content_type
-        except TimeoutError:
-            raise upstream_errors.timed_out(self, self._seconds) from None
-        except aiohttp.ClientConnectorError:
-            raise upstream_errors.unreachable(self) from None
-        except aiohttp.ClientError as exc:
-            raise upstream_errors.broken(self, _reason(exc)) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._call_failed(exc) from None
         if not 200 <= status < 300:
             raise upstream_errors.reply_error(status, body, self, key)
         return UpstreamReply(status, body, content_type)
@@ -154,12 +160,8 @@ class DirectAPIEndpoint(BaseEndpoint):
                 headers=self._headers(key),
                 timeout=self._stream_timeout,
             )
-        except TimeoutError:
-            raise upstream_errors.timed_out(self, self._seconds) from None
-        except aiohttp.ClientConnectorError:
-            raise upstream_errors.unreachable(self) from None
-        except aiohttp.ClientError as exc:
-            raise upstream_errors.broken(self, _reason(exc)) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._call_failed(exc) from None
         if not 200 <= response.status < 300:
             try:
                 body = await response.read()

@@ -22,10 +22,11 @@ from resource_server_async.adapter_config import AdapterConfig
 from resource_server_async.compute import function_problems, get_executor
 from resource_server_async.compute.base import ComputeError, ComputeExecutor
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
-from resource_server_async.endpoints.compute_outcomes import compute_error, reply_from_result, where
+from resource_server_async.endpoints.compute_outcomes import compute_error, reply_from_result
 from resource_server_async.endpoints.compute_stream import ComputeStream
 from resource_server_async.errors import GatewayError
 from resource_server_async.streaming import get_hub, issue_token
+from resource_server_async.upstream_errors import endpoint_info, where
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class GlobusComputeEndpoint(BaseEndpoint):
                 503,
                 "endpoint_offline",
                 f"The Globus Compute endpoint serving {where(self)} is offline. Try again later.",
-                info={"cluster": self.row.cluster, "model": self.model},
+                info=endpoint_info(self),
             )
         if state.status == "online" and state.workers == 0:
             await self._wake(executor)
@@ -167,7 +168,7 @@ class GlobusComputeEndpoint(BaseEndpoint):
                 "model_starting",
                 f"{where(self).capitalize()} is starting: its batch job is waiting for nodes or "
                 "loading the model. Try again in a few minutes.",
-                info={"cluster": self.row.cluster, "model": self.model},
+                info=endpoint_info(self),
                 headers={"Retry-After": str(settings.COMPUTE_STARTING_RETRY_AFTER)},
             )
 
