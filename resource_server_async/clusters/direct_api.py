@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from pydantic import Field, field_validator
 
 from resource_server_async.adapter_config import AdapterConfig, check_http_url
 from resource_server_async.clusters.base import BaseCluster, ClusterRow
+from resource_server_async.clusters.jobs import ClusterJobs, status_page_jobs
 from resource_server_async.clusters.status_page import StatusPage
 
 
@@ -21,10 +24,11 @@ class DirectAPIClusterConfig(AdapterConfig):
 
 
 class DirectAPICluster(BaseCluster):
-    """With a `status_url`, models must be "Live" there (as on Metis); without one, requests go
-    straight to the servers."""
+    """With a `status_url`, models must be "Live" there (as on Metis) and /jobs lists them from
+    the same page; without one, requests go straight to the servers and /jobs answers 501."""
 
-    Config = DirectAPIClusterConfig
+    # Typed as the base's: a subclass (Metis) declares a config whose keys are stricter.
+    Config: ClassVar[type[AdapterConfig]] = DirectAPIClusterConfig
 
     def __init__(self, row: ClusterRow, config: AdapterConfig) -> None:
         super().__init__(row, config)
@@ -37,3 +41,6 @@ class DirectAPICluster(BaseCluster):
                 config.api_request_timeout,
                 settings.MODEL_STATUS_CACHE_SECONDS,
             )
+
+    async def jobs(self) -> ClusterJobs:
+        return await status_page_jobs(self, self.status_page)

@@ -1,7 +1,8 @@
 """A cluster's jobs for /resource_server/{cluster}/jobs (CONTRACT.md §4): read, filter, annotate.
 
 A cluster adapter that reports jobs has `async jobs() -> ClusterJobs`, cached per cluster (the
-whole list; every caller then sees only the models they may use).
+whole list; every caller then sees only the models they may use): Globus Compute clusters run
+their status function, clusters with a status page read it (status_page.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import orjson
 from resource_server_async.auth.permissions import can_use_endpoint
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog import catalog
+from resource_server_async.clusters.base import BaseCluster
+from resource_server_async.clusters.status_page import LIVE, StatusPage, StatusPageUnavailable
 from resource_server_async.compute.base import (
     ComputeError,
     ComputeExecutor,
@@ -52,6 +55,16 @@ class ClusterJobs:
 @runtime_checkable
 class JobsReporter(Protocol):
     async def jobs(self) -> ClusterJobs: ...
+
+
+def jobs_not_supported(cluster: BaseCluster) -> GatewayError:
+    """501 for a cluster that cannot report jobs (its kind never does, or it is not set up to)."""
+    return GatewayError(
+        501,
+        "jobs_not_supported",
+        f"Cluster {cluster.name!r} does not report jobs (its adapter is {type(cluster).__name__}).",
+        info={"cluster": cluster.name},
+    )
 
 
 def _job(item: dict[str, Any], cluster: str) -> dict[str, Any]:
@@ -175,9 +188,8 @@ async def mark_unready(
             job["Model Status"] = NOT_READY
 
 
-# --- clusters with a status page (Metis) ------------------------------------------------------
+# --- clusters with a status page (Metis, DirectAPI with status_url) ---------------------------
 
-LIVE = "live"
 STOPPED = "stopped"
 
 
@@ -185,9 +197,21 @@ def _text(value: Any, default: str) -> str:
     return value if isinstance(value, str) else default
 
 
+def _served_names(model: str, entry: dict[str, Any]) -> str:
+    # The Live check counts an entry's `experts` as models it serves: so do its jobs.
+    experts = entry.get("experts")
+    names = (
+        [model, *(e for e in experts if isinstance(e, str))]
+        if isinstance(experts, list)
+        else [model]
+    )
+    return ",".join(dict.fromkeys(name.strip() for name in names if name.strip()))
+
+
 def jobs_from_status_page(document: Any, cluster: str, framework: str) -> ClusterJobs:
-    """Metis's `{key: {"status", "model", "description", ...}}` as jobs: "Live" models are
-    running, "Stopped" ones stopped, any other state queued (as the deployed gateway does)."""
+    """Metis's `{key: {"status", "model", "description", "experts", ...}}` as jobs: "Live"
+    models are running, "Stopped" ones stopped, any other state queued (as the deployed gateway
+    does)."""
     if not isinstance(document, dict):
         raise ValueError(f"the status page is {type(document).__name__}, not an object")
     lists: dict[str, list[dict[str, Any]]] = {name: [] for name in JOB_LISTS}
@@ -199,7 +223,7 @@ def jobs_from_status_page(document: Any, cluster: str, framework: str) -> Cluste
         state = _text(entry.get("status"), "unknown").lower()
         description = _text(entry.get("description"), "")
         job = {
-            "Models": model,
+            "Models": _served_names(model, entry),
             "Framework": framework,
             "Cluster": cluster,
             "Model Status": "running" if state == LIVE else state,
@@ -223,30 +247,38 @@ def jobs_from_status_page(document: Any, cluster: str, framework: str) -> Cluste
     return ClusterJobs(lists, status)
 
 
-async def read_status_page(cluster: str, url: str, timeout: float) -> Any:
-    """The status page's JSON document; 502/504 naming the cluster when it cannot be read."""
-    import aiohttp
-
-    from resource_server_async.upstream import clients, origin_of
-
+async def status_page_jobs(cluster: BaseCluster, page: StatusPage | None) -> ClusterJobs:
+    """The jobs of a cluster whose models are listed on a status page (Metis, or DirectAPI with
+    a `status_url`), from the same fetch and cache as its endpoints' Live check; 501 without a
+    page, 502/504 naming the cluster when the page cannot be read."""
+    if page is None:
+        raise jobs_not_supported(cluster)
+    name = cluster.name
     try:
-        session = clients.session(origin_of(url))
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            body = await response.read()
-            if response.status != 200:
-                raise ValueError(f"it answered HTTP {response.status}")
-        return orjson.loads(body)
-    except TimeoutError:
-        raise GatewayError(
-            504,
-            "jobs_timeout",
-            f"The status page of cluster {cluster!r} did not answer within {timeout:g} s.",
-            info={"cluster": cluster},
-        ) from None
-    except (aiohttp.ClientError, ValueError) as exc:
+        document = await page.document()
+    except StatusPageUnavailable as exc:
+        if exc.timed_out:
+            raise GatewayError(
+                504,
+                "jobs_timeout",
+                f"The status page of cluster {name!r} did not answer within {page.timeout:g} s.",
+                info={"cluster": name},
+            ) from None
+        reason = f"it answered HTTP {exc.http_status}" if exc.http_status else exc.reason
         raise GatewayError(
             502,
             "jobs_failed",
-            f"The status page of cluster {cluster!r} could not be read: {exc or type(exc)}",
-            info={"cluster": cluster},
+            f"The status page of cluster {name!r} could not be read: {reason}",
+            info={"cluster": name},
+        ) from None
+    # Status pages do not name a framework; the cluster's first one is where its models live.
+    framework = cluster.row.frameworks[0] if cluster.row.frameworks else "api"
+    try:
+        return jobs_from_status_page(document, name, framework)
+    except ValueError as exc:
+        raise GatewayError(
+            502,
+            "jobs_failed",
+            f"The status page of cluster {name!r} could not be read: {exc}",
+            info={"cluster": name},
         ) from None

@@ -8,7 +8,12 @@ from starlette.routing import Route
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.auth.permissions import authorize_cluster
 from resource_server_async.catalog import catalog
-from resource_server_async.clusters.jobs import JobsReporter, mark_unready, visible_jobs
+from resource_server_async.clusters.jobs import (
+    JobsReporter,
+    jobs_not_supported,
+    mark_unready,
+    visible_jobs,
+)
 from resource_server_async.compute import get_executor
 from resource_server_async.errors import GatewayError
 from resource_server_async.http import JSONResponse
@@ -30,12 +35,7 @@ async def cluster_jobs(request: Request) -> JSONResponse:
     authorize_cluster(principal, cluster)
     check_maintenance(name)
     if not isinstance(cluster, JobsReporter):
-        raise GatewayError(
-            501,
-            "jobs_not_supported",
-            f"Cluster {name!r} does not report jobs (its adapter is {type(cluster).__name__}).",
-            info={"cluster": name},
-        )
+        raise jobs_not_supported(cluster)
     visible = visible_jobs(await cluster.jobs(), principal, name)
     if visible.running_endpoints:
         await mark_unready(visible.running_endpoints, get_executor())

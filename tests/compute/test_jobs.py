@@ -1,7 +1,10 @@
-"""Job lists: the status function's answer read leniently, filtered per caller; Metis pages."""
+"""Job lists: the status function's answer read leniently, filtered per caller; status pages
+(Metis, DirectAPI with status_url), read through the same fetch as the Live check."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -10,6 +13,7 @@ import pytest
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog import build_snapshot, catalog
 from resource_server_async.clusters.base import ClusterRow
+from resource_server_async.clusters.direct_api import DirectAPICluster, DirectAPIClusterConfig
 from resource_server_async.clusters.jobs import (
     JOB_LISTS,
     ClusterJobs,
@@ -150,8 +154,8 @@ async def upstream_pool() -> AsyncIterator[None]:
     await clients.close()
 
 
-def _metis(url: str) -> MetisCluster:
-    config = {"status_url": url, "api_request_timeout": 2}
+def _metis(url: str, timeout: float = 2) -> MetisCluster:
+    config = {"status_url": url, "api_request_timeout": timeout}
     row = ClusterRow(
         name="metis",
         adapter_path="resource_server_async.clusters.metis.MetisCluster",
@@ -188,4 +192,86 @@ async def test_metis_status_page_failing(backend: FakeBackend) -> None:
     assert caught.value.code == "jobs_failed"
     assert caught.value.message == (
         "The status page of cluster 'metis' could not be read: it answered HTTP 500"
+    )
+
+
+def test_experts_of_an_entry_are_its_models_as_for_the_live_check() -> None:
+    document = {"k": {"status": "Live", "model": "router", "experts": ["a", " b ", 3, "a", ""]}}
+
+    jobs = jobs_from_status_page(document, "metis", "api")
+
+    assert [job["Models"] for job in jobs.lists["running"]] == ["router,a,b"]
+
+
+@pytest.mark.usefixtures("upstream_pool")
+async def test_live_check_and_jobs_share_one_fetch(backend: FakeBackend) -> None:
+    backend.status_document.clear()
+    backend.status_document.update({"k": {"status": "Live", "model": "live-model"}})
+    cluster = _metis(f"{backend.url}/status")
+    assert cluster.status_page is not None
+    before = len(backend.requests_to("/status"))
+    try:
+        states = await asyncio.gather(
+            *(cluster.status_page.state_of("live-model") for _ in range(3))
+        )
+        jobs = await cluster.jobs()
+        again = await cluster.jobs()
+    finally:
+        backend.status_document.clear()
+
+    assert states == ["Live"] * 3
+    assert [job["Models"] for job in jobs.lists["running"]] == ["live-model"]
+    assert again == jobs
+    assert len(backend.requests_to("/status")) - before == 1
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A status URL whose server takes the connection and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # connections wait in the backlog: connected, never answered
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/status"
+
+
+@pytest.mark.usefixtures("upstream_pool")
+async def test_a_status_page_that_never_answers(silent_server: str) -> None:
+    cluster = _metis(silent_server, timeout=0.2)
+    assert cluster.status_page is not None
+
+    with pytest.raises(GatewayError) as jobs_error:
+        await cluster.jobs()
+    with pytest.raises(GatewayError) as live_error:
+        await cluster.status_page.state_of("live-model")
+
+    # One failed read, worded for each caller.
+    assert (jobs_error.value.status, jobs_error.value.code, jobs_error.value.message) == (
+        504,
+        "jobs_timeout",
+        "The status page of cluster 'metis' did not answer within 0.2 s.",
+    )
+    assert (live_error.value.status, live_error.value.code, live_error.value.message) == (
+        503,
+        "cluster_status_unavailable",
+        "The status of cluster 'metis' cannot be read (timed out), so the gateway cannot tell "
+        "whether the model is running. Try again later.",
+    )
+
+
+async def test_direct_api_cluster_without_status_page_reports_no_jobs() -> None:
+    row = ClusterRow(
+        name="direct",
+        adapter_path="resource_server_async.clusters.direct_api.DirectAPICluster",
+        frameworks=("vllm",),
+        openai_endpoints=("chat/completions",),
+    )
+    cluster = DirectAPICluster(row, DirectAPIClusterConfig())
+
+    with pytest.raises(GatewayError) as caught:
+        await cluster.jobs()
+
+    assert (caught.value.status, caught.value.code, caught.value.message) == (
+        501,
+        "jobs_not_supported",
+        "Cluster 'direct' does not report jobs (its adapter is DirectAPICluster).",
     )

@@ -88,7 +88,8 @@ def gateway(
     tmp_path_factory: pytest.TempPathFactory, backend: FakeBackend, keyed_backend: FakeBackend
 ) -> Iterator[GatewayServer]:
     backend.status_document.clear()
-    backend.status_document.update(METIS_STATUS)
+    # Copies: tests change entries of the served document, never the constant they restore from.
+    backend.status_document.update({key: dict(value) for key, value in METIS_STATUS.items()})
     tmp = tmp_path_factory.mktemp("inference-gateway")
     files = build_catalog(backend, keyed_backend, f"http://127.0.0.1:{free_port()}")
     env = {

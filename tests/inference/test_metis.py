@@ -1,15 +1,18 @@
-"""Metis-style clusters: a model is called only while its cluster's status page says "Live"."""
+"""Metis-style clusters: a model is called only while its cluster's status page says "Live", and
+GET /resource_server/{cluster}/jobs lists the models from that same page."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
 from tests.fake_backend import FakeBackend
 from tests.inference.conftest import METIS_STATUS, ClientFactory
+from tests.servers import GatewayServer
 
 pytestmark = pytest.mark.e2e
 
@@ -126,3 +129,103 @@ def test_direct_api_cluster_with_a_status_url_checks_it_too(
 
     assert error.status_code == 503
     assert error.response.json()["error"]["info"]["status"] == "Starting"
+
+
+# --- /jobs from the status page ----------------------------------------------------------------
+
+NO_JOBS = {name: [] for name in ("running", "queued", "stopped", "others")} | {
+    "private_batch_running": [],
+    "private_batch_queued": [],
+}
+
+
+def jobs(gateway: GatewayServer, cluster: str) -> httpx2.Response:
+    return httpx2.get(
+        f"{gateway.url}/resource_server/{cluster}/jobs",
+        headers={"Authorization": f"Bearer {gateway.api_key}"},
+        timeout=20,
+    )
+
+
+def test_direct_api_cluster_with_a_status_url_reports_jobs(
+    gateway: GatewayServer, status_page: dict[str, Any]
+) -> None:
+    answer = jobs(gateway, "statusful")
+
+    assert answer.status_code == 200, answer.text
+    # Only statusful's own model is shown: the page also lists metis's models.
+    assert answer.json() == NO_JOBS | {
+        "running": [
+            {
+                "Models": "statusful-model",
+                "Framework": "vllm",
+                "Cluster": "statusful",
+                "Model Status": "running",
+                "Description": "other",
+                "Model Version": "",
+            }
+        ],
+        "cluster_status": {
+            "cluster": "statusful",
+            "total_models": 3,
+            "live_models": 2,
+            "stopped_models": 1,
+        },
+    }
+
+    # The page changes: /jobs and the Live check see the same state.
+    status_page["metis-3"]["status"] = "Starting"
+    queued = jobs(gateway, "statusful").json()
+    assert queued["running"] == []
+    assert [(job["Models"], job["Model Status"]) for job in queued["queued"]] == [
+        ("statusful-model", "starting")
+    ]
+
+
+def test_metis_cluster_reports_jobs(gateway: GatewayServer) -> None:
+    answer = jobs(gateway, "metis")
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [(job["Models"], job["Description"]) for job in body["running"]] == [
+        ("live-model", "live-model - serving")
+    ]
+    assert [(job["Models"], job["Model Status"]) for job in body["stopped"]] == [
+        ("stopped-model", "stopped")
+    ]
+    assert body["cluster_status"]["cluster"] == "metis"
+
+
+def test_jobs_when_the_status_page_fails(
+    gateway: GatewayServer, backend: FakeBackend, status_page: dict[str, Any]
+) -> None:
+    backend.status_http_status = 500
+
+    answer = jobs(gateway, "statusful")
+
+    assert answer.status_code == 502
+    assert answer.json() == {
+        "error": {
+            "message": "The status page of cluster 'statusful' could not be read: "
+            "it answered HTTP 500",
+            "type": "api_error",
+            "param": None,
+            "code": "jobs_failed",
+            "info": {"cluster": "statusful"},
+        }
+    }
+
+
+def test_direct_api_cluster_without_a_status_url_reports_no_jobs(gateway: GatewayServer) -> None:
+    answer = jobs(gateway, "alpha")
+
+    assert answer.status_code == 501
+    assert answer.json() == {
+        "error": {
+            "message": "Cluster 'alpha' does not report jobs (its adapter is DirectAPICluster).",
+            "type": "api_error",
+            "param": None,
+            "code": "jobs_not_supported",
+            "info": {"cluster": "alpha"},
+        }
+    }
