@@ -63,3 +63,46 @@ def write_fixtures(
     for path, rows in zip(paths, (clusters, endpoints), strict=True):
         path.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
     return paths
+
+
+def local_executor_env(streaming_port: int) -> dict[str, str]:
+    """Gateway settings that run Globus Compute endpoints on this machine (the local executor),
+    with the model server on plain http and streams coming back to `streaming_port`."""
+    return {
+        "COMPUTE_EXECUTOR": "local",
+        "INFERENCE_API_BASE_URL": "http://127.0.0.1:{api_port}",
+        "STREAMING_SERVER_HOST": "127.0.0.1",
+        "STREAMING_SERVER_PORT": str(streaming_port),
+        "STREAMING_SERVER_PROTOCOL": "http",
+    }
+
+
+def create_hpc_rows(
+    backend_port: int,
+    endpoint_uuid: str,
+    function_uuid: str,
+    status_function_uuid: str,
+    operations: list[str],
+) -> None:
+    """Database rows of a Globus Compute cluster "hpc" serving "fake-model" from the backend."""
+    from resource_server_async.models import Cluster, Endpoint
+
+    Cluster.objects.create(
+        cluster_name="hpc",
+        cluster_adapter=GLOBUS_CLUSTER,
+        frameworks=["vllm"],
+        openai_endpoints=operations,
+        config={"qstat_endpoint_uuid": endpoint_uuid, "qstat_function_uuid": status_function_uuid},
+    )
+    Endpoint.objects.create(
+        endpoint_slug="hpc-vllm-fake-model",
+        cluster="hpc",
+        framework="vllm",
+        model="fake-model",
+        endpoint_adapter=GLOBUS_ENDPOINT,
+        config={
+            "api_port": backend_port,
+            "endpoint_uuid": endpoint_uuid,
+            "function_uuid": function_uuid,
+        },
+    )

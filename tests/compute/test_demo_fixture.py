@@ -16,6 +16,7 @@ import pytest
 from django.core.management import call_command
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from tests.compute.catalog import local_executor_env
 from tests.model_server import MODEL_NAME, ModelServer, needs_model_server
 from tests.servers import GatewayServer, free_port
 
@@ -59,13 +60,7 @@ def demo_gateway(
     fixture = tmp / "demo_compute.json"
     fixture.write_bytes(orjson.dumps(rows))
     port = free_port()
-    env = {
-        "COMPUTE_EXECUTOR": "local",
-        "INFERENCE_API_BASE_URL": "http://127.0.0.1:{api_port}",
-        "STREAMING_SERVER_HOST": "127.0.0.1",
-        "STREAMING_SERVER_PORT": str(port),
-        "STREAMING_SERVER_PROTOCOL": "http",
-    }
+    env = local_executor_env(port)
     with GatewayServer(tmp, fixtures=[fixture], env=env, port=port) as server:
         yield server
 

@@ -18,8 +18,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from resource_server_async.auth.api_keys import create_key
 from resource_server_async.compute.functions import PBS_STATUS
-from resource_server_async.models import Cluster, Endpoint
-from tests.compute.catalog import GLOBUS_CLUSTER, GLOBUS_ENDPOINT
+from tests.compute.catalog import create_hpc_rows
 from tests.compute.fake_compute import FakeComputeService
 from tests.compute.inprocess import serve_api
 from tests.compute.scheduler import FakePBS
@@ -38,24 +37,12 @@ def catalog_rows(
 ) -> dict[str, Any]:
     endpoint_id = service.add_endpoint()
     status_function = service.add_source_function(PBS_STATUS.source(), PBS_STATUS.entry_point)
-    Cluster.objects.create(
-        cluster_name="hpc",
-        cluster_adapter=GLOBUS_CLUSTER,
-        frameworks=["vllm"],
-        openai_endpoints=["chat/completions", "completions"],
-        config={"qstat_endpoint_uuid": endpoint_id, "qstat_function_uuid": status_function},
-    )
-    Endpoint.objects.create(
-        endpoint_slug="hpc-vllm-fake-model",
-        cluster="hpc",
-        framework="vllm",
-        model="fake-model",
-        endpoint_adapter=GLOBUS_ENDPOINT,
-        config={
-            "api_port": backend.port,
-            "endpoint_uuid": endpoint_id,
-            "function_uuid": inference_function,
-        },
+    create_hpc_rows(
+        backend.port,
+        endpoint_id,
+        inference_function,
+        status_function,
+        ["chat/completions", "completions"],
     )
     key, _ = create_key("globus-e2e")
     return {"key": key, "endpoint_id": endpoint_id}

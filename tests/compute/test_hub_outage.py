@@ -12,9 +12,8 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from resource_server_async.auth.api_keys import create_key
 from resource_server_async.compute.functions import INFERENCE
-from resource_server_async.models import Cluster, Endpoint
 from resource_server_async.streaming import issue_token
-from tests.compute.catalog import GLOBUS_CLUSTER, GLOBUS_ENDPOINT
+from tests.compute.catalog import create_hpc_rows
 from tests.compute.conftest import STREAMING_SECRET
 from tests.compute.inprocess import serve_api
 from tests.fake_backend import FakeBackend
@@ -26,24 +25,8 @@ ENDPOINT_UUID = "8a3e5d1c-2b4f-4a6e-9c8d-7f6e5d4c3b2a"
 
 @pytest.fixture
 def rows(transactional_db: None, backend: FakeBackend) -> str:
-    Cluster.objects.create(
-        cluster_name="hpc",
-        cluster_adapter=GLOBUS_CLUSTER,
-        frameworks=["vllm"],
-        openai_endpoints=["chat/completions"],
-        config={"qstat_endpoint_uuid": ENDPOINT_UUID, "qstat_function_uuid": ENDPOINT_UUID},
-    )
-    Endpoint.objects.create(
-        endpoint_slug="hpc-vllm-fake-model",
-        cluster="hpc",
-        framework="vllm",
-        model="fake-model",
-        endpoint_adapter=GLOBUS_ENDPOINT,
-        config={
-            "api_port": backend.port,
-            "endpoint_uuid": ENDPOINT_UUID,
-            "function_uuid": INFERENCE.local_uuid,
-        },
+    create_hpc_rows(
+        backend.port, ENDPOINT_UUID, INFERENCE.local_uuid, ENDPOINT_UUID, ["chat/completions"]
     )
     key, _ = create_key("outage")
     return key

@@ -18,7 +18,13 @@ import requests
 
 from resource_server_async.compute.functions import INFERENCE, PBS_STATUS
 from resource_server_async.streaming import issue_token
-from tests.compute.catalog import DIRECT_CLUSTER, cluster_row, endpoint_row, write_fixtures
+from tests.compute.catalog import (
+    DIRECT_CLUSTER,
+    cluster_row,
+    endpoint_row,
+    local_executor_env,
+    write_fixtures,
+)
 from tests.compute.conftest import STREAMING_SECRET
 from tests.compute.scheduler import FakePBS
 from tests.fake_backend import FakeBackend
@@ -64,11 +70,7 @@ def gateway(
     )
     port = free_port()
     env = {
-        "COMPUTE_EXECUTOR": "local",
-        "INFERENCE_API_BASE_URL": "http://127.0.0.1:{api_port}",
-        "STREAMING_SERVER_HOST": "127.0.0.1",
-        "STREAMING_SERVER_PORT": str(port),
-        "STREAMING_SERVER_PROTOCOL": "http",
+        **local_executor_env(port),
         "INTERNAL_STREAMING_SECRET": STREAMING_SECRET,
         "STREAMING_MAX_BODY_BYTES": str(STREAM_BODY_LIMIT),
         "STREAMING_IDLE_TIMEOUT": "5",

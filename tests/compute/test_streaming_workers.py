@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from resource_server_async.compute.functions import INFERENCE
-from tests.compute.catalog import cluster_row, endpoint_row, write_fixtures
+from tests.compute.catalog import cluster_row, endpoint_row, local_executor_env, write_fixtures
 from tests.compute.conftest import STREAMING_SECRET
 from tests.fake_backend import FakeBackend
 from tests.servers import GatewayServer, free_port
@@ -49,14 +49,10 @@ def gateway(
     )
     receiver_port = free_port()
     common = {
-        "COMPUTE_EXECUTOR": "local",
-        "INFERENCE_API_BASE_URL": "http://127.0.0.1:{api_port}",
+        **local_executor_env(receiver_port),
         "REDIS_URL": REDIS_URL,
         "CACHE_KEY_PREFIX": f"test-workers-{uuid.uuid4().hex[:8]}",
         "INTERNAL_STREAMING_SECRET": STREAMING_SECRET,
-        "STREAMING_SERVER_HOST": "127.0.0.1",
-        "STREAMING_SERVER_PORT": str(receiver_port),
-        "STREAMING_SERVER_PROTOCOL": "http",
         "STREAMING_IDLE_TIMEOUT": "10",
     }
     (tmp / "a").mkdir()
