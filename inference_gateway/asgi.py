@@ -1,4 +1,4 @@
-"""The one ASGI entry point: the API under /resource_server and /metrics, Django for the rest.
+"""The one ASGI entry point: the API under /resource_server, Django (the admin) for the rest.
 
 Run with: uvicorn inference_gateway.asgi:application
 """
@@ -22,7 +22,7 @@ api_application = build_app()
 # The admin's CSS and scripts, served from the installed Django package (no collectstatic needed).
 static_application = StaticFiles(packages=[("django.contrib.admin", "static")])
 
-_API_PREFIXES = ("/resource_server/", "/metrics")
+_API_PREFIXES = ("/resource_server/",)
 
 
 async def application(scope: Scope, receive: Receive, send: Send) -> None:

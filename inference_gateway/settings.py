@@ -210,4 +210,3 @@ JOBS_FUNCTION_TIMEOUT = env.get_float("JOBS_FUNCTION_TIMEOUT", 60.0)
 # --- Operations -------------------------------------------------------------------------------
 
 MAINTENANCE_ERROR_NOTICES = env.get_json("MAINTENANCE_ERROR_NOTICES", {})
-MAX_BATCHES_PER_USER = env.get_int("MAX_BATCHES_PER_USER", 2)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -165,7 +164,6 @@ class Catalog:
         # One thread for database reads keeps one connection instead of one per pool thread.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog")
         self._task: asyncio.Task[None] | None = None
-        self._listeners: list[Callable[[CatalogSnapshot], None]] = []
 
     # --- lookups (hot path: dictionary reads only) ---------------------------------------
 
@@ -187,14 +185,9 @@ class Catalog:
 
     # --- refresh ---------------------------------------------------------------------------
 
-    def on_change(self, listener: Callable[[CatalogSnapshot], None]) -> None:
-        self._listeners.append(listener)
-
     def install(self, snapshot: CatalogSnapshot) -> None:
         self.snapshot = snapshot
         self.loaded = True
-        for listener in self._listeners:
-            listener(snapshot)
 
     def reload(self) -> bool:
         """Synchronously rebuild if the database changed; True if a new snapshot was installed."""
