@@ -13,14 +13,20 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inference_gateway.settings")
 
 django_application = get_asgi_application()  # sets Django up before the API imports models
 
+from starlette.applications import Starlette  # noqa: E402
+from starlette.routing import Mount  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
 from resource_server_async.api import build_app  # noqa: E402
 
 api_application = build_app()
-# The admin's CSS and scripts, served from the installed Django package (no collectstatic needed).
-static_application = StaticFiles(packages=[("django.contrib.admin", "static")])
+# The admin's CSS and scripts, served from the installed Django package (no collectstatic
+# needed). Mounted in an application of its own, whose error handling answers a missing file
+# with 404 (StaticFiles raises it as an exception, a 500 when called bare).
+static_application = Starlette(
+    routes=[Mount("/static", app=StaticFiles(packages=[("django.contrib.admin", "static")]))]
+)
 
 _API_PREFIXES = ("/resource_server/",)
 
@@ -33,8 +39,6 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
     if path.startswith(_API_PREFIXES) or path == "/resource_server":
         await api_application(scope, receive, send)
     elif path.startswith("/static/"):
-        await static_application(
-            {**scope, "path": path[len("/static") :], "root_path": ""}, receive, send
-        )
+        await static_application(scope, receive, send)
     else:
         await django_application(scope, receive, send)  # type: ignore[arg-type]
