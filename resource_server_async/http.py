@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from django.conf import settings
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from resource_server_async.errors import GatewayError
+
+logger = logging.getLogger(__name__)
+
+# For the JSON depth check: brackets and quotes kept, "{" and "}" written as "[" and "]".
+_NOT_BRACKETS_OR_QUOTES = bytes(b for b in range(256) if b not in b'[]{}"')
+_BRACKETS_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
 
 
 class JSONResponse(Response):
@@ -36,11 +43,18 @@ async def read_body(request: Request, limit: int | None = None) -> bytes:
             raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to answer; an ordinary event, so no traceback and no warning.
+        logger.debug("client went away while sending the body of %s", request.url.path)
+        raise GatewayError(
+            499, "client_disconnected", "The client closed the connection mid-body."
+        ) from None
     return b"".join(chunks)
 
 
@@ -63,7 +77,45 @@ async def read_json_object(
             "invalid_json",
             f"The request body must be a JSON object, not {type(body).__name__}.",
         )
+    _check_depth(raw)
     return body, raw
+
+
+def _check_depth(raw: bytes) -> None:
+    """400 when arrays and objects nest deeper than MAX_JSON_DEPTH.
+
+    orjson parses up to 1024 levels but writes at most 254, so a deeper body would fail later,
+    when it is re-encoded for the model server. Nothing nests deeper than its number of opening
+    brackets, and counting them is a C loop, so only bodies with more brackets than the bound
+    pay for the exact check. Measured on the (loaded, 2-core) development host: a 2 KB chat
+    body costs ~3 us here against ~5 us for orjson to parse it; a 44 KB agent request with 40
+    tools and 2,200 brackets ~240 us against ~330 us.
+    """
+    limit: int = settings.MAX_JSON_DEPTH
+    if raw.count(b"[") + raw.count(b"{") > limit and _nests_deeper(raw, limit):
+        raise GatewayError(
+            400,
+            "json_too_deep",
+            f"The request body nests arrays and objects deeper than {limit} levels.",
+        )
+
+
+def _nests_deeper(raw: bytes, limit: int) -> bool:
+    """Whether valid JSON `raw` nests deeper than `limit`, with C loops only.
+
+    Escaped backslashes, then escaped quotes, are removed, so that each quote left opens or
+    closes a string; then only quotes and brackets are kept. A string without brackets is now
+    `""` and goes at once; the few with brackets are cut out. Each pass then deletes the
+    innermost pairs: the body is at most `limit` deep when `limit` passes leave nothing.
+    """
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    kept = unescaped.translate(_BRACKETS_AS_SQUARE, _NOT_BRACKETS_OR_QUOTES).replace(b'""', b"")
+    brackets = b"".join(kept.split(b'"')[::2]) if b'"' in kept else kept
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)
 
 
 def _too_large(limit: int) -> GatewayError:
