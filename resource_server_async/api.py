@@ -10,15 +10,20 @@ from collections.abc import AsyncIterator
 from django.conf import settings
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Match
 
 from resource_server_async.catalog import catalog
+from resource_server_async.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.lifecycle import run_shutdown_hooks
 
 logger = logging.getLogger(__name__)
+
+# On every answer of the API: browsers must not guess a type other than the one declared.
+_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff")]
 
 
 def dialect_of(request: Request) -> Dialect:
@@ -42,8 +47,26 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc)
 
 
+def _slash_redirect(request: Request) -> Response | None:
+    """A relative redirect to the same path with or without its trailing slash, if that is a
+    route. Relative, unlike Starlette's own redirect, so that the Host header is not echoed."""
+    path: str = request.scope["path"]
+    if path == "/":
+        return None
+    other = path.rstrip("/") if path.endswith("/") else path + "/"
+    other_scope = {**request.scope, "path": other}
+    for route in request.app.router.routes:
+        match, _ = route.matches(other_scope)
+        if match is not Match.NONE:
+            query = request.scope.get("query_string", b"").decode("latin-1")
+            return RedirectResponse(other + ("?" + query if query else ""), status_code=307)
+    return None
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 404 and (redirect := _slash_redirect(request)) is not None:
+        return redirect
     if exc.status_code == 404:
         error = GatewayError(
             404, "route_not_found", f"No route {request.method} {request.url.path}."
@@ -62,9 +85,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(
+    response = error_response(
         request, GatewayError(500, "internal_error", "The gateway failed to handle this request.")
     )
+    # Rendered outside the middleware stack (by Starlette's outermost error middleware).
+    response.headers["x-content-type-options"] = "nosniff"
+    return response
 
 
 def _routes() -> list[BaseRoute]:
@@ -109,6 +135,11 @@ def freeze_startup_objects() -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    if settings.DEV_MODE:
+        logger.warning(
+            "GATEWAY_DEV_MODE is on: built-in insecure secrets and DEBUG are allowed; "
+            "never run it so in production."
+        )
     try:
         await catalog.refresh()
     except Exception:
@@ -123,8 +154,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 def build_app() -> Starlette:
-    return Starlette(
+    app = Starlette(
         routes=_routes(),
+        middleware=[
+            Middleware(SecurityHeadersMiddleware, headers=_SECURITY_HEADERS),
+            Middleware(AllowedHostsMiddleware, allowed_hosts=settings.ALLOWED_HOSTS),
+        ],
         lifespan=lifespan,
         exception_handlers={
             GatewayError: _gateway_error,
@@ -132,3 +167,6 @@ def build_app() -> Starlette:
             Exception: _unexpected_error,
         },
     )
+    # Slash redirects are made by _slash_redirect, relative.
+    app.router.redirect_slashes = False
+    return app

@@ -31,7 +31,7 @@ async def openapi_json(request: Request) -> JSONResponse:
 
 
 async def docs(request: Request) -> HTMLResponse:
-    return HTMLResponse(_page())
+    return HTMLResponse(_page(), headers=docs_page.HEADERS)
 
 
 routes = [

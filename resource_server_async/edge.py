@@ -1,0 +1,90 @@
+"""Pure ASGI middleware at the API's edge: allowed Host headers, and headers on every answer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.http.request import split_domain_port, validate_host
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from resource_server_async.errors import Dialect, GatewayError
+
+# Distinct valid Host values remembered; beyond, they are checked each time (a "*" pattern
+# allows any host, so the set must not grow with what callers send).
+_MAX_KNOWN_HOSTS = 256
+
+
+class AllowedHostsMiddleware:
+    """Refuses (400, JSON) a Host header that ALLOWED_HOSTS does not allow, as Django does.
+
+    Django's own rules (`.example.org` for subdomains, `*` for any) so that one setting means
+    the same on the admin and on the API. Valid hosts are remembered: the hot path is one set
+    lookup per request.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.allowed_hosts = list(allowed_hosts)
+        self._known: set[bytes] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self._allows(_host_header(scope)):
+            await _refuse_host(scope, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _allows(self, host: bytes) -> bool:
+        if host in self._known:
+            return True
+        domain, _port = split_domain_port(host.decode("latin-1"))
+        if not domain or not validate_host(domain, self.allowed_hosts):
+            return False
+        if len(self._known) < _MAX_KNOWN_HOSTS:
+            self._known.add(host)
+        return True
+
+
+class SecurityHeadersMiddleware:
+    """Adds fixed headers (X-Content-Type-Options: nosniff) to the start of every answer."""
+
+    def __init__(self, app: ASGIApp, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        self.app = app
+        self.headers = list(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *self.headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _host_header(scope: Scope) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return bytes(value)
+    return b""
+
+
+async def _refuse_host(scope: Scope, send: Send) -> None:
+    dialect = Dialect.ANTHROPIC if scope["path"].endswith("/v1/messages") else Dialect.OPENAI
+    body = GatewayError(
+        400, "invalid_host", "The Host header names a host this gateway does not serve."
+    ).render(dialect)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-content-type-options", b"nosniff"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
