@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 _LIST_SEPARATORS = re.compile(r"[\s;,]+")
@@ -71,3 +74,52 @@ def get_json(name: str, default: Any) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"{name} is not valid JSON: {exc}") from None
+
+
+def get_json_object(name: str, value_is: Callable[[Any], bool], value_shape: str) -> dict[str, Any]:
+    """A JSON object whose every value passes `value_is` ({} when unset); the error says which
+    key is wrong and what it must be (`value_shape`), so a bad value fails at start."""
+    value = get_json(name, {})
+    if not isinstance(value, dict):
+        raise ConfigurationError(
+            f"{name} must be a JSON object {{key: {value_shape}}}, not a JSON {_kind(value)}"
+        )
+    for key, item in value.items():
+        if not value_is(item):
+            raise ConfigurationError(f"{name}[{key!r}] must be {value_shape}, not {item!r}")
+    return value
+
+
+def get_json_list(name: str) -> list[str]:
+    """A JSON list of strings ([] when unset)."""
+    value = get_json(name, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigurationError(f"{name} must be a JSON list of strings, not {value!r}")
+    return value
+
+
+def is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _kind(value: Any) -> str:
+    kinds = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return kinds.get(type(value), "null" if value is None else type(value).__name__)
+
+
+# A secret key must carry at least this many bits by the estimate below: 32 random hex digits
+# (secrets.token_hex(16)) measure 90-125, token_urlsafe(50) ~350, "ab" * 25 50, "x" * 50 0.
+MIN_SECRET_BITS = 80
+MIN_SECRET_LENGTH = 32
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Why `secret` is too weak to sign tokens, or None: too short, or too little entropy by
+    the frequency of its characters (a repeated or patterned string scores low)."""
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"it has {len(secret)} characters (at least {MIN_SECRET_LENGTH} are needed)"
+    counts = Counter(secret).values()
+    bits = sum(n * math.log2(len(secret) / n) for n in counts)
+    if bits < MIN_SECRET_BITS:
+        return f"it carries about {bits:.0f} bits of entropy (at least {MIN_SECRET_BITS})"
+    return None

@@ -13,6 +13,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # Development mode allows insecure defaults (secret key, streaming secret). Never in production.
 DEV_MODE = env.get_bool("GATEWAY_DEV_MODE", False)
 DEBUG = env.get_bool("DEBUG", False)
+if DEBUG and not DEV_MODE:
+    # Debug pages show settings and tracebacks to anyone who reaches the admin.
+    raise env.ConfigurationError(
+        "DEBUG=true is refused outside development mode; unset it in production "
+        "(or set GATEWAY_DEV_MODE=true on a developer's machine)."
+    )
 
 DATA_DIR = Path(env.get_str("GATEWAY_DATA_DIR") or BASE_DIR / "var")
 
@@ -24,6 +30,12 @@ if not SECRET_KEY:
             "or set GATEWAY_DEV_MODE=true for a local development run."
         )
     SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
+elif not DEV_MODE and (weakness := env.secret_weakness(SECRET_KEY)):
+    # It signs the side channel's task tokens: a guessable key lets anyone forge them.
+    raise env.ConfigurationError(
+        f"SECRET_KEY is too weak: {weakness}. Set it to a long random string: "
+        'python -c "import secrets; print(secrets.token_urlsafe(50))"'
+    )
 
 ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS")
@@ -52,6 +64,13 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "inference_gateway.urls"
+
+# Admin sign-in: Django's user check, throttled per client address (login_throttle.py).
+AUTHENTICATION_BACKENDS = ["resource_server_async.login_throttle.ThrottledModelBackend"]
+# Failed sign-ins allowed from one address, and the window (s) after which the count restarts;
+# past the limit, that address cannot sign in until the window ends.
+ADMIN_LOGIN_MAX_FAILURES = env.get_int("ADMIN_LOGIN_MAX_FAILURES", 5)
+ADMIN_LOGIN_LOCKOUT_SECONDS = env.get_int("ADMIN_LOGIN_LOCKOUT_SECONDS", 900)
 
 TEMPLATES = [
     {
@@ -123,6 +142,12 @@ LOGGING = {
 
 # Largest request body the API reads (bytes); larger bodies answer 413.
 MAX_REQUEST_BODY_BYTES = env.get_int("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024)
+# Deepest nesting of arrays and objects in a JSON body; deeper answers 400 (orjson itself
+# cannot re-encode more than 254 levels, so this must stay well below).
+MAX_JSON_DEPTH = env.get_int("MAX_JSON_DEPTH", 64)
+# Largest request line plus headers (bytes) a worker reads; larger answers 431. Enforced by
+# the HTTP protocol of inference_gateway/server.py (uvicorn --http ...), not by the app.
+MAX_REQUEST_HEADER_BYTES = env.get_int("MAX_REQUEST_HEADER_BYTES", 64 * 1024)
 # How often (s) each worker checks whether clusters or endpoints changed in the database.
 CATALOG_REFRESH_SECONDS = env.get_float("CATALOG_REFRESH_SECONDS", 1.0)
 
@@ -144,10 +169,17 @@ FEDERATED_BACKOFF_SECONDS = env.get_float("FEDERATED_BACKOFF_SECONDS", 15.0)
 GLOBUS_APPLICATION_ID = env.get_str("GLOBUS_APPLICATION_ID")
 GLOBUS_APPLICATION_SECRET = env.get_str("GLOBUS_APPLICATION_SECRET")
 AUTHORIZED_IDP_DOMAINS = env.get_list("AUTHORIZED_IDP_DOMAINS")
-AUTHORIZED_GROUPS_PER_IDP = env.get_json("AUTHORIZED_GROUPS_PER_IDP", {})
+AUTHORIZED_GROUPS_PER_IDP = env.get_json_object(
+    "AUTHORIZED_GROUPS_PER_IDP",
+    lambda groups: (
+        isinstance(groups, str)
+        or (isinstance(groups, list) and all(isinstance(g, str) for g in groups))
+    ),
+    "groups as a string or a list of strings",
+)
 GLOBUS_GROUPS = env.get_list("GLOBUS_GROUPS")
 GLOBUS_POLICIES = env.get_list("GLOBUS_POLICIES")
-AUTHORIZED_GLOBUS_SERVICE_USERNAMES = env.get_json("AUTHORIZED_GLOBUS_SERVICE_USERNAMES", [])
+AUTHORIZED_GLOBUS_SERVICE_USERNAMES = env.get_json_list("AUTHORIZED_GLOBUS_SERVICE_USERNAMES")
 # Upper bound (s) on how long a validated Globus token is trusted without asking Globus again.
 AUTH_CACHE_MAX_SECONDS = env.get_int("AUTH_CACHE_MAX_SECONDS", 300)
 GLOBUS_INTROSPECT_TIMEOUT = env.get_float("GLOBUS_INTROSPECT_TIMEOUT", 10.0)
@@ -160,10 +192,21 @@ API_KEY_CACHE_SECONDS = env.get_int("API_KEY_CACHE_SECONDS", 30)
 
 SERVICE_ACCOUNT_ID = env.get_str("SERVICE_ACCOUNT_ID")
 SERVICE_ACCOUNT_SECRET = env.get_str("SERVICE_ACCOUNT_SECRET")
-GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES = env.get_json("GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES", {})
+GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES = env.get_json_object(
+    "GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES",
+    lambda item: (
+        isinstance(item, dict)
+        and all(
+            isinstance(item.get(key), str) and item[key] for key in ("client_id", "client_secret")
+        )
+    ),
+    '{"client_id": "...", "client_secret": "..."}',
+)
 # "globus" submits to Globus Compute; "local" runs the same functions on this machine.
 COMPUTE_EXECUTOR = env.get_str("COMPUTE_EXECUTOR", "globus")
-LOCAL_COMPUTE_FUNCTIONS = env.get_json("LOCAL_COMPUTE_FUNCTIONS", {})
+LOCAL_COMPUTE_FUNCTIONS = env.get_json_object(
+    "LOCAL_COMPUTE_FUNCTIONS", env.is_str, "a dotted path to a function"
+)
 COMPUTE_RESULT_TIMEOUT = env.get_float("COMPUTE_RESULT_TIMEOUT", 300.0)
 
 # --- Streaming side channel -------------------------------------------------------------------
@@ -209,4 +252,7 @@ JOBS_FUNCTION_TIMEOUT = env.get_float("JOBS_FUNCTION_TIMEOUT", 60.0)
 
 # --- Operations -------------------------------------------------------------------------------
 
-MAINTENANCE_ERROR_NOTICES = env.get_json("MAINTENANCE_ERROR_NOTICES", {})
+# JSON {"<cluster>": "<notice>"}: the cluster's requests answer 503 with the notice.
+MAINTENANCE_ERROR_NOTICES = env.get_json_object(
+    "MAINTENANCE_ERROR_NOTICES", env.is_str, "a notice string"
+)

@@ -68,6 +68,17 @@ def test_admin_and_its_static_files_are_served(gateway: GatewayServer) -> None:
     assert status == 200 and headers["content-type"].startswith("text/css")
 
 
+def test_missing_static_file_answers_404_without_a_traceback(gateway: GatewayServer) -> None:
+    for path in ("/static/nope.css", "/static/admin/css/nope.css", "/static/../settings.py"):
+        status, _, _ = get(f"{gateway.url}{path}")
+        assert status == 404, path
+    assert "Traceback" not in gateway.log_text()
+
+
+def test_development_mode_says_so_at_start(gateway: GatewayServer) -> None:
+    assert "GATEWAY_DEV_MODE is on" in gateway.log_text()
+
+
 def test_new_cluster_is_served_without_restart(gateway: GatewayServer, tmp_path: Path) -> None:
     extra = cluster_row(pk=50, cluster_name="polaris", cluster_adapter=DIRECT_CLUSTER, config={})
     gateway.manage("loaddata", str(write_fixture(tmp_path / "more.json", [extra])))
