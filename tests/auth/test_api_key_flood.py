@@ -278,3 +278,21 @@ async def test_legacy_keys_work_while_accepted(settings: SettingsWrapper) -> Non
         refused = await outcome(authenticate(request({"Authorization": f"Bearer {old}"})))
     assert isinstance(refused, GatewayError) and refused.status == 401
     assert len(queries) == 0
+
+
+@committed
+async def test_a_caller_that_gives_up_does_not_cancel_the_shared_lookup() -> None:
+    valid = await acreate("--name", "patient")
+    slow_database = threading.Event()
+    api_key_validator._database_thread().submit(slow_database.wait, 30)
+    impatient = asyncio.create_task(api_key_validator.validate(valid))
+    patient = asyncio.create_task(api_key_validator.validate(valid))
+    await asyncio.sleep(0)
+    assert api_key_validator.pending_lookups == 1
+
+    impatient.cancel()  # the client hung up
+    slow_database.set()
+
+    assert (await patient).username == "patient"
+    assert impatient.cancelled()
+    assert api_key_validator.pending_lookups == 0
