@@ -3,7 +3,8 @@
 One gateway worker (uvicorn, pinned to core 0) proxies to the fake backend of tests/fake_backend.py
 (pinned, with the load driver wrk, to core 1). Each scenario runs against the backend directly and
 through the gateway in the same run, repeated; the median is reported. Gateway CPU time comes
-from /proc/<pid>/stat. Results go to stdout and bench/RESULTS.md.
+from /proc/<pid>/stat. Results go to stdout and bench/RESULTS.md (`--output`). `--scenarios auth`
+runs only the authentication scenario: whoami with a valid key vs random keys, concurrency 128.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from bench import first_chunk
 from bench.processes import ROOT, pinned, python, rss_megabytes, start, tree_cpu_seconds
+from resource_server_async.auth.api_keys import KEY_LENGTH, KEY_PREFIX, LEGACY_KEY_LENGTH
 from scripts import processes
 from scripts.processes import SERVING_OPTIONS, free_port, gateway_command, wait_for_http
 
@@ -37,6 +39,10 @@ MESSAGES = [{"role": "user", "content": "Say hello to the benchmark in a few wor
 # The fake backend streams one content chunk per word of "Echo: <prompt>": 20 chunks.
 STREAM_PROMPT = " ".join(f"word{i}" for i in range(19))
 GATEWAY_CORE, DRIVER_CORE = 0, 1
+WHOAMI_PATH = "/resource_server/whoami"
+# The connection count of the flood measured in the hardening issue (item 3).
+AUTH_CONNECTIONS = 128
+SCENARIOS = ("proxy", "auth")
 
 
 @dataclass
@@ -49,6 +55,7 @@ class Run:
     p99_us: float
     failures: int
     gateway_cpu: float | None = None
+    statuses: dict[str, int] = field(default_factory=dict)  # by status, where the script counts
 
     @property
     def rate(self) -> float:
@@ -104,8 +111,16 @@ def body_file(directory: Path, name: str, stream: bool) -> Path:
     return path
 
 
-def wrk(target: Target, body: Path, connections: int, seconds: float) -> Run:
-    env = {**os.environ, "BENCH_BODY": str(body), "BENCH_AUTH": target.auth}
+def wrk(
+    target: Target,
+    body: Path | None,
+    connections: int,
+    seconds: float,
+    script: str = "post.lua",
+    extra_env: dict[str, str] | None = None,
+) -> Run:
+    env = {**os.environ, "BENCH_BODY": str(body or ""), "BENCH_AUTH": target.auth}
+    env.update(extra_env or {})
     command = pinned(
         [
             "wrk",
@@ -114,7 +129,7 @@ def wrk(target: Target, body: Path, connections: int, seconds: float) -> Run:
             f"-d{max(1, round(seconds))}s",
             "--latency",
             "-s",
-            str(BENCH_DIR / "wrk/post.lua"),
+            str(BENCH_DIR / "wrk" / script),
             f"http://127.0.0.1:{target.port}{target.path}",
         ],
         DRIVER_CORE,
@@ -133,6 +148,7 @@ def wrk(target: Target, body: Path, connections: int, seconds: float) -> Run:
         p99_us=data["p99_us"],
         failures=data["errors"] + data["non_2xx"],
         gateway_cpu=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+        statuses={str(k): int(v) for k, v in data.get("statuses", {}).items()},
     )
 
 
@@ -146,6 +162,7 @@ def median_run(runs: list[Run]) -> Run:
         p99_us=statistics.median(r.p99_us for r in runs),
         failures=sum(r.failures for r in runs),
         gateway_cpu=middle.gateway_cpu,
+        statuses={k: sum(r.statuses.get(k, 0) for r in runs) for r in runs for k in r.statuses},
     )
 
 
@@ -377,6 +394,59 @@ def bench_target(
         )
 
 
+def whoami_run(target: Target, args: argparse.Namespace, random_key_chars: int = 0) -> Run:
+    """GET whoami with the target's key, or with a new random key of that length per request."""
+    extra = {"BENCH_RANDOM_KEY_CHARS": str(random_key_chars)}
+    wrk(target, None, AUTH_CONNECTIONS, 1.0, "whoami.lua", extra)  # warm up
+    runs = [
+        wrk(target, None, AUTH_CONNECTIONS, args.seconds, "whoami.lua", extra)
+        for _ in range(args.repeats)
+    ]
+    return median_run(runs)
+
+
+def status_counts(run: Run) -> str:
+    return ", ".join(f"{status}: {n:,}" for status, n in sorted(run.statuses.items()))
+
+
+def bench_auth(tag: str, target: Target, report: Report, args: argparse.Namespace) -> None:
+    """whoami with a valid key vs random keys: a flood of guesses must stay cheap (item 3)."""
+    whoami = Target(target.name, target.port, WHOAMI_PATH, target.auth, target.pid)
+    valid = whoami_run(whoami, args)
+    random = whoami_run(whoami, args, KEY_LENGTH - len(KEY_PREFIX))
+    # Shaped like keys issued before the checksum: with API_KEY_ACCEPT_LEGACY on (the default)
+    # each one reaches the database, in shared, batched and bounded lookups.
+    legacy = whoami_run(whoami, args, LEGACY_KEY_LENGTH - len(KEY_PREFIX))
+    ratio = valid.rate / random.rate
+    report.check(
+        tag,
+        f"whoami at concurrency {AUTH_CONNECTIONS}: valid-key rate / random-key rate <= 2.0",
+        ratio,
+        2.0,
+        "x",
+    )
+    scenario = f"[{tag}] whoami, concurrency {AUTH_CONNECTIONS}"
+    report.add(
+        f"{scenario}: valid key",
+        "",
+        fmt_rate(valid),
+        f"CPU {cpu_ms_per_request(valid):.3f} ms/request; {status_counts(valid)}",
+    )
+    for label, run in (("random keys", random), ("random legacy-shaped keys", legacy)):
+        report.add(
+            f"{scenario}: {label}",
+            "",
+            fmt_rate(run),
+            f"{run.rate / valid.rate:.2f}x of the valid key's rate; "
+            f"CPU {cpu_ms_per_request(run):.3f} ms/request; {status_counts(run)}",
+        )
+    if set(valid.statuses) != {"200"} or set(random.statuses) != {"401"}:
+        report.notes.append(
+            f"{tag} whoami: unexpected statuses: valid key {status_counts(valid)}, "
+            f"random keys {status_counts(random)}"
+        )
+
+
 def bench_store(
     store: str, args: argparse.Namespace, workdir: Path, backend_port: int, report: Report
 ) -> None:
@@ -387,7 +457,10 @@ def bench_store(
         flush=True,
     )
     with gateway(workdir, store, backend_port) as gw:
-        bench_target(f"gateway, {store}", gw, args, workdir, backend_port, report)
+        if "proxy" in args.scenarios:
+            bench_target(f"gateway, {store}", gw, args, workdir, backend_port, report)
+        if "auth" in args.scenarios:
+            bench_auth(f"gateway, {store}", gw, report, args)
 
 
 def bench_litellm(
@@ -424,6 +497,8 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
         f"Command: `make bench` (python -m bench.run --seconds {args.seconds:g} --repeats "
         f"{args.repeats} --soak {args.soak:g}"
         + "".join(f" --compare {name}" for name in args.compare)
+        + ("" if args.scenarios == list(SCENARIOS) else f" --scenarios {','.join(args.scenarios)}")
+        + ("" if args.stores == "sqlite,postgres" else f" --stores {args.stores}")
         + ")",
         "",
         "One gateway worker (uvicorn + uvloop + httptools) pinned to core 0; the fake backend "
@@ -456,8 +531,8 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
         ]
     if report.notes:
         lines += ["", "Notes:", *[f"- {note}" for note in report.notes]]
-    (BENCH_DIR / "RESULTS.md").write_text("\n".join(lines) + "\n")
-    print(f"\nwrote {BENCH_DIR / 'RESULTS.md'}")
+    args.output.write_text("\n".join(lines) + "\n")
+    print(f"\nwrote {args.output}")
 
 
 def main() -> None:
@@ -478,7 +553,17 @@ def main() -> None:
         default="sqlite,postgres",
         help="comma list: sqlite (in-process cache), postgres (with Redis)",
     )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma list: proxy (chat and streams vs direct), auth (whoami: valid vs random keys)",
+    )
+    parser.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md")
     args = parser.parse_args()
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     ensure_wrk()
     if (os.cpu_count() or 1) >= 2:
         # The first-chunk timer runs in this process: keep it off the gateway's core, like wrk.

@@ -187,6 +187,14 @@ GLOBUS_INTROSPECT_CONCURRENCY = env.get_int("GLOBUS_INTROSPECT_CONCURRENCY", 8)
 # How long (s) a validated gateway API key is trusted before the database is asked again;
 # a revoked key stops working within this time.
 API_KEY_CACHE_SECONDS = env.get_int("API_KEY_CACHE_SECONDS", 30)
+# Accept keys issued before keys carried a checksum (they reach the database when unknown);
+# turn off once `list_api_keys` shows no active legacy key.
+API_KEY_ACCEPT_LEGACY = env.get_bool("API_KEY_ACCEPT_LEGACY", True)
+# Seconds, and how many, unknown key hashes are remembered, so a repeated guess skips the database.
+API_KEY_NEGATIVE_CACHE_SECONDS = env.get_float("API_KEY_NEGATIVE_CACHE_SECONDS", 5.0)
+API_KEY_NEGATIVE_CACHE_SIZE = env.get_int("API_KEY_NEGATIVE_CACHE_SIZE", 10_000)
+# Distinct uncached keys waiting for the database per worker; beyond it, 503 with Retry-After.
+API_KEY_MAX_PENDING_LOOKUPS = env.get_int("API_KEY_MAX_PENDING_LOOKUPS", 256)
 
 # --- Globus Compute ---------------------------------------------------------------------------
 

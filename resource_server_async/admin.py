@@ -64,6 +64,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "name",
         "prefix",
         "status",
+        "checksummed",
         "groups",
         "domain",
         "created_at",

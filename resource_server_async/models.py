@@ -105,6 +105,10 @@ class ApiKey(models.Model):
     # The first characters of the key, shown to operators to tell keys apart.
     prefix = models.CharField(max_length=24, editable=False)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # Keys issued before the checksum format are accepted only while API_KEY_ACCEPT_LEGACY is on.
+    checksummed = models.BooleanField(
+        default=False, editable=False, help_text="the key carries a checksum (current format)"
+    )
     groups = StringListField(
         default=list, blank=True, help_text="Globus group ids this key acts in"
     )

@@ -1,29 +1,67 @@
-"""Gateway API keys: generation, hashing, and validation with a short in-process cache."""
+"""Gateway API keys: the self-checking key format, hashing, and validation behind bounded caches."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import secrets
+import string
 import time
-from collections import OrderedDict
+import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Literal
 
 from django.conf import settings
 from django.db import close_old_connections, connections
 
 from resource_server_async.auth.principal import Principal
+from resource_server_async.auth.principal_cache import Outcome, OutcomeLru
 from resource_server_async.errors import GatewayError
 from resource_server_async.lifecycle import on_shutdown
 
 # Keys start with this so that they are told from Globus tokens without a network call.
 KEY_PREFIX = "igw_"
 _PREFIX_SHOWN = len(KEY_PREFIX) + 8
+_RANDOM_LENGTH = 43  # secrets.token_urlsafe(32)
+_CHECKSUM_LENGTH = 6  # a CRC32 (4 bytes) in unpadded URL-safe base64
+KEY_LENGTH = len(KEY_PREFIX) + _RANDOM_LENGTH + _CHECKSUM_LENGTH
+# Keys issued before the checksum existed: the prefix and the random part only.
+LEGACY_KEY_LENGTH = len(KEY_PREFIX) + _RANDOM_LENGTH
+_URLSAFE = frozenset(string.ascii_letters + string.digits + "-_")
+# Hashes per database query; stays under SQLite's limit on bound parameters.
+_LOOKUP_BATCH = 500
+
+KeyFormat = Literal["checksummed", "legacy"]
+
+_WWW_INVALID = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+def _checksum(random_part: str) -> str:
+    crc = zlib.crc32(random_part.encode()).to_bytes(4, "big")
+    return base64.urlsafe_b64encode(crc).rstrip(b"=").decode()
 
 
 def generate_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+    random_part = secrets.token_urlsafe(32)
+    return KEY_PREFIX + random_part + _checksum(random_part)
+
+
+def key_format(key: str) -> KeyFormat | None:
+    """Which format a key string has, or None when it cannot be a key the gateway issued.
+
+    The checksum catches random strings and mistyped keys (a CRC32 detects every change of one
+    character) before any hashing or database work; it is not a secret and proves nothing about
+    the key being real: a well-formed key still goes through the bounded lookup.
+    """
+    if len(key) == KEY_LENGTH and key.startswith(KEY_PREFIX):
+        random_part = key[len(KEY_PREFIX) : -_CHECKSUM_LENGTH]
+        return "checksummed" if key[-_CHECKSUM_LENGTH:] == _checksum(random_part) else None
+    if len(key) == LEGACY_KEY_LENGTH and key.startswith(KEY_PREFIX):
+        return "legacy" if _URLSAFE.issuperset(key[len(KEY_PREFIX) :]) else None
+    return None
 
 
 def hash_key(key: str) -> str:
@@ -45,6 +83,7 @@ def create_key(
         name=name,
         prefix=key[:_PREFIX_SHOWN],
         key_hash=hash_key(key),
+        checksummed=True,
         groups=list(groups or []),
         domain=domain,
         expires_at=expires_at,
@@ -52,44 +91,100 @@ def create_key(
     return key, row.pk
 
 
-def _principal_for(key_hash: str) -> tuple[Principal | None, float]:
-    """(principal or None, until when the answer may be cached) from the database."""
+def _outcomes_for(key_hashes: list[str], now: float) -> dict[str, Outcome]:
+    """What the database says of each hash, in one query (runs in the reader thread)."""
     from resource_server_async.models import ApiKey
 
     close_old_connections()
-    row = ApiKey.objects.filter(key_hash=key_hash).first()
-    now = time.time()
-    if row is None or not row.is_active:
-        return None, now + min(settings.API_KEY_CACHE_SECONDS, 5)
-    until = now + settings.API_KEY_CACHE_SECONDS
-    if row.expires_at is not None:
-        until = min(until, row.expires_at.timestamp())
-    principal = Principal(
-        id=f"api_key:{row.pk}",
-        username=row.name,
-        name=row.name,
-        kind="api_key",
-        idp_domain=row.domain,
-        groups=frozenset(row.groups),
+    rows = {row.key_hash: row for row in ApiKey.objects.filter(key_hash__in=key_hashes)}
+    unknown = Outcome(until=now + settings.API_KEY_NEGATIVE_CACHE_SECONDS)
+    outcomes: dict[str, Outcome] = {}
+    for key_hash in key_hashes:
+        row = rows.get(key_hash)
+        if row is None or not row.is_active:
+            outcomes[key_hash] = unknown
+            continue
+        until = now + settings.API_KEY_CACHE_SECONDS
+        if row.expires_at is not None:
+            until = min(until, row.expires_at.timestamp())
+        principal = Principal(
+            id=f"api_key:{row.pk}",
+            username=row.name,
+            name=row.name,
+            kind="api_key",
+            idp_domain=row.domain,
+            groups=frozenset(row.groups),
+        )
+        outcomes[key_hash] = Outcome(until=until, principal=principal)
+    return outcomes
+
+
+def _malformed() -> GatewayError:
+    return GatewayError(
+        401,
+        "invalid_api_key",
+        "The API key is not one this gateway issued (its checksum does not match). "
+        "Check that it was copied whole.",
+        headers=dict(_WWW_INVALID),
     )
-    return principal, until
+
+
+def _unknown() -> GatewayError:
+    return GatewayError(
+        401,
+        "invalid_api_key",
+        "The API key is unknown, expired or revoked. Ask your gateway operator for a new key.",
+        headers=dict(_WWW_INVALID),
+    )
+
+
+def _busy() -> GatewayError:
+    return GatewayError(
+        503,
+        "api_key_lookups_busy",
+        "Too many API key checks are waiting for the database; retry in a moment.",
+        headers={"Retry-After": "1"},
+    )
 
 
 class ApiKeyValidator:
-    """Answers from a small LRU keyed by the key's SHA-256; misses read the database."""
+    """Answers from caches keyed by the key's SHA-256; misses are read in batches, bounded.
 
-    def __init__(self, max_entries: int = 10_000) -> None:
-        self._cache: OrderedDict[str, tuple[Principal | None, float]] = OrderedDict()
-        self._max_entries = max_entries
+    Valid keys and unknown hashes live in separate LRUs, so a flood of guesses cannot evict the
+    keys of real callers. Concurrent requests with the same uncached key share one lookup; at
+    most API_KEY_MAX_PENDING_LOOKUPS distinct hashes wait for the database, beyond that 503.
+    """
+
+    def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.time) -> None:
+        self._known = OutcomeLru(max_entries)
+        # Sized from the settings when the validator first meets its event loop.
+        self._unknown = OutcomeLru(0)
+        self._clock = clock
         self._reader: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: dict[str, asyncio.Future[Outcome]] = {}
+        self._queued: list[str] = []
+        self._reading: asyncio.Task[None] | None = None
 
     def clear(self) -> None:
-        self._cache.clear()
+        self._known.clear()
+        self._unknown.clear()
+
+    @property
+    def pending_lookups(self) -> int:
+        """Distinct key hashes waiting for the database now."""
+        return len(self._pending)
+
+    @property
+    def unknown_cached(self) -> int:
+        """Unknown key hashes remembered now (at most API_KEY_NEGATIVE_CACHE_SIZE)."""
+        return len(self._unknown)
 
     def _database_thread(self) -> ThreadPoolExecutor:
         if self._reader is None:
             # One thread keeps one database connection (instead of one per default-pool
-            # thread), and it can be closed at shutdown.
+            # thread), and it can be closed at shutdown. It reads whole batches, so one thread
+            # keeps up; the pending bound caps what waits for it.
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-keys")
             on_shutdown(self.aclose)
         return self._reader
@@ -105,28 +200,72 @@ class ApiKeyValidator:
         await asyncio.to_thread(self.close)
 
     async def validate(self, key: str) -> Principal:
+        shape = key_format(key)
+        if shape is None or (shape == "legacy" and not settings.API_KEY_ACCEPT_LEGACY):
+            raise _malformed()
         key_hash = hash_key(key)
-        cached = self._cache.get(key_hash)
-        now = time.time()
-        if cached is None or cached[1] <= now:
-            loop = asyncio.get_running_loop()
-            cached = await loop.run_in_executor(self._database_thread(), _principal_for, key_hash)
-            self._cache[key_hash] = cached
-            # Evicting the least recently used keeps real keys cached while random guesses
-            # (which are cached too, briefly) pass through.
-            while len(self._cache) > self._max_entries:
-                self._cache.popitem(last=False)
-        self._cache.move_to_end(key_hash)
-        principal = cached[0]
-        if principal is None:
-            raise GatewayError(
-                401,
-                "invalid_api_key",
-                "The API key is unknown, expired or revoked. "
-                "Ask your gateway operator for a new key.",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-        return principal
+        now = self._clock()
+        outcome = self._known.get(key_hash, now) or self._unknown.get(key_hash, now)
+        if outcome is None:
+            outcome = await self._shared_lookup(key_hash)
+        if outcome.principal is None:
+            raise _unknown()
+        return outcome.principal
+
+    def _bind_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # Futures belong to one loop (tests run many loops in one process).
+            self._loop = loop
+            self._pending = {}
+            self._queued = []
+            self._reading = None
+            self._unknown = OutcomeLru(settings.API_KEY_NEGATIVE_CACHE_SIZE)
+
+    async def _shared_lookup(self, key_hash: str) -> Outcome:
+        self._bind_loop()
+        future = self._pending.get(key_hash)
+        if future is None:
+            if len(self._pending) >= settings.API_KEY_MAX_PENDING_LOOKUPS:
+                raise _busy()
+            future = asyncio.get_running_loop().create_future()
+            # Marks a failure as seen even when every waiter went away (disconnects).
+            future.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._pending[key_hash] = future
+            self._queued.append(key_hash)
+            if self._reading is None or self._reading.done():
+                self._reading = asyncio.create_task(self._read_queued())
+        # One caller giving up (client disconnect) must not cancel the others' lookup.
+        return await asyncio.shield(future)
+
+    async def _read_queued(self) -> None:
+        """Read every queued hash, one query per batch, until the queue is empty."""
+        loop = asyncio.get_running_loop()
+        while self._queued:
+            batch = self._queued[:_LOOKUP_BATCH]
+            del self._queued[:_LOOKUP_BATCH]
+            try:
+                outcomes = await loop.run_in_executor(
+                    self._database_thread(), _outcomes_for, batch, self._clock()
+                )
+            except Exception as exc:  # the database's errors vary; every waiter must get one
+                for key_hash in batch:
+                    self._settle(key_hash, exc)
+                continue
+            for key_hash in batch:
+                outcome = outcomes[key_hash]
+                cache = self._known if outcome.principal is not None else self._unknown
+                cache.put(key_hash, outcome)
+                self._settle(key_hash, outcome)
+
+    def _settle(self, key_hash: str, result: Outcome | BaseException) -> None:
+        future = self._pending.pop(key_hash, None)
+        if future is None or future.done():
+            return
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 api_key_validator = ApiKeyValidator()

@@ -65,8 +65,8 @@ class Outcome:
         return cls(until=float(body["until"]), principal=principal, denial=denial)
 
 
-class _Memory:
-    """A bounded LRU of outcomes; expired entries are dropped when read."""
+class OutcomeLru:
+    """A bounded LRU of outcomes; expired entries are dropped when read (also used by API keys)."""
 
     def __init__(self, max_entries: int) -> None:
         self._entries: OrderedDict[str, Outcome] = OrderedDict()
@@ -103,7 +103,7 @@ class PrincipalCache:
     """
 
     def __init__(self, namespace: str = "auth:globus", max_entries: int = 10_000) -> None:
-        self._memory = _Memory(max_entries)
+        self._memory = OutcomeLru(max_entries)
         self._namespace = namespace
         self._redis: Any = None
         self._redis_loop: asyncio.AbstractEventLoop | None = None

@@ -304,6 +304,7 @@ def test_list_shows_status_and_never_the_key() -> None:
         "NAME",
         "PREFIX",
         "STATUS",
+        "FORMAT",
         "GROUPS",
         "DOMAIN",
         "CREATED",
@@ -315,6 +316,7 @@ def test_list_shows_status_and_never_the_key() -> None:
         "expired-key": "expired",
     }
     assert [r["name"] for r in only_active] == ["active-key"]
+    assert {r["format"] for r in rows} == {"checksummed"}
     assert only_active[0]["groups"] == [GROUP]
     for key in (active, revoked, expired):
         assert key not in table

@@ -241,6 +241,30 @@ def test_wrong_key_and_missing_credential_are_401(gateway: GatewayServer) -> Non
     assert x_api_key_on_whoami.status_code == 401
 
 
+def test_a_mistyped_key_is_refused_by_its_checksum_with_the_openai_client(
+    gateway: GatewayServer,
+) -> None:
+    key = gateway.api_key
+    typo = key[:20] + ("A" if key[20] != "A" else "B") + key[21:]
+    client = openai.OpenAI(
+        base_url=f"{gateway.url}/resource_server/open/vllm/v1",
+        api_key=typo,
+        max_retries=0,
+        timeout=20,
+    )
+
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client.chat.completions.create(
+            model=OPEN_MODEL, max_tokens=16, messages=[{"role": "user", "content": "hello"}]
+        )
+
+    assert caught.value.status_code == 401
+    assert caught.value.code == "invalid_api_key"
+    assert "checksum does not match" in caught.value.message
+    listed = json.loads(gateway.manage("list_api_keys", "--json").stdout)
+    assert {k["format"] for k in listed} == {"checksummed"}
+
+
 def test_anthropic_client_sends_the_key_as_x_api_key(
     gateway: GatewayServer, insider_key: str
 ) -> None:

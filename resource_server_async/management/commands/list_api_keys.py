@@ -1,4 +1,7 @@
-"""`manage.py list_api_keys [--active] [--json]`: the gateway's API keys (never the keys)."""
+"""`manage.py list_api_keys [--active] [--json]`: the gateway's API keys (never the keys).
+
+FORMAT tells keys with a checksum from legacy keys issued before it (API_KEY_ACCEPT_LEGACY).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ def key_status(key: Any) -> str:
 
 
 class Command(BaseCommand):
-    help = "List gateway API keys: id, name, prefix, status, groups, domain, dates."
+    help = "List gateway API keys: id, name, prefix, status, format, groups, domain, dates."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--active", action="store_true", help="only keys that still work")
@@ -35,6 +38,7 @@ class Command(BaseCommand):
                     "name": key.name,
                     "prefix": key.prefix,
                     "status": status,
+                    "format": "checksummed" if key.checksummed else "legacy",
                     "groups": list(key.groups),
                     "domain": key.domain,
                     "created_at": key.created_at.isoformat(),
@@ -48,13 +52,24 @@ class Command(BaseCommand):
         if not rows:
             self.stdout.write("No API keys." if not options["active"] else "No active API keys.")
             return
-        header = ["ID", "NAME", "PREFIX", "STATUS", "GROUPS", "DOMAIN", "CREATED", "EXPIRES"]
+        header = [
+            "ID",
+            "NAME",
+            "PREFIX",
+            "STATUS",
+            "FORMAT",
+            "GROUPS",
+            "DOMAIN",
+            "CREATED",
+            "EXPIRES",
+        ]
         table = [header] + [
             [
                 str(r["id"]),
                 r["name"],
                 r["prefix"],
                 r["status"],
+                r["format"],
                 ",".join(r["groups"]) or "-",
                 r["domain"] or "-",
                 r["created_at"][:19],
