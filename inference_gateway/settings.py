@@ -202,6 +202,11 @@ STREAMING_MAX_SECONDS = env.get_int("STREAMING_MAX_SECONDS", 3600)
 # Largest side-channel POST body (bytes), and chunk posts held for a slow client per stream.
 STREAMING_MAX_BODY_BYTES = env.get_int("STREAMING_MAX_BODY_BYTES", 1024 * 1024)
 STREAMING_BACKLOG = env.get_int("STREAMING_BACKLOG", 2000)
+# ...and bytes of chunk text held per stream for a slow client (posts beyond answer 503).
+STREAMING_BACKLOG_BYTES = env.get_int("STREAMING_BACKLOG_BYTES", 4 * 1024 * 1024)
+# With REDIS_URL: streams open at once per worker process, each waiting on a Redis connection
+# of its own; a stream request beyond answers 503 stream_hub_busy.
+STREAMING_REDIS_READERS = env.get_int("STREAMING_REDIS_READERS", 500)
 # /resource_server/{cluster}/jobs: seconds a cluster's job list is reused, and the timeout of
 # the cluster's status function.
 JOBS_CACHE_SECONDS = env.get_float("JOBS_CACHE_SECONDS", 60.0)
