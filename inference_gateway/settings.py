@@ -184,8 +184,12 @@ COMPUTE_POLL_INTERVAL = env.get_float("COMPUTE_POLL_INTERVAL", 0.5)
 COMPUTE_STATUS_CACHE_SECONDS = env.get_float("COMPUTE_STATUS_CACHE_SECONDS", 10.0)
 # Timeout (s) of one call to the Globus Compute web service (submit, status, results).
 COMPUTE_SERVICE_TIMEOUT = env.get_float("COMPUTE_SERVICE_TIMEOUT", 30.0)
-# Threads for the synchronous Globus SDKs, and tasks allowed to wait for submission.
+# Threads for the synchronous Globus SDKs, and tasks allowed to wait for submission (per
+# endpoint).
 COMPUTE_SDK_THREADS = env.get_int("COMPUTE_SDK_THREADS", 8)
+# ...of which one endpoint's calls (submissions, status) may hold at once, so that a slow or
+# hung endpoint leaves the rest of the threads to the others.
+COMPUTE_SDK_THREADS_PER_ENDPOINT = env.get_int("COMPUTE_SDK_THREADS_PER_ENDPOINT", 2)
 COMPUTE_SUBMIT_QUEUE = env.get_int("COMPUTE_SUBMIT_QUEUE", 1000)
 # Retry-After (s) answered while a model's batch job starts (endpoint online, no workers).
 COMPUTE_STARTING_RETRY_AFTER = env.get_int("COMPUTE_STARTING_RETRY_AFTER", 60)
