@@ -11,7 +11,11 @@ import weakref
 from collections.abc import AsyncIterator
 
 import pytest
+from pytest_django.fixtures import Settings as SettingsWrapper
 
+from resource_server_async.compute import close_executor
+from resource_server_async.compute.functions import INFERENCE
+from resource_server_async.errors import GatewayError
 from resource_server_async.streaming import (
     DATA,
     DONE,
@@ -23,9 +27,12 @@ from resource_server_async.streaming import (
     RedisStreamHub,
     StreamEvent,
     StreamHub,
+    close_hub,
+    get_hub,
     issue_token,
     token_matches,
 )
+from tests.compute.conftest import chat_request, make_endpoint
 
 # Three messages, or 2,500 bytes of text, per stream.
 BACKLOG = Backlog(messages=3, bytes=2500)
@@ -165,6 +172,26 @@ async def test_backlog_is_bounded_in_bytes(hub: StreamHub) -> None:
     await subscription.close()
 
 
+async def test_redis_holds_no_more_than_the_byte_bound() -> None:
+    bound = 64 * 1024
+    hub = RedisStreamHub(
+        _redis_url(), f"test-{uuid.uuid4().hex}:", Backlog(1000, bound), longest_wait=5, readers=5
+    )
+    try:
+        subscription = await hub.open("task-m", lifetime=60)
+        post = "p" * 10_000
+        # 500 kB offered to a reader that reads nothing; the message bound alone would take it.
+        results = [await hub.publish("task-m", StreamEvent(DATA, post)) for _ in range(50)]
+        key, _ = hub.keys("task-m")
+        used = int(await hub.writer.memory_usage(key))
+
+        assert results.count(Published.ACCEPTED) == bound // len(post)
+        assert used < bound * 1.5
+        await subscription.close()
+    finally:
+        await hub.close()
+
+
 async def test_a_post_larger_than_the_byte_bound_is_taken_when_nothing_waits(
     hub: StreamHub,
 ) -> None:
@@ -224,3 +251,28 @@ async def test_redis_readers_are_bounded_per_process() -> None:
         assert hub.open_streams == 0
     finally:
         await hub.close()
+
+
+async def test_a_stream_past_the_redis_readers_answers_503(settings: SettingsWrapper) -> None:
+    settings.REDIS_URL = _redis_url()
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"},
+    }
+    settings.STREAMING_REDIS_READERS = 1
+    settings.COMPUTE_EXECUTOR = "local"
+    settings.INTERNAL_STREAMING_SECRET = "test-streaming-secret"
+    endpoint = make_endpoint(str(uuid.uuid4()), INFERENCE.local_uuid, api_port=9)
+    try:
+        held = await get_hub().open("the-one-reader", lifetime=60)
+
+        with pytest.raises(GatewayError) as caught:
+            await endpoint.open_stream(chat_request(stream=True))
+
+        # Refused before a task is sent, with the hint to come back.
+        assert (caught.value.status, caught.value.code) == (503, "stream_hub_busy")
+        assert caught.value.headers["Retry-After"] == "1"
+        await held.close()
+    finally:
+        await close_executor()
+        await close_hub()
