@@ -19,6 +19,7 @@ import collections
 import enum
 import hmac
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,16 +126,18 @@ class _LocalSubscription(Subscription):
         super().__init__(task_id)
         self._hub = hub
         self.expires = time.monotonic() + lifetime
-        self.events: asyncio.Queue[StreamEvent] = asyncio.Queue()
-        self.held_bytes = 0  # text of the queued events
+        # Each event with the bytes of its text, which held_bytes adds up.
+        self.events: asyncio.Queue[tuple[StreamEvent, int]] = asyncio.Queue()
+        self.held_bytes = 0
         self.expiry: asyncio.TimerHandle | None = None
 
     def put(self, event: StreamEvent, size: int) -> None:
         self.held_bytes += size
-        self.events.put_nowait(event)
+        self.events.put_nowait((event, size))
 
-    def _taken(self, event: StreamEvent) -> StreamEvent:
-        self.held_bytes -= _size(event)
+    def _taken(self, item: tuple[StreamEvent, int]) -> StreamEvent:
+        event, size = item
+        self.held_bytes -= size
         return event
 
     async def next(self, timeout: float) -> StreamEvent | None:
@@ -225,7 +228,9 @@ class _RedisSubscription(Subscription):
         # so that what Redis and this process hold together stays under the bound.
         self._taken_bytes = 0
         self._events: collections.deque[StreamEvent] = collections.deque()
-        self._closed = False
+        # The stream's place among the hub's readers is given back once: on close, or when
+        # the subscription is dropped without it (a request cancelled before its relay began).
+        self._finalizer = weakref.finalize(self, hub.release_reader)
 
     async def next(self, timeout: float) -> StreamEvent | None:
         if not self._events:
@@ -251,10 +256,9 @@ class _RedisSubscription(Subscription):
                 self._events.append(StreamEvent(fields[b"k"].decode(), text.decode()))
 
     async def close(self) -> None:
-        if self._closed:
+        if not self._finalizer.alive:
             return
-        self._closed = True
-        self._hub.open_streams -= 1
+        self._finalizer()
         await self._hub.writer.delete(*self._keys)
 
 
@@ -299,6 +303,9 @@ class RedisStreamHub(StreamHub):
         except BaseException:
             self.open_streams -= 1
             raise
+
+    def release_reader(self) -> None:
+        self.open_streams -= 1
 
     async def _open(self, task_id: str, lifetime: float) -> Subscription:
         key, counter = self.keys(task_id)

@@ -130,7 +130,9 @@ def _service_error(exc: Exception, doing: str) -> ComputeError:
         if exc.http_status == 404:
             return EndpointUnavailable(f"{doing}: Globus Compute does not know it ({message})")
         if exc.http_status in (401, 403):
-            return ComputeRefused(f"{doing}: Globus Compute answered {exc.http_status}: {message}")
+            return ComputeRefused(
+                f"{doing}: Globus Compute answered {exc.http_status}: {message}", exc.http_status
+            )
         return ComputeServiceError(f"{doing}: Globus Compute answered {exc.http_status}: {message}")
     if isinstance(exc, globus_sdk.NetworkError):
         return ComputeServiceError(f"{doing}: cannot reach Globus Compute ({type(exc).__name__})")
@@ -271,8 +273,9 @@ class ComputeSession:
         return self._clients
 
     def _refused(self, exc: ComputeError) -> None:
-        if isinstance(exc, ComputeRefused):
-            # Sign in again on the next call: the token itself may be what was refused.
+        if isinstance(exc, ComputeRefused) and exc.http_status == 401:
+            # Sign in again on the next call: the token itself was refused (revoked). Without
+            # transport retries, the SDK no longer does this on its own.
             self._clients = None
 
     # --- submission ------------------------------------------------------------------------

@@ -57,6 +57,13 @@ async def test_a_refused_result_call_fails_the_waiters_at_once(
     assert all(str(status) in e.message for e in outcomes if isinstance(e, GatewayError))
     # Asked once per poll, not retried by the transport: a handful of calls at most.
     assert service.batch_status_calls <= 3
+    # Once the service takes calls again, requests are served; after a 401 (the token was
+    # refused) the gateway signed in anew, after a 403 (no rights) its token was fine.
+    service.batch_status_fault = None
+    service.polls_before_start = 0
+    reply = await endpoint.complete(chat_request("again"))
+    assert reply.status == 200
+    assert service.token_requests == {401: 2, 403: 1}[status]
 
 
 async def test_a_refused_submission_fails_at_once(
