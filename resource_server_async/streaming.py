@@ -4,8 +4,10 @@ A streaming Globus Compute task pushes its chunks to `/resource_server/api/strea
 (CONTRACT.md §3). With several worker processes that POST may land on another process than the
 client's connection, so with REDIS_URL the hub is a Redis Stream per task, read with a blocking
 XREAD from where the reader left off (no polling, nothing re-read). Without Redis (one process)
-it is an in-process queue per task. Either way a task's backlog is bounded, and a POST for a
-task that is not open (finished, timed out, unknown) is refused, so nothing piles up.
+it is an in-process queue per task. Either way a task's backlog is bounded in messages and in
+bytes, a POST for a task that is not open (finished, timed out, unknown) is refused, and a
+closed stream is released at once, so nothing piles up. With Redis each open stream reads on a
+connection of its own, so a process opens at most STREAMING_REDIS_READERS streams at once.
 
 Each task gets a token: an HMAC of its id and expiry time under SECRET_KEY. It is unguessable,
 valid for that task only, and expires; any process can check it without shared state.
