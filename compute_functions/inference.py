@@ -245,11 +245,33 @@ class SideChannel:
             )
 
 
+# Most bytes taken from the socket at once while relaying a stream.
+READ_BYTES = 64 * 1024
+
+
+def arrivals(response: requests.Response) -> Iterator[bytes]:
+    """The body's bytes as the server sends them, whatever its framing."""
+    raw = response.raw
+    if getattr(raw, "chunked", False):
+        # chunk_size=None hands over each chunk as the server flushes it.
+        yield from response.iter_content(chunk_size=None)
+        return
+    # A body without Content-Length or chunking ends when the server closes: iter_content would
+    # read it to its end before handing anything over. read1 returns what one read from the
+    # socket gives (urllib3 2.3+; older ones: the http.client response underneath, which is
+    # not decoded, hence the `identity` encoding asked for streams).
+    read1 = getattr(raw, "read1", None) or raw._fp.read1
+    while True:
+        chunk = read1(READ_BYTES)
+        if not chunk:
+            return
+        yield chunk
+
+
 def sse_lines(response: requests.Response) -> Iterator[str]:
     """The response's non-empty lines as they arrive, the last one even without a newline."""
     pending = b""
-    # chunk_size=None hands over each chunk as the server flushes it (no fixed-size reads).
-    for chunk in response.iter_content(chunk_size=None):
+    for chunk in arrivals(response):
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:
@@ -330,6 +352,7 @@ def _stream(
                 url,
                 json=body,
                 stream=True,
+                headers={"Accept-Encoding": "identity"},
                 timeout=_timeouts("INFERENCE_STREAM_IDLE_TIMEOUT", 120.0),
             )
         except requests.RequestException as exc:

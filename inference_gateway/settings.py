@@ -235,8 +235,12 @@ COMPUTE_POLL_INTERVAL = env.get_float("COMPUTE_POLL_INTERVAL", 0.5)
 COMPUTE_STATUS_CACHE_SECONDS = env.get_float("COMPUTE_STATUS_CACHE_SECONDS", 10.0)
 # Timeout (s) of one call to the Globus Compute web service (submit, status, results).
 COMPUTE_SERVICE_TIMEOUT = env.get_float("COMPUTE_SERVICE_TIMEOUT", 30.0)
-# Threads for the synchronous Globus SDKs, and tasks allowed to wait for submission.
+# Threads for the synchronous Globus SDKs, and tasks allowed to wait for submission (per
+# endpoint).
 COMPUTE_SDK_THREADS = env.get_int("COMPUTE_SDK_THREADS", 8)
+# ...of which one endpoint's calls (submissions, status) may hold at once, so that a slow or
+# hung endpoint leaves the rest of the threads to the others.
+COMPUTE_SDK_THREADS_PER_ENDPOINT = env.get_int("COMPUTE_SDK_THREADS_PER_ENDPOINT", 2)
 COMPUTE_SUBMIT_QUEUE = env.get_int("COMPUTE_SUBMIT_QUEUE", 1000)
 # Retry-After (s) answered while a model's batch job starts (endpoint online, no workers).
 COMPUTE_STARTING_RETRY_AFTER = env.get_int("COMPUTE_STARTING_RETRY_AFTER", 60)
@@ -253,6 +257,11 @@ STREAMING_MAX_SECONDS = env.get_int("STREAMING_MAX_SECONDS", 3600)
 # Largest side-channel POST body (bytes), and chunk posts held for a slow client per stream.
 STREAMING_MAX_BODY_BYTES = env.get_int("STREAMING_MAX_BODY_BYTES", 1024 * 1024)
 STREAMING_BACKLOG = env.get_int("STREAMING_BACKLOG", 2000)
+# ...and bytes of chunk text held per stream for a slow client (posts beyond answer 503).
+STREAMING_BACKLOG_BYTES = env.get_int("STREAMING_BACKLOG_BYTES", 4 * 1024 * 1024)
+# With REDIS_URL: streams open at once per worker process, each waiting on a Redis connection
+# of its own; a stream request beyond answers 503 stream_hub_busy.
+STREAMING_REDIS_READERS = env.get_int("STREAMING_REDIS_READERS", 500)
 # /resource_server/{cluster}/jobs: seconds a cluster's job list is reused, and the timeout of
 # the cluster's status function.
 JOBS_CACHE_SECONDS = env.get_float("JOBS_CACHE_SECONDS", 60.0)

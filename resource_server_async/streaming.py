@@ -4,8 +4,10 @@ A streaming Globus Compute task pushes its chunks to `/resource_server/api/strea
 (CONTRACT.md §3). With several worker processes that POST may land on another process than the
 client's connection, so with REDIS_URL the hub is a Redis Stream per task, read with a blocking
 XREAD from where the reader left off (no polling, nothing re-read). Without Redis (one process)
-it is an in-process queue per task. Either way a task's backlog is bounded, and a POST for a
-task that is not open (finished, timed out, unknown) is refused, so nothing piles up.
+it is an in-process queue per task. Either way a task's backlog is bounded in messages and in
+bytes, a POST for a task that is not open (finished, timed out, unknown) is refused, and a
+closed stream is released at once, so nothing piles up. With Redis each open stream reads on a
+connection of its own, so a process opens at most STREAMING_REDIS_READERS streams at once.
 
 Each task gets a token: an HMAC of its id and expiry time under SECRET_KEY. It is unguessable,
 valid for that task only, and expires; any process can check it without shared state.
@@ -19,6 +21,7 @@ import collections
 import enum
 import hmac
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +51,20 @@ class Published(enum.Enum):
     FULL = "full"  # the reader is behind by the whole backlog; try again shortly
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What one stream may hold for a slow reader: messages, and bytes of their text. A post
+    that finds the backlog empty is taken whatever its size (the body limit bounds it), so a
+    large post never wedges a stream."""
+
+    messages: int
+    bytes: int
+
+
+class HubBusy(Exception):
+    """This process already has as many streams open as it may read at once."""
+
+
 # --- task tokens --------------------------------------------------------------------------
 
 
@@ -62,7 +79,8 @@ def issue_token(task_id: str, lifetime: float) -> str:
 
 def token_matches(task_id: str, token: str) -> bool:
     expires_text, _, signature = token.partition(".")
-    if not expires_text.isdigit() or not signature:
+    # isdigit() alone takes '²' and other non-ASCII digits, which int() then refuses.
+    if not (expires_text.isascii() and expires_text.isdigit()) or not signature:
         return False
     expires = int(expires_text)
     # Compare first and always, so that the time taken does not tell expiry from forgery.
@@ -89,12 +107,13 @@ class Subscription(abc.ABC):
 
 
 class StreamHub(abc.ABC):
-    def __init__(self, backlog: int) -> None:
+    def __init__(self, backlog: Backlog) -> None:
         self.backlog = backlog
 
     @abc.abstractmethod
     async def open(self, task_id: str, lifetime: float) -> Subscription:
-        """Open a task's stream; it lives at most `lifetime` seconds."""
+        """Open a task's stream; it lives at most `lifetime` seconds. Raises HubBusy when the
+        process may open no more."""
 
     @abc.abstractmethod
     async def publish(self, task_id: str, event: StreamEvent, *, bounded: bool = True) -> Published:
@@ -109,24 +128,40 @@ class _LocalSubscription(Subscription):
         super().__init__(task_id)
         self._hub = hub
         self.expires = time.monotonic() + lifetime
-        self.events: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        # Each event with the bytes of its text, which held_bytes adds up.
+        self.events: asyncio.Queue[tuple[StreamEvent, int]] = asyncio.Queue()
+        self.held_bytes = 0
+        self.expiry: asyncio.TimerHandle | None = None
+
+    def put(self, event: StreamEvent, size: int) -> None:
+        self.held_bytes += size
+        self.events.put_nowait((event, size))
+
+    def _taken(self, item: tuple[StreamEvent, int]) -> StreamEvent:
+        event, size = item
+        self.held_bytes -= size
+        return event
 
     async def next(self, timeout: float) -> StreamEvent | None:
         if not self.events.empty():
-            return self.events.get_nowait()
+            return self._taken(self.events.get_nowait())
         try:
-            return await asyncio.wait_for(self.events.get(), timeout)
+            return self._taken(await asyncio.wait_for(self.events.get(), timeout))
         except TimeoutError:
             return None
 
     async def close(self) -> None:
-        self._hub.streams.pop(self.task_id, None)
+        self._hub.forget(self)
+
+
+def _size(event: StreamEvent) -> int:
+    return len(event.text.encode())
 
 
 class LocalStreamHub(StreamHub):
     """In-process: only for one worker process (no REDIS_URL)."""
 
-    def __init__(self, backlog: int) -> None:
+    def __init__(self, backlog: Backlog) -> None:
         super().__init__(backlog)
         self.streams: dict[str, _LocalSubscription] = {}
 
@@ -135,10 +170,17 @@ class LocalStreamHub(StreamHub):
         self.streams[task_id] = subscription
         # Forgotten at the end of its life even if its reader never closes it (a request that
         # was dropped before its stream was read).
-        asyncio.get_running_loop().call_later(lifetime, self._expire, subscription)
+        subscription.expiry = asyncio.get_running_loop().call_later(
+            lifetime, self.forget, subscription
+        )
         return subscription
 
-    def _expire(self, subscription: _LocalSubscription) -> None:
+    def forget(self, subscription: _LocalSubscription) -> None:
+        # The timer holds the subscription (and its queue) until it fires: cancel it, or each
+        # finished stream would stay in memory for its whole lifetime.
+        if subscription.expiry is not None:
+            subscription.expiry.cancel()
+            subscription.expiry = None
         if self.streams.get(subscription.task_id) is subscription:
             del self.streams[subscription.task_id]
 
@@ -146,30 +188,51 @@ class LocalStreamHub(StreamHub):
         subscription = self.streams.get(task_id)
         if subscription is None or subscription.expires <= time.monotonic():
             return Published.UNKNOWN
-        if bounded and subscription.events.qsize() >= self.backlog:
+        size = _size(event)
+        if bounded and self._full(subscription, size):
             return Published.FULL
-        subscription.events.put_nowait(event)
+        subscription.put(event, size)
         return Published.ACCEPTED
+
+    def _full(self, subscription: _LocalSubscription, size: int) -> bool:
+        held = subscription.held_bytes
+        return subscription.events.qsize() >= self.backlog.messages or (
+            held > 0 and held + size > self.backlog.bytes
+        )
 
 
 # Appends only to a stream that exists (was opened, not closed, not expired) and is not full.
+# KEYS[2] counts the bytes of text not yet taken by the reader (it lives and dies with KEYS[1]).
 _PUBLISH_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 local limit = tonumber(ARGV[1])
-if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then return -1 end
+local size = string.len(ARGV[3])
+if limit > 0 then
+  if redis.call('XLEN', KEYS[1]) >= limit then return -1 end
+  local held = tonumber(redis.call('GET', KEYS[2]))
+  if held > 0 and held + size > tonumber(ARGV[4]) then return -1 end
+end
 redis.call('XADD', KEYS[1], '*', 'k', ARGV[2], 't', ARGV[3])
+redis.call('INCRBY', KEYS[2], size)
 return 1
 """
+
 _READ_COUNT = 256
 
 
 class _RedisSubscription(Subscription):
-    def __init__(self, hub: RedisStreamHub, task_id: str, key: str, after: bytes) -> None:
+    def __init__(self, hub: RedisStreamHub, task_id: str, after: bytes) -> None:
         super().__init__(task_id)
         self._hub = hub
-        self._key = key
+        self._keys = hub.keys(task_id)
         self._after = after  # id of the last entry taken from Redis
+        # Bytes taken into _events: still counted against the backlog until all are relayed,
+        # so that what Redis and this process hold together stays under the bound.
+        self._taken_bytes = 0
         self._events: collections.deque[StreamEvent] = collections.deque()
+        # The stream's place among the hub's readers is given back once: on close, or when
+        # the subscription is dropped without it (a request cancelled before its relay began).
+        self._finalizer = weakref.finalize(self, hub.release_reader)
 
     async def next(self, timeout: float) -> StreamEvent | None:
         if not self._events:
@@ -179,25 +242,34 @@ class _RedisSubscription(Subscription):
     async def _read(self, timeout: float) -> None:
         # One round trip: drop what was already taken (XLEN then counts only what waits, which
         # is what the backlog limit is about), and block until new entries or the timeout.
+        key, counter = self._keys
         pipe = self._hub.reader.pipeline(transaction=False)
-        pipe.xtrim(self._key, minid=self._after, approximate=False)
-        pipe.xread({self._key: self._after}, count=_READ_COUNT, block=max(1, int(timeout * 1000)))
-        _, answer = await pipe.execute()
+        pipe.xtrim(key, minid=self._after, approximate=False)
+        if self._taken_bytes:
+            pipe.decrby(counter, self._taken_bytes)
+        pipe.xread({key: self._after}, count=_READ_COUNT, block=max(1, int(timeout * 1000)))
+        *_, answer = await pipe.execute()
+        self._taken_bytes = 0
         for _key, entries in answer or ():
             for entry_id, fields in entries:
                 self._after = entry_id
-                self._events.append(
-                    StreamEvent(fields[b"k"].decode(), fields.get(b"t", b"").decode())
-                )
+                text = fields.get(b"t", b"")
+                self._taken_bytes += len(text)
+                self._events.append(StreamEvent(fields[b"k"].decode(), text.decode()))
 
     async def close(self) -> None:
-        await self._hub.writer.delete(self._key)
+        if not self._finalizer.alive:
+            return
+        self._finalizer()
+        await self._hub.writer.delete(*self._keys)
 
 
 class RedisStreamHub(StreamHub):
     """Redis Streams: any worker process may receive a task's POSTs."""
 
-    def __init__(self, url: str, prefix: str, backlog: int, longest_wait: float) -> None:
+    def __init__(
+        self, url: str, prefix: str, backlog: Backlog, longest_wait: float, readers: int
+    ) -> None:
         super().__init__(backlog)
         import redis.asyncio as redis
 
@@ -205,27 +277,53 @@ class RedisStreamHub(StreamHub):
         self.writer: Any = redis.Redis.from_url(
             url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
         )
+        # Each open stream blocks in XREAD on a connection of its own, so streams open at once
+        # are capped (open() raises HubBusy beyond) and the pool matches the cap: past it the
+        # pool would fail a stream already relaying, not refuse a new one.
+        self.readers = readers
+        self.open_streams = 0
         # Blocking reads wait up to the longest stream timeout: their socket must wait longer.
         self.reader: Any = redis.Redis.from_url(
-            url, socket_connect_timeout=5, socket_timeout=longest_wait + 10
+            url,
+            socket_connect_timeout=5,
+            socket_timeout=longest_wait + 10,
+            max_connections=readers,
         )
         self._publish = self.writer.register_script(_PUBLISH_SCRIPT)
 
-    def _key(self, task_id: str) -> str:
-        return f"{self._prefix}stream:{task_id}"
+    def keys(self, task_id: str) -> tuple[str, str]:
+        """The stream's entries, and the count of bytes they hold."""
+        key = f"{self._prefix}stream:{task_id}"
+        return key, f"{key}:bytes"
 
     async def open(self, task_id: str, lifetime: float) -> Subscription:
-        key = self._key(task_id)
+        if self.open_streams >= self.readers:
+            raise HubBusy(f"{self.open_streams} streams are open in this process")
+        self.open_streams += 1
+        try:
+            return await self._open(task_id, lifetime)
+        except BaseException:
+            self.open_streams -= 1
+            raise
+
+    def release_reader(self) -> None:
+        self.open_streams -= 1
+
+    async def _open(self, task_id: str, lifetime: float) -> Subscription:
+        key, counter = self.keys(task_id)
+        seconds = max(1, int(lifetime))
         pipe = self.writer.pipeline(transaction=True)
         pipe.xadd(key, {"k": "open", "t": ""})
-        pipe.expire(key, max(1, int(lifetime)))
-        opened, _ = await pipe.execute()
-        return _RedisSubscription(self, task_id, key, opened)
+        pipe.set(counter, 0, ex=seconds)
+        pipe.expire(key, seconds)
+        opened, _, _ = await pipe.execute()
+        return _RedisSubscription(self, task_id, opened)
 
     async def publish(self, task_id: str, event: StreamEvent, *, bounded: bool = True) -> Published:
-        limit = self.backlog + 1 if bounded else 0  # +1: the entry the reader last took stays
+        limit = self.backlog.messages + 1 if bounded else 0  # +1: the reader's last entry stays
         answer = await self._publish(
-            keys=[self._key(task_id)], args=[limit, event.kind, event.text]
+            keys=list(self.keys(task_id)),
+            args=[limit, event.kind, event.text, self.backlog.bytes],
         )
         return {1: Published.ACCEPTED, -1: Published.FULL}.get(int(answer), Published.UNKNOWN)
 
@@ -235,15 +333,17 @@ class RedisStreamHub(StreamHub):
 
 
 def build_hub() -> StreamHub:
+    backlog = Backlog(settings.STREAMING_BACKLOG, settings.STREAMING_BACKLOG_BYTES)
     if settings.REDIS_URL:
         prefix = settings.CACHES["default"].get("KEY_PREFIX") or "gateway"
         return RedisStreamHub(
             settings.REDIS_URL,
             f"{prefix}:",
-            settings.STREAMING_BACKLOG,
+            backlog,
             max(settings.STREAMING_FIRST_CHUNK_TIMEOUT, settings.STREAMING_IDLE_TIMEOUT),
+            settings.STREAMING_REDIS_READERS,
         )
-    return LocalStreamHub(settings.STREAMING_BACKLOG)
+    return LocalStreamHub(backlog)
 
 
 _current: tuple[asyncio.AbstractEventLoop, StreamHub] | None = None

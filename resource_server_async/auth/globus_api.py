@@ -52,7 +52,7 @@ class _ThreadClients(threading.local):
 _clients = _ThreadClients()
 
 
-def _no_retries() -> RetryConfig:
+def no_retries() -> RetryConfig:
     # The gateway answers 503 at once and the caller retries; SDK back-off would hold a thread
     # for seconds past the deadline.
     return RetryConfig(max_retries=0)
@@ -68,7 +68,7 @@ def _auth_client(conf: GlobusSettings) -> globus_sdk.ConfidentialAppAuthClient:
             conf.client_id,
             conf.client_secret,
             transport=_clients.transport,
-            retry_config=_no_retries(),
+            retry_config=no_retries(),
         )
         _clients.fingerprint = conf.fingerprint
     return _clients.auth
@@ -145,7 +145,7 @@ def my_group_ids(conf: GlobusSettings, token: str) -> list[str]:
     groups = globus_sdk.GroupsClient(
         authorizer=globus_sdk.AccessTokenAuthorizer(groups_token),
         transport=_clients.transport,
-        retry_config=_no_retries(),
+        retry_config=no_retries(),
     )
     with _calling("my_groups", lambda exc: _groups_refused(exc.http_status, "Groups API")):
         listing = groups.get_my_groups(statuses="active")

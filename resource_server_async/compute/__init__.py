@@ -49,6 +49,7 @@ def globus_settings() -> ExecutorSettings:
         service_timeout=settings.COMPUTE_SERVICE_TIMEOUT,
         status_cache_seconds=settings.COMPUTE_STATUS_CACHE_SECONDS,
         threads=settings.COMPUTE_SDK_THREADS,
+        threads_per_endpoint=settings.COMPUTE_SDK_THREADS_PER_ENDPOINT,
         submit_queue=settings.COMPUTE_SUBMIT_QUEUE,
     )
 

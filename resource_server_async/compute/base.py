@@ -47,6 +47,15 @@ class ComputeServiceError(ComputeError):
     """The Compute service refused or failed a call (submission, status); not the function."""
 
 
+class ComputeRefused(ComputeServiceError):
+    """The Compute service refused the gateway's credentials or rights (401, 403): asking again
+    with them will not help, so nobody should wait for it."""
+
+    def __init__(self, message: str, http_status: int) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
 class ComputeNotConfigured(ComputeError):
     """This gateway lacks what it needs to run the function (credentials, a function path)."""
 

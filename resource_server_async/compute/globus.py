@@ -1,10 +1,16 @@
 """Executor that runs registered functions on Globus Compute endpoints (globus-compute-sdk 4.x).
 
-One session per credential set (the service identity, or an endpoint's override) holds one SDK
-Client, created once. The SDK is synchronous: every call runs in a bounded thread pool with a
-timeout, never on the event loop. Submissions that queue up while a call is in flight go out
-together as one batch; the results of all pending tasks are asked for in one call per interval.
-A request that times out or goes away only stops waiting; nothing shared is shut down.
+One session per credential set (the service identity, or an endpoint's override) holds its
+clients, created once. The SDK is synchronous: every call runs in a bounded thread pool with a
+timeout, never on the event loop, and without the SDK's transport retries (a call takes at most
+COMPUTE_SERVICE_TIMEOUT, and its thread is free then). Submissions that queue up while a call is
+in flight go out together as one batch, per endpoint; the results of all pending tasks are asked
+for in one call per interval. A request that times out or goes away only stops waiting; nothing
+shared is shut down.
+
+One slow endpoint must not starve the others: each endpoint has its own submission queue and
+submitter, and its calls hold at most COMPUTE_SDK_THREADS_PER_ENDPOINT of the pool's threads
+(until the thread is done, not until the wait gives up), so the rest stay for other endpoints.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,10 +30,12 @@ from globus_compute_sdk import Client
 from globus_compute_sdk.serialize import ComputeSerializer
 from globus_sdk.transport import RequestsTransport
 
+from resource_server_async.auth.globus_api import no_retries
 from resource_server_async.compute.base import (
     ComputeError,
     ComputeExecutor,
     ComputeNotConfigured,
+    ComputeRefused,
     ComputeServiceError,
     ComputeTimeout,
     EndpointState,
@@ -62,6 +70,7 @@ class ExecutorSettings:
     service_timeout: float = 30.0
     status_cache_seconds: float = 10.0
     threads: int = 8
+    threads_per_endpoint: int = 2
     submit_queue: int = 1000
 
 
@@ -120,16 +129,36 @@ def _service_error(exc: Exception, doing: str) -> ComputeError:
         message = exc.message or exc.code or "error"
         if exc.http_status == 404:
             return EndpointUnavailable(f"{doing}: Globus Compute does not know it ({message})")
+        if exc.http_status in (401, 403):
+            return ComputeRefused(
+                f"{doing}: Globus Compute answered {exc.http_status}: {message}", exc.http_status
+            )
         return ComputeServiceError(f"{doing}: Globus Compute answered {exc.http_status}: {message}")
     if isinstance(exc, globus_sdk.NetworkError):
         return ComputeServiceError(f"{doing}: cannot reach Globus Compute ({type(exc).__name__})")
     return ComputeServiceError(f"{doing}: {type(exc).__name__}: {exc}")
 
 
-def connect(credentials: Credentials, timeout: float) -> tuple[Client, globus_sdk.ComputeClientV2]:
-    """An SDK Client signed in with client credentials, and a plain globus-sdk client for
-    status and results (blocking: fetches the first token)."""
-    auth = globus_sdk.ConfidentialAppAuthClient(credentials.client_id, credentials.client_secret)
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """A session's clients. The SDK Client only builds batches (no network: its calls share
+    one lock, and its transport retries); the calls go through plain globus-sdk clients with
+    our timeout and no retries, as the auth code's do."""
+
+    sdk: Client
+    v2: globus_sdk.ComputeClientV2
+    v3: globus_sdk.ComputeClientV3
+
+
+def connect(credentials: Credentials, timeout: float) -> Clients:
+    """Clients signed in with client credentials (blocking: fetches the first token)."""
+    transport = RequestsTransport(http_timeout=timeout)
+    auth = globus_sdk.ConfidentialAppAuthClient(
+        credentials.client_id,
+        credentials.client_secret,
+        transport=transport,
+        retry_config=no_retries(),
+    )
     try:
         # Bad credentials show up here, once.
         authorizer = globus_sdk.ClientCredentialsAuthorizer(auth, scopes=Client.FUNCX_SCOPE)
@@ -138,15 +167,38 @@ def connect(credentials: Credentials, timeout: float) -> tuple[Client, globus_sd
             f"Globus Auth refused the client credentials {credentials.client_id} "
             f"(HTTP {exc.http_status})"
         ) from None
-    client = Client(authorizer=authorizer, do_version_check=False)
-    # The SDK Client serializes its calls behind one lock, which submissions keep for
-    # themselves; status and results go through this client, with our own timeout.
-    web = globus_sdk.ComputeClientV2(
-        base_url=client.web_service_address,
-        authorizer=authorizer,
-        transport=RequestsTransport(http_timeout=timeout),
-    )
-    return client, web
+    sdk = Client(authorizer=authorizer, do_version_check=False)
+    common: dict[str, Any] = {
+        "base_url": sdk.web_service_address,
+        "authorizer": authorizer,
+        "transport": transport,
+        "retry_config": no_retries(),
+    }
+    return Clients(sdk, globus_sdk.ComputeClientV2(**common), globus_sdk.ComputeClientV3(**common))
+
+
+class EndpointSlots:
+    """Threads of the pool that each endpoint's calls may hold at once."""
+
+    def __init__(self, per_endpoint: int) -> None:
+        self._per_endpoint = max(1, per_endpoint)
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    def of(self, endpoint_uuid: str) -> asyncio.Semaphore:
+        slots = self._slots.get(endpoint_uuid)
+        if slots is None:
+            slots = self._slots[endpoint_uuid] = asyncio.Semaphore(self._per_endpoint)
+        return slots
+
+
+def _release_when_done(work: Future[Any], slots: asyncio.Semaphore) -> None:
+    loop = asyncio.get_running_loop()
+
+    def release(_: Future[Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed at shutdown
+            loop.call_soon_threadsafe(slots.release)
+
+    work.add_done_callback(release)
 
 
 @dataclass(slots=True)
@@ -161,28 +213,34 @@ class ComputeSession:
     """One credential set: its SDK Client, the batching submitter and the result poller."""
 
     def __init__(
-        self, credentials: Credentials, threads: ThreadPoolExecutor, config: ExecutorSettings
+        self,
+        credentials: Credentials,
+        threads: ThreadPoolExecutor,
+        slots: EndpointSlots,
+        config: ExecutorSettings,
     ) -> None:
         self.credentials = credentials
         self._threads = threads
+        self._slots = slots
         self._config = config
-        self._clients: tuple[Client, globus_sdk.ComputeClientV2] | None = None
+        self._clients: Clients | None = None
         self._connecting = asyncio.Lock()
-        self._submissions: asyncio.Queue[_Submission] = asyncio.Queue(config.submit_queue)
+        self._submissions: dict[str, asyncio.Queue[_Submission]] = {}
+        self._submitters: dict[str, asyncio.Task[None]] = {}
         self._waiters: dict[str, asyncio.Future[Any]] = {}
-        self._submitter: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._last_poll_warning = 0.0
 
     # --- threads ---------------------------------------------------------------------------
 
-    async def _call(self, doing: str, function: Callable[..., T], *args: Any) -> T:
-        """Run a blocking SDK call in the pool; its errors become ComputeErrors."""
-        loop = asyncio.get_running_loop()
+    async def _call(
+        self, doing: str, function: Callable[..., T], *args: Any, endpoint: str = ""
+    ) -> T:
+        """Run a blocking SDK call in the pool (in one of `endpoint`'s slots when it concerns
+        one endpoint); its errors become ComputeErrors."""
         try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(self._threads, function, *args), self._config.service_timeout
-            )
+            async with asyncio.timeout(self._config.service_timeout):
+                return await self._in_thread(endpoint, function, *args)
         except TimeoutError:
             raise ComputeServiceError(
                 f"{doing}: Globus Compute did not answer within {self._config.service_timeout:g}s"
@@ -190,7 +248,22 @@ class ComputeSession:
         except Exception as exc:
             raise _service_error(exc, doing) from None
 
-    async def clients(self) -> tuple[Client, globus_sdk.ComputeClientV2]:
+    async def _in_thread(self, endpoint: str, function: Callable[..., T], *args: Any) -> T:
+        if not endpoint:
+            return await asyncio.wrap_future(self._threads.submit(function, *args))
+        slots = self._slots.of(endpoint)
+        await slots.acquire()
+        try:
+            work = self._threads.submit(function, *args)
+        except BaseException:
+            slots.release()
+            raise
+        # The slot stays taken until the thread is done: a call whose wait gave up still holds
+        # its thread, and must still count against its endpoint.
+        _release_when_done(work, slots)
+        return await asyncio.wrap_future(work)
+
+    async def clients(self) -> Clients:
         if self._clients is None:
             async with self._connecting:
                 if self._clients is None:
@@ -199,46 +272,62 @@ class ComputeSession:
                     )
         return self._clients
 
+    def _refused(self, exc: ComputeError) -> None:
+        if isinstance(exc, ComputeRefused) and exc.http_status == 401:
+            # Sign in again on the next call: the token itself was refused (revoked). Without
+            # transport retries, the SDK no longer does this on its own.
+            self._clients = None
+
     # --- submission ------------------------------------------------------------------------
 
     async def submit(self, endpoint_uuid: str, function_uuid: str, args: tuple[Any, ...]) -> str:
         task_id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        queue = self._submissions.get(endpoint_uuid)
+        if queue is None:
+            queue = self._submissions[endpoint_uuid] = asyncio.Queue(self._config.submit_queue)
         try:
-            self._submissions.put_nowait(_Submission(endpoint_uuid, function_uuid, args, task_id))
+            queue.put_nowait(_Submission(endpoint_uuid, function_uuid, args, task_id))
         except asyncio.QueueFull:
             raise EndpointUnavailable(
-                f"{self._config.submit_queue} tasks are already waiting to be submitted"
+                f"{self._config.submit_queue} tasks are already waiting to be submitted to "
+                "this endpoint"
             ) from None
-        if self._submitter is None or self._submitter.done():
-            self._submitter = asyncio.get_running_loop().create_task(self._submit_forever())
+        submitter = self._submitters.get(endpoint_uuid)
+        if submitter is None or submitter.done():
+            self._submitters[endpoint_uuid] = asyncio.get_running_loop().create_task(
+                self._submit_forever(endpoint_uuid, queue)
+            )
         return await task_id
 
-    async def _submit_forever(self) -> None:
+    async def _submit_forever(self, endpoint_uuid: str, queue: asyncio.Queue[_Submission]) -> None:
+        """One endpoint's submissions, so that a slow endpoint holds up only its own."""
         while True:
-            pending = [await self._submissions.get()]
-            while len(pending) < MAX_BATCH and not self._submissions.empty():
-                pending.append(self._submissions.get_nowait())
-            groups: dict[tuple[str, str], list[_Submission]] = {}
+            pending = [await queue.get()]
+            while len(pending) < MAX_BATCH and not queue.empty():
+                pending.append(queue.get_nowait())
+            groups: dict[str, list[_Submission]] = {}
             for item in pending:
                 if not item.task_id.done():  # its request went away before it was sent
-                    groups.setdefault((item.endpoint_uuid, item.function_uuid), []).append(item)
-            for (endpoint_uuid, function_uuid), items in groups.items():
+                    groups.setdefault(item.function_uuid, []).append(item)
+            for function_uuid, items in groups.items():
                 await self._submit_group(endpoint_uuid, function_uuid, items)
 
     async def _submit_group(
         self, endpoint_uuid: str, function_uuid: str, items: list[_Submission]
     ) -> None:
         try:
-            client, _ = await self.clients()
+            clients = await self.clients()
             task_ids = await self._call(
                 f"submit to endpoint {endpoint_uuid}",
                 _submit_batch,
-                client,
+                clients,
                 endpoint_uuid,
                 function_uuid,
                 [item.args for item in items],
+                endpoint=endpoint_uuid,
             )
         except ComputeError as exc:
+            self._refused(exc)
             for item in items:
                 if not item.task_id.done():
                     item.task_id.set_exception(exc)
@@ -266,9 +355,13 @@ class ComputeSession:
             if not task_ids:
                 continue
             try:
-                client, web = await self.clients()
+                clients = await self.clients()
                 outcomes = await self._call(
-                    "read task results", _read_results, web, client.fx_serializer, task_ids
+                    "read task results",
+                    _read_results,
+                    clients.v2,
+                    clients.sdk.fx_serializer,
+                    task_ids,
                 )
             except ComputeError as exc:
                 self._poll_failed(exc)
@@ -283,8 +376,10 @@ class ComputeSession:
                     waiter.set_exception(RemoteFunctionError(value, task_id))
 
     def _poll_failed(self, exc: ComputeError) -> None:
-        if isinstance(exc, ComputeNotConfigured):
+        self._refused(exc)
+        if isinstance(exc, ComputeNotConfigured | ComputeRefused):
             # It will not get better by asking again: fail the waiting requests now.
+            logger.warning("globus compute: %s; failing %d waiting tasks", exc, len(self._waiters))
             for waiter in self._waiters.values():
                 if not waiter.done():
                     waiter.set_exception(exc)
@@ -299,20 +394,22 @@ class ComputeSession:
     async def endpoint_status(self, endpoint_uuid: str) -> EndpointState:
         """Never raises: a status that cannot be read is "unknown" (requests still go ahead)."""
         try:
-            _, web = await self.clients()
+            web = (await self.clients()).v2
             document = await self._call(
                 f"status of endpoint {endpoint_uuid}",
                 lambda: web.get_endpoint_status(endpoint_uuid).data,
+                endpoint=endpoint_uuid,
             )
         except EndpointUnavailable as exc:
             return EndpointState("offline", workers=0, detail=str(exc))
         except ComputeError as exc:
+            self._refused(exc)
             logger.warning("globus compute: %s", exc)
             return EndpointState("unknown", detail=str(exc))
         return state_from_status(document)
 
     async def close(self) -> None:
-        for task in (self._submitter, self._poller):
+        for task in (*self._submitters.values(), self._poller):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -321,22 +418,24 @@ class ComputeSession:
         for waiter in self._waiters.values():
             if not waiter.done():
                 waiter.set_exception(closing)
-        while not self._submissions.empty():
-            item = self._submissions.get_nowait()
-            if not item.task_id.done():
-                item.task_id.set_exception(closing)
+        for queue in self._submissions.values():
+            while not queue.empty():
+                item = queue.get_nowait()
+                if not item.task_id.done():
+                    item.task_id.set_exception(closing)
 
 
 def _submit_batch(
-    client: Client, endpoint_uuid: str, function_uuid: str, arg_lists: list[tuple[Any, ...]]
+    clients: Clients, endpoint_uuid: str, function_uuid: str, arg_lists: list[tuple[Any, ...]]
 ) -> list[str]:
     """Submit one task per argument tuple in one call; their task ids in the same order."""
-    batch = client.create_batch()
+    batch = clients.sdk.create_batch()
     for args in arg_lists:
         batch.add(function_uuid, args)
-    response = client.batch_run(endpoint_uuid, batch)
-    tasks = response["tasks"]
-    assert isinstance(tasks, dict)
+    response = clients.v3.submit(endpoint_uuid, batch.prepare()).data
+    tasks = response.get("tasks") if isinstance(response, dict) else None
+    if not isinstance(tasks, dict):
+        raise ComputeServiceError("Globus Compute answered the submission without task ids")
     task_ids = tasks.get(str(uuid.UUID(function_uuid)), [])
     if len(task_ids) != len(arg_lists):
         raise ComputeServiceError(
@@ -373,6 +472,7 @@ class GlobusComputeExecutor(ComputeExecutor):
     def __init__(self, config: ExecutorSettings) -> None:
         self._config = config
         self._threads = ThreadPoolExecutor(max(1, config.threads), thread_name_prefix="globus")
+        self._slots = EndpointSlots(config.threads_per_endpoint)
         self._sessions: dict[Credentials, ComputeSession] = {}
         self._states: RefreshingCache[str, EndpointState] = RefreshingCache(
             config.status_cache_seconds, 10 * config.status_cache_seconds
@@ -382,7 +482,7 @@ class GlobusComputeExecutor(ComputeExecutor):
         credentials = credentials_for(endpoint_uuid, self._config)
         session = self._sessions.get(credentials)
         if session is None:
-            session = ComputeSession(credentials, self._threads, self._config)
+            session = ComputeSession(credentials, self._threads, self._slots, self._config)
             self._sessions[credentials] = session
         return session
 

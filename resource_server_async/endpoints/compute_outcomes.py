@@ -11,6 +11,7 @@ from resource_server_async import upstream_errors
 from resource_server_async.compute.base import (
     ComputeError,
     ComputeNotConfigured,
+    ComputeRefused,
     ComputeTimeout,
     EndpointUnavailable,
     RemoteFunctionError,
@@ -91,6 +92,14 @@ def compute_error(exc: ComputeError, endpoint: BaseEndpoint) -> GatewayError:
             503,
             "compute_not_configured",
             f"The gateway cannot run {where(endpoint)}: {exc}. Ask the gateway operator.",
+            info=_info(endpoint, exc.task_id),
+        )
+    if isinstance(exc, ComputeRefused):
+        return GatewayError(
+            502,
+            "compute_service_refused",
+            f"Globus Compute refused the gateway's call for {where(endpoint)}: {exc}. Ask the "
+            "gateway operator to check the service account's credentials and rights.",
             info=_info(endpoint, exc.task_id),
         )
     return GatewayError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from resource_server_async.streaming import (
     StreamHub,
     Subscription,
 )
-from resource_server_async.upstream_errors import endpoint_info, where
+from resource_server_async.upstream_errors import endpoint_info, stream_cut, where
 
 if TYPE_CHECKING:
     from resource_server_async.endpoints.base import BaseEndpoint
@@ -42,6 +43,10 @@ logger = logging.getLogger(__name__)
 # deployed ones do) and the gateway writes it when the stream is done.
 DONE_TERMINATED = frozenset({"chat/completions", "completions"})
 DONE_EVENT = b"data: [DONE]\n\n"
+# A choice that says why it ended (a string, not null): the final chunk. A server that aborts a
+# request may still end cleanly, even with [DONE] (llama.cpp's interrupt_requests), so without
+# one the stream was cut, and the client must get an error event, not [DONE].
+_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"')
 
 
 class SSEAssembler:
@@ -97,6 +102,7 @@ class ComputeStream:
         self._idle_timeout = idle_timeout
         self._assembler = SSEAssembler()
         self._relayed = False
+        self._finish_seen = False
         self._first = b""
         self._ended = False
         self._closed = False
@@ -166,15 +172,23 @@ class ComputeStream:
         if event.kind == DATA:
             chunk = self._assembler.feed(event.text)
             self._relayed = self._relayed or bool(chunk)
+            self._finish_seen = self._finish_seen or bool(_FINISH_REASON.search(chunk))
             return chunk
         if event.kind == DONE:
+            self._check_whole()
             raise _Finished
         if event.kind == ERROR:
             raise failure_error(event.text, self._endpoint, None)
         if event.kind == FINISHED:
             self._check_result()
+            self._check_whole()
             raise _Finished
         return b""  # the hub's own markers
+
+    def _check_whole(self) -> None:
+        """A stream that ends with [DONE] must have had its final chunk."""
+        if self._terminator and not self._finish_seen:
+            raise stream_cut(self._endpoint)
 
     def _check_result(self) -> None:
         """The task finished before the stream said done: was it a failure, or were the chunks

@@ -25,7 +25,7 @@ from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest,
 from resource_server_async.endpoints.compute_outcomes import compute_error, reply_from_result
 from resource_server_async.endpoints.compute_stream import ComputeStream
 from resource_server_async.errors import GatewayError
-from resource_server_async.streaming import get_hub, issue_token
+from resource_server_async.streaming import HubBusy, get_hub, issue_token
 from resource_server_async.upstream_errors import endpoint_info, where
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,14 @@ class GlobusComputeEndpoint(BaseEndpoint):
         stream_id = str(uuid.uuid4())
         try:
             subscription = await hub.open(stream_id, settings.STREAMING_MAX_SECONDS)
+        except HubBusy:
+            raise GatewayError(
+                503,
+                "stream_hub_busy",
+                "The gateway is relaying as many streams as it may (STREAMING_REDIS_READERS). "
+                "Try again shortly, or send the request without stream.",
+                headers={"Retry-After": "1"},
+            ) from None
         except Exception as exc:
             logger.error("stream hub: cannot open a stream: %s", exc)
             raise GatewayError(

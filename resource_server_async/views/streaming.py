@@ -105,8 +105,9 @@ async def _receive(request: Request, kind: str) -> tuple[str, StreamEvent]:
         raise GatewayError(
             503,
             "stream_backlog_full",
-            f"Stream {task_id} has {settings.STREAMING_BACKLOG} messages its client has not "
-            "read yet; send this one again shortly.",
+            f"Stream {task_id} holds as much as it may (STREAMING_BACKLOG messages, "
+            "STREAMING_BACKLOG_BYTES bytes) that its client has not read yet; send this one "
+            "again shortly.",
             headers={"Retry-After": "1"},
         )
     return task_id, event

@@ -29,6 +29,8 @@ AUTH = "https://auth.globus.org"
 CLIENT_ID = "6d2d3a1e-5f3a-4d58-9f3b-6c1c8b0a1f00"
 CLIENT_SECRET = "test-client-secret-" + uuid.uuid4().hex
 TOKEN = "compute-token-" + uuid.uuid4().hex
+# Longest a hung submission hangs when the test does not release it.
+HOLD_SECONDS = 10.0
 
 
 @dataclass
@@ -52,6 +54,16 @@ class FakeComputeService:
     polls_before_start: int = 0
     # Tasks of these endpoints never start (a model that does not answer in time).
     stuck_endpoints: set[str] = field(default_factory=set)
+    # Submissions to these endpoints hang until `release` is set (at most HOLD_SECONDS).
+    hung_endpoints: set[str] = field(default_factory=set)
+    release: threading.Event = field(default_factory=threading.Event)
+    holding: threading.Event = field(default_factory=threading.Event)  # set once one hangs
+    held_now: int = 0
+    held_most: int = 0  # most submissions hanging at once
+    gave_up: bool = False  # a hung submission ran out of HOLD_SECONDS before `release`
+    # Answer this status to every submission / every batch_status call instead (a fault).
+    submit_fault: int | None = None
+    batch_status_fault: int | None = None
     submit_calls: list[dict[str, Any]] = field(default_factory=list)
     status_calls: int = 0
     batch_status_calls: int = 0
@@ -158,6 +170,10 @@ class FakeComputeService:
         endpoint_id = request.url.split("/v3/endpoints/")[1].split("/")[0]
         body = orjson.loads(request.body)
         self.submit_calls.append(body)
+        if self.submit_fault is not None:
+            return self._error(self.submit_fault, "FAULT", f"injected {self.submit_fault}")
+        if endpoint_id in self.hung_endpoints:
+            self._hang()
         if endpoint_id not in self.endpoints:
             return self._error(404, "ENDPOINT_NOT_FOUND", f"endpoint {endpoint_id} not found")
         tasks: dict[str, list[str]] = {}
@@ -181,6 +197,16 @@ class FakeComputeService:
             },
         )
 
+    def _hang(self) -> None:
+        with self._lock:
+            self.held_now += 1
+            self.held_most = max(self.held_most, self.held_now)
+        self.holding.set()
+        if not self.release.wait(HOLD_SECONDS):
+            self.gave_up = True
+        with self._lock:
+            self.held_now -= 1
+
     def _run(self, task: FakeTask) -> None:
         if task.future is None and task.endpoint_id not in self.stuck_endpoints:
             task.future = self._workers.submit(self._execute, task)
@@ -199,6 +225,9 @@ class FakeComputeService:
         if not self._authorized(request):
             return self._error(401, "UNAUTHORIZED", "bad token")
         self.batch_status_calls += 1
+        if self.batch_status_fault is not None:
+            status = self.batch_status_fault
+            return self._error(status, "FAULT", f"injected {status}")
         results: dict[str, Any] = {}
         for task_id in orjson.loads(request.body)["task_ids"]:
             task = self.tasks.get(task_id)

@@ -31,6 +31,7 @@ class SideChannel:
     accept: int = 1_000_000
     max_bytes: int = 1_000_000  # larger POSTs answer 413, as the gateway's limit does
     refused: int = 0
+    posted: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
@@ -39,6 +40,7 @@ class SideChannel:
             return web.json_response({"error": "too large"}, status=413)
         data = await request.json()
         self.posts.append((kind, data, dict(request.headers)))
+        self.posted.set()
         data_posts = sum(1 for k, _, _ in self.posts if k == "data")
         if kind == "data" and data_posts > self.accept:
             return web.json_response({"error": "gone"}, status=self.status)
@@ -274,3 +276,67 @@ async def test_streaming_needs_the_secret(
     with pytest.raises(ValueError, match="INTERNAL_STREAMING_SECRET is not set on this endpoint"):
         await asyncio.to_thread(inference_function, _streaming(port, channel_port))
     assert channel.posts == []
+
+
+@dataclass
+class CloseDelimitedServer:
+    """A model server that streams SSE with neither Content-Length nor chunking (the body ends
+    when it closes the connection), and holds the connection after its first event until the
+    test releases it."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    gave_up: bool = False  # the test never released it: it sent the rest on its own
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        await reader.readexactly(length)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+        )
+        writer.write(b'data: {"n": 1}\n\n')
+        await writer.drain()
+        try:
+            await asyncio.wait_for(self.release.wait(), 10)
+        except TimeoutError:
+            self.gave_up = True
+        writer.write(b'data: {"n": 2}\n\ndata: [DONE]\n\n')
+        await writer.drain()
+        writer.close()
+
+
+async def test_a_close_delimited_stream_is_relayed_as_it_arrives(
+    side_channel: tuple[SideChannel, int],
+) -> None:
+    channel, channel_port = side_channel
+    server = CloseDelimitedServer()
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        run = asyncio.ensure_future(
+            asyncio.to_thread(inference_function, _streaming(port, channel_port))
+        )
+        posted = asyncio.ensure_future(channel.posted.wait())
+        await asyncio.wait({run, posted}, return_when=asyncio.FIRST_COMPLETED)
+        posted.cancel()
+        first_lines = channel.lines()
+        held_then = not server.gave_up
+        server.release.set()
+        result = json.loads(await run)
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+    # The first event reached the gateway while the server still held the body open.
+    assert first_lines == ['data: {"n": 1}']
+    assert held_then
+    assert channel.lines() == ['data: {"n": 1}', 'data: {"n": 2}']
+    assert channel.kinds()[-1] == "done"
+    assert result["status"] == "completed"

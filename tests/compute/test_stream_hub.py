@@ -3,36 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 
 import pytest
+from pytest_django.fixtures import Settings as SettingsWrapper
 
+from resource_server_async.compute import close_executor
+from resource_server_async.compute.functions import INFERENCE
+from resource_server_async.errors import GatewayError
 from resource_server_async.streaming import (
     DATA,
     DONE,
     FINISHED,
+    Backlog,
+    HubBusy,
     LocalStreamHub,
     Published,
     RedisStreamHub,
     StreamEvent,
     StreamHub,
+    close_hub,
+    get_hub,
     issue_token,
     token_matches,
 )
+from tests.compute.conftest import chat_request, make_endpoint
+
+# Three messages, or 2,500 bytes of text, per stream.
+BACKLOG = Backlog(messages=3, bytes=2500)
+
+
+def _redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        pytest.skip("REDIS_URL is not set (the CI's second run sets it)")
+    return url
+
+
+def _redis_hub(readers: int = 50) -> RedisStreamHub:
+    return RedisStreamHub(
+        _redis_url(), f"test-{uuid.uuid4().hex}:", BACKLOG, longest_wait=5, readers=readers
+    )
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def hub(request: pytest.FixtureRequest) -> AsyncIterator[StreamHub]:
     if request.param == "memory":
-        yield LocalStreamHub(backlog=3)
+        yield LocalStreamHub(BACKLOG)
         return
-    url = os.environ.get("REDIS_URL", "")
-    if not url:
-        pytest.skip("REDIS_URL is not set (the CI's second run sets it)")
-    redis_hub = RedisStreamHub(url, f"test-{uuid.uuid4().hex}:", backlog=3, longest_wait=5)
+    redis_hub = _redis_hub()
     yield redis_hub
     await redis_hub.close()
 
@@ -117,5 +141,145 @@ def test_tokens_are_bound_to_their_task_and_expire() -> None:
     expires, _, signature = token.partition(".")
     # Moving the expiry breaks the signature.
     assert not token_matches("task-1", f"{int(expires) + 3600}.{signature}")
-    for garbage in ("", "abc", "123.", ".abc", "x.y"):
+    # "\xb2" ('²') is a digit to str.isdigit() but not to int().
+    for garbage in ("", "abc", "123.", ".abc", "x.y", "\xb2.x", "\xb2" + token[1:], "١٢.x"):
         assert not token_matches("task-1", garbage)
+
+
+async def _held_bytes(hub: StreamHub, subscription: object) -> int:
+    """Bytes of text the hub holds for the stream's reader: what the backlog bound is about."""
+    if isinstance(hub, RedisStreamHub):
+        _, counter = hub.keys(subscription.task_id)  # type: ignore[attr-defined]
+        return int(await hub.writer.get(counter))
+    return int(subscription.held_bytes)  # type: ignore[attr-defined]
+
+
+async def test_backlog_is_bounded_in_bytes(hub: StreamHub) -> None:
+    subscription = await hub.open("task-f", lifetime=60)
+    kilobyte = "x" * 1000
+
+    results = [await hub.publish("task-f", StreamEvent(DATA, kilobyte)) for _ in range(3)]
+    held = await _held_bytes(hub, subscription)
+
+    # Two posts fit in 2,500 bytes; the third would make 3,000.
+    assert results == [Published.ACCEPTED, Published.ACCEPTED, Published.FULL]
+    assert held == 2000
+    # Reading frees the bytes: the reader takes both, and the next post is accepted.
+    assert [await subscription.next(1) for _ in range(2)] == [StreamEvent(DATA, kilobyte)] * 2
+    assert await subscription.next(0.05) is None
+    assert await _held_bytes(hub, subscription) == 0
+    assert await hub.publish("task-f", StreamEvent(DATA, kilobyte)) is Published.ACCEPTED
+    await subscription.close()
+
+
+async def test_redis_holds_no_more_than_the_byte_bound() -> None:
+    bound = 64 * 1024
+    hub = RedisStreamHub(
+        _redis_url(), f"test-{uuid.uuid4().hex}:", Backlog(1000, bound), longest_wait=5, readers=5
+    )
+    try:
+        subscription = await hub.open("task-m", lifetime=60)
+        post = "p" * 10_000
+        # 500 kB offered to a reader that reads nothing; the message bound alone would take it.
+        results = [await hub.publish("task-m", StreamEvent(DATA, post)) for _ in range(50)]
+        key, _ = hub.keys("task-m")
+        used = int(await hub.writer.memory_usage(key))
+
+        assert results.count(Published.ACCEPTED) == bound // len(post)
+        assert used < bound * 1.5
+        await subscription.close()
+    finally:
+        await hub.close()
+
+
+async def test_a_post_larger_than_the_byte_bound_is_taken_when_nothing_waits(
+    hub: StreamHub,
+) -> None:
+    subscription = await hub.open("task-g", lifetime=60)
+    large = "y" * 4000
+
+    first = await hub.publish("task-g", StreamEvent(DATA, large))
+    second = await hub.publish("task-g", StreamEvent(DATA, "z"))
+
+    # The side channel's body limit bounds one post; a stream must not wedge on it.
+    assert (first, second) == (Published.ACCEPTED, Published.FULL)
+    assert await subscription.next(1) == StreamEvent(DATA, large)
+    await subscription.close()
+
+
+async def test_a_closed_local_stream_is_released_at_once() -> None:
+    hub = LocalStreamHub(BACKLOG)
+    subscription = await hub.open("task-h", lifetime=3600)
+    await hub.publish("task-h", StreamEvent(DATA, "held"))
+    released = weakref.ref(subscription)
+
+    await subscription.close()
+    del subscription
+    gc.collect()
+
+    # Not kept alive for an hour by its expiry timer.
+    assert released() is None
+    assert hub.streams == {}
+
+
+async def test_redis_readers_are_bounded_per_process() -> None:
+    hub = _redis_hub(readers=2)
+    try:
+        first = await hub.open("task-i", lifetime=60)
+        second = await hub.open("task-j", lifetime=60)
+        with pytest.raises(HubBusy):
+            await hub.open("task-k", lifetime=60)
+        # Both streams wait in a blocking read at once, each on its own connection.
+        waits = [asyncio.ensure_future(s.next(2)) for s in (first, second)]
+        for name in ("task-i", "task-j"):
+            assert await hub.publish(name, StreamEvent(DATA, name)) is Published.ACCEPTED
+        assert [event.text for event in await asyncio.gather(*waits) if event] == [
+            "task-i",
+            "task-j",
+        ]
+        pool = hub.reader.connection_pool
+        assert pool.max_connections == 2
+        assert len(pool._available_connections) + len(pool._in_use_connections) <= 2
+        # A closed stream makes room for another.
+        await first.close()
+        await first.close()  # closing twice frees one place, not two
+        third = await hub.open("task-k", lifetime=60)
+        with pytest.raises(HubBusy):
+            await hub.open("task-l", lifetime=60)
+        # A stream dropped without close (its request cancelled before the relay began) gives
+        # its place back when it is collected.
+        del first
+        await second.close()
+        del second
+        gc.collect()
+        assert hub.open_streams == 1
+        del third
+        gc.collect()
+        assert hub.open_streams == 0
+    finally:
+        await hub.close()
+
+
+async def test_a_stream_past_the_redis_readers_answers_503(settings: SettingsWrapper) -> None:
+    settings.REDIS_URL = _redis_url()
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"},
+    }
+    settings.STREAMING_REDIS_READERS = 1
+    settings.COMPUTE_EXECUTOR = "local"
+    settings.INTERNAL_STREAMING_SECRET = "test-streaming-secret"
+    endpoint = make_endpoint(str(uuid.uuid4()), INFERENCE.local_uuid, api_port=9)
+    try:
+        held = await get_hub().open("the-one-reader", lifetime=60)
+
+        with pytest.raises(GatewayError) as caught:
+            await endpoint.open_stream(chat_request(stream=True))
+
+        # Refused before a task is sent, with the hint to come back.
+        assert (caught.value.status, caught.value.code) == (503, "stream_hub_busy")
+        assert caught.value.headers["Retry-After"] == "1"
+        await held.close()
+    finally:
+        await close_executor()
+        await close_hub()

@@ -52,10 +52,10 @@ class Command(BaseCommand):
         names = options["function"] or [function.name for function in PROJECT_FUNCTIONS]
         chosen = [function for function in PROJECT_FUNCTIONS if function.name in names]
         try:
-            client, _ = connect(
+            client = connect(
                 Credentials(client_id, settings.SERVICE_ACCOUNT_SECRET),
                 settings.COMPUTE_SERVICE_TIMEOUT,
-            )
+            ).sdk
         except ComputeError as exc:
             raise CommandError(str(exc)) from None
         for function in chosen:

@@ -1,0 +1,80 @@
+"""The side channel over HTTP (uvicorn in this process, the in-process hub): a slow reader's
+backlog is bounded in bytes, and malformed tokens are refused with 403, never 500."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import requests
+from pytest_django.fixtures import Settings as SettingsWrapper
+
+from resource_server_async.streaming import LocalStreamHub, get_hub, issue_token
+from tests.compute.conftest import STREAMING_SECRET
+from tests.compute.inprocess import serve_api
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("transactional_db", "fresh_executor")]
+BACKLOG_BYTES = 3 * 1024 * 1024
+POST_TEXT = "x" * (1024 * 1024 - 200)  # each post just under STREAMING_MAX_BODY_BYTES
+
+
+@pytest.fixture
+async def gateway(settings: SettingsWrapper) -> AsyncIterator[str]:
+    settings.INTERNAL_STREAMING_SECRET = STREAMING_SECRET
+    settings.REDIS_URL = ""
+    settings.STREAMING_MAX_BODY_BYTES = 1024 * 1024
+    settings.STREAMING_BACKLOG = 2000
+    settings.STREAMING_BACKLOG_BYTES = BACKLOG_BYTES
+    async with serve_api() as url:
+        yield url
+
+
+def _post_data(url: str, task_id: str, token: str | bytes, text: str) -> requests.Response:
+    # requests sends header values as Latin-1 bytes, as a client with raw bytes would.
+    return requests.post(
+        f"{url}/resource_server/api/streaming/data/",
+        json={"task_id": task_id, "data": text, "type": "data"},
+        headers={"X-Internal-Secret": STREAMING_SECRET, "X-Stream-Task-Token": token},
+        timeout=10,
+    )
+
+
+async def test_posts_beyond_the_byte_backlog_answer_503_and_hold_no_more(gateway: str) -> None:
+    hub = get_hub()
+    assert isinstance(hub, LocalStreamHub)
+    subscription = await hub.open("slow-reader", lifetime=60)
+    token = issue_token("slow-reader", 60)
+    statuses: list[int] = []
+    held: list[int] = []
+
+    # A token holder floods a reader that reads nothing.
+    for _ in range(8):
+        response = await asyncio.to_thread(_post_data, gateway, "slow-reader", token, POST_TEXT)
+        statuses.append(response.status_code)
+        held.append(hub.streams["slow-reader"].held_bytes)
+    refused = await asyncio.to_thread(_post_data, gateway, "slow-reader", token, POST_TEXT)
+
+    assert statuses == [200] * 3 + [503] * 5
+    assert max(held) <= BACKLOG_BYTES
+    assert refused.json()["error"]["code"] == "stream_backlog_full"
+    assert refused.headers["Retry-After"] == "1"
+    # Once the reader takes what waits, posts are taken again.
+    for _ in range(3):
+        assert await subscription.next(1) is not None
+    accepted = await asyncio.to_thread(_post_data, gateway, "slow-reader", token, POST_TEXT)
+    assert accepted.status_code == 200
+    await subscription.close()
+
+
+@pytest.mark.parametrize("token", [b"\xb2.x", b"\xb2\xb2.abc", "\u0661.x".encode()])
+async def test_a_token_with_non_ascii_digits_is_refused_with_403(
+    gateway: str, token: bytes
+) -> None:
+    hub = get_hub()
+    await hub.open("task-t", lifetime=60)
+
+    response = await asyncio.to_thread(_post_data, gateway, "task-t", token, "data: {}")
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "invalid_stream_token"
