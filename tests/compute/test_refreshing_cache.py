@@ -92,3 +92,18 @@ async def test_a_caller_giving_up_does_not_cancel_the_shared_load() -> None:
 
     assert await patient == 1
     assert load.calls == 1
+
+
+async def test_a_failure_is_remembered_for_failure_ttl_without_a_value() -> None:
+    cache: RefreshingCache[str, int] = RefreshingCache(ttl=60, max_age=600, failure_ttl=60)
+    load = Loader()
+    load.fail = True
+
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="status service down"):
+            await cache.get("k", load)
+
+    assert load.calls == 1  # the dead source was asked once
+    cache.clear()
+    load.fail = False
+    assert await cache.get("k", load) == 2
