@@ -32,7 +32,8 @@ class RefreshingCache(Generic[K, V]):
     once and a single background load replaces it; past that (or on a miss) callers wait for a
     load, which concurrent callers share. A failed load is not cached as a value; its callers get
     the error, and so do callers of the next `failure_ttl` seconds that have no value to fall back
-    on (so that a dead source is not asked again by every request).
+    on; a stale value is not refreshed again during that time either (so that a dead source is
+    not asked again by every request).
     """
 
     def __init__(
@@ -53,14 +54,22 @@ class RefreshingCache(Generic[K, V]):
             if age < self.ttl:
                 return entry.value
             if age < self.max_age:
-                self._start_load(key, load)
+                if self._recent_failure(key) is None:
+                    self._start_load(key, load)
                 return entry.value
-        failure = self._failures.get(key)
-        if failure is not None and time.monotonic() - failure.failed_at < self.failure_ttl:
+        failure = self._recent_failure(key)
+        if failure is not None:
             # Without the old traceback: re-raising would otherwise chain every caller's frames.
-            raise failure.error.with_traceback(None)
+            raise failure.with_traceback(None)
         # shield: one caller giving up (client gone) must not cancel the load others await.
         return await asyncio.shield(self._start_load(key, load))
+
+    def _recent_failure(self, key: K) -> BaseException | None:
+        """The last load's error if it failed less than `failure_ttl` ago: no new load yet."""
+        failure = self._failures.get(key)
+        if failure is not None and time.monotonic() - failure.failed_at < self.failure_ttl:
+            return failure.error
+        return None
 
     def peek(self, key: K) -> V | None:
         """The cached value, however old, without loading."""
