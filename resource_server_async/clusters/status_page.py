@@ -3,16 +3,16 @@ the Live check of its endpoints and by its /jobs."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
+from django.conf import settings
 
 from resource_server_async.errors import GatewayError
+from resource_server_async.refreshing_cache import RefreshingCache
 from resource_server_async.upstream import clients, origin_of
 
 logger = logging.getLogger(__name__)
@@ -60,27 +60,42 @@ class StatusPageUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Reading:
-    """One fetch of the page: its document and model index, or why it failed."""
+    """One successful fetch of the page: its document and model index."""
 
     document: Any = None
     states: dict[str, str] = field(default_factory=dict)
-    failure: StatusPageUnavailable | None = None
+
+
+# Failures are remembered this long (at most the cache time), so a dead page is not hammered.
+_FAILURE_SECONDS = 2.0
 
 
 class StatusPage:
     """One per cluster adapter: every endpoint's Live check and the cluster's /jobs share one
-    fetch and one cache. Concurrent requests after expiry wait for a single fetch instead of
-    each fetching."""
+    fetch and one cache. After expiry the last reading keeps answering at once (up to
+    `stale_seconds` old) while a single fetch replaces it, so a slow page never delays a
+    request that a recent reading can answer."""
 
-    def __init__(self, cluster: str, url: str, timeout: float, cache_seconds: float) -> None:
+    def __init__(
+        self,
+        cluster: str,
+        url: str,
+        timeout: float,
+        cache_seconds: float,
+        stale_seconds: float | None = None,
+    ) -> None:
         self.cluster = cluster
         self.url = url
         self.timeout = timeout
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
-        self._cache_seconds = cache_seconds
-        self._reading: _Reading | None = None
-        self._expires = 0.0
-        self._fetch_task: asyncio.Task[None] | None = None
+        if stale_seconds is None:
+            stale_seconds = settings.MODEL_STATUS_STALE_SECONDS
+        self._readings: RefreshingCache[str, _Reading] = RefreshingCache(
+            cache_seconds,
+            stale_seconds,
+            max_entries=1,
+            failure_ttl=min(cache_seconds, _FAILURE_SECONDS),
+        )
 
     async def document(self) -> Any:
         """The page's parsed JSON as last fetched (shared: do not change it); raises
@@ -102,28 +117,15 @@ class StatusPage:
         return reading.states.get(model.lower())
 
     async def _read(self) -> _Reading:
-        if time.monotonic() >= self._expires:
-            await self._refresh()
-        reading = self._reading
-        assert reading is not None
-        if reading.failure is not None:
-            failure = reading.failure
+        try:
+            return await self._readings.get(self.url, self._fetch)
+        except StatusPageUnavailable as failure:
             # A new exception per caller: a shared one would collect every caller's traceback.
             raise StatusPageUnavailable(
                 failure.reason, http_status=failure.http_status, timed_out=failure.timed_out
-            )
-        return reading
+            ) from None
 
-    async def _refresh(self) -> None:
-        loop = asyncio.get_running_loop()
-        task = self._fetch_task
-        if task is None or task.done() or task.get_loop() is not loop:
-            task = loop.create_task(self._fetch())
-            self._fetch_task = task
-        # shield: one caller giving up must not cancel the fetch the others wait for.
-        await asyncio.shield(task)
-
-    async def _fetch(self) -> None:
+    async def _fetch(self) -> _Reading:
         try:
             session = clients.session(origin_of(self.url))
             async with session.get(self.url, timeout=self._client_timeout) as response:
@@ -133,8 +135,6 @@ class StatusPage:
                         f"HTTP {response.status}", http_status=response.status
                     )
             document = orjson.loads(body)
-            self._reading = _Reading(document, index_states(document))
-            self._expires = time.monotonic() + self._cache_seconds
         except (StatusPageUnavailable, aiohttp.ClientError, TimeoutError, ValueError) as exc:
             if isinstance(exc, StatusPageUnavailable):
                 failure = exc
@@ -145,9 +145,8 @@ class StatusPage:
             logger.warning(
                 "status page of cluster %s (%s): %s", self.cluster, self.url, failure.reason
             )
-            self._reading = _Reading(failure=failure)
-            # Failures are remembered briefly too, so a dead status page is not hammered.
-            self._expires = time.monotonic() + min(self._cache_seconds, 2.0)
+            raise failure from None
+        return _Reading(document, index_states(document))
 
 
 def status_page_of(cluster: object) -> StatusPage | None:

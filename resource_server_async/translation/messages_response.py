@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -70,12 +71,56 @@ def tool_input(arguments: Any) -> dict[str, Any]:
     return {"_unparsed_arguments": arguments}
 
 
+@dataclass(frozen=True, slots=True)
+class TokenCounts:
+    """An upstream's usage counts; None where it did not report one."""
+
+    prompt: int | None = None
+    completion: int | None = None
+
+
+def token_counts(chat_usage: Any) -> TokenCounts:
+    """The counts of an OpenAI `usage` object. Absent or null counts are unknown (vLLM may send
+    a null completion_tokens); anything but a non-negative integer is a malformed answer (502):
+    guessing a number from a string or a float would put wrong counts in the client's usage."""
+    if chat_usage is None:
+        return TokenCounts()
+    if not isinstance(chat_usage, dict):
+        raise malformed(f"its usage is {_json_kind(chat_usage)}, not an object")
+    return TokenCounts(_count(chat_usage, "prompt_tokens"), _count(chat_usage, "completion_tokens"))
+
+
+def _count(usage: dict[str, Any], name: str) -> int | None:
+    value = usage.get(name)
+    if value is None:
+        return None
+    # bool is an int in Python, not in JSON.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise malformed(f"usage.{name} is {_json_kind(value)}, not a token count")
+    if value < 0:
+        raise malformed(f"usage.{name} is negative, not a token count")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    for types, kind in _JSON_KINDS:
+        if isinstance(value, types):
+            return kind
+    return type(value).__name__
+
+
+_JSON_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "a boolean"),
+    (str, "a string"),
+    ((int, float), "a number"),
+    (list, "an array"),
+    (dict, "an object"),
+)
+
+
 def usage_of(chat_usage: Any) -> dict[str, int]:
-    usage = as_object(chat_usage)
-    return {
-        "input_tokens": int(usage.get("prompt_tokens") or 0),
-        "output_tokens": int(usage.get("completion_tokens") or 0),
-    }
+    counts = token_counts(chat_usage)
+    return {"input_tokens": counts.prompt or 0, "output_tokens": counts.completion or 0}
 
 
 def malformed(reason: str) -> GatewayError:

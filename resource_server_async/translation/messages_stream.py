@@ -13,10 +13,12 @@ import orjson
 
 from resource_server_async.errors import Dialect, GatewayError, sse_error_event
 from resource_server_async.translation.messages_response import (
+    TokenCounts,
     as_object,
     new_message_id,
     new_tool_use_id,
     stop_reason,
+    token_counts,
 )
 from resource_server_async.translation.sse import SSEDecoder
 
@@ -39,7 +41,7 @@ class MessagesStream:
         self._blocks = 0
         self._finish_reason: str | None = None
         self._matched_stop: Any = None
-        self._usage: dict[str, Any] = {}
+        self._counts = TokenCounts()
         self._content_chunks = 0
         self._done = False
         self.failed = False
@@ -90,8 +92,8 @@ class MessagesStream:
             bool(self._tool_blocks),
         )
         usage = {"output_tokens": self._output_tokens()}
-        if self._usage.get("prompt_tokens"):
-            usage["input_tokens"] = int(self._usage["prompt_tokens"])
+        if self._counts.prompt:
+            usage["input_tokens"] = self._counts.prompt
         self._done = True
         return (
             out
@@ -135,8 +137,11 @@ class MessagesStream:
             return b""
         if "error" in chunk:
             return self.fail(_upstream_error(chunk["error"]))
-        if isinstance(chunk.get("usage"), dict):
-            self._usage = chunk["usage"]
+        if chunk.get("usage") is not None:
+            try:
+                self._counts = token_counts(chunk["usage"])
+            except GatewayError as error:
+                return self.fail(error)
         out = b""
         for choice in chunk.get("choices") or []:
             # Messages has one answer per request; n > 1 is not asked for by the translator.
@@ -213,8 +218,8 @@ class MessagesStream:
         )
 
     def _output_tokens(self) -> int:
-        if self._usage.get("completion_tokens") is not None:
-            return int(self._usage["completion_tokens"])
+        if self._counts.completion is not None:
+            return self._counts.completion
         # Servers that ignore stream_options send no counts; they stream about one token per
         # chunk, which is the best estimate there is.
         return self._content_chunks

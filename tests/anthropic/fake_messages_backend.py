@@ -9,7 +9,8 @@
   before that word and is reported as vLLM does (`choice.stop_reason`).
 
 Faults (`{"fake": {...}}` in the body) work as in FakeBackend, on both routes; on /v1/messages,
-`{"fake": {"no_message_stop": true}}` ends a stream cleanly but without its message_stop.
+`{"fake": {"no_message_stop": true}}` ends a stream cleanly but without its message_stop; on
+chat/completions, `{"fake": {"usage": {...}}}` replaces fields of the reported usage.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ class MessagesBackend(FakeBackend):
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
         }
+        fake = body.get("fake")
+        if isinstance(fake, dict) and isinstance(fake.get("usage"), dict):
+            usage.update(fake["usage"])  # counts a broken server might send
         base = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
             "created": int(time.time()),

@@ -92,3 +92,41 @@ async def test_a_caller_giving_up_does_not_cancel_the_shared_load() -> None:
 
     assert await patient == 1
     assert load.calls == 1
+
+
+async def test_a_failure_is_remembered_for_failure_ttl_without_a_value() -> None:
+    cache: RefreshingCache[str, int] = RefreshingCache(ttl=60, max_age=600, failure_ttl=60)
+    load = Loader()
+    load.fail = True
+
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="status service down"):
+            await cache.get("k", load)
+
+    assert load.calls == 1  # the dead source was asked once
+    cache.clear()
+    load.fail = False
+    assert await cache.get("k", load) == 2
+
+
+async def test_a_failed_refresh_is_not_retried_by_every_caller_within_failure_ttl(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache: RefreshingCache[str, int] = RefreshingCache(ttl=0, max_age=600, failure_ttl=60)
+    load = Loader()
+    assert await cache.get("k", load) == 1
+    load.fail = True
+
+    assert await cache.get("k", load) == 1  # stale; starts one refresh, which fails
+    for _ in range(1000):
+        if "refresh of 'k' failed" in caplog.text:
+            break
+        await asyncio.sleep(0.01)
+    stale = []
+    for _ in range(5):
+        stale.append(await cache.get("k", load))
+        await asyncio.sleep(0)  # one step for a load it may have started: that step calls load
+
+    assert "refresh of 'k' failed" in caplog.text
+    assert stale == [1] * 5  # still served while the source is down
+    assert load.calls == 2  # one failed refresh, then none for failure_ttl

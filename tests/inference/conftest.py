@@ -98,6 +98,7 @@ def gateway(
         "MAX_REQUEST_BODY_BYTES": str(BODY_LIMIT),
         # Tests change the status page between requests; read it every time.
         "MODEL_STATUS_CACHE_SECONDS": "0",
+        "MODEL_STATUS_STALE_SECONDS": "0",
         "LOG_LEVEL": "INFO",
     }
     with GatewayServer(tmp, fixtures=files.write(tmp / "fixtures"), env=env) as server:
