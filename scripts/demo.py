@@ -204,7 +204,11 @@ class Demo:
                 f"DEMO_PORT=8001 make demo"
             )
         self.say(f"Starting the gateway at {self.url}...")
-        child = self.start("gateway", processes.gateway_command(self.port), self.environment())
+        child = self.start(
+            "gateway",
+            processes.gateway_command(self.port, *processes.SERVING_OPTIONS),
+            self.environment(),
+        )
 
         def healthy() -> bool:
             return http(f"{self.url}/resource_server/health")[0] == 200

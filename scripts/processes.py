@@ -18,8 +18,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
-# How the tests and the benchmark serve the gateway: as fast as uvicorn goes, as in production.
-SERVING_OPTIONS = ("--no-access-log", "--loop", "uvloop", "--http", "httptools")
+# How the demo, the tests and the benchmark serve the gateway, as production does: uvloop, and
+# uvicorn's httptools protocol with the gateway's header size bound (inference_gateway/server.py).
+SERVING_OPTIONS = (
+    "--no-access-log",
+    "--loop",
+    "uvloop",
+    "--http",
+    "inference_gateway.server:HttpToolsProtocol",
+)
 # Long enough for uvicorn to finish open requests and stop its workers.
 STOP_TIMEOUT = 15.0
 

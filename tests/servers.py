@@ -14,11 +14,6 @@ from scripts import processes
 from scripts.processes import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
-# The gateway's own HTTP protocol (a header size bound on uvicorn's httptools protocol).
-HTTP_PROTOCOL = "inference_gateway.server:HttpToolsProtocol"
-SERVING_OPTIONS = tuple(
-    HTTP_PROTOCOL if option == "httptools" else option for option in processes.SERVING_OPTIONS
-)
 
 
 @contextlib.contextmanager
@@ -89,7 +84,9 @@ class GatewayServer:
         self.api_key = self.create_api_key()
         self.port = self.port or free_port()
         self.process = processes.start(
-            processes.gateway_command(self.port, "--workers", str(self.workers), *SERVING_OPTIONS),
+            processes.gateway_command(
+                self.port, "--workers", str(self.workers), *processes.SERVING_OPTIONS
+            ),
             self.log,
             env=self.environment(),
             cwd=ROOT,
