@@ -55,10 +55,11 @@ class DoneGate:
         if self.done:
             return b""
         if not self.finished:
-            if _FINISH.search(self._carry + chunk):
+            scanned = self._carry + chunk
+            if _FINISH.search(scanned):
                 self.finished = True
             else:
-                self._carry = chunk[-_FINISH_CARRY:]
+                self._carry = scanned[-_FINISH_CARRY:]
         buffer = self._pending + chunk if self._pending else chunk
         end = _end_of_last_event(buffer)
         if end < 0:
