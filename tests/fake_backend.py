@@ -18,7 +18,8 @@ gateway forwards like any unknown field) or by X-Fake-* headers (for direct call
     {"fake": {"no_finish": true}}      stream: send `data: [DONE]` but no chunk with a finish
                                        reason (what llama.cpp does to a request it aborts)
     {"fake": {"answer_bytes": N}}      chat: a 200 answer of about N bytes, written in 64 KiB
-                                       pieces (`sent[id]` counts what reached the socket)
+                                       pieces (`sent[id]` counts what reached the socket);
+                                       chunked, or with "declare_length": true a Content-Length
 
 It records every request (method, path, headers, body) and what became of each stream, and can
 serve a Metis-style status page (GET /status) from `status_document` (failing with
@@ -74,6 +75,7 @@ class Faults:
     message: str | None = None
     no_finish: bool = False
     answer_bytes: int = 0
+    declare_length: bool = False
 
     @classmethod
     def of(cls, request: web.Request, body: Any) -> Faults:
@@ -96,6 +98,7 @@ class Faults:
             message=str(spec["message"]) if spec.get("message") is not None else None,
             no_finish=bool(spec.get("no_finish", False)),
             answer_bytes=int(spec.get("answer_bytes", 0)),
+            declare_length=bool(spec.get("declare_length", False)),
         )
 
 
@@ -237,12 +240,14 @@ class FakeBackend:
         the reader's limit stops it."""
         call_id = faults.id or uuid.uuid4().hex
         self.sent[call_id] = 0
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
         piece = b"x" * (64 * 1024)
         parts = [b'{"object": "chat.completion", "choices": [{"message": {"content": "']
         parts += [piece] * (faults.answer_bytes // len(piece))
         parts.append(b'"}}]}')
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if faults.declare_length:
+            response.content_length = sum(map(len, parts))
+        await response.prepare(request)
         try:
             for part in parts:
                 await response.write(part)

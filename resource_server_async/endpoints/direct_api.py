@@ -166,9 +166,11 @@ class DirectAPIEndpoint(BaseEndpoint):
         limit the connection is dropped rather than the rest read into memory."""
         limit = self._max_answer
         declared = response.content_length
-        if declared is not None and declared > limit:
-            response.close()
-            raise upstream_errors.response_too_large(self, limit)
+        if declared is not None:
+            if declared > limit:
+                response.close()
+                raise upstream_errors.response_too_large(self, limit)
+            return await response.read()  # aiohttp reads no more than the declared length
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_any():

@@ -141,3 +141,22 @@ def test_an_answer_within_the_limit_is_passed_on(small_client: OpenAI) -> None:
     )
 
     assert len(answer.choices[0].message.content or "") >= ANSWER_LIMIT // 2
+
+
+def test_an_answer_declared_too_large_is_refused_before_reading(
+    small_client: OpenAI, backend: FakeBackend
+) -> None:
+    call_id = f"declared-{uuid.uuid4().hex[:8]}"
+
+    with pytest.raises(openai.APIStatusError) as caught:
+        small_client.chat.completions.create(
+            model="fake-model",
+            messages=HELLO,
+            extra_body={
+                "fake": {"answer_bytes": 8 * ANSWER_LIMIT, "declare_length": True, "id": call_id}
+            },
+        )
+
+    assert caught.value.status_code == 502
+    assert caught.value.body["code"] == "upstream_response_too_large"  # type: ignore[index]
+    assert backend.wait_for_call_end(call_id, timeout=10) == "abandoned by client"

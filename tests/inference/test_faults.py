@@ -224,3 +224,19 @@ def test_client_hanging_up_cancels_the_upstream_call(
     # httpx dropped the connection on its timeout; the backend must see the gateway's go too,
     # long before its 60 s delay (and the endpoint's 120 s timeout).
     assert backend.wait_for_call_end(call_id, timeout=10) == "abandoned by client"
+
+
+def test_client_hanging_up_on_a_federated_route_cancels_the_upstream_call(
+    gateway: GatewayServer, backend: FakeBackend
+) -> None:
+    call_id = f"hangup-{uuid.uuid4().hex[:8]}"
+    body = {"model": "beta-only-model", "messages": HELLO, "fake": {"delay": 60, "id": call_id}}
+    with httpx2.Client(timeout=10) as http, pytest.raises(httpx2.ReadTimeout):
+        http.post(
+            f"{gateway.url}/resource_server/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {gateway.api_key}"},
+            timeout=httpx2.Timeout(10, read=0.5),
+        )
+
+    assert backend.wait_for_call_end(call_id, timeout=10) == "abandoned by client"
