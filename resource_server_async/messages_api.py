@@ -17,6 +17,7 @@ import orjson
 from starlette.responses import Response
 
 from resource_server_async import pipeline, upstream_errors
+from resource_server_async.done_gate import DoneGate
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.http import JSONResponse
@@ -157,14 +158,19 @@ async def _translate_stream(
     call: InferenceRequest,
 ) -> AsyncIterator[bytes]:
     yield stream.start()
+    # The same test of wholeness as pipeline.relay: `[DONE]` alone does not end the answer.
+    gate = DoneGate()
     try:
         async for chunk in chunks:
-            events = stream.feed(chunk)
+            events = stream.feed(gate.feed(chunk))
             if events:
                 yield events
             if stream.failed:
                 upstream_errors.report_cut(_TRANSLATED_CUT, endpoint, call.request_id)
                 return
+        gate.end()
+        if gate.done and not gate.finished:
+            raise upstream_errors.stream_unfinished(endpoint)
         yield stream.finish()
         if stream.failed:
             upstream_errors.report_cut(_TRANSLATED_CUT, endpoint, call.request_id)
