@@ -157,6 +157,12 @@ CATALOG_REFRESH_SECONDS = env.get_float("CATALOG_REFRESH_SECONDS", 1.0)
 UPSTREAM_CONNECT_TIMEOUT = env.get_float("UPSTREAM_CONNECT_TIMEOUT", 10.0)
 # Open connections kept per model server (one pool per server, shared by all its endpoints).
 UPSTREAM_MAX_CONNECTIONS = env.get_int("UPSTREAM_MAX_CONNECTIONS", 256)
+# Seconds a call waits for a free pooled connection once all are in use (then 503
+# upstream_busy with Retry-After); never longer than the endpoint's api_request_timeout.
+UPSTREAM_POOL_WAIT_SECONDS = env.get_float("UPSTREAM_POOL_WAIT_SECONDS", 10.0)
+# Largest non-streaming answer read from a model server (bytes); larger ones answer 502
+# upstream_response_too_large without being read whole.
+UPSTREAM_MAX_RESPONSE_BYTES = env.get_int("UPSTREAM_MAX_RESPONSE_BYTES", 64 * 1024 * 1024)
 # Seconds an idle pooled connection to a model server stays open.
 UPSTREAM_KEEPALIVE_SECONDS = env.get_float("UPSTREAM_KEEPALIVE_SECONDS", 30.0)
 # Seconds a cluster's model status page (Metis status_url) is reused before it is fetched again.

@@ -17,6 +17,7 @@ import orjson
 from starlette.responses import Response
 
 from resource_server_async import pipeline, upstream_errors
+from resource_server_async.done_gate import DoneGate
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.http import JSONResponse
@@ -85,10 +86,10 @@ async def run(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> Response:
 async def native(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> Response:
     call = pipeline.prepare(endpoint, OPERATION, admitted)
     if not call.stream:
-        return pipeline.json_response(await endpoint.complete(call), endpoint)
+        return pipeline.json_response(await endpoint.complete(call), endpoint, call)
     chunks = await endpoint.open_stream(call)
     events = pipeline.relay(
-        _until_message_stop(chunks, endpoint), Dialect.ANTHROPIC, endpoint, expect_done=False
+        _until_message_stop(chunks, endpoint), Dialect.ANTHROPIC, endpoint, call
     )
     return pipeline.EventStreamResponse(events)
 
@@ -132,33 +133,52 @@ async def translated(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> Res
     if call.stream:
         chunks = await endpoint.open_stream(call)
         stream = MessagesStream(admitted.model, stops)
-        return pipeline.EventStreamResponse(_translate_stream(chunks, stream, endpoint))
+        return pipeline.EventStreamResponse(_translate_stream(chunks, stream, endpoint, call))
     reply = await endpoint.complete(call)
     if not 200 <= reply.status < 300:
-        raise upstream_errors.reply_error(reply.status, reply.body, endpoint)
+        error = upstream_errors.reply_error(reply.status, reply.body, endpoint)
+        raise upstream_errors.report(error, endpoint, call.request_id)
     try:
         answer: Any = orjson.loads(reply.body)
     except orjson.JSONDecodeError:
-        raise upstream_errors.broken(endpoint, "its answer is not JSON") from None
+        error = upstream_errors.broken(endpoint, "its answer is not JSON")
+        raise upstream_errors.report(error, endpoint, call.request_id) from None
     return JSONResponse(chat_to_message(answer, admitted.model, stops))
 
 
+# The translation reports its own failures (a cut, an upstream error event) as error events
+# without their codes; the operator's log names them with this one.
+_TRANSLATED_CUT = GatewayError(502, "upstream_stream_interrupted", "translated stream failed")
+
+
 async def _translate_stream(
-    chunks: AsyncIterator[bytes], stream: MessagesStream, endpoint: BaseEndpoint
+    chunks: AsyncIterator[bytes],
+    stream: MessagesStream,
+    endpoint: BaseEndpoint,
+    call: InferenceRequest,
 ) -> AsyncIterator[bytes]:
     yield stream.start()
+    # The same test of wholeness as pipeline.relay: `[DONE]` alone does not end the answer.
+    gate = DoneGate()
     try:
         async for chunk in chunks:
-            events = stream.feed(chunk)
+            events = stream.feed(gate.feed(chunk))
             if events:
                 yield events
             if stream.failed:
+                upstream_errors.report_cut(_TRANSLATED_CUT, endpoint, call.request_id)
                 return
+        gate.end()
+        if gate.done and not gate.finished:
+            raise upstream_errors.stream_unfinished(endpoint)
         yield stream.finish()
+        if stream.failed:
+            upstream_errors.report_cut(_TRANSLATED_CUT, endpoint, call.request_id)
     except GatewayError as error:
+        upstream_errors.report_cut(error, endpoint, call.request_id)
         yield stream.fail(error)
     except Exception:
-        logger.exception("translated stream from %r failed", endpoint)
+        logger.exception("translated stream from %r failed (request %s)", endpoint, call.request_id)
         yield stream.fail(
             GatewayError(502, "stream_failed", "The gateway failed while relaying the stream.")
         )

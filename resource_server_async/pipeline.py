@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog import catalog
 from resource_server_async.clusters.base import BaseCluster
+from resource_server_async.done_gate import DONE_EVENT, DoneGate
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.errors import Dialect, GatewayError, sse_error_event
 from resource_server_async.http import read_json_object
@@ -39,8 +40,9 @@ Validator = Callable[[str, dict[str, Any]], None]
 
 # Operations that answer `stream: true` with server-sent events; others ignore the flag.
 STREAMING_OPERATIONS = frozenset({"chat/completions", "completions", "responses", "messages"})
-# OpenAI-compatible servers end these streams with `data: [DONE]`; one that ends without it
-# was cut off, and the client must hear so rather than take a partial answer as whole.
+# OpenAI-compatible servers end these streams with `data: [DONE]`; one that ends without it,
+# or without a chunk that has a finish reason, was cut off, and the client must hear so rather
+# than take a partial answer as whole.
 DONE_TERMINATED = frozenset({"chat/completions", "completions"})
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -157,42 +159,79 @@ def _looks_like_json_object(body: bytes) -> bool:
     return body[:1] == b"{" and body.rstrip()[-1:] == b"}"
 
 
-def json_response(reply: UpstreamReply, endpoint: BaseEndpoint) -> Response:
+def json_response(reply: UpstreamReply, endpoint: BaseEndpoint, call: InferenceRequest) -> Response:
     """The model server's JSON answer as it came, or the caller's error for a failed one."""
     if not 200 <= reply.status < 300:
-        raise upstream_errors.reply_error(reply.status, reply.body, endpoint)
+        error = upstream_errors.reply_error(reply.status, reply.body, endpoint)
+        raise upstream_errors.report(error, endpoint, call.request_id)
     if not _looks_like_json_object(reply.body):
-        raise upstream_errors.broken(endpoint, "its answer is not a JSON object")
+        error = upstream_errors.broken(endpoint, "its answer is not a JSON object")
+        raise upstream_errors.report(error, endpoint, call.request_id)
     return Response(reply.body, status_code=reply.status, media_type="application/json")
 
 
 async def relay(
-    chunks: AsyncIterator[bytes], dialect: Dialect, endpoint: BaseEndpoint, expect_done: bool
+    chunks: AsyncIterator[bytes], dialect: Dialect, endpoint: BaseEndpoint, call: InferenceRequest
 ) -> AsyncIterator[bytes]:
     """Pass SSE bytes through as they arrive; a failure after the start becomes a final error
-    event in the caller's dialect, so the client always sees the stream end."""
-    previous = last = b""
+    event in the caller's dialect, so the client always sees the stream end.
+
+    Streams that end with `data: [DONE]` (DONE_TERMINATED, from any endpoint kind) get it
+    from here, once the stream is known to be whole; clients stop reading at `[DONE]`, so
+    an error sent after it would never be read.
+    """
+    gate = DoneGate() if call.operation in DONE_TERMINATED else None
+    ended = False  # the client has its last event; what the server still sends is drained
     try:
         async for chunk in chunks:
+            if ended:
+                continue
+            if gate is not None:
+                chunk = gate.feed(chunk)
             if chunk:
-                previous, last = last, chunk
                 yield chunk
-        if expect_done:
-            tail = last[-32:] if len(last) >= 32 else previous[-32:] + last
-            if b"[DONE]" not in tail:
-                yield sse_error_event(upstream_errors.stream_cut(endpoint), dialect)
+            if gate is not None and gate.done:
+                ended = True
+                yield _last_event(gate, None, dialect, endpoint, call)
+        if gate is not None and not ended:
+            ended = True
+            gate.end()
+            yield _last_event(gate, None, dialect, endpoint, call)
     except GatewayError as exc:
-        yield sse_error_event(exc, dialect)
+        if not ended:
+            yield _last_event(gate, exc, dialect, endpoint, call)
     except Exception:
-        logger.exception("stream from %r failed", endpoint)
-        yield sse_error_event(
-            GatewayError(502, "stream_failed", "The gateway failed while relaying the stream."),
-            dialect,
-        )
+        if not ended:
+            logger.exception("stream from %r failed (request %s)", endpoint, call.request_id)
+            yield sse_error_event(
+                GatewayError(502, "stream_failed", "The gateway failed while relaying the stream."),
+                dialect,
+            )
     finally:
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _last_event(
+    gate: DoneGate | None,
+    failure: GatewayError | None,
+    dialect: Dialect,
+    endpoint: BaseEndpoint,
+    call: InferenceRequest,
+) -> bytes:
+    """`[DONE]` for a whole stream, else the error event (logged once for the operator)."""
+    if gate is not None and gate.whole:
+        # A failure after the whole answer and its [DONE] (a connection reset) lost nothing.
+        return DONE_EVENT
+    if failure is None:
+        failure = (
+            upstream_errors.stream_unfinished(endpoint)
+            if gate is not None and gate.done
+            else upstream_errors.stream_cut(endpoint)
+        )
+    upstream_errors.report_cut(failure, endpoint, call.request_id)
+    return sse_error_event(failure, dialect)
 
 
 class EventStreamResponse(StreamingResponse):
@@ -236,14 +275,46 @@ class EventStreamResponse(StreamingResponse):
                 await aclose()
 
 
+# Never sent (the client is gone); nginx's code for it, should anything log the status.
+CLIENT_CLOSED_REQUEST = 499
+
+
+async def cancel_on_disconnect(request: Request, work: Awaitable[Response]) -> Response:
+    """Await `work` (the call to the model, up to its answer or the start of its stream), and
+    cancel it if the client hangs up meanwhile: an abandoned call must not hold a pooled
+    connection, or the model, until its timeout. Call it once the body has been read: from
+    then on the only message `receive` can bring is `http.disconnect`. One plain asyncio task,
+    as in EventStreamResponse, rather than an anyio task group."""
+    waiting = asyncio.current_task()
+    assert waiting is not None
+    disconnected = False
+
+    async def watch_for_disconnect() -> None:
+        nonlocal disconnected
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
+        waiting.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch_for_disconnect())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        waiting.uncancel()  # our own cancellation, not the server's
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    finally:
+        watcher.cancel()
+
+
 async def execute(endpoint: BaseEndpoint, call: InferenceRequest, dialect: Dialect) -> Response:
     """Run the call on the endpoint. Errors before the answer starts raise GatewayError (the
     caller's HTTP error); errors during a stream end it with an error event."""
     if call.stream:
         chunks = await endpoint.open_stream(call)
-        expect_done = call.operation in DONE_TERMINATED
-        return EventStreamResponse(relay(chunks, dialect, endpoint, expect_done))
-    return json_response(await endpoint.complete(call), endpoint)
+        return EventStreamResponse(relay(chunks, dialect, endpoint, call))
+    return json_response(await endpoint.complete(call), endpoint, call)
 
 
 async def run(
@@ -258,4 +329,5 @@ async def run(
     """A cluster-scoped inference request, from the HTTP request to the answer."""
     admitted = await admit(request, operation, dialect, validate)
     endpoint = resolve(admitted.principal, cluster, framework, admitted.model, operation)
-    return await execute(endpoint, prepare(endpoint, operation, admitted), dialect)
+    call = prepare(endpoint, operation, admitted)
+    return await cancel_on_disconnect(request, execute(endpoint, call, dialect))

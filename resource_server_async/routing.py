@@ -31,6 +31,7 @@ FAILOVER_CODES = frozenset(
         "cluster_status_unavailable",
         "endpoint_key_missing",
         "cluster_maintenance",
+        "upstream_busy",  # no pooled connection was free: the request was never sent
     }
 )
 # Errors that say an endpoint is unwell even though trying another one is not safe.
@@ -130,6 +131,5 @@ async def run_federated(
             endpoint, pipeline.prepare(endpoint, operation, admitted), dialect
         )
 
-    return await failover(
-        candidates(admitted.principal, admitted.model, operation), admitted, attempt
-    )
+    endpoints = candidates(admitted.principal, admitted.model, operation)
+    return await pipeline.cancel_on_disconnect(request, failover(endpoints, admitted, attempt))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -29,6 +30,36 @@ def api_base(api_url: str) -> str:
 
 def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
+
+
+class PoolWait:
+    """Passed as a call's `trace_request_ctx`: whether the call is waiting for a free pooled
+    connection, so that a timeout there is told apart from a server that is slow to connect."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self) -> None:
+        self.waiting = False
+
+
+async def _queued(session: object, context: SimpleNamespace, params: object) -> None:
+    if isinstance(context.trace_request_ctx, PoolWait):
+        context.trace_request_ctx.waiting = True
+
+
+async def _dequeued(session: object, context: SimpleNamespace, params: object) -> None:
+    if isinstance(context.trace_request_ctx, PoolWait):
+        context.trace_request_ctx.waiting = False
+
+
+def _pool_wait_trace() -> aiohttp.TraceConfig:
+    # aiohttp's documented signals for the pool queue; a timeout while queued never sends
+    # the "end" signal, so `waiting` stays set. Cost measured on the shared 2-core machine:
+    # about 13 us of CPU per call for the trace objects and empty signals aiohttp then sends.
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_queued_start.append(_queued)
+    trace.on_connection_queued_end.append(_dequeued)
+    return trace
 
 
 class UpstreamClients:
@@ -67,6 +98,7 @@ class UpstreamClients:
             # streamed chunks; ask servers not to.
             headers={"Accept-Encoding": "identity"},
             trust_env=False,
+            trace_configs=[_pool_wait_trace()],
         )
 
     @property

@@ -13,6 +13,13 @@ gateway forwards like any unknown field) or by X-Fake-* headers (for direct call
     {"fake": {"chunks": 50}}           stream: at least this many content events
     {"fake": {"no_done": true}}        stream: end cleanly but without `data: [DONE]`
     {"fake": {"id": "s1"}}             stream: name it, to look up `streams["s1"]` afterwards
+                                       (a non-streaming call: `calls["s1"]`, `sent["s1"]`)
+    {"fake": {"message": "..."}}       with "status": the error message to answer with
+    {"fake": {"no_finish": true}}      stream: send `data: [DONE]` but no chunk with a finish
+                                       reason (what llama.cpp does to a request it aborts)
+    {"fake": {"answer_bytes": N}}      chat: a 200 answer of about N bytes, written in 64 KiB
+                                       pieces (`sent[id]` counts what reached the socket);
+                                       chunked, or with "declare_length": true a Content-Length
 
 It records every request (method, path, headers, body) and what became of each stream, and can
 serve a Metis-style status page (GET /status) from `status_document` (failing with
@@ -65,6 +72,10 @@ class Faults:
     chunks: int = 0
     no_done: bool = False
     id: str | None = None  # names the stream in FakeBackend.streams
+    message: str | None = None
+    no_finish: bool = False
+    answer_bytes: int = 0
+    declare_length: bool = False
 
     @classmethod
     def of(cls, request: web.Request, body: Any) -> Faults:
@@ -84,6 +95,10 @@ class Faults:
             chunks=int(spec.get("chunks", 0)),
             no_done=bool(spec.get("no_done", False)),
             id=str(spec["id"]) if spec.get("id") is not None else request.headers.get("X-Fake-Id"),
+            message=str(spec["message"]) if spec.get("message") is not None else None,
+            no_finish=bool(spec.get("no_finish", False)),
+            answer_bytes=int(spec.get("answer_bytes", 0)),
+            declare_length=bool(spec.get("declare_length", False)),
         )
 
 
@@ -127,6 +142,10 @@ class FakeBackend:
     requests: deque[Recorded] = field(default_factory=lambda: deque(maxlen=500))
     # stream id -> "open" | "completed" | "aborted by client" | "cut" (fault stop_after)
     streams: dict[str, str] = field(default_factory=dict)
+    # call id -> "waiting" | "answered" | "abandoned by client" (non-streaming, fault id)
+    calls: dict[str, str] = field(default_factory=dict)
+    # call id -> bytes of an `answer_bytes` answer written before it ended
+    sent: dict[str, int] = field(default_factory=dict)
     port: int = 0
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
@@ -146,13 +165,20 @@ class FakeBackend:
         return [r for r in self.requests if r.path == path]
 
     def wait_for_stream_end(self, stream_id: str, timeout: float = 5.0) -> str:
+        return self._wait_for_change(self.streams, stream_id, "open", timeout)
+
+    def wait_for_call_end(self, call_id: str, timeout: float = 5.0) -> str:
+        return self._wait_for_change(self.calls, call_id, "waiting", timeout)
+
+    @staticmethod
+    def _wait_for_change(states: dict[str, str], key: str, initial: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state = self.streams.get(stream_id, "open")
-            if state != "open":
+            state = states.get(key, initial)
+            if state != initial:
                 return state
             time.sleep(0.02)
-        return self.streams.get(stream_id, "open")
+        return states.get(key, initial)
 
     # --- HTTP ------------------------------------------------------------------------------
 
@@ -182,16 +208,55 @@ class FakeBackend:
         faults = Faults.of(request, body)
         if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return body, faults, self._json(401, _error_body(401, "invalid API key"))
-        if faults.delay:
-            await asyncio.sleep(faults.delay)
+        if faults.delay and not await self._delay(request, faults):
+            return body, faults, web.Response(status=499)
         if faults.status is not None:
-            message = f"fake failure with status {faults.status}"
+            message = faults.message or f"fake failure with status {faults.status}"
             return body, faults, self._json(faults.status, _error_body(faults.status, message))
         if not isinstance(body, dict) or "model" not in body:
             return body, faults, self._json(400, _error_body(400, "model is required"))
         if faults.malformed:
             return body, faults, self._json(200, b'{"id": "cmpl-broken", "choices": [')
         return body, faults, None
+
+    async def _delay(self, request: web.Request, faults: Faults) -> bool:
+        """Wait `delay` seconds unless the client hangs up first (then False, and a named
+        call is recorded as abandoned): aiohttp does not cancel handlers on disconnect."""
+        if faults.id:
+            self.calls[faults.id] = "waiting"
+        deadline = time.monotonic() + faults.delay
+        while time.monotonic() < deadline:
+            if request.transport is None or request.transport.is_closing():
+                if faults.id:
+                    self.calls[faults.id] = "abandoned by client"
+                return False
+            await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        if faults.id:
+            self.calls[faults.id] = "answered"
+        return True
+
+    async def _large_answer(self, request: web.Request, faults: Faults) -> web.StreamResponse:
+        """A chat answer of about `answer_bytes`, chunked (no Content-Length), so that only
+        the reader's limit stops it."""
+        call_id = faults.id or uuid.uuid4().hex
+        self.sent[call_id] = 0
+        piece = b"x" * (64 * 1024)
+        parts = [b'{"object": "chat.completion", "choices": [{"message": {"content": "']
+        parts += [piece] * (faults.answer_bytes // len(piece))
+        parts.append(b'"}}]}')
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if faults.declare_length:
+            response.content_length = sum(map(len, parts))
+        await response.prepare(request)
+        try:
+            for part in parts:
+                await response.write(part)
+                self.sent[call_id] += len(part)
+            await response.write_eof()
+            self.calls[call_id] = "answered"
+        except (ConnectionError, asyncio.CancelledError):
+            self.calls[call_id] = "abandoned by client"
+        return response
 
     @staticmethod
     def _json(status: int, body: bytes) -> web.Response:
@@ -229,6 +294,8 @@ class FakeBackend:
         body, faults, early = await self._begin(request)
         if early is not None:
             return early
+        if faults.answer_bytes:
+            return await self._large_answer(request, faults)
         messages = body.get("messages") or []
         prompt = " ".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
@@ -274,9 +341,10 @@ class FakeBackend:
                             ],
                         }
                     )
-                yield _event(
-                    {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-                )
+                if not faults.no_finish:
+                    yield _event(
+                        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    )
                 if include_usage:
                     yield _event({**base, "choices": [], "usage": usage})
 
@@ -336,6 +404,8 @@ class FakeBackend:
                             ],
                         }
                     )
+                if faults.no_finish:
+                    return
                 yield _event(
                     {
                         **base,

@@ -15,7 +15,7 @@ from resource_server_async.adapter_config import AdapterConfig, check_http_url
 from resource_server_async.clusters.status_page import LIVE, status_page_of
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.errors import GatewayError
-from resource_server_async.upstream import api_base, clients, origin_of
+from resource_server_async.upstream import PoolWait, api_base, clients, origin_of
 
 if TYPE_CHECKING:
     from resource_server_async.clusters.base import BaseCluster
@@ -40,8 +40,30 @@ class DirectAPIEndpointConfig(AdapterConfig):
         return check_http_url(value)
 
 
+# An error answer is only read for its message (cut to 1000 characters): never more than this.
+_ERROR_BODY_BYTES = 64 * 1024
+
+
 def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+async def _read_error_body(response: aiohttp.ClientResponse) -> bytes:
+    """The start of a non-2xx answer; the rest is dropped with the connection."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < _ERROR_BODY_BYTES:
+            chunk = await response.content.read(_ERROR_BODY_BYTES - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except (TimeoutError, aiohttp.ClientError):
+        pass  # the status alone makes the error
+    if not response.content.at_eof():
+        response.close()
+    return b"".join(chunks)
 
 
 class DirectAPIEndpoint(BaseEndpoint):
@@ -60,11 +82,18 @@ class DirectAPIEndpoint(BaseEndpoint):
         self._key_name = config.api_key_env_name
         self._seconds = config.api_request_timeout
         connect = min(settings.UPSTREAM_CONNECT_TIMEOUT, self._seconds)
-        self._call_timeout = aiohttp.ClientTimeout(total=self._seconds, sock_connect=connect)
+        self._pool_wait = min(settings.UPSTREAM_POOL_WAIT_SECONDS, self._seconds)
+        # aiohttp's `connect` bounds the wait for a free pooled connection plus connecting;
+        # without it a call waits without limit once every connection is in use.
+        acquire = min(self._pool_wait + connect, self._seconds)
+        self._call_timeout = aiohttp.ClientTimeout(
+            total=self._seconds, connect=acquire, sock_connect=connect
+        )
         # A stream may run for long; what must not happen is a silence longer than the timeout.
         self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect, sock_read=self._seconds
+            total=None, connect=acquire, sock_connect=connect, sock_read=self._seconds
         )
+        self._max_answer = settings.UPSTREAM_MAX_RESPONSE_BYTES
 
     @classmethod
     def environment_problems(cls, config: AdapterConfig) -> list[str]:
@@ -119,54 +148,95 @@ class DirectAPIEndpoint(BaseEndpoint):
         if state is None or state.lower() != LIVE:
             raise upstream_errors.not_live(self, state or "not listed")
 
-    def _call_failed(self, exc: TimeoutError | aiohttp.ClientError) -> GatewayError:
-        """A call that got no answer, as the caller's error: 504 timed out, 503 unreachable,
-        502 anything else (connection dropped, malformed answer)."""
+    def _call_failed(self, exc: TimeoutError | aiohttp.ClientError, pool: PoolWait) -> GatewayError:
+        """A call that got no answer, as the caller's error: 503 busy (no free pooled
+        connection), 504 timed out, 503 unreachable, 502 anything else (connection dropped,
+        malformed answer)."""
         # A timeout first: aiohttp's own timeouts are ClientErrors as well.
         if isinstance(exc, TimeoutError):
+            if pool.waiting:
+                return upstream_errors.busy(self, self._pool_wait)
             return upstream_errors.timed_out(self, self._seconds)
         if isinstance(exc, aiohttp.ClientConnectorError):
             return upstream_errors.unreachable(self)
         return upstream_errors.broken(self, _reason(exc))
 
+    async def _read_answer(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole answer, but never more than UPSTREAM_MAX_RESPONSE_BYTES of it: past the
+        limit the connection is dropped rather than the rest read into memory."""
+        limit = self._max_answer
+        declared = response.content_length
+        if declared is not None:
+            if declared > limit:
+                response.close()
+                raise upstream_errors.response_too_large(self, limit)
+            return await response.read()  # aiohttp reads no more than the declared length
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                response.close()
+                raise upstream_errors.response_too_large(self, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def complete(self, request: InferenceRequest) -> UpstreamReply:
+        try:
+            return await self._complete(request)
+        except GatewayError as error:
+            raise upstream_errors.report(error, self, request.request_id) from None
+
+    async def _complete(self, request: InferenceRequest) -> UpstreamReply:
         key = self._key()
         await self._require_live()
         session = clients.session(self._origin)
+        pool = PoolWait()
         try:
             async with session.post(
                 self.url_for(request.operation),
                 data=request.raw,
                 headers=self._headers(key),
                 timeout=self._call_timeout,
+                trace_request_ctx=pool,
             ) as response:
-                body = await response.read()
                 status = response.status
                 content_type = response.content_type
+                if 200 <= status < 300:
+                    body = await self._read_answer(response)
+                else:
+                    body = await _read_error_body(response)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._call_failed(exc) from None
+            raise self._call_failed(exc, pool) from None
         if not 200 <= status < 300:
             raise upstream_errors.reply_error(status, body, self, key)
         return UpstreamReply(status, body, content_type)
 
     async def open_stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
+        # Failures before the stream starts are logged here; those after, by the relay.
+        try:
+            return await self._open_stream(request)
+        except GatewayError as error:
+            raise upstream_errors.report(error, self, request.request_id) from None
+
+    async def _open_stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
         key = self._key()
         await self._require_live()
         session = clients.session(self._origin)
+        pool = PoolWait()
         try:
             response = await session.post(
                 self.url_for(request.operation),
                 data=request.raw,
                 headers=self._headers(key),
                 timeout=self._stream_timeout,
+                trace_request_ctx=pool,
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._call_failed(exc) from None
+            raise self._call_failed(exc, pool) from None
         if not 200 <= response.status < 300:
             try:
-                body = await response.read()
-            except (TimeoutError, aiohttp.ClientError):
-                body = b""
+                body = await _read_error_body(response)
             finally:
                 response.release()
             raise upstream_errors.reply_error(response.status, body, self, key)

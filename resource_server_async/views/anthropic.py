@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from resource_server_async import messages_api, pipeline, routing
-from resource_server_async.errors import Dialect, GatewayError
+from resource_server_async.errors import Dialect
 from resource_server_async.schemas.anthropic import validate_messages_request
 
 OPERATION = messages_api.OPERATION
@@ -30,24 +30,15 @@ async def messages(request: Request) -> Response:
     endpoint = pipeline.resolve(
         admitted.principal, params["cluster"], params["framework"], admitted.model, OPERATION
     )
-    return await messages_api.run(endpoint, admitted)
+    return await pipeline.cancel_on_disconnect(request, messages_api.run(endpoint, admitted))
 
 
 async def federated_messages(request: Request) -> Response:
     admitted = await _admit(request)
     endpoints = routing.candidates(admitted.principal, admitted.model, OPERATION)
-    for index, endpoint in enumerate(endpoints):
-        try:
-            response = await messages_api.run(endpoint, admitted)
-        except GatewayError as exc:
-            if exc.code in routing.UNWELL_CODES:
-                routing.backoff.mark(endpoint)
-            if exc.code in routing.FAILOVER_CODES and index + 1 < len(endpoints):
-                continue
-            raise
-        routing.backoff.clear(endpoint)
-        return response
-    raise AssertionError("routing.candidates() never returns an empty list")
+    # The same failover as the OpenAI routes: only past failures before a model was reached.
+    answer = routing.failover(endpoints, admitted, messages_api.run)
+    return await pipeline.cancel_on_disconnect(request, answer)
 
 
 routes = [

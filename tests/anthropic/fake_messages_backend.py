@@ -156,7 +156,8 @@ class MessagesBackend(FakeBackend):
                 middle = len(arguments) // 2
                 for part in (arguments[:middle], arguments[middle:]):
                     yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
-            yield chunk({}, **finish)
+            if not faults.no_finish:  # as FakeBackend: [DONE] without the final chunk
+                yield chunk({}, **finish)
             if include_usage:
                 yield _event(
                     {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
