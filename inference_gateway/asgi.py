@@ -18,7 +18,7 @@ from starlette.routing import Mount  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
-from resource_server_async.api import build_app  # noqa: E402
+from resource_server_async.api.app import build_app  # noqa: E402
 
 api_application = build_app()
 # The admin's CSS and scripts, served from the installed Django package (no collectstatic

@@ -1,4 +1,4 @@
-"""Django URLs: only the admin; the API is served by resource_server_async.api."""
+"""Django URLs: only the admin; the API is served by resource_server_async.api.app."""
 
 from django.contrib import admin
 from django.urls import path

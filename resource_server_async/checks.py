@@ -10,7 +10,7 @@ from django.db import DatabaseError
 
 @register("gateway")
 def check_catalog_rows(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    from resource_server_async.validation import database_problems
+    from resource_server_async.models import database_problems
 
     try:
         problems = database_problems()

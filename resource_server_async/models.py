@@ -7,7 +7,14 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
-from resource_server_async.fields import ConfigField, StringListField
+from resource_server_async.catalog.fields import ConfigField, StringListField
+from resource_server_async.catalog.validation import (
+    Problem,
+    raise_for_problems,
+    validate_cluster,
+    validate_endpoint,
+    validate_endpoint_references,
+)
 
 
 class Cluster(models.Model):
@@ -41,8 +48,6 @@ class Cluster(models.Model):
         }
 
     def clean(self) -> None:
-        from resource_server_async.validation import raise_for_problems, validate_cluster
-
         raise_for_problems(validate_cluster(self.as_fields(), f"cluster {self.cluster_name!r}"))
 
 
@@ -83,12 +88,6 @@ class Endpoint(models.Model):
         }
 
     def clean(self) -> None:
-        from resource_server_async.validation import (
-            raise_for_problems,
-            validate_endpoint,
-            validate_endpoint_references,
-        )
-
         label = f"endpoint {self.endpoint_slug!r}"
         problems = validate_endpoint(self.as_fields(), label)
         clusters = {
@@ -133,3 +132,17 @@ class ApiKey(models.Model):
     def is_active(self) -> bool:
         now = timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+def database_problems() -> list[Problem]:
+    """Every problem of the clusters and endpoints already in the database."""
+    clusters = {c.cluster_name: c.as_fields() for c in Cluster.objects.all()}
+    problems: list[Problem] = []
+    for name, fields in clusters.items():
+        problems += validate_cluster(fields, f"cluster {name!r}")
+    for endpoint in Endpoint.objects.all():
+        fields = endpoint.as_fields()
+        where = f"endpoint {endpoint.endpoint_slug!r}"
+        problems += validate_endpoint(fields, where)
+        problems += validate_endpoint_references(fields, where, clusters)
+    return problems

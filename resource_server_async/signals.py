@@ -8,8 +8,12 @@ from django.db.models.signals import pre_save
 from django.dispatch import receiver
 from django.utils import timezone
 
+from resource_server_async.catalog.validation import (
+    FixtureRowError,
+    validate_cluster,
+    validate_endpoint,
+)
 from resource_server_async.models import Cluster, Endpoint
-from resource_server_async.validation import FixtureRowError, validate_cluster, validate_endpoint
 
 
 @receiver(pre_save, sender=Cluster)

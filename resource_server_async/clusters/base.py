@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from resource_server_async.adapter_config import AdapterConfig
+from resource_server_async.catalog.adapter_config import AdapterConfig
 
 
 @dataclass(frozen=True, slots=True)

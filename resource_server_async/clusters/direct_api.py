@@ -7,7 +7,7 @@ from typing import ClassVar
 from django.conf import settings
 from pydantic import Field, field_validator
 
-from resource_server_async.adapter_config import AdapterConfig, check_http_url
+from resource_server_async.catalog.adapter_config import AdapterConfig, check_http_url
 from resource_server_async.clusters.base import BaseCluster, ClusterRow
 from resource_server_async.clusters.jobs import ClusterJobs, status_page_jobs
 from resource_server_async.clusters.status_page import StatusPage

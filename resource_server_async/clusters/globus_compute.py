@@ -8,8 +8,8 @@ from typing import Literal
 from django.conf import settings
 from pydantic import Field, model_validator
 
-from resource_server_async.adapter_config import AdapterConfig
-from resource_server_async.catalog import catalog
+from resource_server_async.catalog.adapter_config import AdapterConfig
+from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.base import BaseCluster, ClusterRow
 from resource_server_async.clusters.jobs import (
     ClusterJobs,

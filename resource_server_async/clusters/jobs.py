@@ -18,7 +18,7 @@ import orjson
 
 from resource_server_async.auth.permissions import can_use_endpoint
 from resource_server_async.auth.principal import Principal
-from resource_server_async.catalog import catalog
+from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.base import BaseCluster
 from resource_server_async.clusters.status_page import LIVE, StatusPage, StatusPageUnavailable
 from resource_server_async.compute.base import (

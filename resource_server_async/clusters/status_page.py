@@ -13,7 +13,7 @@ from django.conf import settings
 
 from resource_server_async.errors import GatewayError
 from resource_server_async.refreshing_cache import RefreshingCache
-from resource_server_async.upstream import clients, origin_of
+from resource_server_async.upstream.clients import clients, origin_of
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from resource_server_async.adapter_config import AdapterConfig
+from resource_server_async.catalog.adapter_config import AdapterConfig
 from resource_server_async.errors import GatewayError
 
 if TYPE_CHECKING:

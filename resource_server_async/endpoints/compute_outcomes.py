@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from resource_server_async import upstream_errors
 from resource_server_async.compute.base import (
     ComputeError,
     ComputeNotConfigured,
@@ -18,7 +17,8 @@ from resource_server_async.compute.base import (
 )
 from resource_server_async.endpoints.base import UpstreamReply
 from resource_server_async.errors import GatewayError
-from resource_server_async.upstream_errors import where
+from resource_server_async.upstream import errors as upstream_errors
+from resource_server_async.upstream.errors import where
 
 if TYPE_CHECKING:
     from resource_server_async.endpoints.base import BaseEndpoint

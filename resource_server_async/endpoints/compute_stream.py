@@ -32,7 +32,7 @@ from resource_server_async.streaming import (
     StreamHub,
     Subscription,
 )
-from resource_server_async.upstream_errors import endpoint_info, stream_cut, where
+from resource_server_async.upstream.errors import endpoint_info, stream_cut, where
 
 if TYPE_CHECKING:
     from resource_server_async.endpoints.base import BaseEndpoint

@@ -10,12 +10,12 @@ import aiohttp
 from django.conf import settings
 from pydantic import Field, field_validator
 
-from resource_server_async import upstream_errors
-from resource_server_async.adapter_config import AdapterConfig, check_http_url
+from resource_server_async.catalog.adapter_config import AdapterConfig, check_http_url
 from resource_server_async.clusters.status_page import LIVE, status_page_of
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.errors import GatewayError
-from resource_server_async.upstream import PoolWait, api_base, clients, origin_of
+from resource_server_async.upstream import errors as upstream_errors
+from resource_server_async.upstream.clients import PoolWait, api_base, clients, origin_of
 
 if TYPE_CHECKING:
     from resource_server_async.clusters.base import BaseCluster

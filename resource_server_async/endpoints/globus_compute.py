@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 from pydantic import Field, model_validator
 
-from resource_server_async.adapter_config import AdapterConfig
+from resource_server_async.catalog.adapter_config import AdapterConfig
 from resource_server_async.compute import function_problems, get_executor
 from resource_server_async.compute.base import ComputeError, ComputeExecutor
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
@@ -26,7 +26,7 @@ from resource_server_async.endpoints.compute_outcomes import compute_error, repl
 from resource_server_async.endpoints.compute_stream import ComputeStream
 from resource_server_async.errors import GatewayError
 from resource_server_async.streaming import HubBusy, get_hub, issue_token
-from resource_server_async.upstream_errors import endpoint_info, where
+from resource_server_async.upstream.errors import endpoint_info, where
 
 logger = logging.getLogger(__name__)
 

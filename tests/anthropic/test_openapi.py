@@ -10,8 +10,8 @@ import anthropic
 import httpx2
 import pytest
 
+from resource_server_async.api.openapi import openapi_document
 from resource_server_async.errors import GatewayError
-from resource_server_async.openapi import openapi_document
 from resource_server_async.schemas.anthropic import (
     FORWARDED_NOTE,
     MESSAGES,

@@ -17,7 +17,7 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 from starlette.requests import Request
 
-from resource_server_async.api import error_response
+from resource_server_async.api.app import error_response
 from resource_server_async.auth.api_keys import KEY_PREFIX, api_key_validator, hash_key
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.errors import GatewayError

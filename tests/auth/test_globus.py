@@ -16,7 +16,7 @@ from globus_sdk.gare import to_gare
 from globus_sdk.testing import RegisteredResponse
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from resource_server_async.api import Dialect
+from resource_server_async.api.app import Dialect
 from resource_server_async.auth.globus import GlobusTokenValidator
 from resource_server_async.errors import GatewayError
 from tests.auth import globus_data as gd

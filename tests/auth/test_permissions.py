@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resource_server_async.adapter_config import AdapterConfig
-from resource_server_async.api import Dialect
+from resource_server_async.api.app import Dialect
 from resource_server_async.auth.permissions import (
     authorize_cluster,
     authorize_endpoint,
@@ -13,6 +12,7 @@ from resource_server_async.auth.permissions import (
     can_use_endpoint,
 )
 from resource_server_async.auth.principal import Principal
+from resource_server_async.catalog.adapter_config import AdapterConfig
 from resource_server_async.clusters.base import BaseCluster, ClusterRow
 from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
 from resource_server_async.errors import GatewayError

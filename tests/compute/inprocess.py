@@ -18,7 +18,7 @@ from tests.servers import free_port
 
 @contextlib.asynccontextmanager
 async def serve_api(port: int = 0) -> AsyncIterator[str]:
-    from resource_server_async.api import build_app
+    from resource_server_async.api.app import build_app
 
     port = port or free_port()
     config = uvicorn.Config(

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from resource_server_async.auth.principal import Principal
-from resource_server_async.catalog import build_snapshot, catalog
+from resource_server_async.catalog.snapshot import build_snapshot, catalog
+from resource_server_async.catalog.validation import expected_slug
 from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.clusters.direct_api import DirectAPICluster, DirectAPIClusterConfig
 from resource_server_async.clusters.jobs import (
@@ -24,8 +25,7 @@ from resource_server_async.clusters.jobs import (
 from resource_server_async.clusters.metis import MetisCluster, MetisClusterConfig
 from resource_server_async.endpoints.base import EndpointRow
 from resource_server_async.errors import GatewayError
-from resource_server_async.upstream import clients
-from resource_server_async.validation import expected_slug
+from resource_server_async.upstream.clients import clients
 from tests.compute.catalog import GLOBUS_CLUSTER, GLOBUS_ENDPOINT
 from tests.fake_backend import FakeBackend
 

@@ -16,7 +16,7 @@ from pytest_django.fixtures import Settings
 from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.clusters.metis import MetisCluster, MetisClusterConfig
 from resource_server_async.clusters.status_page import StatusPage
-from resource_server_async.upstream import clients
+from resource_server_async.upstream.clients import clients
 
 CACHE_SECONDS = 0.05
 # Far longer than any answer from the cache may take; the held fetch outlasts it.

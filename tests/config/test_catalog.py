@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
-from resource_server_async.catalog import Catalog, build_snapshot
+from resource_server_async.catalog.snapshot import Catalog, build_snapshot
 from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.endpoints.base import EndpointRow
 from resource_server_async.endpoints.globus_compute import GlobusComputeEndpoint

@@ -36,7 +36,7 @@ def test_rows_broken_behind_the_models_back_are_reported() -> None:
 
 
 def test_save_refuses_an_invalid_row() -> None:
-    from resource_server_async.validation import FixtureRowError
+    from resource_server_async.catalog.validation import FixtureRowError
 
     with pytest.raises(
         FixtureRowError, match="expected 'sophia-vllm-meta-llamameta-llama-31-70b-instruct'"

@@ -12,11 +12,11 @@ import pytest
 from resource_server_async.auth.principal import Principal
 from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.clusters.direct_api import DirectAPICluster, DirectAPIClusterConfig
-from resource_server_async.done_gate import DoneGate
 from resource_server_async.endpoints.base import EndpointRow, InferenceRequest
 from resource_server_async.endpoints.direct_api import DirectAPIEndpoint, DirectAPIEndpointConfig
 from resource_server_async.errors import Dialect, GatewayError
-from resource_server_async.pipeline import relay
+from resource_server_async.inference.pipeline import relay
+from resource_server_async.upstream.done_gate import DoneGate
 
 
 def chunk_event(content: str | None = None, finish: str | None = None) -> bytes:

@@ -16,8 +16,8 @@ from resource_server_async.clusters.status_page import StatusPage, index_states
 from resource_server_async.endpoints.base import EndpointRow
 from resource_server_async.endpoints.direct_api import DirectAPIEndpoint, DirectAPIEndpointConfig
 from resource_server_async.errors import GatewayError
-from resource_server_async.upstream import UpstreamClients, api_base, clients, origin_of
-from resource_server_async.upstream_errors import parse_error_body, reply_error
+from resource_server_async.upstream.clients import UpstreamClients, api_base, clients, origin_of
+from resource_server_async.upstream.errors import parse_error_body, reply_error
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from resource_server_async.fixture_files import check_files
+from resource_server_async.catalog.fixture_files import check_files
 
 
 class Command(BaseCommand):

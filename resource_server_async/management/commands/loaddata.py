@@ -15,8 +15,9 @@ from django.core.management.base import CommandError
 from django.core.management.commands.loaddata import Command as DjangoLoaddata
 from django.db import DatabaseError
 
-from resource_server_async.fixture_files import describe_json_error
-from resource_server_async.validation import FixtureRowError, database_problems
+from resource_server_async.catalog.fixture_files import describe_json_error
+from resource_server_async.catalog.validation import FixtureRowError
+from resource_server_async.models import database_problems
 
 
 def _json_syntax_error(label: str) -> str | None:

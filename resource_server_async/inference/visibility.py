@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from resource_server_async.auth.permissions import can_use_cluster, can_use_endpoint
 from resource_server_async.auth.principal import Principal
-from resource_server_async.catalog import catalog
+from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.endpoints.base import BaseEndpoint
 
 

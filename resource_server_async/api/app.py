@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match
 
-from resource_server_async.catalog import catalog
-from resource_server_async.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
+from resource_server_async.api.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
+from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.lifecycle import run_shutdown_hooks
 
@@ -94,7 +94,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from resource_server_async.views import (
+    from resource_server_async.api.views import (
         anthropic,
         auth,
         core,

@@ -21,17 +21,17 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from resource_server_async import upstream_errors
+from resource_server_async.api.http import read_json_object
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.auth.principal import Principal
-from resource_server_async.catalog import catalog
+from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.base import BaseCluster
-from resource_server_async.done_gate import DONE_EVENT, DoneGate
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.errors import Dialect, GatewayError, sse_error_event
-from resource_server_async.http import read_json_object
-from resource_server_async.visibility import listing, usable_clusters, usable_models
+from resource_server_async.inference.visibility import listing, usable_clusters, usable_models
+from resource_server_async.upstream import errors as upstream_errors
+from resource_server_async.upstream.done_gate import DONE_EVENT, DoneGate
 
 logger = logging.getLogger(__name__)
 

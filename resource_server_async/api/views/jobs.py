@@ -5,9 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
+from resource_server_async.api.http import JSONResponse
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.auth.permissions import authorize_cluster
-from resource_server_async.catalog import catalog
+from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.jobs import (
     JobsReporter,
     jobs_not_supported,
@@ -16,9 +17,8 @@ from resource_server_async.clusters.jobs import (
 )
 from resource_server_async.compute import get_executor
 from resource_server_async.errors import GatewayError
-from resource_server_async.http import JSONResponse
-from resource_server_async.pipeline import check_maintenance
-from resource_server_async.visibility import listing, usable_clusters
+from resource_server_async.inference.pipeline import check_maintenance
+from resource_server_async.inference.visibility import listing, usable_clusters
 
 
 async def cluster_jobs(request: Request) -> JSONResponse:

@@ -16,14 +16,15 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from resource_server_async import pipeline, upstream_errors
-from resource_server_async.done_gate import DoneGate
+from resource_server_async.api.http import JSONResponse
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest
 from resource_server_async.errors import Dialect, GatewayError
-from resource_server_async.http import JSONResponse
+from resource_server_async.inference import pipeline
 from resource_server_async.translation.messages_request import messages_to_chat
 from resource_server_async.translation.messages_response import chat_to_message
 from resource_server_async.translation.messages_stream import MessagesStream
+from resource_server_async.upstream import errors as upstream_errors
+from resource_server_async.upstream.done_gate import DoneGate
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from django.conf import settings
 from starlette.requests import Request
 from starlette.routing import Route
 
-from resource_server_async.catalog import catalog
-from resource_server_async.http import JSONResponse
+from resource_server_async.api.http import JSONResponse
+from resource_server_async.catalog.snapshot import catalog
 
 _HEALTH_OK = b'{"status":"ok"}'
 

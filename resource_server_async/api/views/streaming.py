@@ -15,8 +15,8 @@ from django.conf import settings
 from starlette.requests import Request
 from starlette.routing import Route
 
+from resource_server_async.api.http import JSONResponse, read_json_object
 from resource_server_async.errors import GatewayError
-from resource_server_async.http import JSONResponse, read_json_object
 from resource_server_async.streaming import (
     DATA,
     DONE,

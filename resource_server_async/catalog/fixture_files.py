@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resource_server_async.validation import (
+from resource_server_async.catalog.validation import (
     Problem,
     validate_cluster,
     validate_endpoint,

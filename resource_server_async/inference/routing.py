@@ -15,13 +15,13 @@ from django.conf import settings
 from starlette.requests import Request
 from starlette.responses import Response
 
-from resource_server_async import pipeline
 from resource_server_async.auth.permissions import can_use_endpoint
 from resource_server_async.auth.principal import Principal
-from resource_server_async.catalog import catalog
+from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.endpoints.base import BaseEndpoint
 from resource_server_async.errors import Dialect, GatewayError
-from resource_server_async.visibility import listing, usable_models
+from resource_server_async.inference import pipeline
+from resource_server_async.inference.visibility import listing, usable_models
 
 # Errors raised before any model server received the request: safe to try another endpoint.
 FAILOVER_CODES = frozenset(

@@ -13,13 +13,13 @@ from django.utils.text import slugify
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from resource_server_async.adapter_config import AdapterConfig
-from resource_server_async.adapters import (
+from resource_server_async.catalog.adapter_config import AdapterConfig
+from resource_server_async.catalog.adapters import (
     AdapterError,
     cluster_adapter_class,
     endpoint_adapter_class,
 )
-from resource_server_async.fields import coerce_config, coerce_string_list
+from resource_server_async.catalog.fields import coerce_config, coerce_string_list
 
 Level = Literal["error", "warning"]
 
@@ -272,19 +272,3 @@ def validate_endpoint_references(
             )
         ]
     return []
-
-
-def database_problems() -> list[Problem]:
-    """Every problem of the clusters and endpoints already in the database."""
-    from resource_server_async.models import Cluster, Endpoint
-
-    clusters = {c.cluster_name: c.as_fields() for c in Cluster.objects.all()}
-    problems: list[Problem] = []
-    for name, fields in clusters.items():
-        problems += validate_cluster(fields, f"cluster {name!r}")
-    for endpoint in Endpoint.objects.all():
-        fields = endpoint.as_fields()
-        where = f"endpoint {endpoint.endpoint_slug!r}"
-        problems += validate_endpoint(fields, where)
-        problems += validate_endpoint_references(fields, where, clusters)
-    return problems

@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
+from resource_server_async.api.http import JSONResponse
 from resource_server_async.auth.authenticate import authenticate
-from resource_server_async.http import JSONResponse
 
 
 async def whoami(request: Request) -> JSONResponse:

@@ -20,14 +20,14 @@ from django.db import close_old_connections, connections
 from django.db.models import Count, Max
 from pydantic import ValidationError as PydanticValidationError
 
-from resource_server_async.adapters import (
+from resource_server_async.catalog.adapters import (
     AdapterError,
     cluster_adapter_class,
     endpoint_adapter_class,
 )
+from resource_server_async.catalog.validation import expected_slug, parse_config
 from resource_server_async.clusters.base import BaseCluster, ClusterRow
 from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
-from resource_server_async.validation import expected_slug, parse_config
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from resource_server_async import docs_page
-from resource_server_async.http import JSONResponse
-from resource_server_async.openapi import openapi_document
+from resource_server_async.api import docs_page
+from resource_server_async.api.http import JSONResponse
+from resource_server_async.api.openapi import openapi_document
 
 SPEC_PATH = "/resource_server/openapi.json"
 

@@ -7,11 +7,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
+from resource_server_async.api.http import JSONResponse
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.endpoints.base import BaseEndpoint
-from resource_server_async.http import JSONResponse
-from resource_server_async.pipeline import find_cluster
-from resource_server_async.visibility import usable_endpoints
+from resource_server_async.inference.pipeline import find_cluster
+from resource_server_async.inference.visibility import usable_endpoints
 
 
 async def list_endpoints(request: Request) -> JSONResponse:

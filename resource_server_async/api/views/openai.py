@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from resource_server_async import pipeline, routing
 from resource_server_async.errors import Dialect
+from resource_server_async.inference import pipeline, routing
 from resource_server_async.schemas import openai as schemas
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from resource_server_async import messages_api, pipeline, routing
 from resource_server_async.errors import Dialect
+from resource_server_async.inference import messages_api, pipeline, routing
 from resource_server_async.schemas.anthropic import validate_messages_request
 
 OPERATION = messages_api.OPERATION

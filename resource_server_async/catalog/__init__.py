@@ -1,0 +1,1 @@
+"""The in-process snapshot of clusters and endpoints, row validation, fixture files, adapters."""

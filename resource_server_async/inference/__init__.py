@@ -1,0 +1,1 @@
+"""The shared inference path: pipeline, federated routing, visibility, Anthropic Messages."""
