@@ -32,6 +32,7 @@ from resource_server_async.streaming import (
     StreamHub,
     Subscription,
 )
+from resource_server_async.upstream.done_gate import DONE_EVENT, DONE_TERMINATED
 from resource_server_async.upstream.errors import endpoint_info, stream_cut, where
 
 if TYPE_CHECKING:
@@ -39,10 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Operations whose SSE ends with `data: [DONE]`. Functions swallow the server's [DONE] (as
-# deployed ones do) and the gateway writes it when the stream is done.
-DONE_TERMINATED = frozenset({"chat/completions", "completions"})
-DONE_EVENT = b"data: [DONE]\n\n"
 # A choice that says why it ended (a string, not null): the final chunk. A server that aborts a
 # request may still end cleanly, even with [DONE] (llama.cpp's interrupt_requests), so without
 # one the stream was cut, and the client must get an error event, not [DONE].
@@ -97,6 +94,8 @@ class ComputeStream:
         self._subscription = subscription
         self._run = run
         self._endpoint = endpoint
+        # Functions swallow the server's [DONE] (as deployed ones do); the gateway writes it
+        # when the stream is done.
         self._terminator = DONE_EVENT if operation in DONE_TERMINATED else b""
         self._first_chunk_timeout = first_chunk_timeout
         self._idle_timeout = idle_timeout

@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 
 DONE_EVENT = b"data: [DONE]\n\n"
+# OpenAI-compatible servers end these operations' streams with `data: [DONE]`; one that ends
+# without it, or without a chunk that has a finish reason, was cut off, and the client must
+# hear so rather than take a partial answer as whole. The relay (inference/) and the Globus
+# Compute stream (endpoints/) both need it, hence it lives here, below both.
+DONE_TERMINATED = frozenset({"chat/completions", "completions"})
 
 # A finish reason is a string ("stop", "length", "tool_calls"); unfinished chunks say null.
 # Escaped quotes inside a JSON string (`\"finish_reason\"`) cannot match.
