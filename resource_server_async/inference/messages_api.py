@@ -16,7 +16,6 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from resource_server_async.api.http import JSONResponse
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.inference import pipeline
@@ -66,26 +65,26 @@ def _no_messages_route(error: GatewayError) -> bool:
     return error.status == 404 and (error.info or {}).get("upstream_status") == 404
 
 
-async def run(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> Response:
+async def run(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> Response:
     """The answer to a validated Messages request on `endpoint`, in the Anthropic dialect."""
     mode = mode_of(endpoint)
     if mode == "translate" or (mode == "auto" and chat_only.known(endpoint)):
-        return await translated(endpoint, admitted)
+        return await translated(endpoint, parsed)
     try:
-        return await native(endpoint, admitted)
+        return await native(endpoint, parsed)
     except GatewayError as error:
         if mode == "native" or not _no_messages_route(error):
             raise
     logger.info("%r has no /v1/messages; translating to chat/completions", endpoint)
     chat_only.remember(endpoint)
-    return await translated(endpoint, admitted)
+    return await translated(endpoint, parsed)
 
 
 # --- pass-through ---------------------------------------------------------------------------
 
 
-async def native(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> Response:
-    call = pipeline.prepare(endpoint, OPERATION, admitted)
+async def native(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> Response:
+    call = pipeline.prepare(endpoint, OPERATION, parsed)
     if not call.stream:
         return pipeline.json_response(await endpoint.complete(call), endpoint, call)
     chunks = await endpoint.open_stream(call)
@@ -116,24 +115,24 @@ async def _until_message_stop(
 # --- translation to chat/completions -------------------------------------------------------
 
 
-def _chat_call(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> InferenceRequest:
-    body = messages_to_chat(admitted.body, endpoint.model)
+def _chat_call(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> InferenceRequest:
+    body = messages_to_chat(parsed.body, endpoint.model)
     return InferenceRequest(
         operation="chat/completions",
         body=body,
         raw=orjson.dumps(body),
-        principal=admitted.principal,
-        request_id=admitted.request_id,
-        stream=admitted.stream,
+        principal=parsed.principal,
+        request_id=parsed.request_id,
+        stream=parsed.stream,
     )
 
 
-async def translated(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> Response:
-    call = _chat_call(endpoint, admitted)
-    stops: list[str] = admitted.body.get("stop_sequences") or []
+async def translated(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> Response:
+    call = _chat_call(endpoint, parsed)
+    stops: list[str] = parsed.body.get("stop_sequences") or []
     if call.stream:
         chunks = await endpoint.open_stream(call)
-        stream = MessagesStream(admitted.model, stops)
+        stream = MessagesStream(parsed.model, stops)
         return pipeline.EventStreamResponse(_translate_stream(chunks, stream, endpoint, call))
     reply = await endpoint.complete(call)
     if not 200 <= reply.status < 300:
@@ -144,7 +143,8 @@ async def translated(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> Res
     except orjson.JSONDecodeError:
         error = upstream_errors.broken(endpoint, "its answer is not JSON")
         raise upstream_errors.report(error, endpoint, call.request_id) from None
-    return JSONResponse(chat_to_message(answer, admitted.model, stops))
+    message = chat_to_message(answer, parsed.model, stops)
+    return Response(orjson.dumps(message), media_type="application/json")
 
 
 # The translation reports its own failures (a cut, an upstream error event) as error events

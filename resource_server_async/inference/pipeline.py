@@ -1,28 +1,27 @@
-"""The shared inference path of every inference route: admit, resolve, run, and respond.
+"""The shared inference path of every inference route: resolve, authorize, admit, execute.
 
-A route calls `run` (cluster-scoped) or `routing.run_federated`. Families that need to change
-the request or the answer on the way (Anthropic Messages translated to chat/completions) use
-the steps one by one: `admit` -> `resolve` -> `prepare` -> the endpoint's `complete` or
-`open_stream` -> `json_response` / `EventStreamResponse(relay(...))`.
+A view reads the request (`api.request.read_request`, steps 2 and 2b) and hands the
+`ParsedRequest` to `run` (cluster-scoped) or `routing.run_federated`. Families that need to
+change the request or the answer on the way (Anthropic Messages translated to
+chat/completions) use the steps one by one: `resolve` -> `authorize_endpoint` ->
+`admission.admit` -> `prepare` -> the endpoint's `complete` or `open_stream` ->
+`json_response` / `EventStreamResponse(relay(...))`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from django.conf import settings
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from resource_server_async.api.http import read_json_object
-from resource_server_async.auth.authenticate import authenticate
+from resource_server_async import admission
 from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.snapshot import catalog
@@ -31,26 +30,18 @@ from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest,
 from resource_server_async.errors import Dialect, GatewayError, sse_error_event
 from resource_server_async.inference.visibility import listing, usable_clusters, usable_models
 from resource_server_async.upstream import errors as upstream_errors
-from resource_server_async.upstream.done_gate import DONE_EVENT, DoneGate
+from resource_server_async.upstream.done_gate import DONE_EVENT, DONE_TERMINATED, DoneGate
 
 logger = logging.getLogger(__name__)
 
-# Checks a parsed body for an operation; raises a 400 GatewayError (schemas.openai.validate).
-Validator = Callable[[str, dict[str, Any]], None]
-
 # Operations that answer `stream: true` with server-sent events; others ignore the flag.
 STREAMING_OPERATIONS = frozenset({"chat/completions", "completions", "responses", "messages"})
-# OpenAI-compatible servers end these streams with `data: [DONE]`; one that ends without it,
-# or without a chunk that has a finish reason, was cut off, and the client must hear so rather
-# than take a partial answer as whole.
-DONE_TERMINATED = frozenset({"chat/completions", "completions"})
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_MAX_REQUEST_ID = 128
 
 
 @dataclass(slots=True)
-class Admitted:
+class ParsedRequest:
     """A request that passed authentication, parsing and validation; not yet bound to a model."""
 
     principal: Principal
@@ -59,23 +50,6 @@ class Admitted:
     model: str
     request_id: str
     stream: bool
-
-
-async def admit(
-    request: Request, operation: str, dialect: Dialect, validate: Validator
-) -> Admitted:
-    """Authenticate first (no body is read for strangers), then read, parse and validate."""
-    principal = await authenticate(request, allow_x_api_key=dialect is Dialect.ANTHROPIC)
-    body, raw = await read_json_object(request)
-    validate(operation, body)
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        # Validators check this too; the pipeline cannot route without it whatever they do.
-        raise GatewayError(
-            400, "missing_required_parameter", "Missing required parameter: 'model'.", param="model"
-        )
-    request_id = request.headers.get("x-request-id", "")[:_MAX_REQUEST_ID] or uuid.uuid4().hex
-    return Admitted(principal, body, raw, model, request_id, body.get("stream") is True)
 
 
 def find_cluster(principal: Principal, cluster_name: str, framework: str) -> BaseCluster:
@@ -101,10 +75,8 @@ def find_cluster(principal: Principal, cluster_name: str, framework: str) -> Bas
 def resolve(
     principal: Principal, cluster_name: str, framework: str, model: str, operation: str
 ) -> BaseEndpoint:
-    """The endpoint for (cluster, framework, model), authorized and not under maintenance.
-
-    404 messages list only what this principal may use.
-    """
+    """The endpoint for (cluster, framework, model); whether the principal may use it is
+    `authorize_endpoint`'s question. 404 messages list only what this principal may use."""
     cluster = find_cluster(principal, cluster_name, framework)
     if not cluster.serves_operation(operation):
         offered = ", ".join(f"/v1/{op}" for op in cluster.row.openai_endpoints) or "nothing"
@@ -123,31 +95,23 @@ def resolve(
             f"Models you may use there: {listing(models, 'none')}.",
             param="model",
         )
-    authorize_endpoint(principal, endpoint)
-    check_maintenance(cluster_name)
     return endpoint
 
 
-def check_maintenance(cluster_name: str) -> None:
-    notice = settings.MAINTENANCE_ERROR_NOTICES.get(cluster_name)
-    if notice:
-        raise GatewayError(503, "cluster_maintenance", str(notice), info={"cluster": cluster_name})
-
-
-def prepare(endpoint: BaseEndpoint, operation: str, admitted: Admitted) -> InferenceRequest:
+def prepare(endpoint: BaseEndpoint, operation: str, parsed: ParsedRequest) -> InferenceRequest:
     """The request for this endpoint: `model` becomes the name the server serves (the lookup is
     case-insensitive); when it already is, the client's bytes are sent as they came."""
-    body, raw = admitted.body, admitted.raw
-    if admitted.model != endpoint.model:
+    body, raw = parsed.body, parsed.raw
+    if parsed.model != endpoint.model:
         body = {**body, "model": endpoint.model}
         raw = orjson.dumps(body)
     return InferenceRequest(
         operation=operation,
         body=body,
         raw=raw,
-        principal=admitted.principal,
-        request_id=admitted.request_id,
-        stream=admitted.stream and operation in STREAMING_OPERATIONS,
+        principal=parsed.principal,
+        request_id=parsed.request_id,
+        stream=parsed.stream and operation in STREAMING_OPERATIONS,
     )
 
 
@@ -319,15 +283,16 @@ async def execute(endpoint: BaseEndpoint, call: InferenceRequest, dialect: Diale
 
 async def run(
     request: Request,
+    parsed: ParsedRequest,
     *,
     cluster: str,
     framework: str,
     operation: str,
     dialect: Dialect,
-    validate: Validator,
 ) -> Response:
-    """A cluster-scoped inference request, from the HTTP request to the answer."""
-    admitted = await admit(request, operation, dialect, validate)
-    endpoint = resolve(admitted.principal, cluster, framework, admitted.model, operation)
-    call = prepare(endpoint, operation, admitted)
+    """A cluster-scoped inference request, from the parsed request to the answer."""
+    endpoint = resolve(parsed.principal, cluster, framework, parsed.model, operation)
+    authorize_endpoint(parsed.principal, endpoint)
+    admission.admit(parsed.principal, endpoint)
+    call = prepare(endpoint, operation, parsed)
     return await cancel_on_disconnect(request, execute(endpoint, call, dialect))

@@ -1,9 +1,11 @@
 """Federated routes: pick, among every endpoint that serves the model, one that can answer.
 
-Candidates are the endpoints the principal may use whose cluster offers the operation and is
-not under maintenance, in catalog order, with those that recently failed moved last. A call
-that fails before reaching a model (server unreachable, model not live, key missing) moves on
-to the next candidate; once a model may have run, the answer (or error) is final.
+Candidates are the endpoints the principal may use (`auth.permissions.can_use_endpoint`, the
+test of `authorize_endpoint`) whose cluster offers the operation and is not under maintenance
+(`admission.maintenance_notice`), in catalog order, with those that recently failed moved
+last. Each one tried is admitted (step 5) first. A call that fails before reaching a model
+(server unreachable, model not live, key missing) moves on to the next candidate; once a model
+may have run, the answer (or error) is final.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from django.conf import settings
 from starlette.requests import Request
 from starlette.responses import Response
 
+from resource_server_async import admission
+from resource_server_async.admission.maintenance import all_closed_error, maintenance_notice
 from resource_server_async.auth.permissions import can_use_endpoint
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.snapshot import catalog
@@ -82,33 +86,27 @@ def candidates(principal: Principal, model: str, operation: str) -> list[BaseEnd
             f"Model {model!r} is served on {listing(clusters, 'no cluster')}, which does not "
             f"offer /v1/{operation}.",
         )
-    notices = settings.MAINTENANCE_ERROR_NOTICES
-    open_ = [e for e in offering if not notices.get(e.row.cluster)]
+    open_ = [e for e in offering if maintenance_notice(e.row.cluster) is None]
     if not open_:
-        closed = sorted({e.row.cluster for e in offering})
-        raise GatewayError(
-            503,
-            "cluster_maintenance",
-            " ".join(str(notices[name]) for name in closed),
-            info={"clusters": closed},
-        )
+        raise all_closed_error(sorted({e.row.cluster for e in offering}))
     if len(open_) > 1:
         open_.sort(key=backoff.active)  # stable: healthy ones first, catalog order kept
     return open_
 
 
-# Runs the request on one endpoint (e.g. pipeline.prepare + pipeline.execute).
-Attempt = Callable[[BaseEndpoint, pipeline.Admitted], Awaitable[Response]]
+# Runs the request on one admitted endpoint (e.g. pipeline.prepare + pipeline.execute).
+Attempt = Callable[[BaseEndpoint, pipeline.ParsedRequest], Awaitable[Response]]
 
 
 async def failover(
-    endpoints: list[BaseEndpoint], admitted: pipeline.Admitted, attempt: Attempt
+    endpoints: list[BaseEndpoint], parsed: pipeline.ParsedRequest, attempt: Attempt
 ) -> Response:
-    """The first answer among `endpoints` (from `candidates`), moving on only past failures
-    that happened before any model server received the request."""
+    """The first answer among `endpoints` (from `candidates`, so authorized), moving on only
+    past failures that happened before any model server received the request."""
     for index, endpoint in enumerate(endpoints):
         try:
-            response = await attempt(endpoint, admitted)
+            admission.admit(parsed.principal, endpoint)
+            response = await attempt(endpoint, parsed)
         except GatewayError as exc:
             if exc.code in UNWELL_CODES:
                 backoff.mark(endpoint)
@@ -121,15 +119,14 @@ async def failover(
 
 
 async def run_federated(
-    request: Request, *, operation: str, dialect: Dialect, validate: pipeline.Validator
+    request: Request, parsed: pipeline.ParsedRequest, *, operation: str, dialect: Dialect
 ) -> Response:
     """A federated inference request: the model picks the cluster."""
-    admitted = await pipeline.admit(request, operation, dialect, validate)
 
-    async def attempt(endpoint: BaseEndpoint, admitted: pipeline.Admitted) -> Response:
+    async def attempt(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> Response:
         return await pipeline.execute(
-            endpoint, pipeline.prepare(endpoint, operation, admitted), dialect
+            endpoint, pipeline.prepare(endpoint, operation, parsed), dialect
         )
 
-    endpoints = candidates(admitted.principal, admitted.model, operation)
-    return await pipeline.cancel_on_disconnect(request, failover(endpoints, admitted, attempt))
+    endpoints = candidates(parsed.principal, parsed.model, operation)
+    return await pipeline.cancel_on_disconnect(request, failover(endpoints, parsed, attempt))

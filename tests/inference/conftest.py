@@ -8,6 +8,7 @@ The catalog covers every case the tests need, so the gateway starts once:
         restricted-model (example.org only), failover-model (dead server)
   beta  (vllm, chat/completions only) fake-model, beta-only-model, failover-model (alive)
   closed (under maintenance)          closed-model
+  unannounced (in the notices with an empty message)  unannounced-model
   metis (MetisCluster, status page on the fake)       live-model, stopped-model, unlisted-model
   statusful (DirectAPICluster with status_url)        statusful-model
 """
@@ -49,6 +50,7 @@ def build_catalog(backend: FakeBackend, keyed: FakeBackend, dead_url: str) -> Ca
     files.cluster("alpha")
     files.cluster("beta", operations=["chat/completions"])
     files.cluster("closed")
+    files.cluster("unannounced")
     files.cluster(
         "metis",
         frameworks=["api"],
@@ -70,6 +72,7 @@ def build_catalog(backend: FakeBackend, keyed: FakeBackend, dead_url: str) -> Ca
     files.endpoint("beta", "beta-only-model", backend.url)
     files.endpoint("beta", "failover-model", backend.url)
     files.endpoint("closed", "closed-model", backend.url)
+    files.endpoint("unannounced", "unannounced-model", backend.url)
     for model in ("live-model", "stopped-model", "unlisted-model"):
         files.endpoint("metis", model, backend.url, framework="api", adapter=METIS_ENDPOINT)
     files.endpoint("statusful", "statusful-model", backend.url)
@@ -94,7 +97,7 @@ def gateway(
     files = build_catalog(backend, keyed_backend, f"http://127.0.0.1:{free_port()}")
     env = {
         UPSTREAM_KEY_VAR: UPSTREAM_KEY,
-        "MAINTENANCE_ERROR_NOTICES": json.dumps({"closed": MAINTENANCE_NOTICE}),
+        "MAINTENANCE_ERROR_NOTICES": json.dumps({"closed": MAINTENANCE_NOTICE, "unannounced": ""}),
         "MAX_REQUEST_BODY_BYTES": str(BODY_LIMIT),
         # Tests change the status page between requests; read it every time.
         "MODEL_STATUS_CACHE_SECONDS": "0",

@@ -268,7 +268,7 @@ def test_unknown_cluster_is_404_listing_clusters(make_client: ClientFactory) -> 
     assert error.status_code == 404
     assert error.response.json() == openai_error(
         "There is no cluster 'gamma'. Clusters you may use: "
-        "'alpha', 'beta', 'closed', 'metis', 'statusful'.",
+        "'alpha', 'beta', 'closed', 'metis', 'statusful', 'unannounced'.",
         "not_found_error",
         "cluster_not_found",
     )

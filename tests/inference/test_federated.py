@@ -73,8 +73,8 @@ def test_federated_unknown_model_is_404_listing_models_the_caller_may_use(
             "message": "No cluster serves model 'nope' to you. Models you may use with "
             "/v1/embeddings: 'Mixed-Case/Model-1.0', 'closed-model', 'dead-model', "
             "'failover-model', 'fake-model', 'keyed-model', 'live-model', 'slow-model', "
-            "'statusful-model', 'stopped-model', 'unlisted-model', 'unset-key-model', "
-            "'v1-suffix-model'.",
+            "'statusful-model', 'stopped-model', 'unannounced-model', 'unlisted-model', "
+            "'unset-key-model', 'v1-suffix-model'.",
             "type": "not_found_error",
             "param": "model",
             "code": "model_not_found",
@@ -140,7 +140,7 @@ def test_list_endpoints_shape(gateway: GatewayServer) -> None:
 
     assert answer.status_code == 200
     clusters = answer.json()["clusters"]
-    assert list(clusters) == ["alpha", "beta", "closed", "metis", "statusful"]
+    assert list(clusters) == ["alpha", "beta", "closed", "metis", "statusful", "unannounced"]
     assert clusters["beta"] == {
         "base_url": "/resource_server/beta",
         "frameworks": {

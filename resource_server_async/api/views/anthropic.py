@@ -8,6 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from resource_server_async import admission
+from resource_server_async.api.request import read_request
+from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.errors import Dialect
 from resource_server_async.inference import messages_api, pipeline, routing
 from resource_server_async.schemas.anthropic import validate_messages_request
@@ -19,25 +22,27 @@ def _validate(operation: str, body: dict[str, Any]) -> None:
     validate_messages_request(body)
 
 
-async def _admit(request: Request) -> pipeline.Admitted:
-    # The pipeline accepts the Anthropic client's x-api-key header in this dialect.
-    return await pipeline.admit(request, OPERATION, Dialect.ANTHROPIC, _validate)
+async def _read(request: Request) -> pipeline.ParsedRequest:
+    # In this dialect the Anthropic client's x-api-key header is accepted too.
+    return await read_request(request, OPERATION, Dialect.ANTHROPIC, _validate)
 
 
 async def messages(request: Request) -> Response:
-    admitted = await _admit(request)
+    parsed = await _read(request)
     params = request.path_params
     endpoint = pipeline.resolve(
-        admitted.principal, params["cluster"], params["framework"], admitted.model, OPERATION
+        parsed.principal, params["cluster"], params["framework"], parsed.model, OPERATION
     )
-    return await pipeline.cancel_on_disconnect(request, messages_api.run(endpoint, admitted))
+    authorize_endpoint(parsed.principal, endpoint)
+    admission.admit(parsed.principal, endpoint)
+    return await pipeline.cancel_on_disconnect(request, messages_api.run(endpoint, parsed))
 
 
 async def federated_messages(request: Request) -> Response:
-    admitted = await _admit(request)
-    endpoints = routing.candidates(admitted.principal, admitted.model, OPERATION)
+    parsed = await _read(request)
+    endpoints = routing.candidates(parsed.principal, parsed.model, OPERATION)
     # The same failover as the OpenAI routes: only past failures before a model was reached.
-    answer = routing.failover(endpoints, admitted, messages_api.run)
+    answer = routing.failover(endpoints, parsed, messages_api.run)
     return await pipeline.cancel_on_disconnect(request, answer)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from starlette.requests import Request
 from starlette.routing import Route
 
+from resource_server_async.admission.maintenance import maintenance_notice
 from resource_server_async.api.http import JSONResponse
 from resource_server_async.catalog.snapshot import catalog
 
@@ -21,9 +21,10 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def status(request: Request) -> JSONResponse:
-    """{"<cluster>": true|false}; false = under maintenance (MAINTENANCE_ERROR_NOTICES)."""
-    notices = settings.MAINTENANCE_ERROR_NOTICES
-    return JSONResponse({name: name not in notices for name in catalog.snapshot.clusters})
+    """{"<cluster>": true|false}; false = under maintenance (MAINTENANCE_ERROR_NOTICES), by the
+    same rule as the requests' admission."""
+    clusters = catalog.snapshot.clusters
+    return JSONResponse({name: maintenance_notice(name) is None for name in clusters})
 
 
 routes = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
+from resource_server_async.admission.maintenance import check_open
 from resource_server_async.api.http import JSONResponse
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.auth.permissions import authorize_cluster
@@ -17,7 +18,6 @@ from resource_server_async.clusters.jobs import (
 )
 from resource_server_async.compute import get_executor
 from resource_server_async.errors import GatewayError
-from resource_server_async.inference.pipeline import check_maintenance
 from resource_server_async.inference.visibility import listing, usable_clusters
 
 
@@ -33,7 +33,7 @@ async def cluster_jobs(request: Request) -> JSONResponse:
             f"{listing(usable_clusters(principal), 'none')}.",
         )
     authorize_cluster(principal, cluster)
-    check_maintenance(name)
+    check_open(name)
     if not isinstance(cluster, JobsReporter):
         raise jobs_not_supported(cluster)
     visible = visible_jobs(await cluster.jobs(), principal, name)

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from resource_server_async.api.request import read_request
 from resource_server_async.errors import Dialect
 from resource_server_async.inference import pipeline, routing
 from resource_server_async.schemas import openai as schemas
@@ -19,14 +20,15 @@ OPERATIONS = tuple(schemas.REQUESTS)  # chat/completions, completions, embedding
 
 def cluster_scoped(operation: str) -> Handler:
     async def handler(request: Request) -> Response:
+        parsed = await read_request(request, operation, Dialect.OPENAI, schemas.validate)
         params = request.path_params
         return await pipeline.run(
             request,
+            parsed,
             cluster=params["cluster"],
             framework=params["framework"],
             operation=operation,
             dialect=Dialect.OPENAI,
-            validate=schemas.validate,
         )
 
     handler.__name__ = f"openai_{operation.replace('/', '_')}"
@@ -35,8 +37,9 @@ def cluster_scoped(operation: str) -> Handler:
 
 def federated(operation: str) -> Handler:
     async def handler(request: Request) -> Response:
+        parsed = await read_request(request, operation, Dialect.OPENAI, schemas.validate)
         return await routing.run_federated(
-            request, operation=operation, dialect=Dialect.OPENAI, validate=schemas.validate
+            request, parsed, operation=operation, dialect=Dialect.OPENAI
         )
 
     handler.__name__ = f"federated_{operation.replace('/', '_')}"

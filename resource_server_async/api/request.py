@@ -1,0 +1,37 @@
+"""Steps 2 and 2b of an inference request: authenticate the caller, then read and validate."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+
+from resource_server_async.api.http import read_json_object
+from resource_server_async.auth.authenticate import authenticate
+from resource_server_async.errors import Dialect, GatewayError
+from resource_server_async.inference.pipeline import ParsedRequest
+
+# Checks a parsed body for an operation; raises a 400 GatewayError (schemas.openai.validate).
+Validator = Callable[[str, dict[str, Any]], None]
+
+_MAX_REQUEST_ID = 128
+
+
+async def read_request(
+    request: Request, operation: str, dialect: Dialect, validate: Validator
+) -> ParsedRequest:
+    """Authenticate first (no body is read for strangers), then read, parse and validate."""
+    # The Anthropic client sends its key as x-api-key.
+    principal = await authenticate(request, allow_x_api_key=dialect is Dialect.ANTHROPIC)
+    body, raw = await read_json_object(request)
+    validate(operation, body)
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        # Validators check this too; the pipeline cannot route without it whatever they do.
+        raise GatewayError(
+            400, "missing_required_parameter", "Missing required parameter: 'model'.", param="model"
+        )
+    request_id = request.headers.get("x-request-id", "")[:_MAX_REQUEST_ID] or uuid.uuid4().hex
+    return ParsedRequest(principal, body, raw, model, request_id, body.get("stream") is True)
