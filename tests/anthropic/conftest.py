@@ -6,11 +6,14 @@ anthro (vllm; chat/completions, messages)
     translate-model      native server, messages_api translate -> translated all the same
     forced-native-model  chat-only server, messages_api native -> the server's 404
     dead-model           nothing listens there                  -> 503
+    restricted-model     native server, example.org only        -> 403 for others
 chatonly (vllm; chat/completions)   chat-model                  -> /v1/messages not offered
+resting (vllm; chat/completions, messages; under maintenance)   resting-model -> 503
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 
 import anthropic
@@ -19,6 +22,8 @@ import pytest
 from tests.anthropic.fake_messages_backend import MessagesBackend
 from tests.inference.catalog_files import CatalogFiles
 from tests.servers import GatewayServer, free_port
+
+RESTING_NOTICE = "Cluster 'resting' is resting until Monday."
 
 
 @pytest.fixture(scope="package")
@@ -47,9 +52,15 @@ def gateway(
     files.endpoint("anthro", "translate-model", native_backend.url, messages_api="translate")
     files.endpoint("anthro", "forced-native-model", chat_backend.url, messages_api="native")
     files.endpoint("anthro", "dead-model", f"http://127.0.0.1:{free_port()}")
+    files.endpoint(
+        "anthro", "restricted-model", native_backend.url, allowed_domains=["example.org"]
+    )
     files.endpoint("chatonly", "chat-model", chat_backend.url)
+    files.cluster("resting", operations=["chat/completions", "messages"])
+    files.endpoint("resting", "resting-model", native_backend.url)
     tmp = tmp_path_factory.mktemp("anthropic-gateway")
-    with GatewayServer(tmp, fixtures=files.write(tmp / "fixtures")) as server:
+    env = {"MAINTENANCE_ERROR_NOTICES": json.dumps({"resting": RESTING_NOTICE})}
+    with GatewayServer(tmp, fixtures=files.write(tmp / "fixtures"), env=env) as server:
         yield server
 
 

@@ -12,7 +12,8 @@ import anthropic
 import orjson
 import pytest
 
-from tests.anthropic.conftest import ClientFactory
+from tests.anthropic.conftest import RESTING_NOTICE, ClientFactory
+from tests.anthropic.fake_messages_backend import MessagesBackend
 from tests.servers import GatewayServer
 
 pytestmark = pytest.mark.e2e
@@ -141,6 +142,52 @@ def test_cluster_that_does_not_offer_messages(make_client: ClientFactory) -> Non
         "not_found_error",
         "Cluster 'chatonly' does not offer /v1/messages. It offers: /v1/chat/completions.",
     )
+
+
+def _calls_for(backend: MessagesBackend, model: str) -> int:
+    return sum(1 for recorded in backend.requests if model.encode() in recorded.body)
+
+
+def test_endpoint_the_caller_may_not_use_is_403(
+    client: anthropic.Anthropic, native_backend: MessagesBackend
+) -> None:
+    before = _calls_for(native_backend, "restricted-model")
+    status, body = failure(
+        lambda: client.messages.create(model="restricted-model", max_tokens=5, messages=HELLO)
+    )
+    assert status == 403
+    assert body["error"]["type"] == "permission_error"
+    assert body["error"]["message"].startswith(
+        "You are not allowed to use model 'restricted-model' on cluster 'anthro'."
+    )
+    assert _calls_for(native_backend, "restricted-model") == before
+
+
+def test_cluster_under_maintenance_is_503_with_the_notice(
+    make_client: ClientFactory, native_backend: MessagesBackend
+) -> None:
+    resting = make_client(cluster="resting")
+    before = _calls_for(native_backend, "resting-model")
+    status, body = failure(
+        lambda: resting.messages.create(model="resting-model", max_tokens=5, messages=HELLO)
+    )
+    assert status == 503
+    assert body["error"]["type"] == "api_error"
+    assert body["error"]["message"] == RESTING_NOTICE
+    assert _calls_for(native_backend, "resting-model") == before
+
+
+def test_federated_model_only_on_a_cluster_under_maintenance_is_503(
+    make_client: ClientFactory, native_backend: MessagesBackend
+) -> None:
+    federated = make_client(cluster=None)
+    before = _calls_for(native_backend, "resting-model")
+    status, body = failure(
+        lambda: federated.messages.create(model="resting-model", max_tokens=5, messages=HELLO)
+    )
+    assert status == 503
+    assert body["error"]["message"] == RESTING_NOTICE
+    assert _calls_for(native_backend, "resting-model") == before
 
 
 def test_what_chat_cannot_carry(client: anthropic.Anthropic) -> None:
