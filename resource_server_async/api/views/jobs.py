@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
+from resource_server_async import runtime
 from resource_server_async.api.http import JSONResponse
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.auth.permissions import authorize_cluster
@@ -15,7 +16,6 @@ from resource_server_async.clusters.jobs import (
     mark_unready,
     visible_jobs,
 )
-from resource_server_async.compute import get_executor
 from resource_server_async.errors import GatewayError
 from resource_server_async.inference.pipeline import check_maintenance
 from resource_server_async.inference.visibility import listing, usable_clusters
@@ -38,7 +38,7 @@ async def cluster_jobs(request: Request) -> JSONResponse:
         raise jobs_not_supported(cluster)
     visible = visible_jobs(await cluster.jobs(), principal, name)
     if visible.running_endpoints:
-        await mark_unready(visible.running_endpoints, get_executor())
+        await mark_unready(visible.running_endpoints, runtime.current.executor)
     return JSONResponse(visible.as_dict())
 
 
