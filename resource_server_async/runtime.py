@@ -84,7 +84,9 @@ class Runtime:
     def start_compute(self) -> None:
         """Build the executor now (importing the Globus Compute SDK) if the catalog uses it."""
         if self._executor is None and _catalog_uses_compute():
-            self._executor = self.executor
+            from resource_server_async.compute import build_executor
+
+            self._executor = build_executor()
 
     async def start_catalog(self, interval: float) -> None:
         """Load the catalog, then keep it fresh in the background until close()."""
