@@ -10,12 +10,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from asgiref.sync import sync_to_async
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from resource_server_async import runtime
 from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.runtime import NOT_STARTED, Runtime, installed
+from tests.auth.test_api_keys import orm
 from tests.compute.catalog import create_hpc_rows
 from tests.compute.inprocess import serve_api
 
@@ -95,7 +95,7 @@ async def test_the_compute_executor_is_built_at_start_up_only_when_the_catalog_u
         assert bare._executor is None  # no Globus Compute endpoint: no executor, no SDK call
 
     endpoint = str(uuid.uuid4())
-    await sync_to_async(create_hpc_rows)(9, endpoint, str(uuid.uuid4()), endpoint, ["completions"])
+    await orm(lambda: create_hpc_rows(9, endpoint, str(uuid.uuid4()), endpoint, ["completions"]))
     async with installed(Runtime.from_settings()) as used:
         await used.start_catalog(60)
         used.start_compute()
