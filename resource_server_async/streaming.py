@@ -28,8 +28,6 @@ from typing import Any
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 
-from resource_server_async.lifecycle import on_shutdown
-
 # Kinds of events. "finished" is posted by the gateway itself when the task's result arrives.
 DATA = "data"
 ERROR = "error"
@@ -333,6 +331,7 @@ class RedisStreamHub(StreamHub):
 
 
 def build_hub() -> StreamHub:
+    """The hub the settings ask for (the runtime builds one and owns it: runtime.current.hub)."""
     backlog = Backlog(settings.STREAMING_BACKLOG, settings.STREAMING_BACKLOG_BYTES)
     if settings.REDIS_URL:
         prefix = settings.CACHES["default"].get("KEY_PREFIX") or "gateway"
@@ -344,23 +343,3 @@ def build_hub() -> StreamHub:
             settings.STREAMING_REDIS_READERS,
         )
     return LocalStreamHub(backlog)
-
-
-_current: tuple[asyncio.AbstractEventLoop, StreamHub] | None = None
-
-
-def get_hub() -> StreamHub:
-    """The process's hub; connections belong to a loop, so another loop gets a new hub."""
-    global _current
-    loop = asyncio.get_running_loop()
-    if _current is None or _current[0] is not loop:
-        _current = (loop, build_hub())
-        on_shutdown(close_hub)
-    return _current[1]
-
-
-async def close_hub() -> None:
-    global _current
-    current, _current = _current, None
-    if current is not None:
-        await current[1].close()

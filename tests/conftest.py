@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from resource_server_async.runtime import NOT_STARTED, Runtime, installed
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -14,11 +16,21 @@ FIXTURES = ROOT / "fixtures"
 pytest_plugins = ["tests.model_server"]
 
 
+@pytest.fixture
+async def runtime() -> AsyncIterator[Runtime]:
+    """A runtime built from the test's settings, current during the test and closed after it,
+    for tests that call adapters or validators without starting the app. Request it after the
+    fixtures that change settings: it reads them when it is built."""
+    async with installed(Runtime.from_settings()) as built:
+        yield built
+
+
 @pytest.fixture(autouse=True)
 def _fresh_process_state() -> Iterator[None]:
-    """Caches that outlive a test would leak one test's principals or catalog into the next."""
-    from resource_server_async.auth.api_keys import api_key_validator
-
-    api_key_validator.clear()
+    """Every process-wide resource (sessions, stream hub, executor, validators and their caches)
+    lives in a runtime: one per app that starts (its lifespan) or per test (`runtime`), so no
+    test sees another's principals or streams. Check that none outlives its test."""
     yield
-    api_key_validator.clear()
+    from resource_server_async import runtime as process_runtime
+
+    assert process_runtime.current is NOT_STARTED, "a runtime outlived its test"

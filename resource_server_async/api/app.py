@@ -16,9 +16,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match
 
 from resource_server_async.api.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
-from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.errors import Dialect, GatewayError
-from resource_server_async.lifecycle import run_shutdown_hooks
+from resource_server_async.runtime import Runtime, installed
 
 logger = logging.getLogger(__name__)
 
@@ -140,17 +139,13 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             "GATEWAY_DEV_MODE is on: built-in insecure secrets and DEBUG are allowed; "
             "never run it so in production."
         )
-    try:
-        await catalog.refresh()
-    except Exception:
-        logger.exception("catalog: first load failed; retrying in the background")
-    catalog.start_refresher(settings.CATALOG_REFRESH_SECONDS)
-    freeze_startup_objects()
-    try:
+    # Built here, in the server's loop: sessions, queues and futures belong to it. The Globus
+    # SDKs, when configured, are imported now, before the freeze below covers them.
+    async with installed(Runtime.from_settings()) as runtime:
+        await runtime.start_catalog(settings.CATALOG_REFRESH_SECONDS)
+        runtime.start_compute()
+        freeze_startup_objects()
         yield
-    finally:
-        await catalog.stop_refresher()
-        await run_shutdown_hooks()
 
 
 def build_app() -> Starlette:

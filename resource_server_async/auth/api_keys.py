@@ -18,9 +18,8 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from resource_server_async.auth.principal import Principal
-from resource_server_async.auth.principal_cache import Outcome, OutcomeLru
+from resource_server_async.auth.principal_cache import Outcome, outcome_cache, remember
 from resource_server_async.errors import GatewayError
-from resource_server_async.lifecycle import on_shutdown
 
 # Keys start with this so that they are told from Globus tokens without a network call.
 KEY_PREFIX = "igw_"
@@ -155,16 +154,27 @@ class ApiKeyValidator:
     most API_KEY_MAX_PENDING_LOOKUPS distinct hashes wait for the database, beyond that 503.
     """
 
-    def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.time) -> None:
-        self._known = OutcomeLru(max_entries)
-        # Sized from the settings when the validator first meets its event loop.
-        self._unknown = OutcomeLru(0)
+    def __init__(
+        self,
+        max_entries: int = 10_000,
+        negative_entries: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._known = outcome_cache(max_entries, clock)
+        self._unknown = outcome_cache(negative_entries, clock)
         self._clock = clock
-        self._reader: ThreadPoolExecutor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # One thread keeps one database connection (instead of one per default-pool thread),
+        # and it can be closed at shutdown. It reads whole batches, so one thread keeps up; the
+        # pending bound caps what waits for it. Its thread starts on the first lookup.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-keys")
+        self._read_once = False
         self._pending: dict[str, asyncio.Future[Outcome]] = {}
         self._queued: list[str] = []
         self._reading: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls) -> ApiKeyValidator:
+        return cls(negative_entries=settings.API_KEY_NEGATIVE_CACHE_SIZE)
 
     def clear(self) -> None:
         self._known.clear()
@@ -181,20 +191,14 @@ class ApiKeyValidator:
         return len(self._unknown)
 
     def _database_thread(self) -> ThreadPoolExecutor:
-        if self._reader is None:
-            # One thread keeps one database connection (instead of one per default-pool
-            # thread), and it can be closed at shutdown. It reads whole batches, so one thread
-            # keeps up; the pending bound caps what waits for it.
-            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-keys")
-            on_shutdown(self.aclose)
+        self._read_once = True
         return self._reader
 
     def close(self) -> None:
         """Close the reader thread's database connection and the thread (blocking)."""
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.submit(connections.close_all).result()
-            reader.shutdown(wait=True)
+        if self._read_once:
+            self._reader.submit(connections.close_all).result()
+        self._reader.shutdown(wait=True)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
@@ -204,26 +208,14 @@ class ApiKeyValidator:
         if shape is None or (shape == "legacy" and not settings.API_KEY_ACCEPT_LEGACY):
             raise _malformed()
         key_hash = hash_key(key)
-        now = self._clock()
-        outcome = self._known.get(key_hash, now) or self._unknown.get(key_hash, now)
+        outcome = self._known.get(key_hash) or self._unknown.get(key_hash)
         if outcome is None:
             outcome = await self._shared_lookup(key_hash)
         if outcome.principal is None:
             raise _unknown()
         return outcome.principal
 
-    def _bind_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            # Futures belong to one loop (tests run many loops in one process).
-            self._loop = loop
-            self._pending = {}
-            self._queued = []
-            self._reading = None
-            self._unknown = OutcomeLru(settings.API_KEY_NEGATIVE_CACHE_SIZE)
-
     async def _shared_lookup(self, key_hash: str) -> Outcome:
-        self._bind_loop()
         future = self._pending.get(key_hash)
         if future is None:
             if len(self._pending) >= settings.API_KEY_MAX_PENDING_LOOKUPS:
@@ -255,7 +247,7 @@ class ApiKeyValidator:
             for key_hash in batch:
                 outcome = outcomes[key_hash]
                 cache = self._known if outcome.principal is not None else self._unknown
-                cache.put(key_hash, outcome)
+                remember(cache, key_hash, outcome)
                 self._settle(key_hash, outcome)
 
     def _settle(self, key_hash: str, result: Outcome | BaseException) -> None:
@@ -266,6 +258,3 @@ class ApiKeyValidator:
             future.set_exception(result)
         else:
             future.set_result(result)
-
-
-api_key_validator = ApiKeyValidator()

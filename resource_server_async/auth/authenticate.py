@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from resource_server_async.auth.api_keys import api_key_validator, is_api_key
+from resource_server_async import runtime
+from resource_server_async.auth.api_keys import is_api_key
 from resource_server_async.auth.principal import Principal
 from resource_server_async.errors import GatewayError
 
@@ -50,7 +51,13 @@ async def authenticate(request: Request, allow_x_api_key: bool = False) -> Princ
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     if is_api_key(token):
-        return await api_key_validator.validate(token)
-    from resource_server_async.auth.globus import globus_validator
-
-    return await globus_validator.validate(token)
+        return await runtime.current.api_keys.validate(token)
+    globus = runtime.current.globus
+    if globus is None:
+        raise GatewayError(
+            401,
+            "globus_not_configured",
+            "This gateway does not accept Globus tokens (GLOBUS_APPLICATION_ID is not set); "
+            "use a gateway API key.",
+        )
+    return await globus.validate(token)

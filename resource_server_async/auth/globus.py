@@ -23,7 +23,6 @@ from resource_server_async.auth.globus_rules import (
 from resource_server_async.auth.principal import Principal
 from resource_server_async.auth.principal_cache import Outcome, PrincipalCache, token_digest
 from resource_server_async.errors import GatewayError
-from resource_server_async.lifecycle import on_shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -56,23 +55,21 @@ def _copy(error: GatewayError) -> GatewayError:
 
 
 class GlobusTokenValidator:
-    """Validates Globus access tokens; concurrent requests with one token share one validation."""
+    """Validates Globus access tokens; concurrent requests with one token share one validation.
+
+    Built by the runtime when GLOBUS_APPLICATION_ID is set, so importing the SDK happens at
+    start-up; its semaphore and in-flight futures serve the runtime's event loop.
+    """
 
     def __init__(self) -> None:
-        self.cache = PrincipalCache()
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._semaphore: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.cache = PrincipalCache(redis_url=settings.REDIS_URL)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.GLOBUS_INTROSPECT_CONCURRENCY, thread_name_prefix="globus-auth"
+        )
+        self._semaphore = asyncio.Semaphore(settings.GLOBUS_INTROSPECT_CONCURRENCY)
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
 
     async def validate(self, token: str) -> Principal:
-        if not settings.GLOBUS_APPLICATION_ID:
-            raise GatewayError(
-                401,
-                "globus_not_configured",
-                "This gateway does not accept Globus tokens (GLOBUS_APPLICATION_ID is not set); "
-                "use a gateway API key.",
-            )
         digest = token_digest(token)
         outcome = await self.cache.get(digest)
         if outcome is None:
@@ -83,7 +80,6 @@ class GlobusTokenValidator:
         return outcome.principal
 
     async def _shared_validation(self, digest: str, token: str) -> Outcome:
-        self._bind_loop()
         future = self._inflight.get(digest)
         if future is None:
             future = asyncio.ensure_future(self._validate_remotely(digest, token))
@@ -138,30 +134,12 @@ class GlobusTokenValidator:
         await self.cache.put(digest, accepted)
         return accepted
 
-    def _bind_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            # asyncio primitives belong to one loop (tests run many loops in one process).
-            self._loop = loop
-            self._semaphore = asyncio.Semaphore(settings.GLOBUS_INTROSPECT_CONCURRENCY)
-            self._inflight = {}
-            on_shutdown(self.aclose)
-
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=settings.GLOBUS_INTROSPECT_CONCURRENCY,
-                thread_name_prefix="globus-auth",
-            )
-        return self._pool
-
     async def _in_thread(self, call: Callable[..., T], *args: Any) -> T:
         """Run a blocking SDK call in the Globus pool, at most GLOBUS_INTROSPECT_CONCURRENCY."""
         loop = asyncio.get_running_loop()
         semaphore = self._semaphore
-        assert semaphore is not None
         await semaphore.acquire()
-        work = self._executor().submit(call, *args)
+        work = self._pool.submit(call, *args)
 
         def release(_: concurrent.futures.Future[T]) -> None:
             # Released when the thread is done, not when the caller stops waiting: a call that
@@ -179,9 +157,4 @@ class GlobusTokenValidator:
 
     async def aclose(self) -> None:
         await self.cache.aclose()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-
-globus_validator = GlobusTokenValidator()
+        self._pool.shutdown(wait=False, cancel_futures=True)

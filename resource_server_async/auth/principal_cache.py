@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import math
 import time
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from cachetools import TLRUCache
 from django.conf import settings
 
 from resource_server_async.auth.principal import Principal
@@ -65,69 +65,51 @@ class Outcome:
         return cls(until=float(body["until"]), principal=principal, denial=denial)
 
 
-class OutcomeLru:
-    """A bounded LRU of outcomes; expired entries are dropped when read (also used by API keys)."""
+# Expired entries are never returned; the LRU bound evicts the least recently used first.
+OutcomeCache = TLRUCache[str, Outcome]
 
-    def __init__(self, max_entries: int) -> None:
-        self._entries: OrderedDict[str, Outcome] = OrderedDict()
-        self._max_entries = max_entries
 
-    def get(self, key: str, now: float) -> Outcome | None:
-        outcome = self._entries.get(key)
-        if outcome is None:
-            return None
-        if outcome.until <= now:
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return outcome
+def _expiry(key: str, outcome: Outcome, now: float) -> float:
+    return outcome.until
 
-    def put(self, key: str, outcome: Outcome) -> None:
-        self._entries[key] = outcome
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
 
-    def clear(self) -> None:
-        self._entries.clear()
+def outcome_cache(max_entries: int, clock: Callable[[], float] = time.time) -> OutcomeCache:
+    """A bounded LRU of outcomes, each kept until its own `until` (also used by API keys)."""
+    return TLRUCache(maxsize=max_entries, ttu=_expiry, timer=clock)
 
-    def __len__(self) -> int:
-        return len(self._entries)
+
+def remember(cache: OutcomeCache, key: str, outcome: Outcome) -> None:
+    # A zero-sized cache (a setting of 0) remembers nothing; cachetools would refuse the item.
+    if cache.maxsize > 0:
+        cache[key] = outcome
 
 
 class PrincipalCache:
     """In-process LRU in front of Redis (when REDIS_URL is set), shared by all workers.
 
     Entries never change before they expire, so a worker may keep a copy read from Redis until
-    the same expiry; Redis only saves the other workers a trip to Globus.
+    the same expiry; Redis only saves the other workers a trip to Globus. Built by the runtime,
+    so its Redis client serves the runtime's event loop only.
     """
 
-    def __init__(self, namespace: str = "auth:globus", max_entries: int = 10_000) -> None:
-        self._memory = OutcomeLru(max_entries)
+    def __init__(
+        self, namespace: str = "auth:globus", max_entries: int = 10_000, redis_url: str = ""
+    ) -> None:
+        self._memory = outcome_cache(max_entries)
         self._namespace = namespace
         self._redis: Any = None
-        self._redis_loop: asyncio.AbstractEventLoop | None = None
+        if redis_url:
+            from redis import asyncio as redis_asyncio
+
+            # Connects on first use; nothing here touches the network.
+            self._redis = redis_asyncio.from_url(
+                redis_url, socket_timeout=_REDIS_TIMEOUT, socket_connect_timeout=_REDIS_TIMEOUT
+            )
         self._last_warning = 0.0
 
     def _key(self, digest: str) -> str:
         prefix = settings.CACHES.get("default", {}).get("KEY_PREFIX") or "gateway"
         return f"{prefix}:{self._namespace}:{digest}"
-
-    def _client(self) -> Any:
-        if not settings.REDIS_URL:
-            return None
-        loop = asyncio.get_running_loop()
-        if self._redis is None or self._redis_loop is not loop:
-            # redis.asyncio connections belong to one event loop.
-            from redis import asyncio as redis_asyncio
-
-            self._redis = redis_asyncio.from_url(
-                settings.REDIS_URL,
-                socket_timeout=_REDIS_TIMEOUT,
-                socket_connect_timeout=_REDIS_TIMEOUT,
-            )
-            self._redis_loop = loop
-        return self._redis
 
     def _warn(self, action: str, exc: BaseException) -> None:
         now = time.monotonic()
@@ -140,15 +122,11 @@ class PrincipalCache:
             )
 
     async def get(self, digest: str) -> Outcome | None:
-        now = time.time()
-        outcome = self._memory.get(digest, now)
-        if outcome is not None:
+        outcome: Outcome | None = self._memory.get(digest)
+        if outcome is not None or self._redis is None:
             return outcome
-        client = self._client()
-        if client is None:
-            return None
         try:
-            raw = await client.get(self._key(digest))
+            raw = await self._redis.get(self._key(digest))
         except Exception as exc:  # redis errors vary by cause; the answer must not depend on them
             self._warn("read", exc)
             return None
@@ -159,21 +137,20 @@ class PrincipalCache:
         except (ValueError, KeyError, TypeError):
             logger.warning("principal cache: ignoring an unreadable entry")
             return None
-        if outcome.until <= now:
+        if outcome.until <= time.time():
             return None
-        self._memory.put(digest, outcome)
+        remember(self._memory, digest, outcome)
         return outcome
 
     async def put(self, digest: str, outcome: Outcome) -> None:
         ttl = outcome.until - time.time()
         if ttl <= 0:
             return
-        self._memory.put(digest, outcome)
-        client = self._client()
-        if client is None:
+        remember(self._memory, digest, outcome)
+        if self._redis is None:
             return
         try:
-            await client.set(self._key(digest), outcome.to_json(), ex=max(1, math.ceil(ttl)))
+            await self._redis.set(self._key(digest), outcome.to_json(), ex=max(1, math.ceil(ttl)))
         except Exception as exc:  # redis errors vary by cause; the answer must not depend on them
             self._warn("write", exc)
 
@@ -181,10 +158,12 @@ class PrincipalCache:
         self._memory.clear()
 
     def local_size(self) -> int:
+        # Expired entries still count until the cache next evicts: drop them first.
+        self._memory.expire()
         return len(self._memory)
 
     async def aclose(self) -> None:
-        client, self._redis, self._redis_loop = self._redis, None, None
+        client, self._redis = self._redis, None
         if client is not None:
             try:
                 await client.aclose()

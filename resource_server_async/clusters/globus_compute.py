@@ -8,6 +8,7 @@ from typing import Literal
 from django.conf import settings
 from pydantic import Field, model_validator
 
+from resource_server_async import runtime
 from resource_server_async.catalog.adapter_config import AdapterConfig
 from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.base import BaseCluster, ClusterRow
@@ -17,7 +18,7 @@ from resource_server_async.clusters.jobs import (
     jobs_from_report,
     status_function_error,
 )
-from resource_server_async.compute import function_problems, get_executor
+from resource_server_async.compute import function_problems
 from resource_server_async.compute.base import ComputeError, EndpointUnavailable
 from resource_server_async.errors import GatewayError
 from resource_server_async.refreshing_cache import RefreshingCache
@@ -80,7 +81,7 @@ class GlobusComputeCluster(BaseCluster):
     async def _read_endpoint_states(self) -> ClusterJobs:
         from resource_server_async.endpoints.globus_compute import GlobusComputeEndpoint
 
-        executor = get_executor()
+        executor = runtime.current.executor
         endpoints = [
             endpoint
             for endpoint in catalog.snapshot.endpoints.values()
@@ -96,7 +97,7 @@ class GlobusComputeCluster(BaseCluster):
 
     async def _read_jobs(self) -> ClusterJobs:
         assert self.status.qstat_endpoint_uuid and self.status.qstat_function_uuid
-        executor = get_executor()
+        executor = runtime.current.executor
         try:
             state = await executor.endpoint_state(self.status.qstat_endpoint_uuid)
             if state.status == "offline":

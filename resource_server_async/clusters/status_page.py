@@ -11,9 +11,10 @@ import aiohttp
 import orjson
 from django.conf import settings
 
+from resource_server_async import runtime
 from resource_server_async.errors import GatewayError
 from resource_server_async.refreshing_cache import RefreshingCache
-from resource_server_async.upstream.clients import clients, origin_of
+from resource_server_async.upstream.clients import origin_of
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class StatusPage:
 
     async def _fetch(self) -> _Reading:
         try:
-            session = clients.session(origin_of(self.url))
+            session = runtime.current.upstream.session(origin_of(self.url))
             async with session.get(self.url, timeout=self._client_timeout) as response:
                 body = await response.read()
                 if response.status != 200:

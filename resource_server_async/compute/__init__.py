@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from resource_server_async.compute.base import ComputeExecutor, ComputeNotConfigured
-from resource_server_async.lifecycle import on_shutdown
 
 if TYPE_CHECKING:
     from resource_server_async.compute.globus import ExecutorSettings
 
-_current: tuple[asyncio.AbstractEventLoop, ComputeExecutor] | None = None
-
 
 def build_executor() -> ComputeExecutor:
-    """The executor COMPUTE_EXECUTOR names ("globus" or "local"), from settings."""
+    """The executor COMPUTE_EXECUTOR names ("globus" or "local"), from settings (the runtime
+    builds one and owns it: runtime.current.executor)."""
     kind = settings.COMPUTE_EXECUTOR.strip().lower()
     if kind == "local":
         from resource_server_async.compute.functions import local_function_paths
@@ -68,24 +65,3 @@ def function_problems(function_uuid: str) -> list[str]:
         f"function {function_uuid} has no local implementation (COMPUTE_EXECUTOR=local): "
         "map it to a dotted path in LOCAL_COMPUTE_FUNCTIONS"
     ]
-
-
-def get_executor() -> ComputeExecutor:
-    """The process's executor, built on first use and closed at shutdown.
-
-    Its queues and tasks belong to the event loop that built it, so another running loop (a
-    test's, a restarted server's) gets a new one.
-    """
-    global _current
-    loop = asyncio.get_running_loop()
-    if _current is None or _current[0] is not loop:
-        _current = (loop, build_executor())
-        on_shutdown(close_executor)
-    return _current[1]
-
-
-async def close_executor() -> None:
-    global _current
-    current, _current = _current, None
-    if current is not None:
-        await current[1].close()

@@ -10,12 +10,13 @@ import aiohttp
 from django.conf import settings
 from pydantic import Field, field_validator
 
+from resource_server_async import runtime
 from resource_server_async.catalog.adapter_config import AdapterConfig, check_http_url
 from resource_server_async.clusters.status_page import LIVE, status_page_of
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.errors import GatewayError
 from resource_server_async.upstream import errors as upstream_errors
-from resource_server_async.upstream.clients import PoolWait, api_base, clients, origin_of
+from resource_server_async.upstream.clients import PoolWait, api_base, origin_of
 
 if TYPE_CHECKING:
     from resource_server_async.clusters.base import BaseCluster
@@ -190,7 +191,7 @@ class DirectAPIEndpoint(BaseEndpoint):
     async def _complete(self, request: InferenceRequest) -> UpstreamReply:
         key = self._key()
         await self._require_live()
-        session = clients.session(self._origin)
+        session = runtime.current.upstream.session(self._origin)
         pool = PoolWait()
         try:
             async with session.post(
@@ -222,7 +223,7 @@ class DirectAPIEndpoint(BaseEndpoint):
     async def _open_stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
         key = self._key()
         await self._require_live()
-        session = clients.session(self._origin)
+        session = runtime.current.upstream.session(self._origin)
         pool = PoolWait()
         try:
             response = await session.post(

@@ -18,14 +18,15 @@ from django.conf import settings
 from django.core.cache import cache
 from pydantic import Field, model_validator
 
+from resource_server_async import runtime
 from resource_server_async.catalog.adapter_config import AdapterConfig
-from resource_server_async.compute import function_problems, get_executor
+from resource_server_async.compute import function_problems
 from resource_server_async.compute.base import ComputeError, ComputeExecutor
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.endpoints.compute_outcomes import compute_error, reply_from_result
 from resource_server_async.endpoints.compute_stream import ComputeStream
 from resource_server_async.errors import GatewayError
-from resource_server_async.streaming import HubBusy, get_hub, issue_token
+from resource_server_async.streaming import HubBusy, issue_token
 from resource_server_async.upstream.errors import endpoint_info, where
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class GlobusComputeEndpoint(BaseEndpoint):
         return {"model_params": params}
 
     async def complete(self, request: InferenceRequest) -> UpstreamReply:
-        executor = get_executor()
+        executor = runtime.current.executor
         await self.check_ready(executor)
         try:
             result = await executor.run(
@@ -103,7 +104,7 @@ class GlobusComputeEndpoint(BaseEndpoint):
         return reply_from_result(result, self, None)
 
     async def open_stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
-        executor = get_executor()
+        executor = runtime.current.executor
         await self.check_ready(executor)
         if not settings.INTERNAL_STREAMING_SECRET:
             raise GatewayError(
@@ -112,7 +113,7 @@ class GlobusComputeEndpoint(BaseEndpoint):
                 f"Streaming from {where(self)} needs INTERNAL_STREAMING_SECRET on the gateway. "
                 "Send the request without stream, or ask the gateway operator.",
             )
-        hub = get_hub()
+        hub = runtime.current.hub
         stream_id = str(uuid.uuid4())
         try:
             subscription = await hub.open(stream_id, settings.STREAMING_MAX_SECONDS)

@@ -1,16 +1,13 @@
-"""One pooled aiohttp client session per model server, created lazily, closed at shutdown."""
+"""One pooled aiohttp client session per model server, created on first use, closed at shutdown."""
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 from django.conf import settings
-
-from resource_server_async.lifecycle import on_shutdown
 
 
 def origin_of(url: str) -> str:
@@ -63,21 +60,15 @@ def _pool_wait_trace() -> aiohttp.TraceConfig:
 
 
 class UpstreamClients:
-    """The process's sessions, one per origin. A session belongs to the event loop that made it,
-    so a different running loop (a test's, a restarted server's) gets a fresh one."""
+    """The runtime's sessions, one per origin; they belong to the loop the runtime serves."""
 
     def __init__(self) -> None:
-        self._sessions: dict[str, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
 
     def session(self, origin: str) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        entry = self._sessions.get(origin)
-        if entry is not None and entry[0] is loop and not entry[1].closed:
-            return entry[1]
-        session = self._new_session()
-        self._sessions[origin] = (loop, session)
-        # Registered again after every shutdown (run_shutdown_hooks forgets hooks it ran).
-        on_shutdown(self.close)
+        session = self._sessions.get(origin)
+        if session is None:
+            session = self._sessions[origin] = self._new_session()
         return session
 
     @staticmethod
@@ -107,10 +98,5 @@ class UpstreamClients:
 
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, {}
-        loop = asyncio.get_running_loop()
-        for owner, session in sessions.values():
-            if owner is loop and not session.closed:
-                await session.close()
-
-
-clients = UpstreamClients()
+        for session in sessions.values():
+            await session.close()

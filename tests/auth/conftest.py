@@ -13,7 +13,8 @@ import responses
 from globus_sdk.testing import RegisteredResponse
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from resource_server_async.auth.globus import GlobusTokenValidator, globus_validator
+from resource_server_async.auth.globus import GlobusTokenValidator
+from resource_server_async.runtime import Runtime, installed
 from tests.auth import globus_data as gd
 
 SERVICE_CLIENT_ID = "7c3e1a92-5b4d-4f6e-8a1b-2c3d4e5f6a7b"
@@ -50,12 +51,16 @@ def cache_backend(request: pytest.FixtureRequest, globus_settings: SettingsWrapp
 
 
 @pytest.fixture
-async def validator() -> AsyncIterator[GlobusTokenValidator]:
-    """The process-wide validator, empty before and closed after the test."""
-    globus_validator.clear()
-    yield globus_validator
-    await globus_validator.aclose()
-    globus_validator.clear()
+async def validator(
+    request: pytest.FixtureRequest, globus_settings: SettingsWrapper
+) -> AsyncIterator[GlobusTokenValidator]:
+    """The validator of a runtime built for the test (so empty), current during the test and
+    closed after it. Built after the settings it reads: Globus's, and the cache backend's."""
+    if "cache_backend" in request.fixturenames:
+        request.getfixturevalue("cache_backend")
+    async with installed(Runtime.from_settings()) as runtime:
+        assert runtime.globus is not None
+        yield runtime.globus
 
 
 @pytest.fixture

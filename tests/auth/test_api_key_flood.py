@@ -7,7 +7,7 @@ import asyncio
 import secrets
 import string
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -15,11 +15,11 @@ import pytest
 from django.db import connection
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from resource_server_async import runtime
 from resource_server_async.auth.api_keys import (
     KEY_LENGTH,
     KEY_PREFIX,
     ApiKeyValidator,
-    api_key_validator,
     generate_key,
     hash_key,
     key_format,
@@ -28,6 +28,7 @@ from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.auth.principal import Principal
 from resource_server_async.errors import GatewayError
 from resource_server_async.models import ApiKey
+from resource_server_async.runtime import Runtime, installed
 from tests.auth.test_api_keys import acreate, committed, orm, request
 
 T = TypeVar("T")
@@ -36,15 +37,16 @@ URLSAFE = string.ascii_letters + string.digits + "-_"
 
 
 @pytest.fixture(autouse=True)
-def key_settings(settings: SettingsWrapper) -> Iterator[None]:
+async def key_settings(settings: SettingsWrapper) -> AsyncIterator[None]:
     settings.API_KEY_CACHE_SECONDS = 30
     settings.API_KEY_NEGATIVE_CACHE_SECONDS = 5.0
     settings.API_KEY_NEGATIVE_CACHE_SIZE = 10_000
     settings.API_KEY_MAX_PENDING_LOOKUPS = 256
     settings.API_KEY_ACCEPT_LEGACY = True
-    yield
-    # The reader thread's connection would keep the test database from being dropped.
-    api_key_validator.close()
+    # Closing the runtime closes the reader thread's connection, which would otherwise keep the
+    # test database from being dropped.
+    async with installed(Runtime.from_settings()):
+        yield
 
 
 class ReaderQueries:
@@ -138,7 +140,7 @@ async def test_a_flood_of_random_keys_is_401_without_a_database_query(
     flood += list(mistyped(real))
     flood.append(legacy_key())  # refused by its shape while legacy keys are off
 
-    with database_queries(api_key_validator) as queries:
+    with database_queries(runtime.current.api_keys) as queries:
         results = await asyncio.gather(
             *[outcome(authenticate(request({"Authorization": f"Bearer {k}"}))) for k in flood]
         )
@@ -151,7 +153,7 @@ async def test_a_flood_of_random_keys_is_401_without_a_database_query(
     assert "checksum" in str(results[0])
     assert flood_queries == 0
     assert len(queries) == 1
-    assert api_key_validator.pending_lookups == 0
+    assert runtime.current.api_keys.pending_lookups == 0
 
 
 @committed
@@ -159,19 +161,19 @@ async def test_concurrent_requests_with_one_uncached_key_share_one_query() -> No
     unknown = generate_key()  # well-formed, so only the database can say it is unknown
     valid = await acreate("--name", "shared")
 
-    with database_queries(api_key_validator) as queries:
+    with database_queries(runtime.current.api_keys) as queries:
         refused = await asyncio.gather(
-            *[outcome(api_key_validator.validate(unknown)) for _ in range(100)]
+            *[outcome(runtime.current.api_keys.validate(unknown)) for _ in range(100)]
         )
         concurrent = len(queries)
         # A second wave is answered by the negative cache.
         refused += await asyncio.gather(
-            *[outcome(api_key_validator.validate(unknown)) for _ in range(100)]
+            *[outcome(runtime.current.api_keys.validate(unknown)) for _ in range(100)]
         )
         after_second_wave = len(queries)
-        api_key_validator.clear()
+        runtime.current.api_keys.clear()
         accepted = await asyncio.gather(
-            *[outcome(api_key_validator.validate(valid)) for _ in range(100)]
+            *[outcome(runtime.current.api_keys.validate(valid)) for _ in range(100)]
         )
 
     assert codes(refused) == {"invalid_api_key": 200}
@@ -189,18 +191,20 @@ async def test_pending_lookups_are_bounded_503_beyond_and_read_in_one_batch(
     keys = [valid] + [generate_key() for _ in range(3)]
     slow_database = threading.Event()
 
-    with database_queries(api_key_validator) as queries:
+    with database_queries(runtime.current.api_keys) as queries:
         # The reader thread is busy: lookups pile up as they would behind a slow database.
-        api_key_validator._database_thread().submit(slow_database.wait, 30)
-        waiting = [asyncio.create_task(outcome(api_key_validator.validate(k))) for k in keys]
+        runtime.current.api_keys._database_thread().submit(slow_database.wait, 30)
+        waiting = [asyncio.create_task(outcome(runtime.current.api_keys.validate(k))) for k in keys]
         # One turn of the loop runs each task up to its wait for the lookup.
         await asyncio.sleep(0)
-        assert api_key_validator.pending_lookups == 4
-        beyond = [await outcome(api_key_validator.validate(generate_key())) for _ in range(50)]
+        assert runtime.current.api_keys.pending_lookups == 4
+        beyond = [
+            await outcome(runtime.current.api_keys.validate(generate_key())) for _ in range(50)
+        ]
         # A request for a key already pending shares its lookup instead of being refused.
-        waiting.append(asyncio.create_task(outcome(api_key_validator.validate(keys[1]))))
+        waiting.append(asyncio.create_task(outcome(runtime.current.api_keys.validate(keys[1]))))
         await asyncio.sleep(0)
-        assert api_key_validator.pending_lookups == 4
+        assert runtime.current.api_keys.pending_lookups == 4
         slow_database.set()
         answered = await asyncio.gather(*waiting)
 
@@ -210,7 +214,7 @@ async def test_pending_lookups_are_bounded_503_beyond_and_read_in_one_batch(
     }
     assert codes(answered) == {"ok": 1, "invalid_api_key": 4}
     assert len(queries) == 1  # the four pending hashes were read in one query
-    assert api_key_validator.pending_lookups == 0
+    assert runtime.current.api_keys.pending_lookups == 0
 
 
 @committed
@@ -248,21 +252,25 @@ async def test_the_negative_cache_is_bounded_and_cannot_evict_valid_keys(
     settings: SettingsWrapper,
 ) -> None:
     settings.API_KEY_NEGATIVE_CACHE_SIZE = 100
+    validator = ApiKeyValidator.from_settings()  # sized from the setting, as the runtime does
     valid = await acreate("--name", "regular")
-    assert (await api_key_validator.validate(valid)).username == "regular"
+    try:
+        assert (await validator.validate(valid)).username == "regular"
 
-    with database_queries(api_key_validator) as queries:
-        for _ in range(10):
-            wave = [generate_key() for _ in range(200)]
-            results = await asyncio.gather(*[outcome(api_key_validator.validate(k)) for k in wave])
-            assert codes(results) == {"invalid_api_key": 200}
-        flood_queries = len(queries)
-        assert (await api_key_validator.validate(valid)).username == "regular"
+        with database_queries(validator) as queries:
+            for _ in range(10):
+                wave = [generate_key() for _ in range(200)]
+                results = await asyncio.gather(*[outcome(validator.validate(k)) for k in wave])
+                assert codes(results) == {"invalid_api_key": 200}
+            flood_queries = len(queries)
+            assert (await validator.validate(valid)).username == "regular"
 
-    assert api_key_validator.unknown_cached == 100
-    # Batched: 2,000 distinct guesses took a handful of queries, and the valid key none.
-    assert flood_queries <= 20
-    assert len(queries) == flood_queries
+        assert validator.unknown_cached == 100
+        # Batched: 2,000 distinct guesses took a handful of queries, and the valid key none.
+        assert flood_queries <= 20
+        assert len(queries) == flood_queries
+    finally:
+        validator.close()
 
 
 @committed
@@ -273,8 +281,8 @@ async def test_legacy_keys_work_while_accepted(settings: SettingsWrapper) -> Non
     assert (await authenticate(request({"Authorization": f"Bearer {old}"}))).username == "old"
 
     settings.API_KEY_ACCEPT_LEGACY = False
-    api_key_validator.clear()
-    with database_queries(api_key_validator) as queries:
+    runtime.current.api_keys.clear()
+    with database_queries(runtime.current.api_keys) as queries:
         refused = await outcome(authenticate(request({"Authorization": f"Bearer {old}"})))
     assert isinstance(refused, GatewayError) and refused.status == 401
     assert len(queries) == 0
@@ -284,15 +292,15 @@ async def test_legacy_keys_work_while_accepted(settings: SettingsWrapper) -> Non
 async def test_a_caller_that_gives_up_does_not_cancel_the_shared_lookup() -> None:
     valid = await acreate("--name", "patient")
     slow_database = threading.Event()
-    api_key_validator._database_thread().submit(slow_database.wait, 30)
-    impatient = asyncio.create_task(api_key_validator.validate(valid))
-    patient = asyncio.create_task(api_key_validator.validate(valid))
+    runtime.current.api_keys._database_thread().submit(slow_database.wait, 30)
+    impatient = asyncio.create_task(runtime.current.api_keys.validate(valid))
+    patient = asyncio.create_task(runtime.current.api_keys.validate(valid))
     await asyncio.sleep(0)
-    assert api_key_validator.pending_lookups == 1
+    assert runtime.current.api_keys.pending_lookups == 1
 
     impatient.cancel()  # the client hung up
     slow_database.set()
 
     assert (await patient).username == "patient"
     assert impatient.cancelled()
-    assert api_key_validator.pending_lookups == 0
+    assert runtime.current.api_keys.pending_lookups == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -17,11 +17,13 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 from starlette.requests import Request
 
+from resource_server_async import runtime
 from resource_server_async.api.app import error_response
-from resource_server_async.auth.api_keys import KEY_PREFIX, api_key_validator, hash_key
+from resource_server_async.auth.api_keys import KEY_PREFIX, hash_key
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.errors import GatewayError
 from resource_server_async.models import ApiKey
+from resource_server_async.runtime import Runtime, installed
 
 # The validator reads the database from its own thread, which sees committed rows only: tests
 # that authenticate need a transactional database; the others roll back (faster).
@@ -34,12 +36,13 @@ GROUP = "0a8a4b47-96b6-11ef-a3b4-0affd3f4a1c5"
 
 
 @pytest.fixture(autouse=True)
-def no_key_cache(settings: SettingsWrapper) -> Iterator[None]:
+async def no_key_cache(settings: SettingsWrapper) -> AsyncIterator[None]:
     # Every check reads the database, so revocation and expiry show at once.
     settings.API_KEY_CACHE_SECONDS = 0
-    yield
-    # The reader thread's connection would keep the test database from being dropped.
-    api_key_validator.close()
+    # Closing the runtime closes the reader thread's connection, which would otherwise keep the
+    # test database from being dropped.
+    async with installed(Runtime.from_settings()):
+        yield
 
 
 def request(headers: dict[str, str], path: str = "/resource_server/whoami") -> Request:
@@ -206,7 +209,7 @@ async def test_a_revoked_key_works_until_the_cache_expires(settings: SettingsWra
 
     # Documented: revocation is seen within API_KEY_CACHE_SECONDS, not instantly.
     assert (await authenticate(request({"Authorization": f"Bearer {key}"}))).username == "cached"
-    api_key_validator.clear()
+    runtime.current.api_keys.clear()
     out = await refused(request({"Authorization": f"Bearer {key}"}))
     assert out["status"] == 401
 

@@ -17,8 +17,10 @@ from globus_sdk.testing import RegisteredResponse
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from resource_server_async.api.app import Dialect
+from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.auth.globus import GlobusTokenValidator
 from resource_server_async.errors import GatewayError
+from resource_server_async.runtime import Runtime, installed
 from tests.auth import globus_data as gd
 from tests.auth.conftest import (
     SERVICE_CLIENT_ID,
@@ -26,6 +28,7 @@ from tests.auth.conftest import (
     form_of,
     register_token,
 )
+from tests.auth.test_api_keys import request
 
 pytestmark = pytest.mark.usefixtures("globus_settings")
 
@@ -429,12 +432,16 @@ async def test_globus_rejecting_the_gateway_credentials_is_500_not_401(
 
 
 async def test_gateway_without_globus_configured_refuses_tokens(
-    validator: GlobusTokenValidator, new_token: Callable[[], str], globus_settings: SettingsWrapper
+    new_token: Callable[[], str], globus_settings: SettingsWrapper
 ) -> None:
     globus_settings.GLOBUS_APPLICATION_ID = ""
 
-    error = await denial(validator, new_token())
+    async with installed(Runtime.from_settings()) as runtime:
+        assert runtime.globus is None  # no validator, so no Globus SDK, is built
+        with pytest.raises(GatewayError) as caught:
+            await authenticate(request({"Authorization": f"Bearer {new_token()}"}))
 
+    error = caught.value
     assert (error.status, error.code) == (401, "globus_not_configured")
     assert "use a gateway API key" in error.message
 
@@ -453,13 +460,18 @@ async def test_concurrent_requests_with_one_token_share_one_introspection(
     assert calls_to(globus_http, INTROSPECT) == 1
 
 
+@pytest.fixture
+def two_at_once(globus_settings: SettingsWrapper) -> None:
+    # Read when the runtime builds the validator, so set before the `validator` fixture.
+    globus_settings.GLOBUS_INTROSPECT_CONCURRENCY = 2
+
+
 async def test_introspections_run_at_most_the_configured_number_at_once(
+    two_at_once: None,
     validator: GlobusTokenValidator,
     globus_http: responses.RequestsMock,
     new_token: Callable[[], str],
-    globus_settings: SettingsWrapper,
 ) -> None:
-    globus_settings.GLOBUS_INTROSPECT_CONCURRENCY = 2
     running, highest, lock = 0, 0, threading.Lock()
 
     def inactive_after_a_while(request: Any) -> tuple[int, dict[str, str], str]:

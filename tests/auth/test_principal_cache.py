@@ -82,7 +82,7 @@ async def test_the_cache_key_is_the_sha256_of_the_token_never_the_token(
     digest = hashlib.sha256(token.encode()).hexdigest()
 
     assert token_digest(token) == digest
-    local = validator.cache._memory._entries
+    local = validator.cache._memory
     assert digest in local
     assert all(token not in key for key in local)
     assert all(token.encode() not in outcome.to_json() for outcome in local.values())
@@ -178,7 +178,7 @@ async def test_redis_outage_falls_back_to_the_in_process_cache(
     settings: SettingsWrapper, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-    cache = PrincipalCache(namespace="test")
+    cache = PrincipalCache(namespace="test", redis_url=settings.REDIS_URL)
     principal = Principal(id="u1", username="jdoe@anl.gov", kind="user")
     outcome = Outcome(until=time.time() + 60, principal=principal)
     try:

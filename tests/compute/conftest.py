@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,14 +14,12 @@ from resource_server_async.clusters.globus_compute import (
     GlobusComputeCluster,
     GlobusComputeClusterConfig,
 )
-from resource_server_async.compute import close_executor
 from resource_server_async.compute.functions import INFERENCE
 from resource_server_async.endpoints.base import EndpointRow, InferenceRequest
 from resource_server_async.endpoints.globus_compute import (
     GlobusComputeEndpoint,
     GlobusComputeEndpointConfig,
 )
-from resource_server_async.streaming import close_hub
 from tests.compute import fake_compute
 from tests.compute.catalog import GLOBUS_CLUSTER, GLOBUS_ENDPOINT
 from tests.compute.fake_compute import FakeComputeService
@@ -62,14 +60,6 @@ def globus_settings(settings: SettingsWrapper, function_env: None) -> SettingsWr
     settings.INTERNAL_STREAMING_SECRET = STREAMING_SECRET
     settings.REDIS_URL = ""
     return settings
-
-
-@pytest.fixture
-async def fresh_executor() -> AsyncIterator[None]:
-    """Executor and hub are per event loop; close this test's at its end."""
-    yield
-    await close_executor()
-    await close_hub()
 
 
 def make_endpoint(

@@ -19,7 +19,7 @@ from tests.compute.conftest import STREAMING_SECRET
 from tests.compute.inprocess import serve_api
 from tests.servers import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("function_env", "fresh_executor")]
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("function_env")]
 ENDPOINT_UUID = "5b1f0c2e-7d3a-4e8b-9a6c-1d2e3f4a5b6c"
 
 

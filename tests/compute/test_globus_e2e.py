@@ -25,7 +25,7 @@ from tests.compute.scheduler import FakePBS
 from tests.fake_backend import FakeBackend
 from tests.servers import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("globus_settings", "fresh_executor")]
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("globus_settings")]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from tests.compute.conftest import chat_request, make_endpoint
 from tests.compute.fake_compute import FakeComputeService
 from tests.fake_backend import FakeBackend
 
-pytestmark = pytest.mark.usefixtures("globus_settings", "fresh_executor")
+pytestmark = pytest.mark.usefixtures("globus_settings", "runtime")
 
 
 def _submitted_payloads(service: FakeComputeService) -> list[dict]:

@@ -19,7 +19,7 @@ from tests.compute.inprocess import serve_api
 from tests.fake_backend import FakeBackend
 from tests.servers import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("function_env", "fresh_executor")]
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("function_env")]
 ENDPOINT_UUID = "8a3e5d1c-2b4f-4a6e-9c8d-7f6e5d4c3b2a"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from resource_server_async.clusters.jobs import (
 from resource_server_async.clusters.metis import MetisCluster, MetisClusterConfig
 from resource_server_async.endpoints.base import EndpointRow
 from resource_server_async.errors import GatewayError
-from resource_server_async.upstream.clients import clients
+from resource_server_async.runtime import Runtime
 from tests.compute.catalog import GLOBUS_CLUSTER, GLOBUS_ENDPOINT
 from tests.fake_backend import FakeBackend
 
@@ -148,10 +148,9 @@ def test_status_page_as_jobs() -> None:
 
 
 @pytest.fixture
-async def upstream_pool() -> AsyncIterator[None]:
-    """The status page is fetched through the process's pooled sessions: close this loop's."""
-    yield
-    await clients.close()
+def upstream_pool(runtime: Runtime) -> Runtime:
+    """The status page is fetched through the runtime's pooled sessions."""
+    return runtime
 
 
 def _metis(url: str, timeout: float = 2) -> MetisCluster:

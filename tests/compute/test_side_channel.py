@@ -10,11 +10,12 @@ import pytest
 import requests
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from resource_server_async.streaming import LocalStreamHub, get_hub, issue_token
+from resource_server_async import runtime
+from resource_server_async.streaming import LocalStreamHub, issue_token
 from tests.compute.conftest import STREAMING_SECRET
 from tests.compute.inprocess import serve_api
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("transactional_db", "fresh_executor")]
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("transactional_db")]
 BACKLOG_BYTES = 3 * 1024 * 1024
 POST_TEXT = "x" * (1024 * 1024 - 200)  # each post just under STREAMING_MAX_BODY_BYTES
 
@@ -41,7 +42,7 @@ def _post_data(url: str, task_id: str, token: str | bytes, text: str) -> request
 
 
 async def test_posts_beyond_the_byte_backlog_answer_503_and_hold_no_more(gateway: str) -> None:
-    hub = get_hub()
+    hub = runtime.current.hub
     assert isinstance(hub, LocalStreamHub)
     subscription = await hub.open("slow-reader", lifetime=60)
     token = issue_token("slow-reader", 60)
@@ -71,7 +72,7 @@ async def test_posts_beyond_the_byte_backlog_answer_503_and_hold_no_more(gateway
 async def test_a_token_with_non_ascii_digits_is_refused_with_403(
     gateway: str, token: bytes
 ) -> None:
-    hub = get_hub()
+    hub = runtime.current.hub
     await hub.open("task-t", lifetime=60)
 
     response = await asyncio.to_thread(_post_data, gateway, "task-t", token, "data: {}")

@@ -16,7 +16,7 @@ from pytest_django.fixtures import Settings
 from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.clusters.metis import MetisCluster, MetisClusterConfig
 from resource_server_async.clusters.status_page import StatusPage
-from resource_server_async.upstream.clients import clients
+from resource_server_async.runtime import Runtime
 
 CACHE_SECONDS = 0.05
 # Far longer than any answer from the cache may take; the held fetch outlasts it.
@@ -41,7 +41,8 @@ class SlowStatusServer:
 
 
 @pytest.fixture
-async def slow_page() -> AsyncIterator[SlowStatusServer]:
+async def slow_page(runtime: Runtime) -> AsyncIterator[SlowStatusServer]:
+    # The status page is fetched through the runtime's pooled sessions.
     server = SlowStatusServer()
     app = web.Application()
     app.router.add_get("/status", server.handle)
@@ -53,7 +54,6 @@ async def slow_page() -> AsyncIterator[SlowStatusServer]:
     yield server
     server.release.set()
     await runner.cleanup()
-    await clients.close()  # the status page used the process-wide pool
 
 
 async def _until(condition: Callable[[], bool], what: str) -> None:

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from resource_server_async.compute import close_executor
 from resource_server_async.compute.functions import INFERENCE
 from resource_server_async.errors import GatewayError
+from resource_server_async.runtime import Runtime, installed
 from resource_server_async.streaming import (
     DATA,
     DONE,
@@ -27,8 +27,6 @@ from resource_server_async.streaming import (
     RedisStreamHub,
     StreamEvent,
     StreamHub,
-    close_hub,
-    get_hub,
     issue_token,
     token_matches,
 )
@@ -270,8 +268,8 @@ async def test_a_stream_past_the_redis_readers_answers_503(settings: SettingsWra
     settings.COMPUTE_EXECUTOR = "local"
     settings.INTERNAL_STREAMING_SECRET = "test-streaming-secret"
     endpoint = make_endpoint(str(uuid.uuid4()), INFERENCE.local_uuid, api_port=9)
-    try:
-        held = await get_hub().open("the-one-reader", lifetime=60)
+    async with installed(Runtime.from_settings()) as runtime:
+        held = await runtime.hub.open("the-one-reader", lifetime=60)
 
         with pytest.raises(GatewayError) as caught:
             await endpoint.open_stream(chat_request(stream=True))
@@ -280,6 +278,3 @@ async def test_a_stream_past_the_redis_readers_answers_503(settings: SettingsWra
         assert (caught.value.status, caught.value.code) == (503, "stream_hub_busy")
         assert caught.value.headers["Retry-After"] == "1"
         await held.close()
-    finally:
-        await close_executor()
-        await close_hub()

@@ -9,14 +9,14 @@ import orjson
 import pytest
 from aiohttp import web
 
-from resource_server_async import lifecycle
 from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.clusters.direct_api import DirectAPICluster, DirectAPIClusterConfig
 from resource_server_async.clusters.status_page import StatusPage, index_states
 from resource_server_async.endpoints.base import EndpointRow
 from resource_server_async.endpoints.direct_api import DirectAPIEndpoint, DirectAPIEndpointConfig
 from resource_server_async.errors import GatewayError
-from resource_server_async.upstream.clients import UpstreamClients, api_base, clients, origin_of
+from resource_server_async.runtime import Runtime, installed
+from resource_server_async.upstream.clients import api_base, origin_of
 from resource_server_async.upstream.errors import parse_error_body, reply_error
 
 
@@ -133,7 +133,8 @@ def test_status_index_reads_model_experts_and_key() -> None:
 
 
 @pytest.fixture
-async def status_server() -> AsyncIterator[tuple[str, list[int]]]:
+async def status_server(runtime: Runtime) -> AsyncIterator[tuple[str, list[int]]]:
+    # The status page is fetched through the runtime's pooled sessions.
     hits: list[int] = []
 
     async def status(request: web.Request) -> web.Response:
@@ -149,7 +150,6 @@ async def status_server() -> AsyncIterator[tuple[str, list[int]]]:
     await site.start()
     yield f"http://127.0.0.1:{runner.addresses[0][1]}/status", hits
     await runner.cleanup()
-    await clients.close()  # the status page used the process-wide pool
 
 
 async def test_status_page_is_fetched_once_for_concurrent_requests(
@@ -166,7 +166,7 @@ async def test_status_page_is_fetched_once_for_concurrent_requests(
     assert len(hits) == 1  # cached
 
 
-async def test_status_page_that_cannot_be_read_is_503() -> None:
+async def test_status_page_that_cannot_be_read_is_503(runtime: Runtime) -> None:
     page = StatusPage("c1", "http://127.0.0.1:9/status", timeout=1, cache_seconds=60)
 
     with pytest.raises(GatewayError) as caught:
@@ -174,27 +174,18 @@ async def test_status_page_that_cannot_be_read_is_503() -> None:
 
     assert (caught.value.status, caught.value.code) == (503, "cluster_status_unavailable")
     assert "cluster 'c1'" in caught.value.message
-    await clients.close()
 
 
-async def test_one_session_per_origin_closed_at_shutdown() -> None:
-    pool = UpstreamClients()
+async def test_one_session_per_origin_closed_with_the_runtime() -> None:
+    async with installed(Runtime.from_settings()) as runtime:
+        pool = runtime.upstream
+        first = pool.session("http://127.0.0.1:1")
+        assert pool.session("http://127.0.0.1:1") is first
+        other = pool.session("http://127.0.0.1:2")
+        assert other is not first
+        assert sorted(pool.origins) == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+        assert not first.closed and not other.closed
 
-    first = pool.session("http://127.0.0.1:1")
-    assert pool.session("http://127.0.0.1:1") is first
-    other = pool.session("http://127.0.0.1:2")
-    assert other is not first
-    assert sorted(pool.origins) == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
-    # Registered to be closed when the API shuts down (run_shutdown_hooks would also close
-    # other tests' resources, so the hook is called directly here).
-    assert pool.close in lifecycle._shutdown_hooks
-
-    await pool.close()
-
+    # The app's lifespan closes its runtime the same way at shutdown.
     assert first.closed and other.closed
     assert pool.origins == []
-    fresh = pool.session("http://127.0.0.1:1")
-    assert fresh is not first and not fresh.closed
-    await pool.close()
-    assert fresh.closed
-    lifecycle._shutdown_hooks.remove(pool.close)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
+from resource_server_async import runtime
 from resource_server_async.admission.maintenance import check_open
 from resource_server_async.api.http import JSONResponse
 from resource_server_async.auth.authenticate import authenticate
@@ -16,7 +17,6 @@ from resource_server_async.clusters.jobs import (
     mark_unready,
     visible_jobs,
 )
-from resource_server_async.compute import get_executor
 from resource_server_async.errors import GatewayError
 from resource_server_async.inference.visibility import listing, usable_clusters
 
@@ -38,7 +38,7 @@ async def cluster_jobs(request: Request) -> JSONResponse:
         raise jobs_not_supported(cluster)
     visible = visible_jobs(await cluster.jobs(), principal, name)
     if visible.running_endpoints:
-        await mark_unready(visible.running_endpoints, get_executor())
+        await mark_unready(visible.running_endpoints, runtime.current.executor)
     return JSONResponse(visible.as_dict())
 
 

@@ -15,6 +15,7 @@ from django.conf import settings
 from starlette.requests import Request
 from starlette.routing import Route
 
+from resource_server_async import runtime
 from resource_server_async.api.http import JSONResponse, read_json_object
 from resource_server_async.errors import GatewayError
 from resource_server_async.streaming import (
@@ -23,7 +24,6 @@ from resource_server_async.streaming import (
     ERROR,
     Published,
     StreamEvent,
-    get_hub,
     token_matches,
 )
 
@@ -86,7 +86,7 @@ async def _receive(request: Request, kind: str) -> tuple[str, StreamEvent]:
     else:
         event = StreamEvent(DONE)
     try:
-        published = await get_hub().publish(task_id, event)
+        published = await runtime.current.hub.publish(task_id, event)
     except Exception as exc:  # Redis unreachable: the function may send it again shortly
         logger.error("stream hub: cannot publish for %s: %s", task_id, exc)
         raise GatewayError(

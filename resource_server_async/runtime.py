@@ -1,0 +1,161 @@
+"""The process-wide resources, built when the API starts and closed when it stops, in one object.
+
+The API's lifespan builds a Runtime from the settings, installs it as `current` and closes it at
+shutdown; request code reaches a resource as `runtime.current.<resource>`. A module-level handle
+rather than `request.app.state`: adapters and validators run far from the request object, and one
+module attribute read costs no more than the per-module globals it replaces. Tests that start the
+app get a fresh runtime per app; unit tests build one and install it (`installed`).
+
+Parts are imported when a runtime is built, not when this module is imported, so that every
+layer may import this module without an import cycle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, cast
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from resource_server_async.auth.api_keys import ApiKeyValidator
+    from resource_server_async.auth.globus import GlobusTokenValidator
+    from resource_server_async.compute.base import ComputeExecutor
+    from resource_server_async.streaming import StreamHub
+    from resource_server_async.upstream.clients import UpstreamClients
+
+logger = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Upstream sessions, the stream hub, the credential validators, the compute executor, and
+    the catalog's refresher task. Built outside any event loop's concerns; used in one loop."""
+
+    __slots__ = ("_catalog_refreshing", "_executor", "api_keys", "globus", "hub", "upstream")
+
+    def __init__(
+        self,
+        *,
+        upstream: UpstreamClients,
+        hub: StreamHub,
+        api_keys: ApiKeyValidator,
+        globus: GlobusTokenValidator | None,
+        executor: ComputeExecutor | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.hub = hub
+        self.api_keys = api_keys
+        # None when GLOBUS_APPLICATION_ID is unset: Globus tokens are refused without the SDK.
+        self.globus = globus
+        self._executor = executor
+        self._catalog_refreshing = False
+
+    @classmethod
+    def from_settings(cls) -> Runtime:
+        from resource_server_async.auth.api_keys import ApiKeyValidator
+        from resource_server_async.streaming import build_hub
+        from resource_server_async.upstream.clients import UpstreamClients
+
+        globus: GlobusTokenValidator | None = None
+        if settings.GLOBUS_APPLICATION_ID:
+            # Imports globus_sdk now, at start-up, rather than on the first request's loop.
+            from resource_server_async.auth.globus import GlobusTokenValidator
+
+            globus = GlobusTokenValidator()
+        return cls(
+            upstream=UpstreamClients(),
+            hub=build_hub(),
+            api_keys=ApiKeyValidator.from_settings(),
+            globus=globus,
+        )
+
+    @property
+    def executor(self) -> ComputeExecutor:
+        """The compute executor, built on first use: a gateway with no Globus Compute endpoint
+        never needs one (start_compute builds it at start-up when one is in the catalog)."""
+        if self._executor is None:
+            from resource_server_async.compute import build_executor
+
+            self._executor = build_executor()
+        return self._executor
+
+    def start_compute(self) -> None:
+        """Build the executor now (importing the Globus Compute SDK) if the catalog uses it."""
+        if self._executor is None and _catalog_uses_compute():
+            from resource_server_async.compute import build_executor
+
+            self._executor = build_executor()
+
+    async def start_catalog(self, interval: float) -> None:
+        """Load the catalog, then keep it fresh in the background until close()."""
+        from resource_server_async.catalog.snapshot import catalog
+
+        try:
+            await catalog.refresh()
+        except Exception:
+            logger.exception("catalog: first load failed; retrying in the background")
+        catalog.start_refresher(interval)
+        self._catalog_refreshing = True
+
+    async def close(self) -> None:
+        """Close everything this runtime built, the last built first; one failure does not stop
+        the rest from closing."""
+        closers: list[Callable[[], Awaitable[None]]] = [self.upstream.close, self.api_keys.aclose]
+        if self.globus is not None:
+            closers.append(self.globus.aclose)
+        closers.append(self.hub.close)
+        if self._executor is not None:
+            closers.append(self._executor.close)
+        if self._catalog_refreshing:
+            from resource_server_async.catalog.snapshot import catalog
+
+            closers.append(catalog.stop_refresher)
+            self._catalog_refreshing = False
+        for close in reversed(closers):
+            try:
+                await close()
+            except Exception:
+                logger.exception("runtime: closing %r failed", close)
+        self._executor = None
+
+
+def _catalog_uses_compute() -> bool:
+    if settings.COMPUTE_EXECUTOR.strip().lower() != "globus":
+        return False
+    from resource_server_async.catalog.snapshot import catalog
+    from resource_server_async.clusters.globus_compute import GlobusComputeCluster
+    from resource_server_async.endpoints.globus_compute import GlobusComputeEndpoint
+
+    snapshot = catalog.snapshot
+    return any(isinstance(e, GlobusComputeEndpoint) for e in snapshot.endpoints.values()) or any(
+        isinstance(c, GlobusComputeCluster) for c in snapshot.clusters.values()
+    )
+
+
+class _NotStarted:
+    """Stands in for a runtime before the lifespan built one: says so instead of a bare
+    AttributeError on None."""
+
+    def __getattr__(self, name: str) -> None:
+        raise RuntimeError(
+            f"no runtime: runtime.current.{name} was used before the API's lifespan started "
+            "(tests: install one with `runtime.installed(Runtime.from_settings())`)"
+        )
+
+
+NOT_STARTED = cast(Runtime, _NotStarted())
+current: Runtime = NOT_STARTED
+
+
+@contextlib.asynccontextmanager
+async def installed(runtime: Runtime) -> AsyncIterator[Runtime]:
+    """Make `runtime` the current one, and close it on exit (the previous one comes back)."""
+    global current
+    previous, current = current, runtime
+    try:
+        yield runtime
+    finally:
+        current = previous
+        await runtime.close()
