@@ -1,36 +1,30 @@
-"""A cluster's jobs for /resource_server/{cluster}/jobs (CONTRACT.md §4): read, filter, annotate.
+"""A cluster's jobs for /resource_server/{cluster}/jobs (CONTRACT.md §4): read and shape them.
 
 A cluster adapter that reports jobs has `async jobs() -> ClusterJobs`, cached per cluster (the
-whole list; every caller then sees only the models they may use): Globus Compute clusters run
-their status function (or, without a scheduler, list their endpoints by the state of their Compute
-endpoints), clusters with a status page read it (status_page.py).
+whole list; what each caller may see is decided above, in inference/visibility.py): Globus
+Compute clusters run their status function (or, without a scheduler, list their endpoints by the
+state of their Compute endpoints), clusters with a status page read it (status_page.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-from resource_server_async.auth.permissions import can_use_endpoint
-from resource_server_async.auth.principal import Principal
-from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.base import BaseCluster
 from resource_server_async.clusters.status_page import LIVE, StatusPage, StatusPageUnavailable
 from resource_server_async.compute.base import (
     ComputeError,
-    ComputeExecutor,
     ComputeNotConfigured,
     ComputeTimeout,
     EndpointState,
     EndpointUnavailable,
     RemoteFunctionError,
 )
-from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
+from resource_server_async.endpoints.base import EndpointRow
 from resource_server_async.errors import GatewayError
 
 # The lists of the /jobs answer, in order (the status function's keys with `_` for `-`).
@@ -158,77 +152,6 @@ def jobs_from_endpoint_states(
         "stopped_models": len(lists["stopped"]),
     }
     return ClusterJobs(lists, summary)
-
-
-def _endpoint_for(cluster: str, framework: str, model: str) -> BaseEndpoint | None:
-    endpoint = catalog.lookup(cluster, framework, model)
-    if endpoint is not None:
-        return endpoint
-    # Status pages do not always name the framework the catalog uses (Metis says "api").
-    for candidate in catalog.endpoints_for_model(model):
-        if candidate.row.cluster == cluster:
-            return candidate
-    return None
-
-
-@dataclass(slots=True)
-class VisibleJobs:
-    """The answer for one principal, and the endpoints behind each running job."""
-
-    lists: dict[str, list[dict[str, Any]]]
-    cluster_status: dict[str, Any]
-    running_endpoints: list[tuple[dict[str, Any], list[BaseEndpoint]]]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.lists, "cluster_status": self.cluster_status}
-
-
-def visible_jobs(jobs: ClusterJobs, principal: Principal, cluster: str) -> VisibleJobs:
-    """Only the models the principal may use; a job with none left is left out."""
-    lists: dict[str, list[dict[str, Any]]] = {}
-    running: list[tuple[dict[str, Any], list[BaseEndpoint]]] = []
-    for name in JOB_LISTS:
-        kept = []
-        for job in jobs.lists.get(name, []):
-            job_cluster = job["Cluster"] if job["Cluster"] != NOT_AVAILABLE else cluster
-            models, endpoints = [], []
-            for model in (m.strip() for m in job["Models"].split(",")):
-                endpoint = _endpoint_for(job_cluster, job["Framework"], model) if model else None
-                if endpoint is not None and can_use_endpoint(principal, endpoint):
-                    models.append(model)
-                    endpoints.append(endpoint)
-            if not models:
-                continue
-            visible = copy.deepcopy(job)  # the cached lists are shared by every caller
-            visible["Models"] = ",".join(models)
-            kept.append(visible)
-            if name == "running":
-                running.append((visible, endpoints))
-        lists[name] = kept
-    return VisibleJobs(lists, copy.deepcopy(jobs.cluster_status), running)
-
-
-async def mark_unready(
-    running: Iterable[tuple[dict[str, Any], list[BaseEndpoint]]], executor: ComputeExecutor
-) -> None:
-    """A running job whose Globus Compute endpoint reports no workers is not ready."""
-    from resource_server_async.endpoints.globus_compute import GlobusComputeEndpoint
-
-    checks: dict[str, asyncio.Task[Any]] = {}
-    pairs = []
-    for job, endpoints in running:
-        for endpoint in endpoints:
-            if isinstance(endpoint, GlobusComputeEndpoint):
-                uuid = endpoint.compute.endpoint_uuid
-                if uuid not in checks:
-                    checks[uuid] = asyncio.ensure_future(executor.endpoint_state(uuid))
-                pairs.append((job, uuid))
-    if not checks:
-        return
-    await asyncio.gather(*checks.values())
-    for job, uuid in pairs:
-        if checks[uuid].result().workers == 0:
-            job["Model Status"] = NOT_READY
 
 
 # --- clusters with a status page (Metis, DirectAPI with status_url) ---------------------------

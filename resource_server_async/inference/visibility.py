@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+from typing import Any
+
 from resource_server_async.auth.permissions import can_use_cluster, can_use_endpoint
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.snapshot import catalog
+from resource_server_async.clusters.jobs import JOB_LISTS, NOT_AVAILABLE, ClusterJobs
 from resource_server_async.endpoints.base import BaseEndpoint
 
 
@@ -46,3 +51,61 @@ def usable_clusters(principal: Principal) -> list[str]:
 def listing(names: list[str], empty: str) -> str:
     """`'a', 'b'` for a message, or `empty` when there is nothing the caller may see."""
     return ", ".join(repr(name) for name in names) if names else empty
+
+
+# --- /jobs: a cluster's cached job lists, cut down to what one principal may use --------------
+
+
+def _endpoint_for(cluster: str, framework: str, model: str) -> BaseEndpoint | None:
+    endpoint = catalog.lookup(cluster, framework, model)
+    if endpoint is not None:
+        return endpoint
+    # Status pages do not always name the framework the catalog uses (Metis says "api").
+    for candidate in catalog.endpoints_for_model(model):
+        if candidate.row.cluster == cluster:
+            return candidate
+    return None
+
+
+@dataclass(slots=True)
+class VisibleJobs:
+    """The answer for one principal, and the endpoints behind each running job."""
+
+    lists: dict[str, list[dict[str, Any]]]
+    cluster_status: dict[str, Any]
+    running_endpoints: list[tuple[dict[str, Any], list[BaseEndpoint]]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.lists, "cluster_status": self.cluster_status}
+
+
+def _usable_job_endpoints(
+    job: dict[str, Any], principal: Principal, cluster: str
+) -> tuple[list[str], list[BaseEndpoint]]:
+    job_cluster = job["Cluster"] if job["Cluster"] != NOT_AVAILABLE else cluster
+    models, endpoints = [], []
+    for model in (m.strip() for m in job["Models"].split(",")):
+        endpoint = _endpoint_for(job_cluster, job["Framework"], model) if model else None
+        if endpoint is not None and can_use_endpoint(principal, endpoint):
+            models.append(model)
+            endpoints.append(endpoint)
+    return models, endpoints
+
+
+def visible_jobs(jobs: ClusterJobs, principal: Principal, cluster: str) -> VisibleJobs:
+    """Only the models the principal may use; a job with none left is left out."""
+    lists: dict[str, list[dict[str, Any]]] = {}
+    running: list[tuple[dict[str, Any], list[BaseEndpoint]]] = []
+    for name in JOB_LISTS:
+        kept = []
+        for job in jobs.lists.get(name, []):
+            models, endpoints = _usable_job_endpoints(job, principal, cluster)
+            if not models:
+                continue
+            visible = copy.deepcopy(job)  # the cached lists are shared by every caller
+            visible["Models"] = ",".join(models)
+            kept.append(visible)
+            if name == "running":
+                running.append((visible, endpoints))
+        lists[name] = kept
+    return VisibleJobs(lists, copy.deepcopy(jobs.cluster_status), running)

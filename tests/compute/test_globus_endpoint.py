@@ -18,6 +18,7 @@ from tests.compute import fake_compute
 from tests.compute.conftest import chat_request, make_endpoint
 from tests.compute.fake_compute import FakeComputeService
 from tests.fake_backend import FakeBackend
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.usefixtures("globus_settings", "runtime")
 
@@ -302,12 +303,8 @@ async def test_unknown_function_is_503_naming_the_cause(
     assert "function 0b3a8a58-45a6-4b55-a8e1-27d7f2b8b001 not found" in caught.value.message
 
 
-async def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+async def _wait_for(condition: Callable[[], bool]) -> None:
+    await wait_until_async(condition)
 
 
 async def test_endpoint_status_is_cached_not_asked_per_request(

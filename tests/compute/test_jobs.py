@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pytest_django.fixtures import Settings
 
+from resource_server_async.api.views.jobs import mark_unready
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.snapshot import build_snapshot, catalog
 from resource_server_async.catalog.validation import expected_slug
@@ -20,14 +22,18 @@ from resource_server_async.clusters.jobs import (
     ClusterJobs,
     jobs_from_report,
     jobs_from_status_page,
-    visible_jobs,
 )
 from resource_server_async.clusters.metis import MetisCluster, MetisClusterConfig
+from resource_server_async.compute import build_executor
+from resource_server_async.compute.base import ComputeNotConfigured
 from resource_server_async.endpoints.base import EndpointRow
 from resource_server_async.errors import GatewayError
+from resource_server_async.inference.visibility import visible_jobs
 from resource_server_async.runtime import Runtime
-from tests.compute.catalog import GLOBUS_CLUSTER, GLOBUS_ENDPOINT
+from tests.compute.catalog import DIRECT_CLUSTER, GLOBUS_CLUSTER, GLOBUS_ENDPOINT
 from tests.fake_backend import FakeBackend
+
+DIRECT_ENDPOINT = "resource_server_async.endpoints.direct_api.DirectAPIEndpoint"
 
 ANYONE = Principal(id="api_key:1", username="anyone", kind="api_key")
 PARTNER = Principal(id="api_key:2", username="partner", kind="api_key", idp_domain="example.org")
@@ -274,3 +280,38 @@ async def test_direct_api_cluster_without_status_page_reports_no_jobs() -> None:
         "jobs_not_supported",
         "Cluster 'direct' does not report jobs (its adapter is DirectAPICluster).",
     )
+
+
+async def test_jobs_without_compute_endpoints_need_no_executor(settings: Settings) -> None:
+    # An executor kind that cannot be built: fetching one would answer 503 (ComputeNotConfigured).
+    settings.COMPUTE_EXECUTOR = "not-an-executor"
+    cluster = ClusterRow(
+        name="web",
+        adapter_path=DIRECT_CLUSTER,
+        frameworks=("api",),
+        openai_endpoints=("chat/completions",),
+        config={},
+    )
+    endpoint = EndpointRow(
+        slug=expected_slug("web", "api", "served-model"),
+        cluster="web",
+        framework="api",
+        model="served-model",
+        adapter_path=DIRECT_ENDPOINT,
+        config={"api_url": "http://127.0.0.1:9/v1"},
+    )
+    previous = catalog.snapshot
+    catalog.snapshot = build_snapshot([cluster], [endpoint])
+    try:
+        running = _job("served-model", Framework="api", Cluster="web", Walltime="1:00")
+        jobs = ClusterJobs({**{name: [] for name in JOB_LISTS}, "running": [running]}, {})
+        visible = visible_jobs(jobs, ANYONE, "web")
+
+        await mark_unready(visible.running_endpoints)
+    finally:
+        catalog.snapshot = previous
+
+    assert len(visible.running_endpoints) == 1
+    assert visible.lists["running"] == [running]
+    with pytest.raises(ComputeNotConfigured):
+        build_executor()  # the executor really could not have been built

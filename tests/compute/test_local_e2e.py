@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -29,6 +28,7 @@ from tests.compute.conftest import STREAMING_SECRET
 from tests.compute.scheduler import FakePBS
 from tests.fake_backend import FakeBackend
 from tests.servers import GatewayServer, free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -205,7 +205,7 @@ def test_side_channel_abuse_is_refused_without_disturbing_a_live_stream(
 
     live = threading.Thread(target=consume)
     live.start()
-    time.sleep(0.3)  # the stream is flowing
+    wait_until(lambda: bool(received) or bool(failures))  # the stream is flowing
 
     other_task = str(uuid.uuid4())
     answers = {

@@ -17,6 +17,7 @@ from resource_server_async.compute.base import (
 )
 from resource_server_async.compute.functions import INFERENCE, local_function_paths
 from resource_server_async.compute.local import LocalExecutor
+from tests.waiting import wait_until_async
 
 ENDPOINT = "any-endpoint"
 RELEASE = threading.Event()
@@ -108,7 +109,8 @@ async def test_a_full_pool_refuses_instead_of_queueing_without_bound(
 ) -> None:
     running = asyncio.ensure_future(executor.run(ENDPOINT, "wait", (), timeout=5))
     waiting = asyncio.ensure_future(executor.run(ENDPOINT, "add", (1, 2), timeout=5))
-    await asyncio.sleep(0.05)
+    # Both have taken their place (one running, one waiting) before the third asks.
+    await wait_until_async(lambda: executor._in_pool == 2)
 
     with pytest.raises(EndpointUnavailable) as caught:
         await executor.run(ENDPOINT, "add", (3, 4), timeout=5)

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from resource_server_async.refreshing_cache import RefreshingCache
+from tests.waiting import wait_until_async
 
 
 class Loader:
@@ -35,10 +36,11 @@ async def test_stale_value_is_answered_while_one_load_refreshes_it() -> None:
     cache: RefreshingCache[str, int] = RefreshingCache(ttl=0.05, max_age=60)
     load = Loader(delay=0.05)
     assert await cache.get("k", load) == 1
+    # Letting the TTL pass is the thing under test (the cache reads time.monotonic itself).
     await asyncio.sleep(0.06)
 
     stale = [await cache.get("k", load) for _ in range(3)]
-    await asyncio.sleep(0.1)
+    await wait_until_async(lambda: cache.peek("k") == 2)  # the background refresh landed
 
     assert stale == [1, 1, 1]
     assert load.calls == 2  # one background refresh for the three callers
@@ -71,11 +73,12 @@ async def test_a_failed_refresh_keeps_the_stale_value() -> None:
     cache: RefreshingCache[str, int] = RefreshingCache(ttl=0.01, max_age=60)
     load = Loader()
     assert await cache.get("k", load) == 1
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.02)  # the TTL passing is the thing under test
     load.fail = True
 
     assert await cache.get("k", load) == 1
-    await asyncio.sleep(0.02)
+    await wait_until_async(lambda: load.calls == 2)  # the refresh was tried
+    await asyncio.sleep(0)  # and its failure handled
 
     assert await cache.get("k", load) == 1
     assert cache.peek("k") == 1
@@ -87,7 +90,7 @@ async def test_a_caller_giving_up_does_not_cancel_the_shared_load() -> None:
 
     impatient = asyncio.ensure_future(cache.get("k", load))
     patient = asyncio.ensure_future(cache.get("k", load))
-    await asyncio.sleep(0.02)
+    await wait_until_async(lambda: load.calls == 1)  # the shared load is under way
     impatient.cancel()
 
     assert await patient == 1
@@ -118,10 +121,7 @@ async def test_a_failed_refresh_is_not_retried_by_every_caller_within_failure_tt
     load.fail = True
 
     assert await cache.get("k", load) == 1  # stale; starts one refresh, which fails
-    for _ in range(1000):
-        if "refresh of 'k' failed" in caplog.text:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until_async(lambda: "refresh of 'k' failed" in caplog.text)
     stale = []
     for _ in range(5):
         stale.append(await cache.get("k", load))

@@ -17,6 +17,7 @@ from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.clusters.metis import MetisCluster, MetisClusterConfig
 from resource_server_async.clusters.status_page import StatusPage
 from resource_server_async.runtime import Runtime
+from tests.waiting import wait_until_async
 
 CACHE_SECONDS = 0.05
 # Far longer than any answer from the cache may take; the held fetch outlasts it.
@@ -57,10 +58,7 @@ async def slow_page(runtime: Runtime) -> AsyncIterator[SlowStatusServer]:
 
 
 async def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {PATIENCE} s for {what}"
-        await asyncio.sleep(0.01)
+    await wait_until_async(condition, PATIENCE)
 
 
 async def _expire(page_read_at: float) -> None:

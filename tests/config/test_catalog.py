@@ -14,6 +14,7 @@ from resource_server_async.endpoints.base import EndpointRow
 from resource_server_async.endpoints.globus_compute import GlobusComputeEndpoint
 from resource_server_async.models import Cluster, Endpoint
 from tests.config.helpers import GC_CLUSTER, GC_ENDPOINT, cluster_row, endpoint_row
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.django_db
 
@@ -83,10 +84,7 @@ def test_background_refresher_picks_up_a_change() -> None:
         assert catalog.lookup("sophia", "vllm", MODEL) is None
         catalog.start_refresher(0.05)
         await asyncio.to_thread(create_endpoint_and_disconnect)
-        for _ in range(100):
-            if catalog.lookup("sophia", "vllm", MODEL) is not None:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until_async(lambda: catalog.lookup("sophia", "vllm", MODEL) is not None)
         await catalog.stop_refresher()
 
     asyncio.run(scenario())
