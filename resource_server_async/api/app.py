@@ -26,7 +26,9 @@ _SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff")]
 
 
 def dialect_of(request: Request) -> Dialect:
-    return Dialect.ANTHROPIC if request.url.path.endswith("/v1/messages") else Dialect.OPENAI
+    # The scope's path, not request.url: building the URL object is most of a 401's cost.
+    path: str = request.scope["path"]
+    return Dialect.ANTHROPIC if path.endswith("/v1/messages") else Dialect.OPENAI
 
 
 def error_response(request: Request, error: GatewayError) -> Response:
