@@ -9,6 +9,10 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import httpx2
+from openai import OpenAI
 
 from scripts import processes
 from scripts.processes import free_port, wait_for_http
@@ -104,6 +108,26 @@ class GatewayServer:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def openai_client(self, base_path: str = "/resource_server/alpha/vllm/v1") -> OpenAI:
+        """The official client on `base_path`, with this gateway's key and no retries."""
+        return OpenAI(
+            base_url=f"{self.url}{base_path}", api_key=self.api_key, max_retries=0, timeout=20
+        )
+
+    def sse_events(self, path: str, body: dict[str, Any]) -> list[bytes]:
+        """The SSE events the gateway sends for a POST of `body` to `path`, split on blank
+        lines (raw bytes, so that a test sees exactly what a client would read)."""
+        with httpx2.stream(
+            "POST",
+            f"{self.url}{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=10,
+        ) as answer:
+            assert answer.status_code == 200
+            raw = b"".join(answer.iter_bytes())
+        return [event for event in raw.split(b"\n\n") if event]
 
     def stop(self) -> None:
         if self.process is not None:

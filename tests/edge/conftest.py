@@ -43,12 +43,7 @@ def gateway(
 
 @pytest.fixture(scope="package")
 def client(gateway: GatewayServer) -> OpenAI:
-    return OpenAI(
-        base_url=f"{gateway.url}/resource_server/alpha/vllm/v1",
-        api_key=gateway.api_key,
-        max_retries=0,
-        timeout=20,
-    )
+    return gateway.openai_client()
 
 
 def request(

@@ -47,12 +47,7 @@ def small_gateway(
 
 @pytest.fixture(scope="module")
 def small_client(small_gateway: GatewayServer) -> OpenAI:
-    return OpenAI(
-        base_url=f"{small_gateway.url}/resource_server/alpha/vllm/v1",
-        api_key=small_gateway.api_key,
-        max_retries=0,
-        timeout=20,
-    )
+    return small_gateway.openai_client()
 
 
 def test_calls_beyond_the_pool_wait_a_bounded_time_then_get_503_busy(

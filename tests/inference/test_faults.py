@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 import httpx2
 import openai
@@ -30,19 +29,6 @@ TRACEBACK = (
 )
 
 
-def raw_events(gateway: GatewayServer, path: str, body: dict[str, Any]) -> list[bytes]:
-    with httpx2.stream(
-        "POST",
-        f"{gateway.url}{path}",
-        json=body,
-        headers={"Authorization": f"Bearer {gateway.api_key}"},
-        timeout=10,
-    ) as answer:
-        assert answer.status_code == 200
-        raw = b"".join(answer.iter_bytes())
-    return [event for event in raw.split(b"\n\n") if event]
-
-
 def wait_for_log_lines(gateway: GatewayServer, needle: str, timeout: float = 10.0) -> list[str]:
     """The log lines naming `needle`, once there is at least one (the log is another process's)."""
     deadline = time.monotonic() + timeout
@@ -57,8 +43,7 @@ def wait_for_log_lines(gateway: GatewayServer, needle: str, timeout: float = 10.
 
 
 def test_done_without_a_finish_reason_ends_with_an_error_instead(gateway: GatewayServer) -> None:
-    events = raw_events(
-        gateway,
+    events = gateway.sse_events(
         CHAT_URL,
         {"model": "fake-model", "messages": HELLO, "stream": True, "fake": {"no_finish": True}},
     )
@@ -81,8 +66,7 @@ def test_openai_client_raises_instead_of_returning_an_empty_answer(client: OpenA
 
 
 def test_completions_stream_without_finish_reason_is_reported(gateway: GatewayServer) -> None:
-    events = raw_events(
-        gateway,
+    events = gateway.sse_events(
         "/resource_server/alpha/vllm/v1/completions",
         {"model": "fake-model", "prompt": "a b", "stream": True, "fake": {"no_finish": True}},
     )
@@ -92,8 +76,7 @@ def test_completions_stream_without_finish_reason_is_reported(gateway: GatewaySe
 
 
 def test_whole_stream_ends_with_exactly_one_done(gateway: GatewayServer) -> None:
-    events = raw_events(
-        gateway,
+    events = gateway.sse_events(
         CHAT_URL,
         {"model": "fake-model", "messages": HELLO, "stream": True, "fake": {"chunks": 20}},
     )

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
-import httpx2
 import openai
 import orjson
 import pytest
@@ -20,25 +18,11 @@ pytestmark = pytest.mark.e2e
 HELLO = [{"role": "user", "content": "tell me a long story"}]
 
 
-def raw_stream(gateway: GatewayServer, body: dict[str, Any]) -> list[bytes]:
-    """The SSE events the gateway sends, split on blank lines."""
-    with httpx2.stream(
-        "POST",
-        f"{gateway.url}/resource_server/alpha/vllm/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {gateway.api_key}"},
-        timeout=10,
-    ) as answer:
-        assert answer.status_code == 200
-        raw = b"".join(answer.iter_bytes())
-    return [event for event in raw.split(b"\n\n") if event]
-
-
 def test_model_server_dying_mid_stream_ends_with_an_error_event(
     gateway: GatewayServer, backend: FakeBackend
 ) -> None:
-    events = raw_stream(
-        gateway,
+    events = gateway.sse_events(
+        "/resource_server/alpha/vllm/v1/chat/completions",
         {"model": "fake-model", "messages": HELLO, "stream": True, "fake": {"stop_after": 3}},
     )
 
@@ -73,8 +57,8 @@ def test_openai_client_raises_on_the_error_event(client: OpenAI) -> None:
 
 
 def test_stream_ending_without_done_is_reported(gateway: GatewayServer) -> None:
-    events = raw_stream(
-        gateway,
+    events = gateway.sse_events(
+        "/resource_server/alpha/vllm/v1/chat/completions",
         {"model": "fake-model", "messages": HELLO, "stream": True, "fake": {"no_done": True}},
     )
 
@@ -85,8 +69,8 @@ def test_stream_ending_without_done_is_reported(gateway: GatewayServer) -> None:
 
 def test_stalled_stream_ends_with_a_timeout_event(gateway: GatewayServer) -> None:
     started = time.monotonic()
-    events = raw_stream(
-        gateway,
+    events = gateway.sse_events(
+        "/resource_server/alpha/vllm/v1/chat/completions",
         {
             "model": "slow-model",
             "messages": HELLO,
