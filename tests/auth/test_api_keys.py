@@ -154,9 +154,7 @@ async def test_a_wrong_key_is_401_in_the_callers_dialect() -> None:
     wrong = KEY_PREFIX + "x" * 43
 
     openai = await refused(request({"Authorization": f"Bearer {wrong}"}))
-    anthropic = await refused(
-        request({"x-api-key": wrong}, "/resource_server/v1/messages")
-    )
+    anthropic = await refused(request({"x-api-key": wrong}, "/resource_server/v1/messages"))
 
     message = "The API key is unknown, expired or revoked. Ask your gateway operator for a new key."
     assert openai == {
@@ -222,8 +220,8 @@ async def test_a_revoked_key_works_until_the_cache_expires(settings: SettingsWra
         (
             {},
             "missing_credentials",
-            "No credential was sent. Send 'Authorization: Bearer <token>' with a Globus access "
-            "token or a gateway API key.",
+            "No credential was sent. Send 'Authorization: Bearer <token>' or "
+            "'x-api-key: <token>' with a Globus access token or a gateway API key.",
         ),
         (
             {"Authorization": "Basic dXNlcjpwYXNz"},
