@@ -23,6 +23,19 @@ CLUSTER = "hpc"
 QUESTION: list[Any] = [{"role": "user", "content": "how warm is it"}]
 
 
+# Backends of their own: the package's fake servers count the probes of its gateway.
+@pytest.fixture(scope="module")
+def native_backend() -> Iterator[MessagesBackend]:
+    with MessagesBackend(native=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def chat_backend() -> Iterator[MessagesBackend]:
+    with MessagesBackend(native=False) as server:
+        yield server
+
+
 @pytest.fixture(scope="module")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory,
