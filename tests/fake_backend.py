@@ -1,7 +1,11 @@
 """A fake OpenAI-compatible model server on loopback, with fault injection, for tests and bench.
 
 Answers /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses (streaming too) and
-GET /v1/models in OpenAI's shapes, deterministically (the reply echoes the prompt). One server
+GET /v1/models in OpenAI's shapes, deterministically (the reply echoes the prompt). Its tokenizer
+routes count as its chat usage does (a token is a word of the messages' text, `prompt_tokens`):
+vLLM's POST /tokenize (`messages` or `prompt`; `count`, `tokens`), llama.cpp's POST /tokenize
+(`content`; `tokens`), llama-cpp-python's POST /extras/tokenize (`input`; `tokens`) and
+/extras/tokenize/count (`count`). One server
 serves many tests: faults are chosen per request, by a `fake` object in the JSON body (which the
 gateway forwards like any unknown field) or by X-Fake-* headers (for direct calls):
 
@@ -114,6 +118,11 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+def prompt_tokens(messages: list[Any]) -> int:
+    """The prompt's tokens as this server counts them: the words of each message's text."""
+    return sum(len(_words(_text_of(m.get("content")))) for m in messages if isinstance(m, dict))
+
+
 def _vector(text: str, dimensions: int) -> list[float]:
     digest = hashlib.sha256(text.encode()).digest()
     return [round((digest[i % len(digest)] - 128) / 128, 6) for i in range(dimensions)]
@@ -189,6 +198,9 @@ class FakeBackend:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/responses", self._responses)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/tokenize", self._tokenize)
+        app.router.add_post("/extras/tokenize", self._tokenize)
+        app.router.add_post("/extras/tokenize/count", self._tokenize)
         app.router.add_get("/status", self._status)
         app.router.add_get("/_fake/requests", self._recorded)
         return app
@@ -297,16 +309,16 @@ class FakeBackend:
         if faults.answer_bytes:
             return await self._large_answer(request, faults)
         messages = body.get("messages") or []
-        prompt = " ".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
+        prompt = prompt_tokens(messages)
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         reply = "Echo: " + (_text_of(users[-1].get("content")) if users else "")
         words = _words(reply)
         while len(words) < faults.chunks:
             words.append(f"w{len(words)}")
         usage = {
-            "prompt_tokens": len(_words(prompt)),
+            "prompt_tokens": prompt,
             "completion_tokens": len(words),
-            "total_tokens": len(_words(prompt)) + len(words),
+            "total_tokens": prompt + len(words),
         }
         ident, created, model = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time()), body["model"]
         if body.get("stream") is True:
@@ -548,6 +560,36 @@ class FakeBackend:
         )
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
         return self._json(200, orjson.dumps({"object": "list", "data": data}))
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        """The tokenizer routes of vLLM, llama.cpp and llama-cpp-python, by path and body."""
+        raw = await request.read()
+        self.requests.append(
+            Recorded(
+                request.method, request.path, {str(k): v for k, v in request.headers.items()}, raw
+            )
+        )
+        if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return self._json(401, _error_body(401, "invalid API key"))
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            return self._json(400, _error_body(400, "body is not JSON"))
+        if isinstance(body.get("messages"), list):
+            count = prompt_tokens(body["messages"])
+        else:
+            text = body.get("prompt", body.get("content", body.get("input")))
+            if not isinstance(text, str):
+                return self._json(400, _error_body(400, "nothing to tokenize"))
+            count = len(_words(text))
+        tokens = list(range(count))
+        if request.path == "/extras/tokenize/count":
+            return self._json(200, orjson.dumps({"count": count}))
+        if request.path == "/extras/tokenize" or "content" in body:
+            return self._json(200, orjson.dumps({"tokens": tokens}))
+        return self._json(
+            200, orjson.dumps({"count": count, "max_model_len": 8192, "tokens": tokens})
+        )
 
     async def _status(self, request: web.Request) -> web.Response:
         self.requests.append(

@@ -26,9 +26,13 @@ _SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff")]
 
 
 def dialect_of(request: Request) -> Dialect:
+    """Anthropic's error shape for every route under `/v1/messages` (unknown ones too) and for
+    any request an Anthropic client sends (`anthropic-version`, e.g. on `/v1/models`)."""
     # The scope's path, not request.url: building the URL object is most of a 401's cost.
     path: str = request.scope["path"]
-    return Dialect.ANTHROPIC if path.endswith("/v1/messages") else Dialect.OPENAI
+    if path.endswith("/v1/messages") or "/v1/messages/" in path:
+        return Dialect.ANTHROPIC
+    return Dialect.ANTHROPIC if "anthropic-version" in request.headers else Dialect.OPENAI
 
 
 def error_response(request: Request, error: GatewayError) -> Response:

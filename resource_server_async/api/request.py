@@ -23,8 +23,7 @@ async def read_request(
     request: Request, operation: str, dialect: Dialect, validate: Validator
 ) -> ParsedRequest:
     """Authenticate first (no body is read for strangers), then read, parse and validate."""
-    # The Anthropic client sends its key as x-api-key.
-    principal = await authenticate(request, allow_x_api_key=dialect is Dialect.ANTHROPIC)
+    principal = await authenticate(request)
     body, raw = await read_json_object(request)
     validate(operation, body)
     model = body.get("model")

@@ -14,6 +14,7 @@ from resource_server_async import runtime
 from resource_server_async.catalog.adapter_config import AdapterConfig, check_http_url
 from resource_server_async.clusters.status_page import LIVE, status_page_of
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
+from resource_server_async.endpoints.tokenizer import TokenizerConfig
 from resource_server_async.errors import GatewayError
 from resource_server_async.upstream import errors as upstream_errors
 from resource_server_async.upstream.clients import PoolWait, api_base, origin_of
@@ -33,6 +34,10 @@ class DirectAPIEndpointConfig(AdapterConfig):
     # through, "translate" sends them as chat/completions, "auto" tries native first.
     messages_api: Literal["auto", "native", "translate"] = Field(
         default="auto", description="how Anthropic Messages requests reach this server"
+    )
+    # Anthropic count_tokens on a server without Messages (endpoints/tokenizer.py).
+    tokenizer: TokenizerConfig = Field(
+        default_factory=TokenizerConfig, description="the server's tokenizer route"
     )
 
     @field_validator("api_url")

@@ -25,6 +25,7 @@ from resource_server_async.compute.base import ComputeError, ComputeExecutor
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.endpoints.compute_outcomes import compute_error, reply_from_result
 from resource_server_async.endpoints.compute_stream import ComputeStream
+from resource_server_async.endpoints.tokenizer import TokenizerConfig
 from resource_server_async.errors import GatewayError
 from resource_server_async.streaming import HubBusy, issue_token
 from resource_server_async.upstream.errors import endpoint_info, where
@@ -57,6 +58,10 @@ class GlobusComputeEndpointConfig(AdapterConfig):
     function_uuid: str = Field(min_length=1, description="registered inference function")
     batch_endpoint_uuid: str | None = None
     batch_function_uuid: str | None = None
+    # Anthropic count_tokens on a server without Messages (endpoints/tokenizer.py).
+    tokenizer: TokenizerConfig = Field(
+        default_factory=TokenizerConfig, description="the server's tokenizer route"
+    )
 
     @model_validator(mode="after")
     def _batch_pair(self) -> GlobusComputeEndpointConfig:
