@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -57,6 +57,14 @@ class GlobusComputeEndpointConfig(AdapterConfig):
     function_uuid: str = Field(min_length=1, description="registered inference function")
     batch_endpoint_uuid: str | None = None
     batch_function_uuid: str | None = None
+    # The Responses API (inference/responses_api.py): "translate" runs the function with
+    # openai_endpoint "chat/completions"; hosted tools then dropped, or refused with 400.
+    responses_api: Literal["auto", "native", "translate"] = Field(
+        default="auto", description="how OpenAI Responses requests reach the server"
+    )
+    responses_hosted_tools: Literal["drop", "refuse"] = Field(
+        default="drop", description="translated Responses: hosted tools dropped or refused"
+    )
 
     @model_validator(mode="after")
     def _batch_pair(self) -> GlobusComputeEndpointConfig:
