@@ -18,7 +18,9 @@ TEXT_FORMATS = ("text", "json_object", "json_schema")
 def _object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise invalid(
-            where, f"Invalid '{where}': expected an object, got {json_type_name(value)}.", "invalid_type"
+            where,
+            f"Invalid '{where}': expected an object, got {json_type_name(value)}.",
+            "invalid_type",
         )
     return value
 

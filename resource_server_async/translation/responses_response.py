@@ -163,7 +163,9 @@ def chat_to_response(
     return response_object(
         request,
         response_id=new_id("resp"),
-        created_at=int(chat["created"]) if isinstance(chat.get("created"), int) else int(time.time()),
+        created_at=int(chat["created"])
+        if isinstance(chat.get("created"), int)
+        else int(time.time()),
         model=model,
         status=status,
         output=output,

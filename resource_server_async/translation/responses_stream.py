@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from resource_server_async.errors import Dialect, GatewayError
-from resource_server_async.translation.messages_response import TokenCounts, as_object
+from resource_server_async.translation.messages_response import as_object
 from resource_server_async.translation.messages_stream import upstream_error
 from resource_server_async.translation.responses_request import ToolNames
 from resource_server_async.translation.responses_response import (

@@ -1,12 +1,12 @@
 """Two fake model servers (one with /v1/responses, one chat-only) and one real gateway in front.
 
 resp (vllm; chat/completions, responses)
-    native-model         server with /v1/responses, responses_api auto   -> passed through
-    chat-model           chat-only server, auto                          -> 404 once, then translated
-    translate-model      server with /v1/responses, translate            -> translated all the same
-    forced-native-model  chat-only server, native                        -> the server's 404
+    native-model         server with /v1/responses, responses_api auto -> passed through
+    chat-model           chat-only server, auto                        -> 404 once, translated
+    translate-model      server with /v1/responses, translate          -> translated all the same
+    forced-native-model  chat-only server, native                      -> the server's 404
     strict-model         chat-only server, translate, hosted tools refused
-chatonly (vllm; chat/completions)   chat-model                           -> /v1/responses not offered
+chatonly (vllm; chat/completions)   only-chat-model      -> /v1/responses not offered
 
 Both servers' chat/completions call the first tool when given tools (tests/anthropic's
 MessagesBackend) and answer "Tool said: ..." once given its result.

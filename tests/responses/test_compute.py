@@ -101,9 +101,11 @@ def test_federated(compute_gateway: GatewayServer) -> None:
 
 
 def test_stream_cut_midway_raises(compute_client: openai.OpenAI) -> None:
-    with pytest.raises(openai.APIError):  # noqa: PT012
-        with compute_client.responses.stream(
+    with (
+        pytest.raises(openai.APIError),
+        compute_client.responses.stream(
             model="compute-model", input="x", extra_body={"fake": {"chunks": 20, "stop_after": 3}}
-        ) as stream:
-            for _ in stream:
-                pass
+        ) as stream,
+    ):
+        for _ in stream:
+            pass

@@ -239,14 +239,16 @@ def test_cluster_without_responses_refuses(make_client: ClientFactory) -> None:
 
 @pytest.mark.parametrize("model", TRANSLATED)
 def test_translated_stream_cut_midway_raises(client: openai.OpenAI, model: str) -> None:
-    with pytest.raises(openai.APIError) as caught:  # noqa: PT012
-        with client.responses.stream(
+    with (
+        pytest.raises(openai.APIError) as caught,
+        client.responses.stream(
             model=model,
             input="x",
             extra_body={"fake": {"chunks": 20, "stop_after": 4}},
-        ) as stream:
-            for _ in stream:
-                pass
+        ) as stream,
+    ):
+        for _ in stream:
+            pass
 
     assert "ended before" in caught.value.message or "stream" in caught.value.message
 
@@ -255,7 +257,7 @@ def test_translated_stream_cut_midway_raises(client: openai.OpenAI, model: str) 
     "fault", [{"chunks": 20, "stop_after": 4}, {"no_completed": True}], ids=["cut", "no-end"]
 )
 def test_native_stream_without_its_end_raises(client: openai.OpenAI, fault: dict) -> None:
-    with pytest.raises(openai.APIError):  # noqa: PT012
+    with pytest.raises(openai.APIError):
         stream = client.responses.create(
             model="native-model", input="x", stream=True, extra_body={"fake": fault}
         )
