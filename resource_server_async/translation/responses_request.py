@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resource_server_async.errors import GatewayError
+from resource_server_async.translation.messages_request import untranslatable
 
 # Responses fields a chat server has no use for: accepted, never forwarded. (`store` and
 # `previous_response_id` are the gateway's own business, handled before translation.)
@@ -66,16 +67,6 @@ class ToolNames:
         """(namespace or None, name) of a chat tool call's function name."""
         found = self.namespaced.get(flat)
         return found if found is not None else (None, flat)
-
-
-def untranslatable(path: str, what: str) -> GatewayError:
-    return GatewayError(
-        400,
-        "untranslatable_request",
-        f"{path}: {what} cannot be sent to this model, whose server speaks only OpenAI "
-        "chat/completions.",
-        param=path,
-    )
 
 
 def hosted_tool_refused(path: str, kind: str) -> GatewayError:

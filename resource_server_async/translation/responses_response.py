@@ -8,7 +8,11 @@ from typing import Any
 
 import orjson
 
-from resource_server_async.translation.messages_response import as_object, malformed, token_counts
+from resource_server_async.translation.messages_response import (
+    as_object,
+    first_choice,
+    token_counts,
+)
 from resource_server_async.translation.responses_request import ToolNames
 
 # finish_reason -> the reason of an incomplete response; anything else completes it.
@@ -135,12 +139,7 @@ def chat_to_response(
     chat: Any, request: dict[str, Any], model: str, names: ToolNames
 ) -> dict[str, Any]:
     """The Responses answer for a chat/completions answer to the translated `request`."""
-    if not isinstance(chat, dict):
-        raise malformed("not a JSON object")
-    choices = chat.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise malformed("no choices")
-    choice = choices[0]
+    choice = first_choice(chat)
     message = as_object(choice.get("message"))
     incomplete = incomplete_reason(choice.get("finish_reason"))
     status = "incomplete" if incomplete else "completed"
