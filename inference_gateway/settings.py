@@ -279,7 +279,7 @@ JOBS_FUNCTION_TIMEOUT = env.get_float("JOBS_FUNCTION_TIMEOUT", 60.0)
 # --- Responses API ----------------------------------------------------------------------------
 
 # The store of Responses conversations for previous_response_id on translated endpoints
-# (inference/response_store.py): off by default (the gateway is stateless); with REDIS_URL in
+# (response_store.py): off by default (the gateway is stateless); with REDIS_URL in
 # Redis, shared by all workers, else per process. Bounded by entries (least recently stored go
 # first), bytes per stored response (larger ones are not stored) and seconds kept.
 RESPONSES_STORE = env.get_bool("RESPONSES_STORE", False)

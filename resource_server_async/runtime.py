@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from resource_server_async.auth.api_keys import ApiKeyValidator
     from resource_server_async.auth.globus import GlobusTokenValidator
     from resource_server_async.compute.base import ComputeExecutor
-    from resource_server_async.inference.response_store import ResponseStore
+    from resource_server_async.response_store import ResponseStore
     from resource_server_async.streaming import StreamHub
     from resource_server_async.upstream.clients import UpstreamClients
 
@@ -95,7 +95,7 @@ class Runtime:
     def response_store(self) -> ResponseStore:
         """The Responses conversation store (RESPONSES_STORE), built on first use."""
         if self._response_store is None:
-            from resource_server_async.inference.response_store import build_store
+            from resource_server_async.response_store import build_store
 
             self._response_store = build_store()
         return self._response_store
