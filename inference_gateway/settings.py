@@ -276,6 +276,17 @@ STREAMING_REDIS_READERS = env.get_int("STREAMING_REDIS_READERS", 500)
 JOBS_CACHE_SECONDS = env.get_float("JOBS_CACHE_SECONDS", 60.0)
 JOBS_FUNCTION_TIMEOUT = env.get_float("JOBS_FUNCTION_TIMEOUT", 60.0)
 
+# --- Responses API ----------------------------------------------------------------------------
+
+# The store of Responses conversations for previous_response_id on translated endpoints
+# (response_store.py): off by default (the gateway is stateless); with REDIS_URL in
+# Redis, shared by all workers, else per process. Bounded by entries (least recently stored go
+# first), bytes per stored response (larger ones are not stored) and seconds kept.
+RESPONSES_STORE = env.get_bool("RESPONSES_STORE", False)
+RESPONSES_STORE_MAX_ENTRIES = env.get_int("RESPONSES_STORE_MAX_ENTRIES", 10000)
+RESPONSES_STORE_MAX_BYTES = env.get_int("RESPONSES_STORE_MAX_BYTES", 1024 * 1024)
+RESPONSES_STORE_TTL = env.get_int("RESPONSES_STORE_TTL", 3600)
+
 # --- Operations -------------------------------------------------------------------------------
 
 # JSON {"<cluster>": "<notice>"}: the cluster's requests answer 503 with the notice.

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from resource_server_async.auth.api_keys import ApiKeyValidator
     from resource_server_async.auth.globus import GlobusTokenValidator
     from resource_server_async.compute.base import ComputeExecutor
+    from resource_server_async.response_store import ResponseStore
     from resource_server_async.streaming import StreamHub
     from resource_server_async.upstream.clients import UpstreamClients
 
@@ -33,7 +34,15 @@ class Runtime:
     """Upstream sessions, the stream hub, the credential validators, the compute executor, and
     the catalog's refresher task. Built outside any event loop's concerns; used in one loop."""
 
-    __slots__ = ("_catalog_refreshing", "_executor", "api_keys", "globus", "hub", "upstream")
+    __slots__ = (
+        "_catalog_refreshing",
+        "_executor",
+        "_response_store",
+        "api_keys",
+        "globus",
+        "hub",
+        "upstream",
+    )
 
     def __init__(
         self,
@@ -50,6 +59,7 @@ class Runtime:
         # None when GLOBUS_APPLICATION_ID is unset: Globus tokens are refused without the SDK.
         self.globus = globus
         self._executor = executor
+        self._response_store: ResponseStore | None = None
         self._catalog_refreshing = False
 
     @classmethod
@@ -81,6 +91,15 @@ class Runtime:
             self._executor = build_executor()
         return self._executor
 
+    @property
+    def response_store(self) -> ResponseStore:
+        """The Responses conversation store (RESPONSES_STORE), built on first use."""
+        if self._response_store is None:
+            from resource_server_async.response_store import build_store
+
+            self._response_store = build_store()
+        return self._response_store
+
     def start_compute(self) -> None:
         """Build the executor now (importing the Globus Compute SDK) if the catalog uses it."""
         if self._executor is None and _catalog_uses_compute():
@@ -108,6 +127,8 @@ class Runtime:
         closers.append(self.hub.close)
         if self._executor is not None:
             closers.append(self._executor.close)
+        if self._response_store is not None:
+            closers.append(self._response_store.close)
         if self._catalog_refreshing:
             from resource_server_async.catalog.snapshot import catalog
 
@@ -119,6 +140,7 @@ class Runtime:
             except Exception:
                 logger.exception("runtime: closing %r failed", close)
         self._executor = None
+        self._response_store = None
 
 
 def _catalog_uses_compute() -> bool:

@@ -24,6 +24,11 @@ gateway forwards like any unknown field) or by X-Fake-* headers (for direct call
     {"fake": {"answer_bytes": N}}      chat: a 200 answer of about N bytes, written in 64 KiB
                                        pieces (`sent[id]` counts what reached the socket);
                                        chunked, or with "declare_length": true a Content-Length
+    {"fake": {"no_completed": true}}   responses stream: end cleanly but without its terminal
+                                       response.completed event
+
+`FakeBackend(responses=False)` has no /v1/responses: it answers 404 there (recorded), as servers
+that speak only chat/completions do, so that the gateway's "auto" mode falls back.
 
 It records every request (method, path, headers, body) and what became of each stream, and can
 serve a Metis-style status page (GET /status) from `status_document` (failing with
@@ -148,6 +153,7 @@ class FakeBackend:
     models: tuple[str, ...] = ("fake-model",)
     status_document: dict[str, Any] = field(default_factory=dict)
     status_http_status: int = 200  # set to e.g. 500 to make the status page fail
+    responses: bool = True  # False: /v1/responses answers 404, as a chat-only server
     requests: deque[Recorded] = field(default_factory=lambda: deque(maxlen=500))
     # stream id -> "open" | "completed" | "aborted by client" | "cut" (fault stop_after)
     streams: dict[str, str] = field(default_factory=dict)
@@ -196,7 +202,7 @@ class FakeBackend:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
-        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/v1/responses", self._responses if self.responses else self._absent)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/tokenize", self._tokenize)
         app.router.add_post("/extras/tokenize", self._tokenize)
@@ -532,25 +538,41 @@ class FakeBackend:
                     return _event({"type": kind, "sequence_number": seq, **data}, kind)
 
                 yield ev("response.created", response=response("in_progress", [], False))
+                yield ev("response.in_progress", response=response("in_progress", [], False))
+                where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+                item = {"type": "message", "id": item_id, "role": "assistant"}
+                yield ev(
+                    "response.output_item.added",
+                    output_index=0,
+                    item={**item, "status": "in_progress", "content": []},
+                )
+                yield ev("response.content_part.added", **where, part={**part, "text": ""})
                 for i, word in enumerate(words):
                     yield ev(
                         "response.output_text.delta",
-                        item_id=item_id,
-                        output_index=0,
-                        content_index=0,
+                        **where,
                         delta=word if i == 0 else " " + word,
+                        logprobs=[],
                     )
+                yield ev("response.output_text.done", **where, text=text, logprobs=[])
+                yield ev("response.content_part.done", **where, part=part)
                 yield ev(
-                    "response.output_text.done",
-                    item_id=item_id,
+                    "response.output_item.done",
                     output_index=0,
-                    content_index=0,
-                    text=text,
+                    item={**item, "status": "completed", "content": [part]},
                 )
-                yield ev("response.completed", response=response("completed", [part], True))
+                if not (body.get("fake") or {}).get("no_completed"):
+                    yield ev("response.completed", response=response("completed", [part], True))
 
             return await self._stream(request, faults, events(), done=False)
         return self._json(200, orjson.dumps(response("completed", [part], True)))
+
+    async def _absent(self, request: web.Request) -> web.Response:
+        """Recorded, then FastAPI's 404 for an unknown route, as llama-cpp-python answers."""
+        self.requests.append(
+            Recorded(request.method, request.path, dict(request.headers), await request.read())
+        )
+        return self._json(404, b'{"detail":"Not Found"}')
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append(

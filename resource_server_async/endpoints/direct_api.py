@@ -39,6 +39,14 @@ class DirectAPIEndpointConfig(AdapterConfig):
     tokenizer: TokenizerConfig = Field(
         default_factory=TokenizerConfig, description="the server's tokenizer route"
     )
+    # The Responses API (inference/responses_api.py), the same three ways; translated, hosted
+    # tools (web_search...) are dropped, or refused with 400.
+    responses_api: Literal["auto", "native", "translate"] = Field(
+        default="auto", description="how OpenAI Responses requests reach this server"
+    )
+    responses_hosted_tools: Literal["drop", "refuse"] = Field(
+        default="drop", description="translated Responses: hosted tools dropped or refused"
+    )
 
     @field_validator("api_url")
     @classmethod

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -61,6 +61,14 @@ class GlobusComputeEndpointConfig(AdapterConfig):
     # Anthropic count_tokens on a server without Messages (endpoints/tokenizer.py).
     tokenizer: TokenizerConfig = Field(
         default_factory=TokenizerConfig, description="the server's tokenizer route"
+    )
+    # The Responses API (inference/responses_api.py): "translate" runs the function with
+    # openai_endpoint "chat/completions"; hosted tools then dropped, or refused with 400.
+    responses_api: Literal["auto", "native", "translate"] = Field(
+        default="auto", description="how OpenAI Responses requests reach the server"
+    )
+    responses_hosted_tools: Literal["drop", "refuse"] = Field(
+        default="drop", description="translated Responses: hosted tools dropped or refused"
     )
 
     @model_validator(mode="after")

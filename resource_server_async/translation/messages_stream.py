@@ -136,7 +136,7 @@ class MessagesStream:
         if not isinstance(chunk, dict):
             return b""
         if "error" in chunk:
-            return self.fail(_upstream_error(chunk["error"]))
+            return self.fail(upstream_error(chunk["error"]))
         if chunk.get("usage") is not None:
             try:
                 self._counts = token_counts(chunk["usage"])
@@ -225,7 +225,7 @@ class MessagesStream:
         return self._content_chunks
 
 
-def _upstream_error(error: Any) -> GatewayError:
+def upstream_error(error: Any) -> GatewayError:
     if isinstance(error, dict):
         message = str(error.get("message") or "The model server reported an error.")
     else:
