@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, cast
 from django.conf import settings
 
 if TYPE_CHECKING:
+    from resource_server_async.accounting.outcome import RequestOutcome
     from resource_server_async.auth.api_keys import ApiKeyValidator
     from resource_server_async.auth.globus import GlobusTokenValidator
     from resource_server_async.compute.base import ComputeExecutor
@@ -33,7 +34,15 @@ class Runtime:
     """Upstream sessions, the stream hub, the credential validators, the compute executor, and
     the catalog's refresher task. Built outside any event loop's concerns; used in one loop."""
 
-    __slots__ = ("_catalog_refreshing", "_executor", "api_keys", "globus", "hub", "upstream")
+    __slots__ = (
+        "_catalog_refreshing",
+        "_executor",
+        "accounting_sinks",
+        "api_keys",
+        "globus",
+        "hub",
+        "upstream",
+    )
 
     def __init__(
         self,
@@ -43,6 +52,7 @@ class Runtime:
         api_keys: ApiKeyValidator,
         globus: GlobusTokenValidator | None,
         executor: ComputeExecutor | None = None,
+        accounting_sinks: tuple[Callable[[RequestOutcome], None], ...] = (),
     ) -> None:
         self.upstream = upstream
         self.hub = hub
@@ -51,6 +61,8 @@ class Runtime:
         self.globus = globus
         self._executor = executor
         self._catalog_refreshing = False
+        # Where accounting.account sends each finished request (record writer, metrics).
+        self.accounting_sinks = accounting_sinks
 
     @classmethod
     def from_settings(cls) -> Runtime:
