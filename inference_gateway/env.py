@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -10,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _LIST_SEPARATORS = re.compile(r"[\s;,]+")
 
 
@@ -96,6 +98,19 @@ def get_json_list(name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ConfigurationError(f"{name} must be a JSON list of strings, not {value!r}")
     return value
+
+
+def get_networks(name: str) -> tuple[IPNetwork, ...]:
+    """A list of IP networks (`10.0.0.0/8`, `::1`; a bare address is a network of one)."""
+    networks = []
+    for item in get_list(name):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigurationError(
+                f"{name}: {item!r} is not an IP network (write it as 10.0.0.0/8 or 127.0.0.1)"
+            ) from None
+    return tuple(networks)
 
 
 def is_str(value: Any) -> bool:

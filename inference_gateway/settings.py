@@ -282,3 +282,23 @@ JOBS_FUNCTION_TIMEOUT = env.get_float("JOBS_FUNCTION_TIMEOUT", 60.0)
 MAINTENANCE_ERROR_NOTICES = env.get_json_object(
     "MAINTENANCE_ERROR_NOTICES", env.is_str, "a notice string"
 )
+
+# --- Metrics and usage (docs/accounting.md) ---------------------------------------------------
+
+# Off: no series are kept and GET /metrics answers 404 (for measuring their cost).
+METRICS_ENABLED = env.get_bool("METRICS_ENABLED", True)
+# GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` when set, and a client address in
+# METRICS_ALLOWED_NETWORKS when set (both when both are set); with neither, it answers 404
+# outside development mode.
+METRICS_TOKEN = env.get_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env.get_networks("METRICS_ALLOWED_NETWORKS")
+# Where the worker processes keep their metric values (one subdirectory per server start).
+METRICS_DIR = Path(env.get_str("METRICS_DIR") or DATA_DIR / "metrics")
+# GET /resource_server/v1/usage: the window when none is asked for (days, ending today), and
+# the longest window one request may ask for (days).
+USAGE_DEFAULT_DAYS = env.get_int("USAGE_DEFAULT_DAYS", 30)
+USAGE_MAX_DAYS = env.get_int("USAGE_MAX_DAYS", 366)
+# Most rows (groups of model x day, or of the `by` key) one usage answer holds; beyond, 400.
+USAGE_MAX_ROWS = env.get_int("USAGE_MAX_ROWS", 10_000)
+# Usage queries waiting for the usage thread (per worker); more answer 503 usage_busy.
+USAGE_MAX_PENDING = env.get_int("USAGE_MAX_PENDING", 8)

@@ -117,6 +117,10 @@ class ApiKey(models.Model):
         default="",
         help_text="identity-provider domain the key counts as (for allowed_domains)",
     )
+    # The operator scope: GET /v1/usage for any principal, group, cluster or model.
+    operator = models.BooleanField(
+        default=False, help_text="may read the usage of every principal (GET /v1/usage)"
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -21,6 +21,7 @@ from django.conf import settings
 
 if TYPE_CHECKING:
     from resource_server_async.accounting.outcome import RequestOutcome
+    from resource_server_async.accounting.usage_reader import UsageReader
     from resource_server_async.auth.api_keys import ApiKeyValidator
     from resource_server_async.auth.globus import GlobusTokenValidator
     from resource_server_async.compute.base import ComputeExecutor
@@ -37,6 +38,7 @@ class Runtime:
     __slots__ = (
         "_catalog_refreshing",
         "_executor",
+        "_usage_reader",
         "accounting_sinks",
         "api_keys",
         "globus",
@@ -61,6 +63,7 @@ class Runtime:
         self.globus = globus
         self._executor = executor
         self._catalog_refreshing = False
+        self._usage_reader: UsageReader | None = None
         # Where accounting.account sends each finished request (record writer, metrics).
         self.accounting_sinks = accounting_sinks
 
@@ -93,6 +96,15 @@ class Runtime:
             self._executor = build_executor()
         return self._executor
 
+    @property
+    def usage_reader(self) -> UsageReader:
+        """The thread that answers usage queries, built on first use."""
+        if self._usage_reader is None:
+            from resource_server_async.accounting.usage_reader import UsageReader
+
+            self._usage_reader = UsageReader(settings.USAGE_MAX_PENDING)
+        return self._usage_reader
+
     def start_compute(self) -> None:
         """Build the executor now (importing the Globus Compute SDK) if the catalog uses it."""
         if self._executor is None and _catalog_uses_compute():
@@ -120,6 +132,8 @@ class Runtime:
         closers.append(self.hub.close)
         if self._executor is not None:
             closers.append(self._executor.close)
+        if self._usage_reader is not None:
+            closers.append(self._usage_reader.aclose)
         if self._catalog_refreshing:
             from resource_server_async.catalog.snapshot import catalog
 
@@ -131,6 +145,7 @@ class Runtime:
             except Exception:
                 logger.exception("runtime: closing %r failed", close)
         self._executor = None
+        self._usage_reader = None
 
 
 def _catalog_uses_compute() -> bool:

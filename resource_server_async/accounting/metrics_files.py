@@ -56,10 +56,10 @@ def prepare(base: Path) -> Path:
     directory = base / str(own)
     directory.mkdir(parents=True, exist_ok=True)
     for entry in base.iterdir():
-        if entry.is_dir() and entry.name.isdigit() and int(entry.name) != own:
-            if not is_running(int(entry.name)):
-                # Workers of one server start at once and may race to remove the same one.
-                shutil.rmtree(entry, ignore_errors=True)
+        stale = entry.name.isdigit() and int(entry.name) != own and not is_running(int(entry.name))
+        if stale and entry.is_dir():
+            # Workers of one server start at once and may race to remove the same one.
+            shutil.rmtree(entry, ignore_errors=True)
     os.environ[ENV_NAME] = str(directory)
     return directory
 

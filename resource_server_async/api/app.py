@@ -102,8 +102,10 @@ def _routes() -> list[BaseRoute]:
         discovery,
         docs,
         jobs,
+        metrics,
         openai,
         streaming,
+        usage,
     )
 
     return [
@@ -115,6 +117,8 @@ def _routes() -> list[BaseRoute]:
         *anthropic.routes,
         *streaming.routes,
         *jobs.routes,
+        *usage.routes,
+        *metrics.routes,
     ]
 
 
