@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, cast
 from django.conf import settings
 
 if TYPE_CHECKING:
+    from resource_server_async.accounting.metrics import MetricsRecorder
     from resource_server_async.accounting.outcome import RequestOutcome
     from resource_server_async.accounting.usage_reader import UsageReader
     from resource_server_async.auth.api_keys import ApiKeyValidator
@@ -43,6 +44,7 @@ class Runtime:
         "api_keys",
         "globus",
         "hub",
+        "metrics",
         "upstream",
     )
 
@@ -66,6 +68,8 @@ class Runtime:
         self._usage_reader: UsageReader | None = None
         # Where accounting.account sends each finished request (record writer, metrics).
         self.accounting_sinks = accounting_sinks
+        # Set by record_metrics(); None when METRICS_ENABLED is off.
+        self.metrics: MetricsRecorder | None = None
 
     @classmethod
     def from_settings(cls) -> Runtime:
@@ -79,12 +83,22 @@ class Runtime:
             from resource_server_async.auth.globus import GlobusTokenValidator
 
             globus = GlobusTokenValidator()
-        return cls(
+        runtime = cls(
             upstream=UpstreamClients(),
             hub=build_hub(),
             api_keys=ApiKeyValidator.from_settings(),
             globus=globus,
         )
+        if settings.METRICS_ENABLED:
+            runtime.record_metrics()
+        return runtime
+
+    def record_metrics(self) -> None:
+        """Feed the Prometheus series: the recorder's `observe` joins the accounting sinks."""
+        from resource_server_async.accounting.metrics import MetricsRecorder
+
+        self.metrics = MetricsRecorder(pending_tasks=lambda: self.pending_tasks)
+        self.accounting_sinks = (*self.accounting_sinks, self.metrics.observe)
 
     @property
     def executor(self) -> ComputeExecutor:
@@ -123,10 +137,18 @@ class Runtime:
         catalog.start_refresher(interval)
         self._catalog_refreshing = True
 
+    @property
+    def pending_tasks(self) -> int:
+        """Compute tasks this process waits for (0 while no executor was built)."""
+        return 0 if self._executor is None else self._executor.pending_tasks
+
     async def close(self) -> None:
         """Close everything this runtime built, the last built first; one failure does not stop
         the rest from closing."""
-        closers: list[Callable[[], Awaitable[None]]] = [self.upstream.close, self.api_keys.aclose]
+        closers: list[Callable[[], Awaitable[None]]] = []
+        if self.metrics is not None:  # closed last: it folds the others' final counts
+            closers.append(self.metrics.close)
+        closers += [self.upstream.close, self.api_keys.aclose]
         if self.globus is not None:
             closers.append(self.globus.aclose)
         closers.append(self.hub.close)

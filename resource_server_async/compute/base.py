@@ -101,5 +101,10 @@ class ComputeExecutor(abc.ABC):
     async def endpoint_state(self, endpoint_uuid: str) -> EndpointState:
         """The endpoint's state, cached briefly by the implementation."""
 
+    @property
+    def pending_tasks(self) -> int:
+        """Tasks submitted through this executor and not finished (for the metrics)."""
+        return 0
+
     async def close(self) -> None:
         """Release clients and threads at shutdown."""

@@ -110,5 +110,9 @@ class LocalExecutor(ComputeExecutor):
     async def endpoint_state(self, endpoint_uuid: str) -> EndpointState:
         return EndpointState("online", workers=self._workers, detail="local executor")
 
+    @property
+    def pending_tasks(self) -> int:
+        return self._in_pool
+
     async def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
