@@ -94,9 +94,7 @@ def test_a_stream_adds_a_request_its_latencies_and_its_tokens() -> None:
             "gen_ai_server_time_to_first_token_seconds_bucket", **BY_ENDPOINT, le="0.04"
         ),
         "input": value("gen_ai_client_token_usage_sum", **BY_ENDPOINT, gen_ai_token_type="input"),
-        "output": value(
-            "gen_ai_client_token_usage_sum", **BY_ENDPOINT, gen_ai_token_type="output"
-        ),
+        "output": value("gen_ai_client_token_usage_sum", **BY_ENDPOINT, gen_ai_token_type="output"),
     }
     observe(outcome())
     after = {
@@ -111,9 +109,7 @@ def test_a_stream_adds_a_request_its_latencies_and_its_tokens() -> None:
             "gen_ai_server_time_to_first_token_seconds_bucket", **BY_ENDPOINT, le="0.04"
         ),
         "input": value("gen_ai_client_token_usage_sum", **BY_ENDPOINT, gen_ai_token_type="input"),
-        "output": value(
-            "gen_ai_client_token_usage_sum", **BY_ENDPOINT, gen_ai_token_type="output"
-        ),
+        "output": value("gen_ai_client_token_usage_sum", **BY_ENDPOINT, gen_ai_token_type="output"),
     }
     grew = {name: round(after[name] - before[name], 6) for name in before}
     assert grew == {
