@@ -1,4 +1,4 @@
-"""Who may read /metrics: METRICS_TOKEN (constant-time), METRICS_ALLOWED_NETWORKS, closed by default."""
+"""Who may read /metrics: METRICS_TOKEN (constant time), allowed networks, closed by default."""
 
 from __future__ import annotations
 
