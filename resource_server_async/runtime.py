@@ -21,6 +21,7 @@ from django.conf import settings
 
 if TYPE_CHECKING:
     from resource_server_async.accounting.outcome import RequestOutcome
+    from resource_server_async.accounting.writer import RecordWriter
     from resource_server_async.auth.api_keys import ApiKeyValidator
     from resource_server_async.auth.globus import GlobusTokenValidator
     from resource_server_async.compute.base import ComputeExecutor
@@ -41,6 +42,7 @@ class Runtime:
         "api_keys",
         "globus",
         "hub",
+        "record_writer",
         "upstream",
     )
 
@@ -52,6 +54,7 @@ class Runtime:
         api_keys: ApiKeyValidator,
         globus: GlobusTokenValidator | None,
         executor: ComputeExecutor | None = None,
+        record_writer: RecordWriter | None = None,
         accounting_sinks: tuple[Callable[[RequestOutcome], None], ...] = (),
     ) -> None:
         self.upstream = upstream
@@ -61,7 +64,11 @@ class Runtime:
         self.globus = globus
         self._executor = executor
         self._catalog_refreshing = False
+        # None when RECORDS_ENABLED is off; its `stats` are the records' metrics.
+        self.record_writer = record_writer
         # Where accounting.account sends each finished request (record writer, metrics).
+        if record_writer is not None and not accounting_sinks:
+            accounting_sinks = (record_writer.submit,)
         self.accounting_sinks = accounting_sinks
 
     @classmethod
@@ -76,11 +83,17 @@ class Runtime:
             from resource_server_async.auth.globus import GlobusTokenValidator
 
             globus = GlobusTokenValidator()
+        record_writer = None
+        if settings.RECORDS_ENABLED:
+            from resource_server_async.accounting.writer import RecordWriter
+
+            record_writer = RecordWriter.from_settings()
         return cls(
             upstream=UpstreamClients(),
             hub=build_hub(),
             api_keys=ApiKeyValidator.from_settings(),
             globus=globus,
+            record_writer=record_writer,
         )
 
     @property
@@ -99,6 +112,11 @@ class Runtime:
             from resource_server_async.compute import build_executor
 
             self._executor = build_executor()
+
+    def start_records(self) -> None:
+        """Start the record writer's task (in the serving loop)."""
+        if self.record_writer is not None:
+            self.record_writer.start()
 
     async def start_catalog(self, interval: float) -> None:
         """Load the catalog, then keep it fresh in the background until close()."""
@@ -125,6 +143,9 @@ class Runtime:
 
             closers.append(catalog.stop_refresher)
             self._catalog_refreshing = False
+        if self.record_writer is not None:
+            # Closed first: it flushes what the last requests left in its queue.
+            closers.append(self.record_writer.close)
         for close in reversed(closers):
             try:
                 await close()
