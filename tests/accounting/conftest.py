@@ -45,8 +45,6 @@ def gateway(
         yield server
 
 
-
-
 @pytest.fixture
 def record_of(gateway: GatewayServer) -> Callable[[str], dict]:
     """The record of a request id, once the writer has written it."""

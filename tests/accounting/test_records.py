@@ -30,7 +30,11 @@ def _post(gateway: GatewayServer, path: str, body: dict, request_id: str, **head
     return httpx.post(
         f"{gateway.url}{path}",
         json=body,
-        headers={"Authorization": f"Bearer {gateway.api_key}", "x-request-id": request_id, **headers},
+        headers={
+            "Authorization": f"Bearer {gateway.api_key}",
+            "x-request-id": request_id,
+            **headers,
+        },
         timeout=20,
     )
 
@@ -184,7 +188,8 @@ def test_stream_usage_asked_by_the_gateway_is_taken_out_byte_for_byte(
     assert (record["prompt_tokens"], record["completion_tokens"]) == (4, 5)
     assert not record["usage_estimated"]
     estimated = record_of(quiet)
-    assert estimated["usage_estimated"] and estimated["completion_tokens"] == 6  # one per chunk, the role chunk too
+    # Estimated: one token per chunk, the role chunk too.
+    assert estimated["usage_estimated"] and estimated["completion_tokens"] == 6
 
 
 def test_a_server_that_refuses_stream_options_is_learned_and_estimated(
