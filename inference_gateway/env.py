@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _LIST_SEPARATORS = re.compile(r"[\s;,]+")
 
 
@@ -100,19 +99,6 @@ def get_json_list(name: str) -> list[str]:
     return value
 
 
-def get_networks(name: str) -> tuple[IPNetwork, ...]:
-    """A list of IP networks (`10.0.0.0/8`, `::1`; a bare address is a network of one)."""
-    networks = []
-    for item in get_list(name):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ConfigurationError(
-                f"{name}: {item!r} is not an IP network (write it as 10.0.0.0/8 or 127.0.0.1)"
-            ) from None
-    return tuple(networks)
-
-
 def is_str(value: Any) -> bool:
     return isinstance(value, str)
 
@@ -138,3 +124,14 @@ def secret_weakness(secret: str) -> str | None:
     if bits < MIN_SECRET_BITS:
         return f"it carries about {bits:.0f} bits of entropy (at least {MIN_SECRET_BITS})"
     return None
+
+
+def get_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A list of IP networks (`10.0.0.0/8`, `::1`; a bare address is a network of one)."""
+    networks = []
+    for item in get_list(name):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigurationError(f"{name}: {item!r} is not an IP address or network") from None
+    return networks

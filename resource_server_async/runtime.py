@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from resource_server_async.accounting.metrics import MetricsRecorder
     from resource_server_async.accounting.outcome import RequestOutcome
     from resource_server_async.accounting.usage_reader import UsageReader
+    from resource_server_async.accounting.writer import RecordWriter
     from resource_server_async.auth.api_keys import ApiKeyValidator
     from resource_server_async.auth.globus import GlobusTokenValidator
     from resource_server_async.compute.base import ComputeExecutor
@@ -45,6 +46,7 @@ class Runtime:
         "globus",
         "hub",
         "metrics",
+        "record_writer",
         "upstream",
     )
 
@@ -56,6 +58,7 @@ class Runtime:
         api_keys: ApiKeyValidator,
         globus: GlobusTokenValidator | None,
         executor: ComputeExecutor | None = None,
+        record_writer: RecordWriter | None = None,
         accounting_sinks: tuple[Callable[[RequestOutcome], None], ...] = (),
     ) -> None:
         self.upstream = upstream
@@ -66,7 +69,11 @@ class Runtime:
         self._executor = executor
         self._catalog_refreshing = False
         self._usage_reader: UsageReader | None = None
+        # None when RECORDS_ENABLED is off; its `stats` are the records' metrics.
+        self.record_writer = record_writer
         # Where accounting.account sends each finished request (record writer, metrics).
+        if record_writer is not None and not accounting_sinks:
+            accounting_sinks = (record_writer.submit,)
         self.accounting_sinks = accounting_sinks
         # Set by record_metrics(); None when METRICS_ENABLED is off.
         self.metrics: MetricsRecorder | None = None
@@ -83,11 +90,17 @@ class Runtime:
             from resource_server_async.auth.globus import GlobusTokenValidator
 
             globus = GlobusTokenValidator()
+        record_writer = None
+        if settings.RECORDS_ENABLED:
+            from resource_server_async.accounting.writer import RecordWriter
+
+            record_writer = RecordWriter.from_settings()
         runtime = cls(
             upstream=UpstreamClients(),
             hub=build_hub(),
             api_keys=ApiKeyValidator.from_settings(),
             globus=globus,
+            record_writer=record_writer,
         )
         if settings.METRICS_ENABLED:
             runtime.record_metrics()
@@ -97,7 +110,11 @@ class Runtime:
         """Feed the Prometheus series: the recorder's `observe` joins the accounting sinks."""
         from resource_server_async.accounting.metrics import MetricsRecorder
 
-        self.metrics = MetricsRecorder(pending_tasks=lambda: self.pending_tasks)
+        writer = self.record_writer
+        self.metrics = MetricsRecorder(
+            records=lambda: None if writer is None else writer.stats,
+            pending_tasks=lambda: self.pending_tasks,
+        )
         self.accounting_sinks = (*self.accounting_sinks, self.metrics.observe)
 
     @property
@@ -125,6 +142,11 @@ class Runtime:
             from resource_server_async.compute import build_executor
 
             self._executor = build_executor()
+
+    def start_records(self) -> None:
+        """Start the record writer's task (in the serving loop)."""
+        if self.record_writer is not None:
+            self.record_writer.start()
 
     async def start_catalog(self, interval: float) -> None:
         """Load the catalog, then keep it fresh in the background until close()."""
@@ -161,6 +183,9 @@ class Runtime:
 
             closers.append(catalog.stop_refresher)
             self._catalog_refreshing = False
+        if self.record_writer is not None:
+            # Closed first: it flushes what the last requests left in its queue.
+            closers.append(self.record_writer.close)
         for close in reversed(closers):
             try:
                 await close()

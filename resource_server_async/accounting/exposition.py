@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Sequence
 
 from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from inference_gateway.env import IPNetwork
 from resource_server_async.accounting import metrics_files
 from resource_server_async.errors import GatewayError
 
@@ -47,7 +47,10 @@ def check_access(client_host: str | None, authorization: str | None) -> None:
             )
 
 
-def _address_in(host: str | None, networks: tuple[IPNetwork, ...]) -> bool:
+Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+
+
+def _address_in(host: str | None, networks: Networks) -> bool:
     try:
         address = ipaddress.ip_address(host or "")
     except ValueError:  # a Unix socket, or no address at all

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from resource_server_async.auth.principal import Principal
@@ -35,6 +36,8 @@ class RequestOutcome:
     status: int = 0
     error_code: str = ""
     upstream_started: float | None = None
+    # When the server's answer came: the whole of it, or the start of its stream (Server-Timing).
+    upstream_answered: float | None = None
     first_byte: float | None = None
     ended: float | None = None
     prompt_tokens: int | None = None
@@ -49,6 +52,27 @@ class RequestOutcome:
     # Only when RECORD_PROMPTS is on (the capture fills them, bounded by RECORD_PROMPT_MAX_CHARS).
     prompt: str = ""
     answer: str = ""
+
+    def calling(self, slug: str, cluster: str, framework: str, model: str) -> None:
+        """The endpoint chosen (for federated requests, the last one tried) is being called."""
+        self.endpoint_slug = slug
+        self.cluster = cluster
+        self.framework = framework
+        self.model = model
+        self.upstream_started = time.perf_counter()
+        self.upstream_answered = self.first_byte = None
+
+    def server_timing(self, now: float) -> bytes:
+        """The Server-Timing header at the start of the answer: gateway time apart from the
+        model server's (for a stream, up to its start), in milliseconds."""
+        total = now - self.started
+        if self.upstream_started is None:
+            return b"gateway;dur=%.2f" % (total * 1000)
+        upstream = (self.upstream_answered or now) - self.upstream_started
+        return b"gateway;dur=%.2f, upstream;dur=%.2f" % (
+            (total - upstream) * 1000,
+            upstream * 1000,
+        )
 
     @property
     def duration(self) -> float | None:

@@ -488,7 +488,13 @@ class GlobusComputeExecutor(ComputeExecutor):
         return session
 
     async def run(
-        self, endpoint_uuid: str, function_uuid: str, args: tuple[Any, ...], *, timeout: float
+        self,
+        endpoint_uuid: str,
+        function_uuid: str,
+        args: tuple[Any, ...],
+        *,
+        timeout: float,
+        on_task: Callable[[str], None] | None = None,
     ) -> Any:
         for name, value in (("endpoint", endpoint_uuid), ("function", function_uuid)):
             try:
@@ -501,6 +507,8 @@ class GlobusComputeExecutor(ComputeExecutor):
         try:
             async with asyncio.timeout(timeout):
                 task_id = await session.submit(endpoint_uuid, function_uuid, args)
+                if on_task is not None:
+                    on_task(task_id)
                 return await session.result(task_id)
         except TimeoutError:
             raise ComputeTimeout(f"no result within {timeout:g}s", task_id) from None

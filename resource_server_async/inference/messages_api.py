@@ -124,6 +124,7 @@ def _chat_call(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> Infere
         principal=parsed.principal,
         request_id=parsed.request_id,
         stream=parsed.stream,
+        outcome=parsed.outcome,
     )
 
 
@@ -184,6 +185,9 @@ async def _translate_stream(
             GatewayError(502, "stream_failed", "The gateway failed while relaying the stream.")
         )
     finally:
+        if call.outcome is not None:  # the record's tokens (accounting/)
+            prompt, output, estimated = stream.usage()
+            call.outcome.set_usage(prompt, output, estimated=estimated)
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()

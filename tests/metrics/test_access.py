@@ -71,7 +71,7 @@ def test_with_both_set_both_are_needed() -> None:
 
 def test_a_bad_network_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("METRICS_ALLOWED_NETWORKS", "10.0.0.0/8 not-a-network")
-    with pytest.raises(env.ConfigurationError, match="'not-a-network' is not an IP network"):
+    with pytest.raises(env.ConfigurationError, match="'not-a-network' is not an IP address"):
         env.get_networks("METRICS_ALLOWED_NETWORKS")
     monkeypatch.setenv("METRICS_ALLOWED_NETWORKS", "10.0.0.0/8; ::1, 192.168.1.7")
     assert [str(n) for n in env.get_networks("METRICS_ALLOWED_NETWORKS")] == [
