@@ -74,7 +74,10 @@ def usage_path(errors: dict[str, Any]) -> dict[str, Any]:
                     "than USAGE_MAX_DAYS, or more rows than USAGE_MAX_ROWS (`param` names it).",
                 },
                 "401": errors["401"],
-                "403": {**errors["403"], "description": "`principal` or `group` from a caller who is not an operator."},
+                "403": {
+                    **errors["403"],
+                    "description": "`principal` or `group` from a caller who is not an operator.",
+                },
                 "503": {**errors["503"], "description": "Too many usage queries waiting."},
             },
         }
