@@ -255,7 +255,16 @@ class RecordWriter:
                 break
         if self._queue:
             await self._spool_out(self._take(len(self._queue)))
+        await self._in_thread(_close_connection)
         self._thread.shutdown(wait=True)
+
+
+def _close_connection() -> None:
+    """The writer thread's database connection, closed with it."""
+    from django.db import connection
+
+    with contextlib.suppress(Exception):
+        connection.close()
 
 
 class _KeyMaker:
