@@ -81,36 +81,29 @@ def value(name: str, **labels: str) -> float:
 BY_ENDPOINT = {"cluster": "obs", "model": MODEL, "operation": "chat/completions"}
 
 
+def stream_series() -> dict[str, float]:
+    """The values one chat stream of the observed endpoint adds to."""
+    tokens = "gen_ai_client_token_usage_sum"
+    ttft = "gen_ai_server_time_to_first_token_seconds"
+    duration = "gen_ai_server_request_duration_seconds"
+    return {
+        "requests": value("gateway_requests_total", **BY_ENDPOINT, status="200"),
+        "duration": value(f"{duration}_count", **BY_ENDPOINT),
+        "duration_sum": value(f"{duration}_sum", **BY_ENDPOINT),
+        "fast": value(f"{duration}_bucket", **BY_ENDPOINT, le="0.16"),
+        "slow": value(f"{duration}_bucket", **BY_ENDPOINT, le="0.32"),
+        "upstream": value("gen_ai_client_operation_duration_seconds_count", **BY_ENDPOINT),
+        "ttft": value(f"{ttft}_count", **BY_ENDPOINT),
+        "ttft_fast": value(f"{ttft}_bucket", **BY_ENDPOINT, le="0.04"),
+        "input": value(tokens, **BY_ENDPOINT, gen_ai_token_type="input"),
+        "output": value(tokens, **BY_ENDPOINT, gen_ai_token_type="output"),
+    }
+
+
 def test_a_stream_adds_a_request_its_latencies_and_its_tokens() -> None:
-    before = {
-        "requests": value("gateway_requests_total", **BY_ENDPOINT, status="200"),
-        "duration": value("gen_ai_server_request_duration_seconds_count", **BY_ENDPOINT),
-        "duration_sum": value("gen_ai_server_request_duration_seconds_sum", **BY_ENDPOINT),
-        "fast": value("gen_ai_server_request_duration_seconds_bucket", **BY_ENDPOINT, le="0.16"),
-        "slow": value("gen_ai_server_request_duration_seconds_bucket", **BY_ENDPOINT, le="0.32"),
-        "upstream": value("gen_ai_client_operation_duration_seconds_count", **BY_ENDPOINT),
-        "ttft": value("gen_ai_server_time_to_first_token_seconds_count", **BY_ENDPOINT),
-        "ttft_fast": value(
-            "gen_ai_server_time_to_first_token_seconds_bucket", **BY_ENDPOINT, le="0.04"
-        ),
-        "input": value("gen_ai_client_token_usage_sum", **BY_ENDPOINT, gen_ai_token_type="input"),
-        "output": value("gen_ai_client_token_usage_sum", **BY_ENDPOINT, gen_ai_token_type="output"),
-    }
+    before = stream_series()
     observe(outcome())
-    after = {
-        "requests": value("gateway_requests_total", **BY_ENDPOINT, status="200"),
-        "duration": value("gen_ai_server_request_duration_seconds_count", **BY_ENDPOINT),
-        "duration_sum": value("gen_ai_server_request_duration_seconds_sum", **BY_ENDPOINT),
-        "fast": value("gen_ai_server_request_duration_seconds_bucket", **BY_ENDPOINT, le="0.16"),
-        "slow": value("gen_ai_server_request_duration_seconds_bucket", **BY_ENDPOINT, le="0.32"),
-        "upstream": value("gen_ai_client_operation_duration_seconds_count", **BY_ENDPOINT),
-        "ttft": value("gen_ai_server_time_to_first_token_seconds_count", **BY_ENDPOINT),
-        "ttft_fast": value(
-            "gen_ai_server_time_to_first_token_seconds_bucket", **BY_ENDPOINT, le="0.04"
-        ),
-        "input": value("gen_ai_client_token_usage_sum", **BY_ENDPOINT, gen_ai_token_type="input"),
-        "output": value("gen_ai_client_token_usage_sum", **BY_ENDPOINT, gen_ai_token_type="output"),
-    }
+    after = stream_series()
     grew = {name: round(after[name] - before[name], 6) for name in before}
     assert grew == {
         "requests": 1,
