@@ -85,6 +85,8 @@ class Faults:
     no_finish: bool = False
     answer_bytes: int = 0
     declare_length: bool = False
+    refuse_stream_options: bool = False  # a 400 naming stream_options, as some servers answer
+    fixed_id: bool = False  # the same chunk id and time in every answer (to compare bytes)
 
     @classmethod
     def of(cls, request: web.Request, body: Any) -> Faults:
@@ -108,6 +110,8 @@ class Faults:
             no_finish=bool(spec.get("no_finish", False)),
             answer_bytes=int(spec.get("answer_bytes", 0)),
             declare_length=bool(spec.get("declare_length", False)),
+            refuse_stream_options=bool(spec.get("refuse_stream_options", False)),
+            fixed_id=bool(spec.get("fixed_id", False)),
         )
 
 
@@ -233,6 +237,9 @@ class FakeBackend:
             return body, faults, self._json(faults.status, _error_body(faults.status, message))
         if not isinstance(body, dict) or "model" not in body:
             return body, faults, self._json(400, _error_body(400, "model is required"))
+        if faults.refuse_stream_options and "stream_options" in body:
+            message = "Unrecognized request argument supplied: stream_options"
+            return body, faults, self._json(400, _error_body(400, message))
         if faults.malformed:
             return body, faults, self._json(200, b'{"id": "cmpl-broken", "choices": [')
         return body, faults, None
@@ -327,6 +334,8 @@ class FakeBackend:
             "total_tokens": prompt + len(words),
         }
         ident, created, model = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time()), body["model"]
+        if faults.fixed_id:
+            ident, created = "chatcmpl-fixed", 0
         if body.get("stream") is True:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 

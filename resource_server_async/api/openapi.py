@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from resource_server_async.api.openapi_usage import usage_path
 from resource_server_async.errors import Dialect
 from resource_server_async.schemas.rules import RequestSchema
 
@@ -271,6 +272,7 @@ def openapi_document() -> dict[str, Any]:
     paths["/resource_server/list-endpoints"] = _listing(
         "Clusters, frameworks, models and operations you may use.", _LIST_ENDPOINTS_SCHEMA
     )
+    paths["/resource_server/v1/usage"] = usage_path(_errors())
     components: dict[str, Any] = {
         request.schema.title: request.schema.json_schema(request.forwarded_note)
         for request in requests.values()

@@ -96,6 +96,7 @@ def chat_call(parsed: pipeline.ParsedRequest, body: dict[str, Any]) -> Inference
         principal=parsed.principal,
         request_id=parsed.request_id,
         stream=parsed.stream,
+        outcome=parsed.outcome,
     )
 
 
@@ -126,6 +127,10 @@ class StreamTranslator(Protocol):
     def finish(self) -> bytes: ...
 
     def fail(self, error: GatewayError) -> bytes: ...
+
+    def usage(self) -> tuple[int | None, int | None, bool]:
+        """(prompt tokens, output tokens, estimated): what the record counts (accounting/)."""
+        ...
 
 
 # The translation reports its own failures (a cut, an upstream error event) as error events
@@ -166,6 +171,9 @@ async def translate_stream(
             GatewayError(502, "stream_failed", "The gateway failed while relaying the stream.")
         )
     finally:
+        if call.outcome is not None:
+            prompt, output, estimated = stream.usage()
+            call.outcome.set_usage(prompt, output, estimated=estimated)
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()

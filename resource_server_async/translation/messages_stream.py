@@ -217,6 +217,10 @@ class MessagesStream:
             "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
         )
 
+    def usage(self) -> tuple[int | None, int, bool]:
+        """(prompt tokens, output tokens, estimated) as the stream reported them so far."""
+        return self._counts.prompt, self._output_tokens(), self._counts.completion is None
+
     def _output_tokens(self) -> int:
         if self._counts.completion is not None:
             return self._counts.completion

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from resource_server_async.errors import Dialect, GatewayError
-from resource_server_async.translation.messages_response import as_object
+from resource_server_async.translation.messages_response import as_object, token_counts
 from resource_server_async.translation.messages_stream import upstream_error
 from resource_server_async.translation.responses_request import ToolNames
 from resource_server_async.translation.responses_response import (
@@ -124,6 +124,14 @@ class ResponsesStream:
         )
         kind = "response.incomplete" if incomplete else "response.completed"
         return out + self._event(kind, response=response)
+
+    def usage(self) -> tuple[int | None, int, bool]:
+        """(prompt tokens, output tokens, estimated) as the stream reported them so far; a
+        server that sends no counts streams about one token per content chunk."""
+        counts = token_counts(self._usage)
+        if counts.completion is not None:
+            return counts.prompt, counts.completion, False
+        return counts.prompt, self._content_chunks, True
 
     def fail(self, error: GatewayError) -> bytes:
         """response.failed and the error event that end the client's stream."""
