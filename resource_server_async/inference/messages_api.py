@@ -9,79 +9,20 @@ machinery is `native_or_translated`'s, shared with the Responses API.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import orjson
 from starlette.responses import Response
 
 from resource_server_async.endpoints.base import BaseEndpoint
 from resource_server_async.errors import Dialect
 from resource_server_async.inference import native_or_translated, pipeline
-from resource_server_async.inference.native_or_translated import (
-    CHAT_ONLY_SECONDS,
-    MODES,
-    ChatOnlyServers,
-)
+from resource_server_async.inference.native_or_translated import CHAT_ONLY_SECONDS, MODES
 from resource_server_async.translation.messages_request import messages_to_chat
 from resource_server_async.translation.messages_response import chat_to_message
 from resource_server_async.translation.messages_stream import MessagesStream
-from resource_server_async.upstream import errors as upstream_errors
 
-__all__ = ["CHAT_ONLY_SECONDS", "MODES", "OPERATION", "chat_only", "mode_of", "run"]
+__all__ = ["CHAT_ONLY_SECONDS", "FAMILY", "MODES", "OPERATION", "chat_only", "mode_of", "run"]
 
 OPERATION = "messages"
-
-chat_only = ChatOnlyServers()
-
-
-def mode_of(endpoint: BaseEndpoint) -> str:
-    """The endpoint's `messages_api` config; adapters without the key are "auto"."""
-    return native_or_translated.configured_mode(endpoint, "messages_api")
-
-
-async def run(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> Response:
-    """The answer to a validated Messages request on `endpoint`, in the Anthropic dialect."""
-    return await native_or_translated.run(
-        endpoint,
-        parsed,
-        mode=mode_of(endpoint),
-        chat_only=chat_only,
-        native=native,
-        translated=translated,
-        route="/v1/messages",
-    )
-
-
-# --- pass-through ---------------------------------------------------------------------------
-
-
-async def native(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> Response:
-    call = pipeline.prepare(endpoint, OPERATION, parsed)
-    if not call.stream:
-        return pipeline.json_response(await endpoint.complete(call), endpoint, call)
-    chunks = await endpoint.open_stream(call)
-    events = pipeline.relay(
-        _until_message_stop(chunks, endpoint), Dialect.ANTHROPIC, endpoint, call
-    )
-    return pipeline.EventStreamResponse(events)
-
-
-async def _until_message_stop(
-    chunks: AsyncIterator[bytes], endpoint: BaseEndpoint
-) -> AsyncIterator[bytes]:
-    """The server's Messages stream; a stream that ends without message_stop (or an error
-    event of its own) was cut off, and the client must be told rather than left guessing."""
-    tail = b""
-    try:
-        async for chunk in chunks:
-            tail = (tail + chunk)[-96:]
-            yield chunk
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    if b"message_stop" not in tail and b"event: error" not in tail:
-        raise upstream_errors.stream_cut(endpoint)
 
 
 # --- translation to chat/completions -------------------------------------------------------
@@ -99,3 +40,15 @@ async def translated(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> 
     answer = await native_or_translated.chat_answer(endpoint, call)
     message = chat_to_message(answer, parsed.model, stops)
     return Response(orjson.dumps(message), media_type="application/json")
+
+
+FAMILY = native_or_translated.Family(
+    operation=OPERATION,
+    config_key="messages_api",
+    dialect=Dialect.ANTHROPIC,
+    terminal=(b'"message_stop"', b"event: error"),
+    translated=translated,
+)
+chat_only = FAMILY.chat_only
+mode_of = FAMILY.mode_of
+run = FAMILY.run

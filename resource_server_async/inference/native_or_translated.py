@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 from starlette.responses import Response
 
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest
-from resource_server_async.errors import GatewayError
+from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.inference import pipeline
 from resource_server_async.upstream import errors as upstream_errors
 from resource_server_async.upstream.done_gate import DoneGate
@@ -49,12 +50,6 @@ class ChatOnlyServers:
         self._until.clear()
 
 
-def configured_mode(endpoint: BaseEndpoint, key: str) -> str:
-    """The endpoint's `key` config ("messages_api", "responses_api"); "auto" when absent."""
-    mode = getattr(endpoint.config, key, "auto")
-    return mode if mode in MODES else "auto"
-
-
 def no_native_route(error: GatewayError) -> bool:
     """The server's own 404 (not the gateway's): it has no route for the family."""
     return error.status == 404 and (error.info or {}).get("upstream_status") == 404
@@ -64,27 +59,68 @@ def no_native_route(error: GatewayError) -> bool:
 Way = Callable[[BaseEndpoint, pipeline.ParsedRequest], Awaitable[Response]]
 
 
-async def run(
-    endpoint: BaseEndpoint,
-    parsed: pipeline.ParsedRequest,
-    *,
-    mode: str,
-    chat_only: ChatOnlyServers,
-    native: Way,
-    translated: Way,
-    route: str,
-) -> Response:
-    """The answer on `endpoint` in `mode`; `route` ("/v1/messages") names it in the log."""
-    if mode == "translate" or (mode == "auto" and chat_only.known(endpoint)):
-        return await translated(endpoint, parsed)
-    try:
-        return await native(endpoint, parsed)
-    except GatewayError as error:
-        if mode == "native" or not no_native_route(error):
-            raise
-    logger.info("%r has no %s; translating to chat/completions", endpoint, route)
-    chat_only.remember(endpoint)
-    return await translated(endpoint, parsed)
+@dataclass(frozen=True, slots=True)
+class Family:
+    """An API family that a model server may speak itself, or that is translated to chat."""
+
+    operation: str  # "messages", "responses": the route under /v1/ and the native call's
+    config_key: str  # the endpoint config key that holds the mode: "messages_api"
+    dialect: Dialect
+    # What a whole native stream carries (its last event, or an error event); each is quoted
+    # or an event line, so that a model's text, JSON-escaped, cannot imitate it.
+    terminal: tuple[bytes, ...]
+    translated: Way
+    chat_only: ChatOnlyServers = field(default_factory=ChatOnlyServers)
+
+    def mode_of(self, endpoint: BaseEndpoint) -> str:
+        """The endpoint's mode for this family; adapters without the key are "auto"."""
+        mode = getattr(endpoint.config, self.config_key, "auto")
+        return mode if mode in MODES else "auto"
+
+    async def run(self, endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> Response:
+        """The answer on `endpoint`, natively or translated as its mode says."""
+        mode = self.mode_of(endpoint)
+        if mode == "translate" or (mode == "auto" and self.chat_only.known(endpoint)):
+            return await self.translated(endpoint, parsed)
+        try:
+            return await self.native(endpoint, parsed)
+        except GatewayError as error:
+            if mode == "native" or not no_native_route(error):
+                raise
+        logger.info("%r has no /v1/%s; translating to chat/completions", endpoint, self.operation)
+        self.chat_only.remember(endpoint)
+        return await self.translated(endpoint, parsed)
+
+    async def native(self, endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> Response:
+        """The client's request passed through to the server's own route."""
+        call = pipeline.prepare(endpoint, self.operation, parsed)
+        if not call.stream:
+            return pipeline.json_response(await endpoint.complete(call), endpoint, call)
+        chunks = await endpoint.open_stream(call)
+        events = pipeline.relay(self._until_whole(chunks, endpoint), self.dialect, endpoint, call)
+        return pipeline.EventStreamResponse(events)
+
+    async def _until_whole(
+        self, chunks: AsyncIterator[bytes], endpoint: BaseEndpoint
+    ) -> AsyncIterator[bytes]:
+        """The server's own stream; one that ends without a terminal event was cut off, and
+        the client must be told rather than left guessing."""
+        whole = False
+        carry = b""  # the end of the last chunk: a marker may straddle two reads
+        keep = max(map(len, self.terminal)) - 1
+        try:
+            async for chunk in chunks:
+                if not whole:
+                    window = carry + chunk
+                    whole = any(marker in window for marker in self.terminal)
+                    carry = window[-keep:]
+                yield chunk
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if not whole:
+            raise upstream_errors.stream_cut(endpoint)
 
 
 def chat_call(parsed: pipeline.ParsedRequest, body: dict[str, Any]) -> InferenceRequest:

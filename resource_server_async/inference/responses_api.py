@@ -22,82 +22,13 @@ from resource_server_async import runtime
 from resource_server_async.endpoints.base import BaseEndpoint
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.inference import native_or_translated, pipeline
-from resource_server_async.inference.native_or_translated import ChatOnlyServers
 from resource_server_async.translation.responses_request import responses_to_chat
 from resource_server_async.translation.responses_response import chat_to_response
 from resource_server_async.translation.responses_stream import ResponsesStream
-from resource_server_async.upstream import errors as upstream_errors
 
 logger = logging.getLogger(__name__)
 
 OPERATION = "responses"
-
-chat_only = ChatOnlyServers()
-
-# What ends a whole Responses stream: a terminal event's type as a JSON string value (escaped
-# quotes inside the model's text cannot match), or an error event.
-_TERMINAL = (
-    b'"response.completed"',
-    b'"response.incomplete"',
-    b'"response.failed"',
-    b"event: error",
-    b'"type":"error"',
-    b'"type": "error"',
-)
-_CARRY = max(map(len, _TERMINAL)) - 1
-
-
-def mode_of(endpoint: BaseEndpoint) -> str:
-    """The endpoint's `responses_api` config; adapters without the key are "auto"."""
-    return native_or_translated.configured_mode(endpoint, "responses_api")
-
-
-async def run(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> Response:
-    """The answer to a validated Responses request on `endpoint`, in the OpenAI dialect."""
-    return await native_or_translated.run(
-        endpoint,
-        parsed,
-        mode=mode_of(endpoint),
-        chat_only=chat_only,
-        native=native,
-        translated=translated,
-        route="/v1/responses",
-    )
-
-
-# --- pass-through ---------------------------------------------------------------------------
-
-
-async def native(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> Response:
-    call = pipeline.prepare(endpoint, OPERATION, parsed)
-    if not call.stream:
-        return pipeline.json_response(await endpoint.complete(call), endpoint, call)
-    chunks = await endpoint.open_stream(call)
-    events = pipeline.relay(_until_finished(chunks, endpoint), Dialect.OPENAI, endpoint, call)
-    return pipeline.EventStreamResponse(events)
-
-
-async def _until_finished(
-    chunks: AsyncIterator[bytes], endpoint: BaseEndpoint
-) -> AsyncIterator[bytes]:
-    """The server's Responses stream; one that ends without a terminal event (completed,
-    incomplete, failed, or an error) was cut off, and the client must be told."""
-    finished = False
-    carry = b""  # the end of the last chunk: a marker may straddle two reads
-    try:
-        async for chunk in chunks:
-            if not finished:
-                window = carry + chunk
-                finished = any(marker in window for marker in _TERMINAL)
-                carry = window[-_CARRY:]
-            yield chunk
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    if not finished:
-        raise upstream_errors.stream_cut(endpoint)
-
 
 # --- translation to chat/completions -------------------------------------------------------
 
@@ -200,3 +131,23 @@ async def _stored_before_the_end(
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+FAMILY = native_or_translated.Family(
+    operation=OPERATION,
+    config_key="responses_api",
+    dialect=Dialect.OPENAI,
+    # A terminal event's type as a JSON string value, or an error event.
+    terminal=(
+        b'"response.completed"',
+        b'"response.incomplete"',
+        b'"response.failed"',
+        b"event: error",
+        b'"type":"error"',
+        b'"type": "error"',
+    ),
+    translated=translated,
+)
+chat_only = FAMILY.chat_only
+mode_of = FAMILY.mode_of
+run = FAMILY.run

@@ -12,39 +12,31 @@ from typing import Any
 import orjson
 
 from resource_server_async.errors import Dialect, GatewayError, sse_error_event
+from resource_server_async.translation.chat_stream import ChatStreamReader
 from resource_server_async.translation.messages_response import (
-    TokenCounts,
     as_object,
     new_message_id,
     new_tool_use_id,
     stop_reason,
-    token_counts,
 )
-from resource_server_async.translation.sse import SSEDecoder
 
 
 def event(name: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
-class MessagesStream:
+class MessagesStream(ChatStreamReader):
     """Translator for one stream: `start()`, then `feed(bytes)` per upstream read, `finish()`."""
 
     def __init__(self, model: str, stop_sequences: list[str] | None = None) -> None:
+        super().__init__()
         self.model = model
         self.stop_sequences = stop_sequences or []
         self.message_id = new_message_id()
-        self._decoder = SSEDecoder()
         self._block = -1  # index of the open Anthropic content block, -1 when none is open
         self._block_kind = ""  # "text" or "tool_use"
         self._tool_blocks: dict[int, int] = {}  # OpenAI tool_call index -> Anthropic block
         self._blocks = 0
-        self._finish_reason: str | None = None
-        self._matched_stop: Any = None
-        self._counts = TokenCounts()
-        self._content_chunks = 0
-        self._done = False
-        self.failed = False
 
     # --- the events ---------------------------------------------------------------------------
 
@@ -64,40 +56,19 @@ class MessagesStream:
             "ping", {"type": "ping"}
         )
 
-    def feed(self, chunk: bytes) -> bytes:
-        """Anthropic events for the complete upstream events in `chunk` (b"" when none)."""
-        if self.failed or self._done:
-            return b""
-        return b"".join(self._on_data(data) for data in self._decoder.feed(chunk))
-
-    def finish(self) -> bytes:
-        """The closing events once the upstream stream ended; an error event if it broke off."""
-        if self.failed:
-            return b""
-        out = b"".join(self._on_data(data) for data in self._decoder.flush())
-        if self.failed:
-            return out
-        if not self._done and self._finish_reason is None:
-            return out + self.fail(
-                GatewayError(
-                    502,
-                    "upstream_stream_interrupted",
-                    "The model server's stream ended before the answer was complete.",
-                )
-            )
+    def _closing(self) -> bytes:
         reason, sequence = stop_reason(
             self._finish_reason or "stop",
             self._matched_stop,
             self.stop_sequences,
             bool(self._tool_blocks),
         )
-        usage = {"output_tokens": self._output_tokens()}
-        if self._counts.prompt:
-            usage["input_tokens"] = self._counts.prompt
-        self._done = True
+        prompt, output, _estimated = self.usage()
+        usage = {"output_tokens": output}
+        if prompt:
+            usage["input_tokens"] = prompt
         return (
-            out
-            + self._close_block()
+            self._close_block()
             + event(
                 "message_delta",
                 {
@@ -118,56 +89,10 @@ class MessagesStream:
 
     # --- upstream events ------------------------------------------------------------------
 
-    def _on_data(self, data: bytes) -> bytes:
-        if self.failed or self._done:
-            return b""
-        if data.strip() == b"[DONE]":
-            # Only mark it: finish() writes the closing events once the upstream closes.
-            self._finish_reason = self._finish_reason or "stop"
-            return b""
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return self.fail(
-                GatewayError(
-                    502, "upstream_malformed_answer", "The model server sent a malformed event."
-                )
-            )
-        if not isinstance(chunk, dict):
-            return b""
-        if "error" in chunk:
-            return self.fail(upstream_error(chunk["error"]))
-        if chunk.get("usage") is not None:
-            try:
-                self._counts = token_counts(chunk["usage"])
-            except GatewayError as error:
-                return self.fail(error)
-        out = b""
-        for choice in chunk.get("choices") or []:
-            # Messages has one answer per request; n > 1 is not asked for by the translator.
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                out += self._on_choice(choice)
-        return out
-
-    def _on_choice(self, choice: dict[str, Any]) -> bytes:
-        out = b""
-        delta = as_object(choice.get("delta"))
-        text = delta.get("content")
-        if isinstance(text, str) and text:
-            out += self._text(text)
-        for call in delta.get("tool_calls") or []:
-            if isinstance(call, dict):
-                out += self._tool_call(call)
-        if choice.get("finish_reason"):
-            self._finish_reason = choice["finish_reason"]
-            self._matched_stop = choice.get("stop_reason")
-        return out
-
     def _text(self, text: str) -> bytes:
         out = b""
         if self._block_kind != "text":
             out += self._close_block() + self._open_block("text", {"type": "text", "text": ""})
-        self._content_chunks += 1
         return out + self._delta({"type": "text_delta", "text": text}, self._block)
 
     def _tool_call(self, call: dict[str, Any]) -> bytes:
@@ -216,22 +141,3 @@ class MessagesStream:
         return event(
             "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
         )
-
-    def usage(self) -> tuple[int | None, int, bool]:
-        """(prompt tokens, output tokens, estimated) as the stream reported them so far."""
-        return self._counts.prompt, self._output_tokens(), self._counts.completion is None
-
-    def _output_tokens(self) -> int:
-        if self._counts.completion is not None:
-            return self._counts.completion
-        # Servers that ignore stream_options send no counts; they stream about one token per
-        # chunk, which is the best estimate there is.
-        return self._content_chunks
-
-
-def upstream_error(error: Any) -> GatewayError:
-    if isinstance(error, dict):
-        message = str(error.get("message") or "The model server reported an error.")
-    else:
-        message = str(error)
-    return GatewayError(502, "upstream_error", f"The model server failed mid-stream: {message}")

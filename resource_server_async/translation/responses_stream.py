@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from resource_server_async.errors import Dialect, GatewayError
-from resource_server_async.translation.messages_response import as_object, token_counts
-from resource_server_async.translation.messages_stream import upstream_error
+from resource_server_async.translation.chat_stream import ChatStreamReader
+from resource_server_async.translation.messages_response import as_object
 from resource_server_async.translation.responses_request import ToolNames
 from resource_server_async.translation.responses_response import (
     function_call_item,
@@ -30,7 +30,6 @@ from resource_server_async.translation.responses_response import (
     response_object,
     usage_of,
 )
-from resource_server_async.translation.sse import SSEDecoder
 
 
 @dataclass(slots=True)
@@ -46,25 +45,20 @@ class _Item:
     done: bool = False
 
 
-class ResponsesStream:
+class ResponsesStream(ChatStreamReader):
     """Translator for one stream: `start()`, then `feed(bytes)` per upstream read, `finish()`."""
 
     def __init__(self, request: dict[str, Any], model: str, names: ToolNames) -> None:
+        super().__init__()
         self.request = request
         self.model = model
         self.names = names
         self.response_id = new_id("resp")
         self.created_at = int(time.time())
-        self._decoder = SSEDecoder()
         self._sequence = 0
         self._items: list[_Item] = []
         self._message: _Item | None = None  # the open message item, if any
         self._calls: dict[int, _Item] = {}  # chat tool_call index -> item
-        self._finish_reason: str | None = None
-        self._usage: Any = None
-        self._content_chunks = 0
-        self._done = False
-        self.failed = False
 
     # --- events ---------------------------------------------------------------------------
 
@@ -89,28 +83,8 @@ class ResponsesStream:
             "response.in_progress", response=response
         )
 
-    def feed(self, chunk: bytes) -> bytes:
-        """Responses events for the complete upstream events in `chunk` (b"" when none)."""
-        if self.failed or self._done:
-            return b""
-        return b"".join(self._on_data(data) for data in self._decoder.feed(chunk))
-
-    def finish(self) -> bytes:
-        """The closing events once the upstream stream ended; an error if it broke off."""
-        if self.failed:
-            return b""
-        out = b"".join(self._on_data(data) for data in self._decoder.flush())
-        if self.failed:
-            return out
-        if not self._done and self._finish_reason is None:
-            return out + self.fail(
-                GatewayError(
-                    502,
-                    "upstream_stream_interrupted",
-                    "The model server's stream ended before the answer was complete.",
-                )
-            )
-        self._done = True
+    def _closing(self) -> bytes:
+        out = b""
         incomplete = incomplete_reason(self._finish_reason)
         status = "incomplete" if incomplete else "completed"
         for item in self._items:
@@ -124,14 +98,6 @@ class ResponsesStream:
         )
         kind = "response.incomplete" if incomplete else "response.completed"
         return out + self._event(kind, response=response)
-
-    def usage(self) -> tuple[int | None, int, bool]:
-        """(prompt tokens, output tokens, estimated) as the stream reported them so far; a
-        server that sends no counts streams about one token per content chunk."""
-        counts = token_counts(self._usage)
-        if counts.completion is not None:
-            return counts.prompt, counts.completion, False
-        return counts.prompt, self._content_chunks, True
 
     def fail(self, error: GatewayError) -> bytes:
         """response.failed and the error event that end the client's stream."""
@@ -151,45 +117,6 @@ class ResponsesStream:
 
     # --- upstream events ------------------------------------------------------------------
 
-    def _on_data(self, data: bytes) -> bytes:
-        if self.failed or self._done:
-            return b""
-        if data.strip() == b"[DONE]":
-            self._finish_reason = self._finish_reason or "stop"
-            return b""
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return self.fail(
-                GatewayError(
-                    502, "upstream_malformed_answer", "The model server sent a malformed event."
-                )
-            )
-        if not isinstance(chunk, dict):
-            return b""
-        if "error" in chunk:
-            return self.fail(upstream_error(chunk["error"]))
-        if chunk.get("usage") is not None:
-            self._usage = chunk["usage"]
-        out = b""
-        for choice in chunk.get("choices") or []:
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                out += self._on_choice(choice)
-        return out
-
-    def _on_choice(self, choice: dict[str, Any]) -> bytes:
-        out = b""
-        delta = as_object(choice.get("delta"))
-        text = delta.get("content")
-        if isinstance(text, str) and text:
-            out += self._text(text)
-        for call in delta.get("tool_calls") or []:
-            if isinstance(call, dict):
-                out += self._tool_call(call)
-        if choice.get("finish_reason"):
-            self._finish_reason = choice["finish_reason"]
-        return out
-
     def _text(self, text: str) -> bytes:
         out = b""
         item = self._message
@@ -208,7 +135,6 @@ class ResponsesStream:
                 part=output_text_part(""),
             )
         item.text += text
-        self._content_chunks += 1
         return out + self._event(
             "response.output_text.delta",
             item_id=item.id,
