@@ -105,9 +105,11 @@ class RecordingProxy:
                 upstream = http.client.HTTPConnection(
                     proxy.target_host, proxy.target_port, timeout=_UPSTREAM_TIMEOUT
                 )
+                answered = False
                 try:
                     upstream.request(self.command, self.path, body=body or None, headers=headers)
                     answer = upstream.getresponse()
+                    answered = True
                     self.send_response(answer.status)
                     for name, value in answer.getheaders():
                         if name.lower() not in _HOP_BY_HOP:
@@ -124,6 +126,8 @@ class RecordingProxy:
                     proxy.record(Call(self.command, self.path, answer.status, excerpt))
                 except OSError as exc:
                     proxy.record(Call(self.command, self.path, 0, repr(exc).encode()))
+                    if not answered:  # the agent gets an answer it can report
+                        self.send_error(502, f"gateway unreachable: {exc!r}")
                     self.close_connection = True
                 finally:
                     upstream.close()
