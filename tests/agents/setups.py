@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,17 +48,26 @@ class AgentRun:
     final_message: Callable[[str], str]
 
     def run(self, timeout: float) -> subprocess.CompletedProcess[str]:
+        """The finished run; on `timeout`, its whole process group is killed (the npm entry
+        points start the native binary as a child) and TimeoutExpired carries the output."""
         # stdin from /dev/null: Codex reads a piped stdin as more prompt, and waits for it.
-        return subprocess.run(
+        process = subprocess.Popen(
             self.argv,
             cwd=self.cwd,
             env=self.env,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            check=False,
+            start_new_session=True,
         )
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise subprocess.TimeoutExpired(self.argv, timeout, stdout, stderr) from None
+        return subprocess.CompletedProcess(self.argv, process.returncode, stdout, stderr)
 
 
 def _environment(home: Path, **extra: str) -> dict[str, str]:

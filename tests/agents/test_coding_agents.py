@@ -68,6 +68,10 @@ def proxy(demo_gateway: GatewayServer) -> Iterator[RecordingProxy]:
         yield hop
 
 
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+
+
 def _explain(done: subprocess.CompletedProcess[str], hop: RecordingProxy, gw: GatewayServer) -> str:
     return (
         f"exit status {done.returncode}\n--- calls through the gateway:\n{hop.report()}\n"
@@ -90,7 +94,11 @@ def test_agent_completes_a_task_through_the_gateway(
     gateway = Gateway(base, demo_gateway.api_key, MODEL_NAME)
     run = SETUPS[agent](agent_bin, tmp_path / "home", gateway)
 
-    done = run.run(timeout=AGENT_TIMEOUT)
+    try:
+        done = run.run(timeout=AGENT_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        partial = subprocess.CompletedProcess(exc.cmd, -1, _text(exc.stdout), _text(exc.stderr))
+        pytest.fail(f"{agent} ran over {AGENT_TIMEOUT} s\n{_explain(partial, proxy, demo_gateway)}")
 
     explained = _explain(done, proxy, demo_gateway)
     assert done.returncode == 0, explained
