@@ -558,8 +558,16 @@ def main() -> None:
         default=",".join(SCENARIOS),
         help="comma list: proxy (chat and streams vs direct), auth (whoami: valid vs random keys)",
     )
+    parser.add_argument(
+        "--records",
+        choices=["on", "off"],
+        default="on",
+        help="request records (RECORDS_ENABLED): run once each way to measure their cost",
+    )
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md")
     args = parser.parse_args()
+    # gateway_env copies this process's environment into every gateway it starts.
+    os.environ["RECORDS_ENABLED"] = "true" if args.records == "on" else "false"
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:

@@ -1,15 +1,25 @@
-"""The one ASGI entry point: the API under /resource_server, Django (the admin) for the rest.
+"""The one ASGI entry point: the API under /resource_server and /metrics, Django (the admin)
+for the rest.
 
 Run with: uvicorn inference_gateway.asgi:application
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inference_gateway.settings")
+
+from resource_server_async.accounting import metrics_files
+
+if settings.METRICS_ENABLED:
+    # Before anything imports prometheus_client: it picks its multiprocess mode at import.
+    metrics_files.prepare(settings.METRICS_DIR)
+    atexit.register(metrics_files.process_exited)
 
 django_application = get_asgi_application()  # sets Django up before the API imports models
 
@@ -18,9 +28,10 @@ from starlette.routing import Mount  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
+from resource_server_async.accounting.in_flight import InFlightRequests  # noqa: E402
 from resource_server_async.api.app import build_app  # noqa: E402
 
-api_application = build_app()
+api_application = InFlightRequests(build_app()) if settings.METRICS_ENABLED else build_app()
 # The admin's CSS and scripts, served from the installed Django package (no collectstatic
 # needed). Mounted in an application of its own, whose error handling answers a missing file
 # with 404 (StaticFiles raises it as an exception, a 500 when called bare).
@@ -29,6 +40,7 @@ static_application = Starlette(
 )
 
 _API_PREFIXES = ("/resource_server/",)
+_API_PATHS = ("/resource_server", "/metrics")
 
 
 async def application(scope: Scope, receive: Receive, send: Send) -> None:
@@ -36,7 +48,7 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
         await api_application(scope, receive, send)
         return
     path: str = scope.get("path", "")
-    if path.startswith(_API_PREFIXES) or path == "/resource_server":
+    if path.startswith(_API_PREFIXES) or path in _API_PATHS:
         await api_application(scope, receive, send)
     elif path.startswith("/static/"):
         await static_application(scope, receive, send)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -123,3 +124,14 @@ def secret_weakness(secret: str) -> str | None:
     if bits < MIN_SECRET_BITS:
         return f"it carries about {bits:.0f} bits of entropy (at least {MIN_SECRET_BITS})"
     return None
+
+
+def get_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A list of IP networks (`10.0.0.0/8`, `::1`; a bare address is a network of one)."""
+    networks = []
+    for item in get_list(name):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigurationError(f"{name}: {item!r} is not an IP address or network") from None
+    return networks

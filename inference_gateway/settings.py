@@ -276,9 +276,63 @@ STREAMING_REDIS_READERS = env.get_int("STREAMING_REDIS_READERS", 500)
 JOBS_CACHE_SECONDS = env.get_float("JOBS_CACHE_SECONDS", 60.0)
 JOBS_FUNCTION_TIMEOUT = env.get_float("JOBS_FUNCTION_TIMEOUT", 60.0)
 
+# --- Responses API ----------------------------------------------------------------------------
+
+# The store of Responses conversations for previous_response_id on translated endpoints
+# (response_store.py): off by default (the gateway is stateless); with REDIS_URL in
+# Redis, shared by all workers, else per process. Bounded by entries (least recently stored go
+# first), bytes per stored response (larger ones are not stored) and seconds kept.
+RESPONSES_STORE = env.get_bool("RESPONSES_STORE", False)
+RESPONSES_STORE_MAX_ENTRIES = env.get_int("RESPONSES_STORE_MAX_ENTRIES", 10000)
+RESPONSES_STORE_MAX_BYTES = env.get_int("RESPONSES_STORE_MAX_BYTES", 1024 * 1024)
+RESPONSES_STORE_TTL = env.get_int("RESPONSES_STORE_TTL", 3600)
+
 # --- Operations -------------------------------------------------------------------------------
 
 # JSON {"<cluster>": "<notice>"}: the cluster's requests answer 503 with the notice.
 MAINTENANCE_ERROR_NOTICES = env.get_json_object(
     "MAINTENANCE_ERROR_NOTICES", env.is_str, "a notice string"
 )
+
+# --- Accounting: request records (docs/accounting.md) -----------------------------------------
+
+# Off: no record is written at all (the benchmark's comparison; metrics still count).
+RECORDS_ENABLED = env.get_bool("RECORDS_ENABLED", True)
+# Records waiting for the database, in memory, per process; past it they go to the spool file.
+RECORD_QUEUE_SIZE = env.get_int("RECORD_QUEUE_SIZE", 10_000)
+# Records per insert (one multi-row INSERT each).
+RECORD_BATCH_SIZE = env.get_int("RECORD_BATCH_SIZE", 500)
+# While the database is down: seconds between attempts.
+RECORD_RETRY_SECONDS = env.get_float("RECORD_RETRY_SECONDS", 2.0)
+# Spool files (records kept on disk while the database is down), per process; past it, dropped.
+RECORD_SPOOL_DIR = Path(env.get_str("RECORD_SPOOL_DIR") or DATA_DIR / "record-spool")
+RECORD_SPOOL_MAX_BYTES = env.get_int("RECORD_SPOOL_MAX_BYTES", 256 * 1024 * 1024)
+# At shutdown: seconds to write what is queued before spooling the rest.
+RECORD_SHUTDOWN_SECONDS = env.get_float("RECORD_SHUTDOWN_SECONDS", 5.0)
+# Prompts and answers are stored only when on; each cut to this many characters.
+RECORD_PROMPTS = env.get_bool("RECORD_PROMPTS", False)
+RECORD_PROMPT_MAX_CHARS = env.get_int("RECORD_PROMPT_MAX_CHARS", 16_384)
+# `purge_records` deletes records older than this (days; 0 keeps them forever).
+RECORD_RETENTION_DAYS = env.get_int("RECORD_RETENTION_DAYS", 365)
+# Peers whose X-Forwarded-For is believed for the recorded client address (nginx's address).
+TRUSTED_PROXY_NETWORKS = env.get_networks("TRUSTED_PROXY_NETWORKS")
+
+# --- Metrics and usage (docs/accounting.md) ---------------------------------------------------
+
+# Off: no series are kept and GET /metrics answers 404 (for measuring their cost).
+METRICS_ENABLED = env.get_bool("METRICS_ENABLED", True)
+# GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` when set, and a client address in
+# METRICS_ALLOWED_NETWORKS when set (both when both are set); with neither, it answers 404
+# outside development mode.
+METRICS_TOKEN = env.get_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env.get_networks("METRICS_ALLOWED_NETWORKS")
+# Where the worker processes keep their metric values (one subdirectory per server start).
+METRICS_DIR = Path(env.get_str("METRICS_DIR") or DATA_DIR / "metrics")
+# GET /resource_server/v1/usage: the window when none is asked for (days, ending today), and
+# the longest window one request may ask for (days).
+USAGE_DEFAULT_DAYS = env.get_int("USAGE_DEFAULT_DAYS", 30)
+USAGE_MAX_DAYS = env.get_int("USAGE_MAX_DAYS", 366)
+# Most rows (groups of model x day, or of the `by` key) one usage answer holds; beyond, 400.
+USAGE_MAX_ROWS = env.get_int("USAGE_MAX_ROWS", 10_000)
+# Usage queries waiting for the usage thread (per worker); more answer 503 usage_busy.
+USAGE_MAX_PENDING = env.get_int("USAGE_MAX_PENDING", 8)

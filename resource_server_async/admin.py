@@ -67,14 +67,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "checksummed",
         "groups",
         "domain",
+        "operator",
         "created_at",
         "expires_at",
         "revoked_at",
     ]
-    list_filter = [ApiKeyStatusFilter]
+    list_filter = [ApiKeyStatusFilter, "operator"]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "created_at", "revoked_at"]
-    fields = ["name", "prefix", "groups", "domain", "created_at", "expires_at", "revoked_at"]
+    fields = [
+        "name",
+        "prefix",
+        "groups",
+        "domain",
+        "operator",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+    ]
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -117,6 +117,10 @@ class ApiKey(models.Model):
         default="",
         help_text="identity-provider domain the key counts as (for allowed_domains)",
     )
+    # The operator scope: GET /v1/usage for any principal, group, cluster or model.
+    operator = models.BooleanField(
+        default=False, help_text="may read the usage of every principal (GET /v1/usage)"
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -132,6 +136,65 @@ class ApiKey(models.Model):
     def is_active(self) -> bool:
         now = timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class RequestRecord(models.Model):
+    """One inference request as accounted (accounting/): who, what, where, how long, tokens.
+
+    Written in batches by accounting.writer; `request_key` makes a batch written twice (an
+    insert that committed but whose answer was lost) insert each record once.
+    """
+
+    # request_id plus received_at (µs): the client chooses request_id, so it alone is not unique.
+    request_key = models.CharField(max_length=160, unique=True)
+    request_id = models.CharField(max_length=128)
+    received_at = models.DateTimeField(db_index=True)
+    route = models.CharField(max_length=16)
+    operation = models.CharField(max_length=32)
+    client_address = models.CharField(max_length=64, blank=True, default="")
+    principal_id = models.CharField(max_length=128, blank=True, default="")
+    username = models.CharField(max_length=250, blank=True, default="")
+    idp_domain = models.CharField(max_length=150, blank=True, default="")
+    credential = models.CharField(max_length=16, blank=True, default="")
+    api_key_id = models.BigIntegerField(null=True, blank=True)
+    groups = StringListField(default=list, blank=True)
+    cluster = models.CharField(max_length=100, blank=True, default="")
+    framework = models.CharField(max_length=100, blank=True, default="")
+    model = models.CharField(max_length=250, blank=True, default="")
+    endpoint_slug = models.CharField(max_length=250, blank=True, default="")
+    stream = models.BooleanField(default=False)
+    status = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    duration = models.FloatField(null=True, blank=True, help_text="seconds, receipt to end")
+    upstream_duration = models.FloatField(
+        null=True, blank=True, help_text="seconds, call to the model server to end"
+    )
+    time_to_first_token = models.FloatField(
+        null=True, blank=True, help_text="seconds, receipt to the server's first byte"
+    )
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cached_tokens = models.PositiveIntegerField(null=True, blank=True)
+    usage_estimated = models.BooleanField(default=False)
+    compute_task_id = models.CharField(max_length=64, blank=True, default="")
+    response_time = models.FloatField(null=True, blank=True)
+    throughput_tokens_per_second = models.FloatField(null=True, blank=True)
+    disconnected = models.BooleanField(default=False)
+    # Only when RECORD_PROMPTS is on.
+    prompt = models.TextField(blank=True, default="")
+    answer = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            models.Index(fields=["principal_id", "received_at"], name="record_principal_time"),
+            models.Index(fields=["model", "received_at"], name="record_model_time"),
+            models.Index(fields=["cluster", "received_at"], name="record_cluster_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.operation} {self.status}"
 
 
 def database_problems() -> list[Problem]:

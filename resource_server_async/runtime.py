@@ -20,9 +20,14 @@ from typing import TYPE_CHECKING, cast
 from django.conf import settings
 
 if TYPE_CHECKING:
+    from resource_server_async.accounting.metrics import MetricsRecorder
+    from resource_server_async.accounting.outcome import RequestOutcome
+    from resource_server_async.accounting.usage_reader import UsageReader
+    from resource_server_async.accounting.writer import RecordWriter
     from resource_server_async.auth.api_keys import ApiKeyValidator
     from resource_server_async.auth.globus import GlobusTokenValidator
     from resource_server_async.compute.base import ComputeExecutor
+    from resource_server_async.response_store import ResponseStore
     from resource_server_async.streaming import StreamHub
     from resource_server_async.upstream.clients import UpstreamClients
 
@@ -33,7 +38,19 @@ class Runtime:
     """Upstream sessions, the stream hub, the credential validators, the compute executor, and
     the catalog's refresher task. Built outside any event loop's concerns; used in one loop."""
 
-    __slots__ = ("_catalog_refreshing", "_executor", "api_keys", "globus", "hub", "upstream")
+    __slots__ = (
+        "_catalog_refreshing",
+        "_executor",
+        "_response_store",
+        "_usage_reader",
+        "accounting_sinks",
+        "api_keys",
+        "globus",
+        "hub",
+        "metrics",
+        "record_writer",
+        "upstream",
+    )
 
     def __init__(
         self,
@@ -43,6 +60,8 @@ class Runtime:
         api_keys: ApiKeyValidator,
         globus: GlobusTokenValidator | None,
         executor: ComputeExecutor | None = None,
+        record_writer: RecordWriter | None = None,
+        accounting_sinks: tuple[Callable[[RequestOutcome], None], ...] = (),
     ) -> None:
         self.upstream = upstream
         self.hub = hub
@@ -50,7 +69,17 @@ class Runtime:
         # None when GLOBUS_APPLICATION_ID is unset: Globus tokens are refused without the SDK.
         self.globus = globus
         self._executor = executor
+        self._response_store: ResponseStore | None = None
         self._catalog_refreshing = False
+        self._usage_reader: UsageReader | None = None
+        # None when RECORDS_ENABLED is off; its `stats` are the records' metrics.
+        self.record_writer = record_writer
+        # Where accounting.account sends each finished request (record writer, metrics).
+        if record_writer is not None and not accounting_sinks:
+            accounting_sinks = (record_writer.submit,)
+        self.accounting_sinks = accounting_sinks
+        # Set by record_metrics(); None when METRICS_ENABLED is off.
+        self.metrics: MetricsRecorder | None = None
 
     @classmethod
     def from_settings(cls) -> Runtime:
@@ -64,12 +93,32 @@ class Runtime:
             from resource_server_async.auth.globus import GlobusTokenValidator
 
             globus = GlobusTokenValidator()
-        return cls(
+        record_writer = None
+        if settings.RECORDS_ENABLED:
+            from resource_server_async.accounting.writer import RecordWriter
+
+            record_writer = RecordWriter.from_settings()
+        runtime = cls(
             upstream=UpstreamClients(),
             hub=build_hub(),
             api_keys=ApiKeyValidator.from_settings(),
             globus=globus,
+            record_writer=record_writer,
         )
+        if settings.METRICS_ENABLED:
+            runtime.record_metrics()
+        return runtime
+
+    def record_metrics(self) -> None:
+        """Feed the Prometheus series: the recorder's `observe` joins the accounting sinks."""
+        from resource_server_async.accounting.metrics import MetricsRecorder
+
+        writer = self.record_writer
+        self.metrics = MetricsRecorder(
+            records=lambda: None if writer is None else writer.stats,
+            pending_tasks=lambda: self.pending_tasks,
+        )
+        self.accounting_sinks = (*self.accounting_sinks, self.metrics.observe)
 
     @property
     def executor(self) -> ComputeExecutor:
@@ -81,12 +130,35 @@ class Runtime:
             self._executor = build_executor()
         return self._executor
 
+    @property
+    def response_store(self) -> ResponseStore:
+        """The Responses conversation store (RESPONSES_STORE), built on first use."""
+        if self._response_store is None:
+            from resource_server_async.response_store import build_store
+
+            self._response_store = build_store()
+        return self._response_store
+
+    @property
+    def usage_reader(self) -> UsageReader:
+        """The thread that answers usage queries, built on first use."""
+        if self._usage_reader is None:
+            from resource_server_async.accounting.usage_reader import UsageReader
+
+            self._usage_reader = UsageReader(settings.USAGE_MAX_PENDING)
+        return self._usage_reader
+
     def start_compute(self) -> None:
         """Build the executor now (importing the Globus Compute SDK) if the catalog uses it."""
         if self._executor is None and _catalog_uses_compute():
             from resource_server_async.compute import build_executor
 
             self._executor = build_executor()
+
+    def start_records(self) -> None:
+        """Start the record writer's task (in the serving loop)."""
+        if self.record_writer is not None:
+            self.record_writer.start()
 
     async def start_catalog(self, interval: float) -> None:
         """Load the catalog, then keep it fresh in the background until close()."""
@@ -99,26 +171,43 @@ class Runtime:
         catalog.start_refresher(interval)
         self._catalog_refreshing = True
 
+    @property
+    def pending_tasks(self) -> int:
+        """Compute tasks this process waits for (0 while no executor was built)."""
+        return 0 if self._executor is None else self._executor.pending_tasks
+
     async def close(self) -> None:
         """Close everything this runtime built, the last built first; one failure does not stop
         the rest from closing."""
-        closers: list[Callable[[], Awaitable[None]]] = [self.upstream.close, self.api_keys.aclose]
+        closers: list[Callable[[], Awaitable[None]]] = []
+        if self.metrics is not None:  # closed last: it folds the others' final counts
+            closers.append(self.metrics.close)
+        closers += [self.upstream.close, self.api_keys.aclose]
         if self.globus is not None:
             closers.append(self.globus.aclose)
         closers.append(self.hub.close)
         if self._executor is not None:
             closers.append(self._executor.close)
+        if self._response_store is not None:
+            closers.append(self._response_store.close)
+        if self._usage_reader is not None:
+            closers.append(self._usage_reader.aclose)
         if self._catalog_refreshing:
             from resource_server_async.catalog.snapshot import catalog
 
             closers.append(catalog.stop_refresher)
             self._catalog_refreshing = False
+        if self.record_writer is not None:
+            # Closed first: it flushes what the last requests left in its queue.
+            closers.append(self.record_writer.close)
         for close in reversed(closers):
             try:
                 await close()
             except Exception:
                 logger.exception("runtime: closing %r failed", close)
         self._executor = None
+        self._response_store = None
+        self._usage_reader = None
 
 
 def _catalog_uses_compute() -> bool:

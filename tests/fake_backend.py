@@ -1,7 +1,11 @@
 """A fake OpenAI-compatible model server on loopback, with fault injection, for tests and bench.
 
 Answers /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses (streaming too) and
-GET /v1/models in OpenAI's shapes, deterministically (the reply echoes the prompt). One server
+GET /v1/models in OpenAI's shapes, deterministically (the reply echoes the prompt). Its tokenizer
+routes count as its chat usage does (a token is a word of the messages' text, `prompt_tokens`):
+vLLM's POST /tokenize (`messages` or `prompt`; `count`, `tokens`), llama.cpp's POST /tokenize
+(`content`; `tokens`), llama-cpp-python's POST /extras/tokenize (`input`; `tokens`) and
+/extras/tokenize/count (`count`). One server
 serves many tests: faults are chosen per request, by a `fake` object in the JSON body (which the
 gateway forwards like any unknown field) or by X-Fake-* headers (for direct calls):
 
@@ -20,6 +24,11 @@ gateway forwards like any unknown field) or by X-Fake-* headers (for direct call
     {"fake": {"answer_bytes": N}}      chat: a 200 answer of about N bytes, written in 64 KiB
                                        pieces (`sent[id]` counts what reached the socket);
                                        chunked, or with "declare_length": true a Content-Length
+    {"fake": {"no_completed": true}}   responses stream: end cleanly but without its terminal
+                                       response.completed event
+
+`FakeBackend(responses=False)` has no /v1/responses: it answers 404 there (recorded), as servers
+that speak only chat/completions do, so that the gateway's "auto" mode falls back.
 
 It records every request (method, path, headers, body) and what became of each stream, and can
 serve a Metis-style status page (GET /status) from `status_document` (failing with
@@ -76,6 +85,8 @@ class Faults:
     no_finish: bool = False
     answer_bytes: int = 0
     declare_length: bool = False
+    refuse_stream_options: bool = False  # a 400 naming stream_options, as some servers answer
+    fixed_id: bool = False  # the same chunk id and time in every answer (to compare bytes)
 
     @classmethod
     def of(cls, request: web.Request, body: Any) -> Faults:
@@ -99,6 +110,8 @@ class Faults:
             no_finish=bool(spec.get("no_finish", False)),
             answer_bytes=int(spec.get("answer_bytes", 0)),
             declare_length=bool(spec.get("declare_length", False)),
+            refuse_stream_options=bool(spec.get("refuse_stream_options", False)),
+            fixed_id=bool(spec.get("fixed_id", False)),
         )
 
 
@@ -112,6 +125,11 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return ""
+
+
+def prompt_tokens(messages: list[Any]) -> int:
+    """The prompt's tokens as this server counts them: the words of each message's text."""
+    return sum(len(_words(_text_of(m.get("content")))) for m in messages if isinstance(m, dict))
 
 
 def _vector(text: str, dimensions: int) -> list[float]:
@@ -139,6 +157,7 @@ class FakeBackend:
     models: tuple[str, ...] = ("fake-model",)
     status_document: dict[str, Any] = field(default_factory=dict)
     status_http_status: int = 200  # set to e.g. 500 to make the status page fail
+    responses: bool = True  # False: /v1/responses answers 404, as a chat-only server
     requests: deque[Recorded] = field(default_factory=lambda: deque(maxlen=500))
     # stream id -> "open" | "completed" | "aborted by client" | "cut" (fault stop_after)
     streams: dict[str, str] = field(default_factory=dict)
@@ -187,8 +206,11 @@ class FakeBackend:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
-        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/v1/responses", self._responses if self.responses else self._absent)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/tokenize", self._tokenize)
+        app.router.add_post("/extras/tokenize", self._tokenize)
+        app.router.add_post("/extras/tokenize/count", self._tokenize)
         app.router.add_get("/status", self._status)
         app.router.add_get("/_fake/requests", self._recorded)
         return app
@@ -215,6 +237,9 @@ class FakeBackend:
             return body, faults, self._json(faults.status, _error_body(faults.status, message))
         if not isinstance(body, dict) or "model" not in body:
             return body, faults, self._json(400, _error_body(400, "model is required"))
+        if faults.refuse_stream_options and "stream_options" in body:
+            message = "Unrecognized request argument supplied: stream_options"
+            return body, faults, self._json(400, _error_body(400, message))
         if faults.malformed:
             return body, faults, self._json(200, b'{"id": "cmpl-broken", "choices": [')
         return body, faults, None
@@ -297,18 +322,20 @@ class FakeBackend:
         if faults.answer_bytes:
             return await self._large_answer(request, faults)
         messages = body.get("messages") or []
-        prompt = " ".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
+        prompt = prompt_tokens(messages)
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         reply = "Echo: " + (_text_of(users[-1].get("content")) if users else "")
         words = _words(reply)
         while len(words) < faults.chunks:
             words.append(f"w{len(words)}")
         usage = {
-            "prompt_tokens": len(_words(prompt)),
+            "prompt_tokens": prompt,
             "completion_tokens": len(words),
-            "total_tokens": len(_words(prompt)) + len(words),
+            "total_tokens": prompt + len(words),
         }
         ident, created, model = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time()), body["model"]
+        if faults.fixed_id:
+            ident, created = "chatcmpl-fixed", 0
         if body.get("stream") is True:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
@@ -520,25 +547,41 @@ class FakeBackend:
                     return _event({"type": kind, "sequence_number": seq, **data}, kind)
 
                 yield ev("response.created", response=response("in_progress", [], False))
+                yield ev("response.in_progress", response=response("in_progress", [], False))
+                where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+                item = {"type": "message", "id": item_id, "role": "assistant"}
+                yield ev(
+                    "response.output_item.added",
+                    output_index=0,
+                    item={**item, "status": "in_progress", "content": []},
+                )
+                yield ev("response.content_part.added", **where, part={**part, "text": ""})
                 for i, word in enumerate(words):
                     yield ev(
                         "response.output_text.delta",
-                        item_id=item_id,
-                        output_index=0,
-                        content_index=0,
+                        **where,
                         delta=word if i == 0 else " " + word,
+                        logprobs=[],
                     )
+                yield ev("response.output_text.done", **where, text=text, logprobs=[])
+                yield ev("response.content_part.done", **where, part=part)
                 yield ev(
-                    "response.output_text.done",
-                    item_id=item_id,
+                    "response.output_item.done",
                     output_index=0,
-                    content_index=0,
-                    text=text,
+                    item={**item, "status": "completed", "content": [part]},
                 )
-                yield ev("response.completed", response=response("completed", [part], True))
+                if not (body.get("fake") or {}).get("no_completed"):
+                    yield ev("response.completed", response=response("completed", [part], True))
 
             return await self._stream(request, faults, events(), done=False)
         return self._json(200, orjson.dumps(response("completed", [part], True)))
+
+    async def _absent(self, request: web.Request) -> web.Response:
+        """Recorded, then FastAPI's 404 for an unknown route, as llama-cpp-python answers."""
+        self.requests.append(
+            Recorded(request.method, request.path, dict(request.headers), await request.read())
+        )
+        return self._json(404, b'{"detail":"Not Found"}')
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append(
@@ -548,6 +591,36 @@ class FakeBackend:
         )
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
         return self._json(200, orjson.dumps({"object": "list", "data": data}))
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        """The tokenizer routes of vLLM, llama.cpp and llama-cpp-python, by path and body."""
+        raw = await request.read()
+        self.requests.append(
+            Recorded(
+                request.method, request.path, {str(k): v for k, v in request.headers.items()}, raw
+            )
+        )
+        if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return self._json(401, _error_body(401, "invalid API key"))
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            return self._json(400, _error_body(400, "body is not JSON"))
+        if isinstance(body.get("messages"), list):
+            count = prompt_tokens(body["messages"])
+        else:
+            text = body.get("prompt", body.get("content", body.get("input")))
+            if not isinstance(text, str):
+                return self._json(400, _error_body(400, "nothing to tokenize"))
+            count = len(_words(text))
+        tokens = list(range(count))
+        if request.path == "/extras/tokenize/count":
+            return self._json(200, orjson.dumps({"count": count}))
+        if request.path == "/extras/tokenize" or "content" in body:
+            return self._json(200, orjson.dumps({"tokens": tokens}))
+        return self._json(
+            200, orjson.dumps({"count": count, "max_model_len": 8192, "tokens": tokens})
+        )
 
     async def _status(self, request: web.Request) -> web.Response:
         self.requests.append(

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match
 
+from resource_server_async.accounting.capture import CaptureMiddleware
 from resource_server_async.api.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.runtime import Runtime, installed
@@ -26,12 +27,19 @@ _SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff")]
 
 
 def dialect_of(request: Request) -> Dialect:
+    """Anthropic's error shape for every route under `/v1/messages` (unknown ones too) and for
+    any request an Anthropic client sends (`anthropic-version`, e.g. on `/v1/models`)."""
     # The scope's path, not request.url: building the URL object is most of a 401's cost.
     path: str = request.scope["path"]
-    return Dialect.ANTHROPIC if path.endswith("/v1/messages") else Dialect.OPENAI
+    if path.endswith("/v1/messages") or "/v1/messages/" in path:
+        return Dialect.ANTHROPIC
+    return Dialect.ANTHROPIC if "anthropic-version" in request.headers else Dialect.OPENAI
 
 
 def error_response(request: Request, error: GatewayError) -> Response:
+    outcome = request.scope.get("state", {}).get("outcome")
+    if outcome is not None:
+        outcome.error_code = error.code
     headers = dict(error.headers)
     if error.status == 503 and "Retry-After" not in headers:
         headers["Retry-After"] = "30"
@@ -102,8 +110,10 @@ def _routes() -> list[BaseRoute]:
         discovery,
         docs,
         jobs,
+        metrics,
         openai,
         streaming,
+        usage,
     )
 
     return [
@@ -115,6 +125,8 @@ def _routes() -> list[BaseRoute]:
         *anthropic.routes,
         *streaming.routes,
         *jobs.routes,
+        *usage.routes,
+        *metrics.routes,
     ]
 
 
@@ -144,6 +156,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     # Built here, in the server's loop: sessions, queues and futures belong to it. The Globus
     # SDKs, when configured, are imported now, before the freeze below covers them.
     async with installed(Runtime.from_settings()) as runtime:
+        runtime.start_records()
         await runtime.start_catalog(settings.CATALOG_REFRESH_SECONDS)
         runtime.start_compute()
         freeze_startup_objects()
@@ -154,6 +167,13 @@ def build_app() -> Starlette:
     app = Starlette(
         routes=_routes(),
         middleware=[
+            # Outermost: every answer on an inference route is accounted, refusals included.
+            Middleware(
+                CaptureMiddleware,
+                trusted_proxies=settings.TRUSTED_PROXY_NETWORKS,
+                record_prompts=settings.RECORD_PROMPTS,
+                prompt_max_chars=settings.RECORD_PROMPT_MAX_CHARS,
+            ),
             Middleware(SecurityHeadersMiddleware, headers=_SECURITY_HEADERS),
             Middleware(AllowedHostsMiddleware, allowed_hosts=settings.ALLOWED_HOSTS),
         ],

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from resource_server_async.api.openapi_usage import usage_path
 from resource_server_async.errors import Dialect
 from resource_server_async.schemas.rules import RequestSchema
 
@@ -37,7 +38,7 @@ _BAD_FIELD = {
     Dialect.OPENAI: "Malformed JSON, or a field of the wrong type or out of range (`param` names "
     "it).",
     Dialect.ANTHROPIC: "Malformed JSON, a field of the wrong type or out of range (the message "
-    "starts with its path, e.g. `messages.0.role: must be 'user' or 'assistant'`), or content "
+    "starts with its path, e.g. `max_tokens: Field required`), or content "
     "that cannot be translated for a server that speaks only chat/completions.",
 }
 
@@ -82,8 +83,8 @@ _ANTHROPIC_ERROR_SCHEMA = {
 
 _ERROR_COMPONENTS = {Dialect.OPENAI: "Error", Dialect.ANTHROPIC: "AnthropicError"}
 
-# Who may call: every route takes a bearer token; Messages routes also take the Anthropic
-# client's own header.
+# Who may call: every route takes a bearer token, or the same token as the Anthropic client's
+# own header.
 _SECURITY_SCHEMES = {
     "bearer": {
         "type": "http",
@@ -94,11 +95,11 @@ _SECURITY_SCHEMES = {
         "type": "apiKey",
         "in": "header",
         "name": "x-api-key",
-        "description": "The same token, as the Anthropic client sends it (Messages routes only).",
+        "description": "The same token, as the Anthropic client sends it.",
     },
 }
 _SECURITY: dict[Dialect, list[dict[str, list[str]]]] = {
-    Dialect.OPENAI: [{"bearer": []}],
+    Dialect.OPENAI: [{"bearer": []}, {"apiKey": []}],
     Dialect.ANTHROPIC: [{"bearer": []}, {"apiKey": []}],
 }
 _STREAM_TEXT = {
@@ -271,6 +272,7 @@ def openapi_document() -> dict[str, Any]:
     paths["/resource_server/list-endpoints"] = _listing(
         "Clusters, frameworks, models and operations you may use.", _LIST_ENDPOINTS_SCHEMA
     )
+    paths["/resource_server/v1/usage"] = usage_path(_errors())
     components: dict[str, Any] = {
         request.schema.title: request.schema.json_schema(request.forwarded_note)
         for request in requests.values()
@@ -284,9 +286,9 @@ def openapi_document() -> dict[str, Any]:
             "version": "1",
             "description": "OpenAI-compatible and Anthropic Messages inference on HPC clusters. "
             "Authenticate with `Authorization: Bearer <Globus access token or gateway API key>`; "
-            "the Messages routes (`/v1/messages`) also take the token as `x-api-key`.",
+            "every route also takes the token as `x-api-key` (what the Anthropic client sends).",
         },
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"apiKey": []}],
     }

@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.api.http import read_json_object
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.errors import Dialect, GatewayError
@@ -23,8 +24,10 @@ async def read_request(
     request: Request, operation: str, dialect: Dialect, validate: Validator
 ) -> ParsedRequest:
     """Authenticate first (no body is read for strangers), then read, parse and validate."""
-    # The Anthropic client sends its key as x-api-key.
-    principal = await authenticate(request, allow_x_api_key=dialect is Dialect.ANTHROPIC)
+    outcome: RequestOutcome | None = request.scope.get("state", {}).get("outcome")
+    principal = await authenticate(request)
+    if outcome is not None:
+        outcome.set_principal(principal)
     body, raw = await read_json_object(request)
     validate(operation, body)
     model = body.get("model")
@@ -33,5 +36,9 @@ async def read_request(
         raise GatewayError(
             400, "missing_required_parameter", "Missing required parameter: 'model'.", param="model"
         )
-    request_id = request.headers.get("x-request-id", "")[:_MAX_REQUEST_ID] or uuid.uuid4().hex
-    return ParsedRequest(principal, body, raw, model, request_id, body.get("stream") is True)
+    stream = body.get("stream") is True
+    if outcome is None:  # an app without the capture middleware (api/app.py has it)
+        request_id = request.headers.get("x-request-id", "")[:_MAX_REQUEST_ID] or uuid.uuid4().hex
+        return ParsedRequest(principal, body, raw, model, request_id, stream)
+    outcome.model, outcome.stream = model, stream
+    return ParsedRequest(principal, body, raw, model, outcome.request_id, stream, outcome)

@@ -72,7 +72,11 @@ def is_api_key(token: str) -> bool:
 
 
 def create_key(
-    name: str, groups: list[str] | None = None, domain: str = "", expires_at: datetime | None = None
+    name: str,
+    groups: list[str] | None = None,
+    domain: str = "",
+    expires_at: datetime | None = None,
+    operator: bool = False,
 ) -> tuple[str, int]:
     """Create a key; returns (the key, shown once and never stored, its database id)."""
     from resource_server_async.models import ApiKey
@@ -86,6 +90,7 @@ def create_key(
         groups=list(groups or []),
         domain=domain,
         expires_at=expires_at,
+        operator=operator,
     )
     return key, row.pk
 

@@ -13,13 +13,14 @@ from resource_server_async.errors import GatewayError
 MAX_CREDENTIAL_LENGTH = 4096
 
 _MISSING = (
-    "No credential was sent. Send 'Authorization: Bearer <token>' with a Globus access token "
-    "or a gateway API key."
+    "No credential was sent. Send 'Authorization: Bearer <token>' or 'x-api-key: <token>' "
+    "with a Globus access token or a gateway API key."
 )
 
 
-def credential(request: Request, allow_x_api_key: bool = False) -> str:
-    """The bearer token (or, where allowed, the Anthropic client's x-api-key header)."""
+def credential(request: Request) -> str:
+    """The bearer token, or else the x-api-key header (what the Anthropic client sends, and
+    what agents configured for Anthropic send to every route)."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, token = header.partition(" ")
@@ -32,16 +33,15 @@ def credential(request: Request, allow_x_api_key: bool = False) -> str:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         return token
-    if allow_x_api_key:
-        token = (request.headers.get("x-api-key") or "").strip()
-        if token:
-            return token
+    token = (request.headers.get("x-api-key") or "").strip()
+    if token:
+        return token
     raise GatewayError(401, "missing_credentials", _MISSING, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def authenticate(request: Request, allow_x_api_key: bool = False) -> Principal:
+async def authenticate(request: Request) -> Principal:
     """The caller as a Principal; 401 for a bad credential, 503 when Globus cannot answer."""
-    token = credential(request, allow_x_api_key)
+    token = credential(request)
     if len(token) > MAX_CREDENTIAL_LENGTH or not token.isascii():
         # Real tokens are short ASCII; anything else is refused before hashing or a network call.
         raise GatewayError(

@@ -7,6 +7,7 @@ Globus Compute service; LocalExecutor runs the same functions on this machine.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -88,18 +89,30 @@ class ComputeExecutor(abc.ABC):
 
     @abc.abstractmethod
     async def run(
-        self, endpoint_uuid: str, function_uuid: str, args: tuple[Any, ...], *, timeout: float
+        self,
+        endpoint_uuid: str,
+        function_uuid: str,
+        args: tuple[Any, ...],
+        *,
+        timeout: float,
+        on_task: Callable[[str], None] | None = None,
     ) -> Any:
         """Submit the function with positional `args` and return its result.
 
         Raises RemoteFunctionError, ComputeTimeout, EndpointUnavailable, ComputeServiceError or
-        ComputeNotConfigured. Cancelling the awaiting coroutine abandons only this task's wait,
+        ComputeNotConfigured. `on_task` is told the task id once there is one (for the
+        request's record). Cancelling the awaiting coroutine abandons only this task's wait,
         never the executor.
         """
 
     @abc.abstractmethod
     async def endpoint_state(self, endpoint_uuid: str) -> EndpointState:
         """The endpoint's state, cached briefly by the implementation."""
+
+    @property
+    def pending_tasks(self) -> int:
+        """Tasks submitted through this executor and not finished (for the metrics)."""
+        return 0
 
     async def close(self) -> None:
         """Release clients and threads at shutdown."""

@@ -474,6 +474,7 @@ class GlobusComputeExecutor(ComputeExecutor):
         self._threads = ThreadPoolExecutor(max(1, config.threads), thread_name_prefix="globus")
         self._slots = EndpointSlots(config.threads_per_endpoint)
         self._sessions: dict[Credentials, ComputeSession] = {}
+        self._running = 0
         self._states: RefreshingCache[str, EndpointState] = RefreshingCache(
             config.status_cache_seconds, 10 * config.status_cache_seconds
         )
@@ -487,7 +488,13 @@ class GlobusComputeExecutor(ComputeExecutor):
         return session
 
     async def run(
-        self, endpoint_uuid: str, function_uuid: str, args: tuple[Any, ...], *, timeout: float
+        self,
+        endpoint_uuid: str,
+        function_uuid: str,
+        args: tuple[Any, ...],
+        *,
+        timeout: float,
+        on_task: Callable[[str], None] | None = None,
     ) -> Any:
         for name, value in (("endpoint", endpoint_uuid), ("function", function_uuid)):
             try:
@@ -496,12 +503,22 @@ class GlobusComputeExecutor(ComputeExecutor):
                 raise ComputeNotConfigured(f"the {name} UUID {value!r} is not a UUID") from None
         session = self._session(endpoint_uuid)
         task_id: str | None = None
+        self._running += 1
         try:
             async with asyncio.timeout(timeout):
                 task_id = await session.submit(endpoint_uuid, function_uuid, args)
+                if on_task is not None:
+                    on_task(task_id)
                 return await session.result(task_id)
         except TimeoutError:
             raise ComputeTimeout(f"no result within {timeout:g}s", task_id) from None
+        finally:
+            self._running -= 1
+
+    @property
+    def pending_tasks(self) -> int:
+        """Tasks waiting to be submitted or for their result (a timed-out one no longer)."""
+        return self._running
 
     async def endpoint_state(self, endpoint_uuid: str) -> EndpointState:
         try:

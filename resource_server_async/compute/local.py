@@ -80,7 +80,13 @@ class LocalExecutor(ComputeExecutor):
         return function
 
     async def run(
-        self, endpoint_uuid: str, function_uuid: str, args: tuple[Any, ...], *, timeout: float
+        self,
+        endpoint_uuid: str,
+        function_uuid: str,
+        args: tuple[Any, ...],
+        *,
+        timeout: float,
+        on_task: Callable[[str], None] | None = None,
     ) -> Any:
         function = self._function(function_uuid)
         if self._in_pool >= self._capacity:
@@ -89,6 +95,8 @@ class LocalExecutor(ComputeExecutor):
                 f"{self._capacity - self._workers} tasks are waiting"
             )
         task_id = str(uuid.uuid4())
+        if on_task is not None:
+            on_task(task_id)
         self._in_pool += 1
         future = asyncio.get_running_loop().run_in_executor(self._threads, _call, function, args)
         # The slot is freed when the thread is done, not when a waiter gives up on it.
@@ -109,6 +117,10 @@ class LocalExecutor(ComputeExecutor):
 
     async def endpoint_state(self, endpoint_uuid: str) -> EndpointState:
         return EndpointState("online", workers=self._workers, detail="local executor")
+
+    @property
+    def pending_tasks(self) -> int:
+        return self._in_pool
 
     async def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

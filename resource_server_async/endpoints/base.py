@@ -10,6 +10,7 @@ from resource_server_async.catalog.adapter_config import AdapterConfig
 from resource_server_async.errors import GatewayError
 
 if TYPE_CHECKING:
+    from resource_server_async.accounting.outcome import RequestOutcome
     from resource_server_async.auth.principal import Principal
     from resource_server_async.clusters.base import BaseCluster
 
@@ -40,6 +41,17 @@ class InferenceRequest:
     principal: Principal
     request_id: str
     stream: bool = False
+    # Filled in as the call runs (endpoint, timings, tokens); None outside a captured request.
+    outcome: RequestOutcome | None = None
+    # The body and bytes without the `stream_options` the gateway added to learn the usage
+    # (accounting/stream_usage.py); None when it added none.
+    plain: tuple[dict[str, Any], bytes] | None = None
+
+    def calling(self, endpoint: BaseEndpoint) -> None:
+        """Note on the outcome that `endpoint`'s server is being called now."""
+        if self.outcome is not None:
+            row = endpoint.row
+            self.outcome.calling(row.slug, row.cluster, row.framework, row.model)
 
 
 @dataclass(slots=True)

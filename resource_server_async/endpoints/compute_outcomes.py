@@ -21,6 +21,7 @@ from resource_server_async.upstream import errors as upstream_errors
 from resource_server_async.upstream.errors import where
 
 if TYPE_CHECKING:
+    from resource_server_async.accounting.outcome import RequestOutcome
     from resource_server_async.endpoints.base import BaseEndpoint
 
 # Deployed inference functions (and ours) report a model server's error answer as
@@ -151,12 +152,26 @@ def _error_status(answer: dict[str, Any]) -> int | None:
     return 502
 
 
-def reply_from_result(result: Any, endpoint: BaseEndpoint, task_id: str | None) -> UpstreamReply:
+def reply_from_result(
+    result: Any,
+    endpoint: BaseEndpoint,
+    task_id: str | None,
+    outcome: RequestOutcome | None = None,
+) -> UpstreamReply:
     answer = parse_result(result, endpoint, task_id)
     status = _error_status(answer)
     if status is not None:
         error = upstream_errors.reply_error(status, orjson.dumps(answer), endpoint)
         raise _with_task(error, endpoint, task_id)
-    for key in METRIC_KEYS:
-        answer.pop(key, None)
+    response_time, throughput = (answer.pop(key, None) for key in METRIC_KEYS)
+    if outcome is not None:
+        # The function's own timing, for the record; the client gets the server's answer only.
+        outcome.response_time = _seconds(response_time)
+        outcome.throughput_tokens_per_second = _seconds(throughput)
     return UpstreamReply(200, orjson.dumps(answer))
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

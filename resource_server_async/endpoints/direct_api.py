@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -14,11 +15,13 @@ from resource_server_async import runtime
 from resource_server_async.catalog.adapter_config import AdapterConfig, check_http_url
 from resource_server_async.clusters.status_page import LIVE, status_page_of
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
+from resource_server_async.endpoints.tokenizer import TokenizerConfig
 from resource_server_async.errors import GatewayError
 from resource_server_async.upstream import errors as upstream_errors
 from resource_server_async.upstream.clients import PoolWait, api_base, origin_of
 
 if TYPE_CHECKING:
+    from resource_server_async.accounting.outcome import RequestOutcome
     from resource_server_async.clusters.base import BaseCluster
     from resource_server_async.endpoints.base import EndpointRow
 
@@ -33,6 +36,23 @@ class DirectAPIEndpointConfig(AdapterConfig):
     # through, "translate" sends them as chat/completions, "auto" tries native first.
     messages_api: Literal["auto", "native", "translate"] = Field(
         default="auto", description="how Anthropic Messages requests reach this server"
+    )
+    # Anthropic count_tokens on a server without Messages (endpoints/tokenizer.py).
+    tokenizer: TokenizerConfig = Field(
+        default_factory=TokenizerConfig, description="the server's tokenizer route"
+    )
+    # The Responses API (inference/responses_api.py), the same three ways; translated, hosted
+    # tools (web_search...) are dropped, or refused with 400.
+    responses_api: Literal["auto", "native", "translate"] = Field(
+        default="auto", description="how OpenAI Responses requests reach this server"
+    )
+    responses_hosted_tools: Literal["drop", "refuse"] = Field(
+        default="drop", description="translated Responses: hosted tools dropped or refused"
+    )
+    # Off for a server that refuses `stream_options` (learned anyway after its first 400):
+    # its streams' tokens are then estimated (accounting/stream_usage.py).
+    stream_include_usage: bool = Field(
+        default=True, description="ask the server for usage in streams the client did not"
     )
 
     @field_validator("api_url")
@@ -193,6 +213,8 @@ class DirectAPIEndpoint(BaseEndpoint):
         await self._require_live()
         session = runtime.current.upstream.session(self._origin)
         pool = PoolWait()
+        request.calling(self)
+        outcome = request.outcome
         try:
             async with session.post(
                 self.url_for(request.operation),
@@ -201,6 +223,8 @@ class DirectAPIEndpoint(BaseEndpoint):
                 timeout=self._call_timeout,
                 trace_request_ctx=pool,
             ) as response:
+                if outcome is not None:
+                    outcome.first_byte = time.perf_counter()
                 status = response.status
                 content_type = response.content_type
                 if 200 <= status < 300:
@@ -209,6 +233,8 @@ class DirectAPIEndpoint(BaseEndpoint):
                     body = await _read_error_body(response)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._call_failed(exc, pool) from None
+        if outcome is not None:
+            outcome.upstream_answered = time.perf_counter()
         if not 200 <= status < 300:
             raise upstream_errors.reply_error(status, body, self, key)
         return UpstreamReply(status, body, content_type)
@@ -225,6 +251,7 @@ class DirectAPIEndpoint(BaseEndpoint):
         await self._require_live()
         session = runtime.current.upstream.session(self._origin)
         pool = PoolWait()
+        request.calling(self)
         try:
             response = await session.post(
                 self.url_for(request.operation),
@@ -235,6 +262,8 @@ class DirectAPIEndpoint(BaseEndpoint):
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._call_failed(exc, pool) from None
+        if request.outcome is not None:
+            request.outcome.upstream_answered = time.perf_counter()
         if not 200 <= response.status < 300:
             try:
                 body = await _read_error_body(response)
@@ -246,12 +275,16 @@ class DirectAPIEndpoint(BaseEndpoint):
             raise upstream_errors.broken(
                 self, f"it answered a stream request with {response.content_type!r}"
             )
-        return self._events(response)
+        return self._events(response, request.outcome)
 
-    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def _events(
+        self, response: aiohttp.ClientResponse, outcome: RequestOutcome | None
+    ) -> AsyncIterator[bytes]:
         finished = False
         try:
             async for chunk in response.content.iter_any():
+                if outcome is not None and outcome.first_byte is None:
+                    outcome.first_byte = time.perf_counter()
                 yield chunk
             finished = True
         except TimeoutError:

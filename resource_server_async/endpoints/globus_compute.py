@@ -11,8 +11,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -25,6 +25,7 @@ from resource_server_async.compute.base import ComputeError, ComputeExecutor
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.endpoints.compute_outcomes import compute_error, reply_from_result
 from resource_server_async.endpoints.compute_stream import ComputeStream
+from resource_server_async.endpoints.tokenizer import TokenizerConfig
 from resource_server_async.errors import GatewayError
 from resource_server_async.streaming import HubBusy, issue_token
 from resource_server_async.upstream.errors import endpoint_info, where
@@ -57,6 +58,18 @@ class GlobusComputeEndpointConfig(AdapterConfig):
     function_uuid: str = Field(min_length=1, description="registered inference function")
     batch_endpoint_uuid: str | None = None
     batch_function_uuid: str | None = None
+    # Anthropic count_tokens on a server without Messages (endpoints/tokenizer.py).
+    tokenizer: TokenizerConfig = Field(
+        default_factory=TokenizerConfig, description="the server's tokenizer route"
+    )
+    # The Responses API (inference/responses_api.py): "translate" runs the function with
+    # openai_endpoint "chat/completions"; hosted tools then dropped, or refused with 400.
+    responses_api: Literal["auto", "native", "translate"] = Field(
+        default="auto", description="how OpenAI Responses requests reach the server"
+    )
+    responses_hosted_tools: Literal["drop", "refuse"] = Field(
+        default="drop", description="translated Responses: hosted tools dropped or refused"
+    )
 
     @model_validator(mode="after")
     def _batch_pair(self) -> GlobusComputeEndpointConfig:
@@ -92,16 +105,23 @@ class GlobusComputeEndpoint(BaseEndpoint):
     async def complete(self, request: InferenceRequest) -> UpstreamReply:
         executor = runtime.current.executor
         await self.check_ready(executor)
+        request.calling(self)
         try:
             result = await executor.run(
                 self.compute.endpoint_uuid,
                 self.compute.function_uuid,
                 (self.payload(request),),
                 timeout=settings.COMPUTE_RESULT_TIMEOUT,
+                on_task=_task_noter(request),
             )
         except ComputeError as exc:
             raise compute_error(exc, self) from None
-        return reply_from_result(result, self, None)
+        outcome = request.outcome
+        if outcome is not None:
+            outcome.upstream_answered = outcome.first_byte = time.perf_counter()
+        return reply_from_result(
+            result, self, outcome.compute_task_id if outcome else None, outcome
+        )
 
     async def open_stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
         executor = runtime.current.executor
@@ -140,12 +160,14 @@ class GlobusComputeEndpoint(BaseEndpoint):
             "stream_task_id": stream_id,
             "stream_task_token": issue_token(stream_id, settings.STREAMING_MAX_SECONDS),
         }
+        request.calling(self)
         run = asyncio.get_running_loop().create_task(
             executor.run(
                 self.compute.endpoint_uuid,
                 self.compute.function_uuid,
                 (self.payload(request, target),),
                 timeout=min(settings.COMPUTE_RESULT_TIMEOUT, settings.STREAMING_MAX_SECONDS),
+                on_task=_task_noter(request),
             )
         )
         stream = ComputeStream(
@@ -158,6 +180,8 @@ class GlobusComputeEndpoint(BaseEndpoint):
             idle_timeout=settings.STREAMING_IDLE_TIMEOUT,
         )
         await stream.start()
+        if request.outcome is not None:
+            request.outcome.upstream_answered = request.outcome.first_byte = time.perf_counter()
         return stream.events()
 
     async def check_ready(self, executor: ComputeExecutor) -> None:
@@ -207,6 +231,18 @@ class GlobusComputeEndpoint(BaseEndpoint):
         _wake_probes.add(task)
         task.add_done_callback(_probe_done)
         logger.info("compute wake-up: probing endpoint %s for %s", endpoint_uuid, self.slug)
+
+
+def _task_noter(request: InferenceRequest) -> Callable[[str], None] | None:
+    """What tells the request's outcome its Globus Compute task id."""
+    outcome = request.outcome
+    if outcome is None:
+        return None
+
+    def note(task_id: str) -> None:
+        outcome.compute_task_id = task_id
+
+    return note
 
 
 def _probe_done(task: asyncio.Task[Any]) -> None:

@@ -22,6 +22,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from resource_server_async import admission
+from resource_server_async.accounting import stream_usage
+from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.snapshot import catalog
@@ -50,6 +52,7 @@ class ParsedRequest:
     model: str
     request_id: str
     stream: bool
+    outcome: RequestOutcome | None = None  # the capture's, filled along the way (accounting/)
 
 
 def find_cluster(principal: Principal, cluster_name: str, framework: str) -> BaseCluster:
@@ -105,13 +108,47 @@ def prepare(endpoint: BaseEndpoint, operation: str, parsed: ParsedRequest) -> In
     if parsed.model != endpoint.model:
         body = {**body, "model": endpoint.model}
         raw = orjson.dumps(body)
+    stream = parsed.stream and operation in STREAMING_OPERATIONS
+    plain = None
+    if stream and operation in DONE_TERMINATED and _asks_usage(endpoint, body):
+        # The stream's usage, for the record: the extra chunk is taken out again (relay).
+        plain = (body, raw)
+        body = stream_usage.ask_for_usage(body)
+        raw = orjson.dumps(body)
     return InferenceRequest(
         operation=operation,
         body=body,
         raw=raw,
         principal=parsed.principal,
         request_id=parsed.request_id,
-        stream=parsed.stream and operation in STREAMING_OPERATIONS,
+        stream=stream,
+        outcome=parsed.outcome,
+        plain=plain,
+    )
+
+
+def _asks_usage(endpoint: BaseEndpoint, body: dict[str, Any]) -> bool:
+    return (
+        getattr(endpoint.config, "stream_include_usage", True) is not False
+        and not stream_usage.client_asked(body)
+        and not stream_usage.usage_refusers.known(endpoint.slug)
+    )
+
+
+def _without_usage_option(call: InferenceRequest) -> InferenceRequest:
+    assert call.plain is not None
+    body, raw = call.plain
+    call.body, call.raw, call.plain = body, raw, None
+    return call
+
+
+def _usage_tap(call: InferenceRequest, gated: bool) -> stream_usage.StreamUsage | None:
+    if call.outcome is None:
+        return None
+    # Nobody could ask for usage: the server refused the option or is configured not to get it.
+    estimate = gated and call.plain is None and not stream_usage.client_asked(call.body)
+    return stream_usage.StreamUsage(
+        call.outcome, strip=call.plain is not None, estimate=estimate, prompt_bytes=len(call.raw)
     )
 
 
@@ -145,6 +182,7 @@ async def relay(
     an error sent after it would never be read.
     """
     gate = DoneGate() if call.operation in DONE_TERMINATED else None
+    tap = _usage_tap(call, gate is not None)
     ended = False  # the client has its last event; what the server still sends is drained
     try:
         async for chunk in chunks:
@@ -152,6 +190,10 @@ async def relay(
                 continue
             if gate is not None:
                 chunk = gate.feed(chunk)
+                if tap is not None:
+                    chunk = tap.feed_framed(chunk, gate.finished)
+            elif tap is not None:
+                tap.feed_raw(chunk)
             if chunk:
                 yield chunk
             if gate is not None and gate.done:
@@ -167,11 +209,15 @@ async def relay(
     except Exception:
         if not ended:
             logger.exception("stream from %r failed (request %s)", endpoint, call.request_id)
-            yield sse_error_event(
-                GatewayError(502, "stream_failed", "The gateway failed while relaying the stream."),
-                dialect,
+            failure = GatewayError(
+                502, "stream_failed", "The gateway failed while relaying the stream."
             )
+            if call.outcome is not None:
+                call.outcome.error_code = failure.code
+            yield sse_error_event(failure, dialect)
     finally:
+        if tap is not None:
+            tap.end()
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -195,6 +241,8 @@ def _last_event(
             else upstream_errors.stream_cut(endpoint)
         )
     upstream_errors.report_cut(failure, endpoint, call.request_id)
+    if call.outcome is not None:
+        call.outcome.error_code = failure.code
     return sse_error_event(failure, dialect)
 
 
@@ -272,12 +320,26 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[Response]) -> R
         watcher.cancel()
 
 
+async def open_stream(endpoint: BaseEndpoint, call: InferenceRequest) -> AsyncIterator[bytes]:
+    """The endpoint's stream; once more without the gateway's `stream_options` if the server
+    refuses them (remembered, as a server without /v1/messages is)."""
+    try:
+        return await endpoint.open_stream(call)
+    except GatewayError as error:
+        if call.plain is None or not stream_usage.refuses_usage_option(error):
+            raise
+    logger.info("%r refuses stream_options; its streams' usage is estimated", endpoint)
+    stream_usage.usage_refusers.remember(endpoint.slug)
+    return await endpoint.open_stream(_without_usage_option(call))
+
+
 async def execute(endpoint: BaseEndpoint, call: InferenceRequest, dialect: Dialect) -> Response:
     """Run the call on the endpoint. Errors before the answer starts raise GatewayError (the
     caller's HTTP error); errors during a stream end it with an error event."""
     if call.stream:
-        chunks = await endpoint.open_stream(call)
-        return EventStreamResponse(relay(chunks, dialect, endpoint, call))
+        return EventStreamResponse(
+            relay(await open_stream(endpoint, call), dialect, endpoint, call)
+        )
     return json_response(await endpoint.complete(call), endpoint, call)
 
 

@@ -81,6 +81,63 @@ class FieldPathWording(Wording):
 
 
 # Anthropic's API has no null for "not set": a field is sent or left out.
+# The rules of the fields that Messages and count_tokens share: one table, two operations.
+_MODEL = FieldRule(
+    "model",
+    ("string",),
+    "Model name as listed by GET /v1/models (matched case-insensitively).",
+    required=True,
+    deep_check=content.check_model,
+    schema_extra=content.MODEL_SCHEMA,
+    problem="must be a non-empty string",
+)
+_MESSAGES = FieldRule(
+    "messages",
+    ("array",),
+    "The conversation so far, oldest first; roles user and assistant (and system turns).",
+    required=True,
+    min_items=1,
+    deep_check=content.check_messages,
+    item_schema=content.MESSAGE_SCHEMA,
+    problem="must be an array, not $kind",
+    empty_problem="at least one message is required",
+)
+_SYSTEM = FieldRule(
+    "system",
+    ("string", "array"),
+    "System prompt: a string, or text blocks.",
+    nullable=False,
+    deep_check=content.check_system,
+    item_schema=content.TEXT_BLOCK_SCHEMA,
+    problem="must be a string or an array of text blocks",
+)
+_TOOLS = FieldRule(
+    "tools",
+    ("array",),
+    "Tools the model may call.",
+    nullable=False,
+    deep_check=content.check_tools,
+    item_schema=content.TOOL_SCHEMA,
+    problem="must be an array, not $kind",
+)
+_TOOL_CHOICE = FieldRule(
+    "tool_choice",
+    ("object",),
+    'How the model uses tools, e.g. {"type": "auto"}; auto, any, tool (with name), none.',
+    nullable=False,
+    deep_check=content.check_tool_choice,
+    schema_extra=content.TOOL_CHOICE_SCHEMA,
+    problem='must be an object such as {"type": "auto"}',
+)
+# Passed to servers that speak Messages; dropped in translation (chat has no counterpart).
+_THINKING = FieldRule(
+    "thinking",
+    ("object",),
+    'Extended thinking, e.g. {"type": "enabled", "budget_tokens": 1024}.',
+    nullable=False,
+    problem='must be an object such as {"type": "disabled"}',
+)
+
 MESSAGES = RequestSchema(
     title="MessagesRequest",
     operation="messages",
@@ -88,15 +145,7 @@ MESSAGES = RequestSchema(
     streams=True,
     wording=FieldPathWording(),
     fields=(
-        FieldRule(
-            "model",
-            ("string",),
-            "Model name as listed by GET /v1/models (matched case-insensitively).",
-            required=True,
-            deep_check=content.check_model,
-            schema_extra=content.MODEL_SCHEMA,
-            problem="must be a non-empty string",
-        ),
+        _MODEL,
         FieldRule(
             "max_tokens",
             ("integer",),
@@ -105,26 +154,8 @@ MESSAGES = RequestSchema(
             minimum=1,
             problem="must be an integer >= 1, not $value",
         ),
-        FieldRule(
-            "messages",
-            ("array",),
-            "The conversation so far, oldest first; roles user and assistant.",
-            required=True,
-            min_items=1,
-            deep_check=content.check_messages,
-            item_schema=content.MESSAGE_SCHEMA,
-            problem="must be an array, not $kind",
-            empty_problem="at least one message is required",
-        ),
-        FieldRule(
-            "system",
-            ("string", "array"),
-            "System prompt: a string, or text blocks.",
-            nullable=False,
-            deep_check=content.check_system,
-            item_schema=content.TEXT_BLOCK_SCHEMA,
-            problem="must be a string or an array of text blocks",
-        ),
+        _MESSAGES,
+        _SYSTEM,
         # No upper bound on temperature: the models behind the gateway are not Claude, and
         # their servers accept OpenAI's range (up to 2).
         FieldRule("temperature", ("number",), "Sampling temperature.", nullable=False, minimum=0),
@@ -141,31 +172,33 @@ MESSAGES = RequestSchema(
             item_types=("string",),
         ),
         FieldRule("stream", ("boolean",), "Answer as server-sent events.", nullable=False),
-        FieldRule(
-            "tools",
-            ("array",),
-            "Tools the model may call.",
-            nullable=False,
-            deep_check=content.check_tools,
-            item_schema=content.TOOL_SCHEMA,
-            problem="must be an array, not $kind",
-        ),
-        FieldRule(
-            "tool_choice",
-            ("object",),
-            'How the model uses tools, e.g. {"type": "auto"}; auto, any, tool (with name), none.',
-            nullable=False,
-            deep_check=content.check_tool_choice,
-            schema_extra=content.TOOL_CHOICE_SCHEMA,
-            problem='must be an object such as {"type": "auto"}',
-        ),
+        _TOOLS,
+        _TOOL_CHOICE,
+        _THINKING,
         FieldRule("metadata", ("object",), 'e.g. {"user_id": "..."}.', nullable=False),
     ),
 )
 
-REQUESTS: dict[str, RequestSchema] = {MESSAGES.operation: MESSAGES}
+COUNT_TOKENS = RequestSchema(
+    title="CountTokensRequest",
+    operation="messages/count_tokens",
+    summary="Count the input tokens of a Messages request (Anthropic's count_tokens): "
+    '{"input_tokens": N}.',
+    wording=FieldPathWording(),
+    fields=(_MODEL, _MESSAGES, _SYSTEM, _TOOLS, _TOOL_CHOICE, _THINKING),
+)
+
+REQUESTS: dict[str, RequestSchema] = {
+    MESSAGES.operation: MESSAGES,
+    COUNT_TOKENS.operation: COUNT_TOKENS,
+}
 
 
 def validate_messages_request(body: dict[str, Any]) -> None:
     """Raise a 400 GatewayError naming the first field of `body` that Messages does not accept."""
     MESSAGES.validate(body)
+
+
+def validate(operation: str, body: dict[str, Any]) -> None:
+    """The check of `operation` (messages or messages/count_tokens), as api.request wants it."""
+    REQUESTS[operation].validate(body)

@@ -12,7 +12,9 @@ from typing import Any
 
 from resource_server_async.errors import GatewayError
 
-ROLES = ("user", "assistant")
+# `system` turns inside `messages`: Anthropic's mid-conversation-system beta (Claude Code 2.1
+# sends one in its first request); their content is text only, like the top-level `system`.
+ROLES = ("user", "assistant", "system")
 TOOL_CHOICE_TYPES = ("auto", "any", "tool", "none")
 
 
@@ -218,10 +220,13 @@ def check_messages(messages: list[Any], path: str) -> None:
             raise invalid(where, f"a message must be an object, not {type_name(message)}")
         role = message.get("role")
         if role not in ROLES:
-            raise invalid(f"{where}.role", f"must be 'user' or 'assistant', not {role!r}")
+            raise invalid(f"{where}.role", f"must be 'user', 'assistant' or 'system', not {role!r}")
         if "content" not in message:
             raise invalid(f"{where}.content", "Field required")
-        _check_content(message["content"], f"{where}.content")
+        if role == "system":
+            _check_system_content(message["content"], f"{where}.content")
+        else:
+            _check_content(message["content"], f"{where}.content")
 
 
 MESSAGE_SCHEMA: dict[str, Any] = {
@@ -241,6 +246,21 @@ MESSAGE_SCHEMA: dict[str, Any] = {
 def check_system(system: str | list[Any], path: str) -> None:
     if isinstance(system, str):
         return
+    _check_system_blocks(system, path)
+
+
+def _check_system_content(content: Any, path: str) -> None:
+    """A system turn's content: a string or text blocks, as the top-level `system`."""
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise invalid(
+            path, f"must be a string or an array of text blocks, not {type_name(content)}"
+        )
+    _check_system_blocks(content, path)
+
+
+def _check_system_blocks(system: list[Any], path: str) -> None:
     for index, block in enumerate(system):
         where = f"{path}.{index}"
         if not isinstance(block, dict) or block.get("type") != "text":

@@ -158,8 +158,8 @@ def _assistant_message(content: str | list[dict[str, Any]], path: str) -> dict[s
     return message
 
 
-def _system_message(system: str | list[dict[str, Any]]) -> dict[str, Any]:
-    text = system if isinstance(system, str) else _text_of(system, "system")
+def _system_message(system: str | list[dict[str, Any]], path: str) -> dict[str, Any]:
+    text = system if isinstance(system, str) else _text_of(system, path)
     return {"role": "system", "content": text}
 
 
@@ -184,21 +184,36 @@ def _tool_choice(choice: dict[str, Any]) -> str | dict[str, Any]:
     return str(kind)  # "auto" and "none" have the same names
 
 
+def chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chat messages for a validated Messages (or count_tokens) `body`: its `system`, then
+    its turns; `system` turns among them stay where they are, as chat `system` messages."""
+    messages: list[dict[str, Any]] = []
+    if body.get("system"):
+        messages.append(_system_message(body["system"], "system"))
+    for index, message in enumerate(body["messages"]):
+        path = f"messages.{index}.content"
+        role = message["role"]
+        if role == "user":
+            messages.extend(_user_messages(message["content"], path))
+        elif role == "system":
+            messages.append(_system_message(message["content"], path))
+        else:
+            messages.append(_assistant_message(message["content"], path))
+    return messages
+
+
+def chat_tools(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The body's tools as chat function tools, or None without any."""
+    return _tools(body["tools"]) if body.get("tools") else None
+
+
 def messages_to_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
     """The chat/completions body for a validated Messages `body`; `model` is the served name.
 
     Fields neither API names (a server's own sampling options such as `min_p`) pass through,
     so that what the model server understands still reaches it.
     """
-    messages: list[dict[str, Any]] = []
-    if body.get("system"):
-        messages.append(_system_message(body["system"]))
-    for index, message in enumerate(body["messages"]):
-        path = f"messages.{index}.content"
-        if message["role"] == "user":
-            messages.extend(_user_messages(message["content"], path))
-        else:
-            messages.append(_assistant_message(message["content"], path))
+    messages = chat_messages(body)
 
     chat: dict[str, Any] = {
         key: value
@@ -211,8 +226,9 @@ def messages_to_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
             chat[key] = body[key]
     if body.get("stop_sequences"):
         chat["stop"] = list(body["stop_sequences"])
-    if body.get("tools"):
-        chat["tools"] = _tools(body["tools"])
+    tools = chat_tools(body)
+    if tools:
+        chat["tools"] = tools
     choice = body.get("tool_choice")
     if choice is not None:
         chat["tool_choice"] = _tool_choice(choice)

@@ -129,14 +129,19 @@ def malformed(reason: str) -> GatewayError:
     )
 
 
-def chat_to_message(chat: Any, model: str, stop_sequences: list[str]) -> dict[str, Any]:
-    """The Messages answer for a chat/completions answer; `model` is the name the client used."""
+def first_choice(chat: Any) -> dict[str, Any]:
+    """The first choice of a chat/completions answer; 502 for an answer without one."""
     if not isinstance(chat, dict):
         raise malformed("not a JSON object")
     choices = chat.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise malformed("no choices")
-    choice = choices[0]
+    return choices[0]
+
+
+def chat_to_message(chat: Any, model: str, stop_sequences: list[str]) -> dict[str, Any]:
+    """The Messages answer for a chat/completions answer; `model` is the name the client used."""
+    choice = first_choice(chat)
     message = as_object(choice.get("message"))
     content: list[dict[str, Any]] = []
     text = message.get("content")

@@ -136,7 +136,7 @@ class MessagesStream:
         if not isinstance(chunk, dict):
             return b""
         if "error" in chunk:
-            return self.fail(_upstream_error(chunk["error"]))
+            return self.fail(upstream_error(chunk["error"]))
         if chunk.get("usage") is not None:
             try:
                 self._counts = token_counts(chunk["usage"])
@@ -217,6 +217,10 @@ class MessagesStream:
             "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
         )
 
+    def usage(self) -> tuple[int | None, int, bool]:
+        """(prompt tokens, output tokens, estimated) as the stream reported them so far."""
+        return self._counts.prompt, self._output_tokens(), self._counts.completion is None
+
     def _output_tokens(self) -> int:
         if self._counts.completion is not None:
             return self._counts.completion
@@ -225,7 +229,7 @@ class MessagesStream:
         return self._content_chunks
 
 
-def _upstream_error(error: Any) -> GatewayError:
+def upstream_error(error: Any) -> GatewayError:
     if isinstance(error, dict):
         message = str(error.get("message") or "The model server reported an error.")
     else:

@@ -7,6 +7,9 @@ anthro (vllm; chat/completions, messages)
     forced-native-model  chat-only server, messages_api native -> the server's 404
     dead-model           nothing listens there                  -> 503
     restricted-model     native server, example.org only        -> 403 for others
+    text-count-model     chat-only server, translate; tokenizer llama-cpp-python (text)
+    cpp-count-model      chat-only server, translate; tokenizer llama.cpp (text)
+    lost-count-model     chat-only server, translate; tokenizer at a path it lacks -> 404
 chatonly (vllm; chat/completions)   chat-model                  -> /v1/messages not offered
 resting (vllm; chat/completions, messages; under maintenance)   resting-model -> 503
 """
@@ -55,6 +58,15 @@ def gateway(
     files.endpoint(
         "anthro", "restricted-model", native_backend.url, allowed_domains=["example.org"]
     )
+    tokenizers = {
+        "text-count-model": {"kind": "llama-cpp-python"},
+        "cpp-count-model": {"kind": "llama.cpp"},
+        "lost-count-model": {"kind": "vllm", "path": "/no/tokenizer"},
+    }
+    for model, tokenizer in tokenizers.items():
+        files.endpoint(
+            "anthro", model, chat_backend.url, messages_api="translate", tokenizer=tokenizer
+        )
     files.endpoint("chatonly", "chat-model", chat_backend.url)
     files.cluster("resting", operations=["chat/completions", "messages"])
     files.endpoint("resting", "resting-model", native_backend.url)

@@ -1,7 +1,8 @@
 """The fake model server of tests/fake_backend.py, grown what the Anthropic tests need to see.
 
 - `native=True` also serves Anthropic Messages at /v1/messages (streaming too), answering
-  "Native: <last user text>" so that a pass-through is told from a translation;
+  "Native: <last user text>" so that a pass-through is told from a translation, and
+  /v1/messages/count_tokens (the `input_tokens` its /v1/messages reports);
   `native=False` answers (and records) 404 there, as servers that speak only OpenAI do.
 - Its chat/completions honours what translated stop reasons come from: with `tools` it calls the
   first tool (finish_reason "tool_calls") and, given the tool's result, answers "Tool said: ...";
@@ -24,7 +25,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fake_backend import FakeBackend, Faults, Recorded, _event, _text_of, _words
+from tests.fake_backend import (
+    FakeBackend,
+    Faults,
+    Recorded,
+    _event,
+    _text_of,
+    _words,
+    prompt_tokens,
+)
 
 
 @dataclass
@@ -72,10 +81,6 @@ def chat_answer(body: dict[str, Any], faults: Faults) -> Answer:
     return Answer(words, "stop")
 
 
-def prompt_tokens(messages: list[Any]) -> int:
-    return sum(len(_words(_text_of(m.get("content")))) for m in messages if isinstance(m, dict))
-
-
 @dataclass
 class MessagesBackend(FakeBackend):
     native: bool = False
@@ -83,7 +88,17 @@ class MessagesBackend(FakeBackend):
     def app(self) -> web.Application:
         app = super().app()  # its chat route calls self._chat: the one below
         app.router.add_post("/v1/messages", self._messages if self.native else self._no_messages)
+        if self.native:
+            app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         return app
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        body, _, early = await self._begin(request)
+        if early is not None:
+            return early
+        return self._json(
+            200, orjson.dumps({"input_tokens": prompt_tokens(body.get("messages") or [])})
+        )
 
     async def _no_messages(self, request: web.Request) -> web.Response:
         """Recorded, then FastAPI's 404 for an unknown route, as llama-cpp-python answers."""

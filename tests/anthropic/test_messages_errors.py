@@ -58,8 +58,8 @@ def test_missing_max_tokens(client: anthropic.Anthropic) -> None:
         ({"max_tokens": 0}, "max_tokens: must be an integer >= 1, not 0"),
         ({"messages": []}, "messages: at least one message is required"),
         (
-            {"messages": [{"role": "system", "content": "x"}]},
-            "messages.0.role: must be 'user' or 'assistant', not 'system'",
+            {"messages": [{"role": "tool", "content": "x"}]},
+            "messages.0.role: must be 'user', 'assistant' or 'system', not 'tool'",
         ),
         ({"model": ""}, "model: must be a non-empty string"),
     ],

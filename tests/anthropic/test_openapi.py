@@ -35,6 +35,7 @@ FULL: dict[str, Any] = {
     "stream": False,
     "tools": [{"name": "w", "input_schema": {"type": "object"}}],
     "tool_choice": {"type": "auto"},
+    "thinking": {"type": "disabled"},
     "metadata": {"user_id": "u"},
 }
 # A value of each JSON type; "integer" is also a "number" in JSON Schema.
@@ -107,7 +108,7 @@ def test_messages_routes_are_documented(gateway: GatewayServer) -> None:
         "type": "apiKey",
         "in": "header",
         "name": "x-api-key",
-        "description": "The same token, as the Anthropic client sends it (Messages routes only).",
+        "description": "The same token, as the Anthropic client sends it.",
     }
     schema = document["components"]["schemas"]["MessagesRequest"]
     assert schema == MESSAGES.json_schema(FORWARDED_NOTE)  # generated from the rule table
@@ -122,12 +123,17 @@ def test_messages_routes_are_documented(gateway: GatewayServer) -> None:
     error = document["components"]["schemas"]["AnthropicError"]
     assert error["required"] == ["type", "error"]
     assert error["properties"]["error"]["required"] == ["type", "message"]
-    # The OpenAI routes keep their own error shape and credentials.
+    # The OpenAI routes keep their own error shape; x-api-key works there too.
     chat = document["paths"]["/resource_server/v1/chat/completions"]["post"]
     assert chat["responses"]["400"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Error"
     }
-    assert chat["security"] == [{"bearer": []}]
+    assert chat["security"] == [{"bearer": []}, {"apiKey": []}]
+    count = document["paths"]["/resource_server/v1/messages/count_tokens"]["post"]
+    assert count["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CountTokensRequest"
+    }
+    assert "text/event-stream" not in count["responses"]["200"]["content"]
 
 
 @pytest.mark.e2e
@@ -243,7 +249,8 @@ def test_documented_roles_are_the_validators() -> None:
 
     for role in roles:
         validate_messages_request(with_field("messages", [{"role": role, "content": "x"}]))
-    error = refusal(with_field("messages", [{"role": "system", "content": "x"}]))
+    assert roles == ["user", "assistant", "system"]
+    error = refusal(with_field("messages", [{"role": "developer", "content": "x"}]))
     assert error.param == "messages.0.role"
 
 

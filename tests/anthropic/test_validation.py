@@ -85,10 +85,18 @@ def test_the_error_renders_in_anthropic_dialect() -> None:
         ({"messages": "hi"}, "messages: must be an array, not string"),
         ({"messages": ["hi"]}, "messages.0: a message must be an object, not string"),
         (
-            {"messages": [{"role": "system", "content": "x"}]},
-            "messages.0.role: must be 'user' or 'assistant', not 'system'",
+            {"messages": [{"role": "tool", "content": "x"}]},
+            "messages.0.role: must be 'user', 'assistant' or 'system', not 'tool'",
         ),
         ({"messages": [{"role": "user"}]}, "messages.0.content: Field required"),
+        (
+            {"messages": [{"role": "system", "content": 5}]},
+            "messages.0.content: must be a string or an array of text blocks, not number",
+        ),
+        (
+            {"messages": [{"role": "system", "content": [{"type": "image"}]}]},
+            "messages.0.content.0: system blocks must be objects of type 'text'",
+        ),
         (
             {"messages": [{"role": "user", "content": 5}]},
             "messages.0.content: must be a string or an array of content blocks, not number",

@@ -88,10 +88,10 @@ async def acreate(*args: str) -> str:
     return (await in_thread("create_api_key", "--quiet", *args)).strip()
 
 
-async def refused(req: Request, allow_x_api_key: bool = False) -> dict[str, Any]:
+async def refused(req: Request) -> dict[str, Any]:
     """The rendered error response (status, headers, body) for a refused request."""
     with pytest.raises(GatewayError) as caught:
-        await authenticate(req, allow_x_api_key=allow_x_api_key)
+        await authenticate(req)
     response = error_response(req, caught.value)
     return {
         "status": response.status_code,
@@ -136,14 +136,16 @@ async def test_a_key_authenticates_as_bearer_with_its_groups_and_domain() -> Non
 
 
 @committed
-async def test_x_api_key_header_is_accepted_where_allowed_only() -> None:
+async def test_x_api_key_header_is_accepted_on_every_route() -> None:
     key = await acreate("--name", "claude-code")
     messages = request({"x-api-key": key}, "/resource_server/v1/messages")
 
-    assert (await authenticate(messages, allow_x_api_key=True)).username == "claude-code"
-    out = await refused(request({"x-api-key": key}), allow_x_api_key=False)
+    assert (await authenticate(messages)).username == "claude-code"
+    assert (await authenticate(request({"x-api-key": key}))).username == "claude-code"
+    out = await refused(request({}))
     assert out["status"] == 401
     assert out["body"]["error"]["code"] == "missing_credentials"
+    assert "x-api-key" in out["body"]["error"]["message"]
 
 
 @committed
@@ -152,9 +154,7 @@ async def test_a_wrong_key_is_401_in_the_callers_dialect() -> None:
     wrong = KEY_PREFIX + "x" * 43
 
     openai = await refused(request({"Authorization": f"Bearer {wrong}"}))
-    anthropic = await refused(
-        request({"x-api-key": wrong}, "/resource_server/v1/messages"), allow_x_api_key=True
-    )
+    anthropic = await refused(request({"x-api-key": wrong}, "/resource_server/v1/messages"))
 
     message = "The API key is unknown, expired or revoked. Ask your gateway operator for a new key."
     assert openai == {
@@ -220,8 +220,8 @@ async def test_a_revoked_key_works_until_the_cache_expires(settings: SettingsWra
         (
             {},
             "missing_credentials",
-            "No credential was sent. Send 'Authorization: Bearer <token>' with a Globus access "
-            "token or a gateway API key.",
+            "No credential was sent. Send 'Authorization: Bearer <token>' or "
+            "'x-api-key: <token>' with a Globus access token or a gateway API key.",
         ),
         (
             {"Authorization": "Basic dXNlcjpwYXNz"},

@@ -237,8 +237,9 @@ def test_wrong_key_and_missing_credential_are_401(gateway: GatewayServer) -> Non
 
     assert (wrong.status_code, wrong.json()["error"]["code"]) == (401, "invalid_api_key")
     assert (missing.status_code, missing.json()["error"]["code"]) == (401, "missing_credentials")
-    # x-api-key is the Anthropic client's header: accepted on /v1/messages only.
-    assert x_api_key_on_whoami.status_code == 401
+    # x-api-key is the Anthropic client's header, accepted on every route.
+    assert x_api_key_on_whoami.status_code == 200
+    assert x_api_key_on_whoami.json()["username"] == "e2e"
 
 
 def test_a_mistyped_key_is_refused_by_its_checksum_with_the_openai_client(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
@@ -21,6 +22,8 @@ from tests.servers import GatewayServer
 pytestmark = [pytest.mark.e2e, pytest.mark.model, needs_model_server]
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+# Most tokens SmolLM2's chat template adds around one turn (`<|im_start|>user\n`, `<|im_end|>\n`).
+TEMPLATE_TOKENS = 6
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,13 @@ def gateway(
 ) -> Iterator[GatewayServer]:
     files = CatalogFiles()
     files.cluster("local", frameworks=["llama-cpp"], operations=["chat/completions", "messages"])
-    files.endpoint("local", MODEL_NAME, smollm2.url, framework="llama-cpp")
+    files.endpoint(
+        "local",
+        MODEL_NAME,
+        smollm2.url,
+        framework="llama-cpp",
+        tokenizer={"kind": "llama-cpp-python"},
+    )
     tmp: Path = tmp_path_factory.mktemp("smollm2-gateway")
     with GatewayServer(tmp, fixtures=files.write(tmp / "fixtures")) as server:
         yield server
@@ -94,6 +103,26 @@ def test_messages_with_the_anthropic_client(gateway: GatewayServer) -> None:
         final = stream.get_final_message()
     assert text.strip()
     assert final.stop_reason in ("end_turn", "max_tokens")
+
+
+def test_count_tokens_and_models_list_with_the_anthropic_client(gateway: GatewayServer) -> None:
+    client = anthropic.Anthropic(
+        base_url=f"{gateway.url}/resource_server/local/llama-cpp",
+        api_key=gateway.api_key,
+        max_retries=0,
+        timeout=120,
+    )
+    request: dict[str, Any] = {"system": "Answer briefly.", "messages": QUESTION}
+
+    counted = client.messages.count_tokens(model=MODEL_NAME, **request)
+    message = client.messages.create(model=MODEL_NAME, max_tokens=4, **request)
+
+    # llama-cpp-python's tokenizer counts the turns' text; the prompt the model saw adds the
+    # chat template's markup: a few tokens per turn (2 turns and the assistant's opening).
+    reported = message.usage.input_tokens
+    assert 0 < counted.input_tokens <= reported <= counted.input_tokens + 3 * TEMPLATE_TOKENS
+    models = list(client.models.list())
+    assert [(model.type, model.id) for model in models] == [("model", MODEL_NAME)]
 
 
 # --- the demo's server settings (issue 9, item 21) ---------------------------------------------

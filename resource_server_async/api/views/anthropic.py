@@ -1,8 +1,9 @@
-"""Anthropic Messages routes: `POST .../{cluster}/{framework}/v1/messages` and federated."""
+"""Anthropic Messages routes: `POST .../{cluster}/{framework}/v1/messages`, its count_tokens,
+and their federated forms."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,42 +12,62 @@ from starlette.routing import Route
 from resource_server_async import admission
 from resource_server_async.api.request import read_request
 from resource_server_async.auth.permissions import authorize_endpoint
+from resource_server_async.endpoints.base import BaseEndpoint
 from resource_server_async.errors import Dialect
-from resource_server_async.inference import messages_api, pipeline, routing
-from resource_server_async.schemas.anthropic import validate_messages_request
+from resource_server_async.inference import messages_api, pipeline, routing, token_count
+from resource_server_async.schemas.anthropic import validate
 
-OPERATION = messages_api.OPERATION
+Handler = Callable[[Request], Awaitable[Response]]
+# Runs a validated request on one endpoint: messages_api.run or token_count.run.
+Runner = Callable[[BaseEndpoint, pipeline.ParsedRequest], Awaitable[Response]]
 
-
-def _validate(operation: str, body: dict[str, Any]) -> None:
-    validate_messages_request(body)
-
-
-async def _read(request: Request) -> pipeline.ParsedRequest:
-    # In this dialect the Anthropic client's x-api-key header is accepted too.
-    return await read_request(request, OPERATION, Dialect.ANTHROPIC, _validate)
+# Both operations run on endpoints of clusters that offer `messages`.
+OFFERED = messages_api.OPERATION
 
 
-async def messages(request: Request) -> Response:
-    parsed = await _read(request)
-    params = request.path_params
-    endpoint = pipeline.resolve(
-        parsed.principal, params["cluster"], params["framework"], parsed.model, OPERATION
-    )
-    authorize_endpoint(parsed.principal, endpoint)
-    admission.admit(parsed.principal, endpoint)
-    return await pipeline.cancel_on_disconnect(request, messages_api.run(endpoint, parsed))
+def cluster_scoped(operation: str, run: Runner) -> Handler:
+    async def handler(request: Request) -> Response:
+        parsed = await read_request(request, operation, Dialect.ANTHROPIC, validate)
+        params = request.path_params
+        endpoint = pipeline.resolve(
+            parsed.principal, params["cluster"], params["framework"], parsed.model, OFFERED
+        )
+        authorize_endpoint(parsed.principal, endpoint)
+        admission.admit(parsed.principal, endpoint)
+        return await pipeline.cancel_on_disconnect(request, run(endpoint, parsed))
+
+    handler.__name__ = f"anthropic_{operation.replace('/', '_')}"
+    return handler
 
 
-async def federated_messages(request: Request) -> Response:
-    parsed = await _read(request)
-    endpoints = routing.candidates(parsed.principal, parsed.model, OPERATION)
-    # The same failover as the OpenAI routes: only past failures before a model was reached.
-    answer = routing.failover(endpoints, parsed, messages_api.run)
-    return await pipeline.cancel_on_disconnect(request, answer)
+def federated(operation: str, run: Runner) -> Handler:
+    async def handler(request: Request) -> Response:
+        parsed = await read_request(request, operation, Dialect.ANTHROPIC, validate)
+        endpoints = routing.candidates(parsed.principal, parsed.model, OFFERED)
+        # The same failover as the OpenAI routes: only past failures before a model was reached.
+        answer = routing.failover(endpoints, parsed, run)
+        return await pipeline.cancel_on_disconnect(request, answer)
 
+    handler.__name__ = f"federated_anthropic_{operation.replace('/', '_')}"
+    return handler
+
+
+_RUNNERS: dict[str, Runner] = {
+    messages_api.OPERATION: messages_api.run,
+    token_count.OPERATION: token_count.run,
+}
 
 routes = [
-    Route("/resource_server/{cluster}/{framework}/v1/messages", messages, methods=["POST"]),
-    Route("/resource_server/v1/messages", federated_messages, methods=["POST"]),
+    *(
+        Route(
+            f"/resource_server/{{cluster}}/{{framework}}/v1/{operation}",
+            cluster_scoped(operation, run),
+            methods=["POST"],
+        )
+        for operation, run in _RUNNERS.items()
+    ),
+    *(
+        Route(f"/resource_server/v1/{operation}", federated(operation, run), methods=["POST"])
+        for operation, run in _RUNNERS.items()
+    ),
 ]

@@ -1,4 +1,5 @@
-"""What a caller may use: list-endpoints, and the model lists of the OpenAI API (`/v1/models`)."""
+"""What a caller may use: list-endpoints, and the model lists (`/v1/models`) in OpenAI's shape,
+or in Anthropic's for a request that carries `anthropic-version` (the Anthropic client)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
+from resource_server_async.api.anthropic_models import anthropic_model_list, wants_anthropic
 from resource_server_async.api.http import JSONResponse
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.endpoints.base import BaseEndpoint
@@ -57,16 +59,23 @@ def _model_list(endpoints: list[BaseEndpoint]) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
+def _listing(request: Request, endpoints: list[BaseEndpoint]) -> JSONResponse:
+    if wants_anthropic(request):
+        names = sorted({endpoint.model for endpoint in endpoints})
+        return JSONResponse(anthropic_model_list(names, request.query_params))
+    return JSONResponse(_model_list(endpoints))
+
+
 async def federated_models(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    return JSONResponse(_model_list(usable_endpoints(principal)))
+    return _listing(request, usable_endpoints(principal))
 
 
 async def cluster_models(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     name, framework = request.path_params["cluster"], request.path_params["framework"]
     find_cluster(principal, name, framework)
-    return JSONResponse(_model_list(usable_endpoints(principal, cluster=name, framework=framework)))
+    return _listing(request, usable_endpoints(principal, cluster=name, framework=framework))
 
 
 routes = [

@@ -1,4 +1,8 @@
-"""OpenAI-compatible inference routes: cluster-scoped and federated, one per operation."""
+"""OpenAI-compatible inference routes: cluster-scoped and federated, one per operation.
+
+Responses go through `responses_api` (passed through, or translated to chat/completions);
+the other operations are passed through by the pipeline.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from resource_server_async import admission
 from resource_server_async.api.request import read_request
+from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.errors import Dialect
-from resource_server_async.inference import pipeline, routing
+from resource_server_async.inference import pipeline, responses_api, routing
 from resource_server_async.schemas import openai as schemas
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -22,6 +28,8 @@ def cluster_scoped(operation: str) -> Handler:
     async def handler(request: Request) -> Response:
         parsed = await read_request(request, operation, Dialect.OPENAI, schemas.validate)
         params = request.path_params
+        if operation == responses_api.OPERATION:
+            return await _responses(request, parsed, params["cluster"], params["framework"])
         return await pipeline.run(
             request,
             parsed,
@@ -35,9 +43,24 @@ def cluster_scoped(operation: str) -> Handler:
     return handler
 
 
+async def _responses(
+    request: Request, parsed: pipeline.ParsedRequest, cluster: str, framework: str
+) -> Response:
+    endpoint = pipeline.resolve(
+        parsed.principal, cluster, framework, parsed.model, responses_api.OPERATION
+    )
+    authorize_endpoint(parsed.principal, endpoint)
+    admission.admit(parsed.principal, endpoint)
+    return await pipeline.cancel_on_disconnect(request, responses_api.run(endpoint, parsed))
+
+
 def federated(operation: str) -> Handler:
     async def handler(request: Request) -> Response:
         parsed = await read_request(request, operation, Dialect.OPENAI, schemas.validate)
+        if operation == responses_api.OPERATION:
+            endpoints = routing.candidates(parsed.principal, parsed.model, operation)
+            answer = routing.failover(endpoints, parsed, responses_api.run)
+            return await pipeline.cancel_on_disconnect(request, answer)
         return await routing.run_federated(
             request, parsed, operation=operation, dialect=Dialect.OPENAI
         )

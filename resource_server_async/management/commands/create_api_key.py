@@ -1,4 +1,5 @@
-"""`manage.py create_api_key --name NAME [--groups G ...] [--domain D] [--expires WHEN]`."""
+"""`manage.py create_api_key --name NAME [--groups G ...] [--domain D] [--expires WHEN]
+[--operator]`."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ class Command(BaseCommand):
             "--domain", default="", help="identity-provider domain the key counts as"
         )
         parser.add_argument("--expires", help="ISO date/time or a duration from now (30d, 12h)")
+        parser.add_argument(
+            "--operator",
+            action="store_true",
+            help="the key may read every principal's usage (GET /v1/usage)",
+        )
         parser.add_argument("--quiet", action="store_true", help="print only the key")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -49,7 +55,9 @@ class Command(BaseCommand):
         if expires is not None and expires <= timezone.now():
             raise CommandError("--expires is in the past")
         groups = [g for item in options["groups"] for g in item.replace(";", ",").split(",") if g]
-        key, pk = create_key(options["name"], groups, options["domain"], expires)
+        key, pk = create_key(
+            options["name"], groups, options["domain"], expires, operator=options["operator"]
+        )
         if options["quiet"]:
             self.stdout.write(key)
             return

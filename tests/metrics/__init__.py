@@ -1,0 +1,1 @@
+"""Prometheus series, GET /metrics, and their multiprocess files."""
