@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean model-venv
+.PHONY: install demo test lint format bench clean model-venv agents
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ $(MODEL_STAMP): scripts/build_model_venv.sh
 
 model-venv: $(MODEL_STAMP)
 
-test: $(STAMP)
+# --- Coding agents (tests/agents) ----------------------------------------------------------
+# Codex CLI, Claude Code and OpenCode from npm, at the versions of tests/agents/package-lock.json,
+# into tests/agents/node_modules; reinstalled only when the lock changes. Without node/npm it
+# says so and the agent tests skip.
+agents: $(STAMP)
+	$(PY) -m tests.agents.install
+
+test: $(STAMP) agents
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

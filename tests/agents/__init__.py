@@ -1,0 +1,1 @@
+"""Coding agents (Codex CLI, Claude Code, OpenCode) run against the gateway."""
