@@ -154,7 +154,12 @@ class CaptureMiddleware:
         if self.record_prompts:
             outcome.prompt = _text(b"".join(prompt), self.prompt_max)
             outcome.answer = answer.text()
-        account(outcome)
+        settling = outcome.settling
+        if settling is not None and not settling.done():
+            # The record waits for what completes it; the answer has gone already.
+            settling.add_done_callback(lambda _: account(outcome))
+        else:
+            account(outcome)
 
     def _client_address(self, scope: Scope, forwarded: bytes) -> str:
         client = scope.get("client")
