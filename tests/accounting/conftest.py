@@ -44,6 +44,9 @@ def gateway(
     # A server the gateway must not ask for stream usage: its streams are estimated.
     files.endpoint("alpha", "quiet-model", backend.url, stream_include_usage=False)
     files.endpoint("alpha", "native-model", native_backend.url, messages_api="native")
+    # The same server again, for completions streams (test_records teaches the gateway that
+    # fake-model refuses stream_options).
+    files.endpoint("alpha", "counted-model", backend.url)
     # The same server, its Responses API translated to chat/completions.
     files.endpoint("alpha", "chat-model", backend.url, responses_api="translate")
     # An adapter with a bug: the gateway's own 500.

@@ -46,7 +46,7 @@ def test_completions_stream_usage_the_client_asked_for(
     gateway: GatewayServer, record_of: RecordOf
 ) -> None:
     rid = _rid()
-    raw = _completions_stream(gateway, "fake-model", rid, stream_options={"include_usage": True})
+    raw = _completions_stream(gateway, "counted-model", rid, stream_options={"include_usage": True})
     assert b'"usage"' in raw
     record = record_of(rid)
     # "Echo: count these four" is four words back for three in.
@@ -58,11 +58,11 @@ def test_completions_stream_usage_asked_by_the_gateway_is_taken_out_byte_for_byt
     gateway: GatewayServer, backend: FakeBackend, record_of: RecordOf
 ) -> None:
     asked, quiet = _rid(), _rid()
-    through_gateway = _completions_stream(gateway, "fake-model", asked)
+    through_gateway = _completions_stream(gateway, "counted-model", asked)
     assert backend.last.json["stream_options"] == {"include_usage": True}
     without_usage = _completions_stream(gateway, "quiet-model", quiet)
     assert "stream_options" not in backend.last.json
-    assert through_gateway == without_usage.replace(b"quiet-model", b"fake-model")
+    assert through_gateway == without_usage.replace(b"quiet-model", b"counted-model")
     assert b'"usage"' not in through_gateway and through_gateway.endswith(b"data: [DONE]\n\n")
     record = record_of(asked)
     assert (record["prompt_tokens"], record["completion_tokens"]) == (3, 4)

@@ -100,7 +100,14 @@ def test_every_record_arrives_once_after_the_database_was_down_for_20_s(
 
             for rid in ids[BEFORE + DURING :]:
                 _ask(client, rid)
-            wait_until(lambda: len(rows()) >= len(ids), timeout=60)
+            try:
+                wait_until(lambda: len(rows()) >= len(ids), timeout=60)
+            except AssertionError:
+                spooled = sorted(path.name for path in spool.iterdir())
+                raise AssertionError(
+                    f"{len(rows())} of {len(ids)} records; spool {spooled}; "
+                    f"gateway log:\n{gw.log_text()[-3000:]}"
+                ) from None
             wait_until(lambda: not any(spool.iterdir()))
 
             written = rows()
