@@ -631,9 +631,8 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
         ]
         lines += [
             "",
-            "The budget's line for accounting and limits (<= 1.5 ms per request with "
-            "both on) has nothing to measure yet: the gateway has no request accounting "
-            "or token limits so far (`tpm_model`/`tpm_user` are stored, not enforced).",
+            "Records and metrics are on here (the defaults); what they add is measured "
+            "against both off by `--scenarios accounting`, in a section of its own.",
         ]
     if report.notes:
         lines += ["", "Notes:", *[f"- {note}" for note in report.notes]]
