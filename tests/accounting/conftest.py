@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import httpx2 as httpx
 import pytest
 
 from tests.accounting import faulty_endpoint
@@ -59,6 +60,19 @@ def gateway(
     }
     with GatewayServer(tmp, fixtures=files.write(tmp / "fixtures"), env=env) as server:
         yield server
+
+
+def stream_bytes(gateway: GatewayServer, path: str, body: dict, request_id: str) -> bytes:
+    """The raw bytes of a streamed answer, as a client reads them."""
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {gateway.api_key}", "x-request-id": request_id},
+        timeout=20,
+    ) as answer:
+        assert answer.status_code == 200
+        return b"".join(answer.iter_bytes())
 
 
 def record_in(database_url: str, request_id: str) -> dict:

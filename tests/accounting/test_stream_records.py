@@ -7,9 +7,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-import httpx2 as httpx
 import pytest
 
+from tests.accounting.conftest import stream_bytes
 from tests.fake_backend import FakeBackend
 from tests.servers import GatewayServer
 
@@ -31,15 +31,7 @@ def _completions_stream(gateway: GatewayServer, model: str, rid: str, **extra: o
         "fake": {"fixed_id": True},
         **extra,
     }
-    with httpx.stream(
-        "POST",
-        f"{gateway.url}{COMPLETIONS}",
-        json=body,
-        headers={"Authorization": f"Bearer {gateway.api_key}", "x-request-id": rid},
-        timeout=20,
-    ) as answer:
-        assert answer.status_code == 200
-        return b"".join(answer.iter_bytes())
+    return stream_bytes(gateway, COMPLETIONS, body, rid)
 
 
 def test_completions_stream_usage_the_client_asked_for(
