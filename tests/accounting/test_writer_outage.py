@@ -26,8 +26,10 @@ pytestmark = [
 
 OUTAGE_SECONDS = 20.0
 BEFORE, DURING, AFTER = 50, 200, 50
-# Small enough that the outage overflows it: half stays in memory, the rest goes to the spool.
-QUEUE_SIZE = 40
+# Small enough that the outage overflows it (half stays in memory, the rest goes to the
+# spool), large enough for the burst after the restart while the writer drains the spool:
+# records that arrive then wait in the queue, and a full queue drops them.
+QUEUE_SIZE = 200
 
 
 @pytest.fixture
