@@ -10,6 +10,7 @@ runs only the authentication scenario: whoami with a valid key vs random keys, c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -42,7 +43,18 @@ GATEWAY_CORE, DRIVER_CORE = 0, 1
 WHOAMI_PATH = "/resource_server/whoami"
 # The connection count of the flood measured in the hardening issue (item 3).
 AUTH_CONNECTIONS = 128
-SCENARIOS = ("proxy", "auth")
+SCENARIOS = ("proxy", "auth", "accounting")
+# What `make bench` runs unless told; `accounting` starts two more gateways (records and
+# metrics on vs off) and is asked for by name.
+DEFAULT_SCENARIOS = ("proxy", "auth")
+DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/gateway_bench"
+# The production configuration against the same gateway without accounting (--scenarios
+# accounting): the issue's budget for what records and metrics add.
+ACCOUNTING = {
+    "on": {"RECORDS_ENABLED": "true", "METRICS_ENABLED": "true"},
+    "off": {"RECORDS_ENABLED": "false", "METRICS_ENABLED": "false"},
+}
+ACCOUNTING_BUDGET_MS = 0.05
 
 
 @dataclass
@@ -69,6 +81,7 @@ class Target:
     path: str
     auth: str
     pid: int | None = None  # the proxy process, whose CPU time and memory are measured
+    env: dict[str, str] = field(default_factory=dict)  # a gateway's environment
 
 
 @dataclass
@@ -193,7 +206,7 @@ def fake_backend(workdir: Path) -> Iterator[int]:
         process.stop()
 
 
-def gateway_env(workdir: Path, store: str) -> dict[str, str]:
+def gateway_env(workdir: Path, store: str, database: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env.update(
         {
@@ -206,9 +219,7 @@ def gateway_env(workdir: Path, store: str) -> dict[str, str]:
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     if store == "postgres":
-        env["DATABASE_URL"] = os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gateway_bench"
-        )
+        env["DATABASE_URL"] = database or os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE)
         env["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     return env
 
@@ -261,8 +272,14 @@ def write_fixtures(workdir: Path, backend_port: int) -> Path:
 
 
 @contextmanager
-def gateway(workdir: Path, store: str, backend_port: int) -> Iterator[Target]:
-    env = gateway_env(workdir, store)
+def gateway(
+    workdir: Path,
+    store: str,
+    backend_port: int,
+    overrides: dict[str, str] | None = None,
+    database: str = "",
+) -> Iterator[Target]:
+    env = {**gateway_env(workdir, store, database), **(overrides or {})}
     if store == "postgres":
         prepare_postgres(env["DATABASE_URL"])
     manage(env, "migrate", "--no-input", "-v0")
@@ -278,7 +295,7 @@ def gateway(workdir: Path, store: str, backend_port: int) -> Iterator[Target]:
     )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/resource_server/health")
-        yield Target("gateway", port, CHAT_PATH, f"Bearer {key}", process.pid)
+        yield Target("gateway", port, CHAT_PATH, f"Bearer {key}", process.pid, env)
     finally:
         process.stop()
 
@@ -463,6 +480,88 @@ def bench_store(
             bench_auth(f"gateway, {store}", gw, report, args)
 
 
+def bench_accounting(
+    args: argparse.Namespace, workdir: Path, backend_port: int, report: Report
+) -> None:
+    """Records and metrics on (production) vs off, on PostgreSQL + Redis, in the same run:
+    the CPU they add per request and per stream; then N requests must leave N records."""
+    from bench import accounting
+
+    print(
+        "\n== accounting: records + metrics on vs off (PostgreSQL + Redis), runs alternated "
+        f"(median of {args.repeats} x {args.seconds:g} s)",
+        flush=True,
+    )
+    base = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE)
+    plain = body_file(workdir, "chat", stream=False)
+    stream = body_file(workdir, "stream", stream=True)
+    with contextlib.ExitStack() as stack:
+        targets: dict[str, Target] = {}
+        for name, overrides in ACCOUNTING.items():
+            (workdir / name).mkdir()
+            targets[name] = stack.enter_context(
+                gateway(workdir / name, "postgres", backend_port, overrides, f"{base}_{name}")
+            )
+        for body, connections, unit in ((plain, 32, "request"), (stream, 16, "stream")):
+            runs: dict[str, list[Run]] = {name: [] for name in targets}
+            for target in targets.values():
+                wrk(target, body, connections, 1.0)  # warm up
+            # Alternated, so that what else loads the machine falls on both alike.
+            for _ in range(args.repeats):
+                for name, target in targets.items():
+                    runs[name].append(wrk(target, body, connections, args.seconds))
+            on, off = median_run(runs["on"]), median_run(runs["off"])
+            cpu_on, cpu_off = cpu_ms_per_request(on), cpu_ms_per_request(off)
+            what = "chat, concurrency 32" if unit == "request" else "stream of 20 chunks, c 16"
+            report.add(
+                f"[accounting] {what}: CPU per {unit}",
+                f"{cpu_off:.3f} ms off ({fmt_rate(off)})",
+                f"{cpu_on:.3f} ms on ({fmt_rate(on)})",
+                f"{cpu_on - cpu_off:+.3f} ms per {unit}, {cpu_on / cpu_off:.3f}x",
+            )
+            report.check(
+                "accounting",
+                f"records + metrics add <= {ACCOUNTING_BUDGET_MS} ms per {unit}",
+                cpu_on - cpu_off,
+                ACCOUNTING_BUDGET_MS,
+                "ms",
+            )
+            if on.failures or off.failures:
+                report.notes.append(
+                    f"accounting {unit}s: {on.failures} failed with records on, "
+                    f"{off.failures} with them off"
+                )
+        recorded = targets["on"]
+        url = recorded.env["DATABASE_URL"]
+        metrics = f"http://127.0.0.1:{recorded.port}/metrics"
+        # Every request the load above sent (wrk's own count misses those cut at its end).
+        before = accounting.settled_count(url)
+        answered = accounting.counter_total(metrics, "gateway_requests_total")
+        report.add(
+            "[accounting] wrk load: records vs the gateway's request counter",
+            f"{answered:,.0f} answered",
+            f"{before:,} records",
+            "equal" if before == answered else "**differ**",
+        )
+        sent = args.records_check
+        chat = f"http://127.0.0.1:{recorded.port}{CHAT_PATH}"
+        ok = accounting.send_exactly(chat, recorded.auth, plain.read_bytes(), sent)
+        written = accounting.settled_count(url) - before
+        report.add(
+            f"[accounting] {sent:,} requests sent at concurrency {accounting.CONCURRENCY}",
+            f"{ok:,} answered 200",
+            f"{written:,} records",
+            "exactly N" if written == ok == sent else "**not N**",
+        )
+        report.check(
+            "accounting",
+            f"{sent:,} requests leave {sent:,} records",
+            abs(written - sent),
+            0,
+            "missing or extra",
+        )
+
+
 def bench_litellm(
     args: argparse.Namespace, workdir: Path, backend_port: int, report: Report
 ) -> None:
@@ -489,6 +588,9 @@ def machine() -> str:
 
 
 def write_results(report: Report, args: argparse.Namespace) -> None:
+    if args.scenarios == ["accounting"]:
+        append_accounting_section(report, args)
+        return
     lines = [
         "# Benchmark results",
         "",
@@ -497,7 +599,11 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
         f"Command: `make bench` (python -m bench.run --seconds {args.seconds:g} --repeats "
         f"{args.repeats} --soak {args.soak:g}"
         + "".join(f" --compare {name}" for name in args.compare)
-        + ("" if args.scenarios == list(SCENARIOS) else f" --scenarios {','.join(args.scenarios)}")
+        + (
+            ""
+            if args.scenarios == list(DEFAULT_SCENARIOS)
+            else f" --scenarios {','.join(args.scenarios)}"
+        )
         + ("" if args.stores == "sqlite,postgres" else f" --stores {args.stores}")
         + ")",
         "",
@@ -525,14 +631,48 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
         ]
         lines += [
             "",
-            "The budget's line for accounting and limits (<= 1.5 ms per request with "
-            "both on) has nothing to measure yet: the gateway has no request accounting "
-            "or token limits so far (`tpm_model`/`tpm_user` are stored, not enforced).",
+            "Records and metrics are on here (the defaults); what they add is measured "
+            "against both off by `--scenarios accounting`, in a section of its own.",
         ]
     if report.notes:
         lines += ["", "Notes:", *[f"- {note}" for note in report.notes]]
     args.output.write_text("\n".join(lines) + "\n")
     print(f"\nwrote {args.output}")
+
+
+def append_accounting_section(report: Report, args: argparse.Namespace) -> None:
+    """A dated section at the end of --output, the rest of the file kept."""
+    lines = [
+        "",
+        f"## Accounting: records + metrics on vs off, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
+        "",
+        f"Machine: {machine()}  ",
+        f"Command: `python -m bench.run --scenarios accounting --seconds {args.seconds:g} "
+        f"--repeats {args.repeats} --records-check {args.records_check}`",
+        "",
+        "Two gateways (one worker each, core 0) on PostgreSQL + Redis in the same run: the "
+        "production configuration (RECORDS_ENABLED, METRICS_ENABLED on) and the same with both "
+        "off, loaded in turn by wrk (core 1), each run alternated with the other's. Gateway "
+        "CPU: user+system of the gateway process (its record-writer thread and metrics folding "
+        "included; PostgreSQL's own CPU is not) per request served. Compare only within this "
+        "section: other work on the machine changes absolute figures between runs.",
+        "",
+        "| scenario | off | on | on vs off |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in report.rows],
+        "",
+        "| target | budget | measured | met |",
+        "|---|---|---|---|",
+        *[
+            f"| {tag} | {line} | {value} | {'yes' if met else '**no**'} |"
+            for tag, line, value, met in report.budget
+        ],
+    ]
+    if report.notes:
+        lines += ["", "Notes:", *[f"- {note}" for note in report.notes]]
+    existing = args.output.read_text() if args.output.exists() else "# Benchmark results\n"
+    args.output.write_text(existing.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+    print(f"\nadded a section to {args.output}")
 
 
 def main() -> None:
@@ -555,8 +695,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help="comma list: proxy (chat and streams vs direct), auth (whoami: valid vs random keys)",
+        default=",".join(DEFAULT_SCENARIOS),
+        help="comma list: proxy (chat and streams vs direct), auth (whoami: valid vs random "
+        "keys), accounting (records + metrics on vs off, PostgreSQL + Redis; adds a dated "
+        "section to --output when run alone)",
     )
     parser.add_argument(
         "--records",
@@ -564,10 +706,24 @@ def main() -> None:
         default="on",
         help="request records (RECORDS_ENABLED): run once each way to measure their cost",
     )
+    parser.add_argument(
+        "--metrics",
+        choices=["on", "off"],
+        default="on",
+        help="Prometheus series (METRICS_ENABLED); --scenarios accounting compares both "
+        "switches on against both off in one run",
+    )
+    parser.add_argument(
+        "--records-check",
+        type=int,
+        default=10_000,
+        help="accounting scenario: requests sent after the load, each to leave one record",
+    )
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md")
     args = parser.parse_args()
     # gateway_env copies this process's environment into every gateway it starts.
     os.environ["RECORDS_ENABLED"] = "true" if args.records == "on" else "false"
+    os.environ["METRICS_ENABLED"] = "true" if args.metrics == "on" else "false"
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
@@ -580,9 +736,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         workdir = Path(tmp)
         with fake_backend(workdir) as backend_port:
-            for store in [s.strip() for s in args.stores.split(",") if s.strip()]:
-                (workdir / store).mkdir()
-                bench_store(store, args, workdir / store, backend_port, report)
+            if set(args.scenarios) & {"proxy", "auth"}:
+                for store in [s.strip() for s in args.stores.split(",") if s.strip()]:
+                    (workdir / store).mkdir()
+                    bench_store(store, args, workdir / store, backend_port, report)
+            if "accounting" in args.scenarios:
+                (workdir / "accounting").mkdir()
+                bench_accounting(args, workdir / "accounting", backend_port, report)
             if "litellm" in args.compare:
                 (workdir / "litellm").mkdir()
                 bench_litellm(args, workdir / "litellm", backend_port, report)

@@ -261,6 +261,9 @@ LOCAL_COMPUTE_QUEUE = env.get_int("LOCAL_COMPUTE_QUEUE", 64)
 # Streaming: seconds to wait for the first chunk (the task may queue), then between chunks.
 STREAMING_FIRST_CHUNK_TIMEOUT = env.get_float("STREAMING_FIRST_CHUNK_TIMEOUT", 300.0)
 STREAMING_IDLE_TIMEOUT = env.get_float("STREAMING_IDLE_TIMEOUT", 120.0)
+# After a compute stream ended, how long its task's result (the function's response_time and
+# throughput, for the record) is awaited; the answer is not held. 0: not awaited.
+STREAMING_RESULT_WAIT_SECONDS = env.get_float("STREAMING_RESULT_WAIT_SECONDS", 10.0)
 # Longest life (s) of one stream; its task token expires then.
 STREAMING_MAX_SECONDS = env.get_int("STREAMING_MAX_SECONDS", 3600)
 # Largest side-channel POST body (bytes), and chunk posts held for a slow client per stream.

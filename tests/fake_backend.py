@@ -27,6 +27,11 @@ gateway forwards like any unknown field) or by X-Fake-* headers (for direct call
     {"fake": {"no_completed": true}}   responses stream: end cleanly but without its terminal
                                        response.completed event
 
+Streams of chat/completions and completions end with a usage-only chunk (no choices) when the
+request says `stream_options: {"include_usage": true}`, as vLLM's do; `{"fake": {"fixed_id":
+true}}` gives every answer the same id and time (to compare streams byte for byte), and
+`{"fake": {"refuse_stream_options": true}}` answers 400 to a request with `stream_options`.
+
 `FakeBackend(responses=False)` has no /v1/responses: it answers 404 there (recorded), as servers
 that speak only chat/completions do, so that the gateway's "auto" mode falls back.
 
@@ -408,7 +413,10 @@ class FakeBackend:
             "total_tokens": len(_words(prompt_text)) + len(words),
         }
         ident, created, model = f"cmpl-{uuid.uuid4().hex[:12]}", int(time.time()), body["model"]
+        if faults.fixed_id:
+            ident, created = "cmpl-fixed", 0
         if body.get("stream") is True:
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
             def events() -> Iterable[bytes]:
                 base = {
@@ -441,6 +449,9 @@ class FakeBackend:
                         ],
                     }
                 )
+                if include_usage:
+                    # As vLLM: a last chunk with no choices, only the usage.
+                    yield _event({**base, "choices": [], "usage": usage})
 
             return await self._stream(request, faults, events(), done=True)
         answer = {

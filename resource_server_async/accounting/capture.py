@@ -4,7 +4,8 @@ At receipt it makes the RequestOutcome (request id, route, operation, client add
 puts it in the scope's state, where the steps fill in what they learn (principal, endpoint,
 timings, tokens, error code). It watches `send` for the status and the end of the body, and
 `receive` for the client's disconnect; at the end it calls `accounting.account` once. Every
-answer gets `x-request-id` and `Server-Timing`. Plain ASGI, as api/edge.py, not
+answer gets `x-request-id` and `Server-Timing` (a 500 rendered by the outermost error
+handling, outside this middleware, through `answer_headers`). Plain ASGI, as api/edge.py, not
 BaseHTTPMiddleware (an extra task per request).
 """
 
@@ -153,7 +154,12 @@ class CaptureMiddleware:
         if self.record_prompts:
             outcome.prompt = _text(b"".join(prompt), self.prompt_max)
             outcome.answer = answer.text()
-        account(outcome)
+        settling = outcome.settling
+        if settling is not None and not settling.done():
+            # The record waits for what completes it; the answer has gone already.
+            settling.add_done_callback(lambda _: account(outcome))
+        else:
+            account(outcome)
 
     def _client_address(self, scope: Scope, forwarded: bytes) -> str:
         client = scope.get("client")
@@ -218,6 +224,19 @@ class _Answer:
 
     def text(self) -> str:
         return _text(b"".join(self._kept), self._keep)
+
+
+def answer_headers(scope: Scope) -> dict[str, str]:
+    """The headers the capture adds, for an answer rendered outside it (the 500 of the
+    outermost error handling, after the exception went through the capture); {} when the
+    request was not captured."""
+    outcome: RequestOutcome | None = (scope.get("state") or {}).get("outcome")
+    if outcome is None:
+        return {}
+    return {
+        "x-request-id": outcome.request_id,
+        "server-timing": outcome.server_timing(time.perf_counter()).decode(),
+    }
 
 
 def _text(data: bytes, limit: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -49,6 +50,9 @@ class RequestOutcome:
     response_time: float | None = None
     throughput_tokens_per_second: float | None = None
     disconnected: bool = False
+    # What completes the record after the answer ended (a compute stream's task result, with
+    # the function's timing); the capture accounts the request once it is done.
+    settling: asyncio.Future[None] | None = None
     # Only when RECORD_PROMPTS is on (the capture fills them, bounded by RECORD_PROMPT_MAX_CHARS).
     prompt: str = ""
     answer: str = ""

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match
 
-from resource_server_async.accounting.capture import CaptureMiddleware
+from resource_server_async.accounting.capture import CaptureMiddleware, answer_headers
 from resource_server_async.api.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.runtime import Runtime, installed
@@ -99,6 +99,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     )
     # Rendered outside the middleware stack (by Starlette's outermost error middleware).
     response.headers["x-content-type-options"] = "nosniff"
+    response.headers.update(answer_headers(request.scope))
     return response
 
 

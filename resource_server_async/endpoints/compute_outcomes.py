@@ -163,12 +163,17 @@ def reply_from_result(
     if status is not None:
         error = upstream_errors.reply_error(status, orjson.dumps(answer), endpoint)
         raise _with_task(error, endpoint, task_id)
+    note_function_timing(answer, outcome)
+    return UpstreamReply(200, orjson.dumps(answer))
+
+
+def note_function_timing(answer: dict[str, Any], outcome: RequestOutcome | None) -> None:
+    """The function's own timing (taken out of `answer`), for the record; the client gets the
+    server's answer only."""
     response_time, throughput = (answer.pop(key, None) for key in METRIC_KEYS)
     if outcome is not None:
-        # The function's own timing, for the record; the client gets the server's answer only.
         outcome.response_time = _seconds(response_time)
         outcome.throughput_tokens_per_second = _seconds(throughput)
-    return UpstreamReply(200, orjson.dumps(answer))
 
 
 def _seconds(value: Any) -> float | None:

@@ -20,6 +20,7 @@ from resource_server_async.compute.base import ComputeError
 from resource_server_async.endpoints.compute_outcomes import (
     compute_error,
     failure_error,
+    note_function_timing,
     parse_result,
 )
 from resource_server_async.errors import GatewayError
@@ -36,6 +37,7 @@ from resource_server_async.upstream.done_gate import DONE_EVENT, DONE_TERMINATED
 from resource_server_async.upstream.errors import endpoint_info, stream_cut, where
 
 if TYPE_CHECKING:
+    from resource_server_async.accounting.outcome import RequestOutcome
     from resource_server_async.endpoints.base import BaseEndpoint
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ class ComputeStream:
         operation: str,
         first_chunk_timeout: float,
         idle_timeout: float,
+        outcome: RequestOutcome | None = None,
+        result_wait: float = 0.0,
     ) -> None:
         self._hub = hub
         self._subscription = subscription
@@ -99,6 +103,11 @@ class ComputeStream:
         self._terminator = DONE_EVENT if operation in DONE_TERMINATED else b""
         self._first_chunk_timeout = first_chunk_timeout
         self._idle_timeout = idle_timeout
+        # The record's: the function's timing comes with the task's result, which may follow
+        # the stream's end; it is awaited up to `result_wait` s after the answer has gone.
+        self._outcome = outcome
+        self._result_wait = result_wait
+        self._whole = False
         self._assembler = SSEAssembler()
         self._relayed = False
         self._finish_seen = False
@@ -129,7 +138,7 @@ class ComputeStream:
                 try:
                     self._first = self._take(event)
                 except _Finished:
-                    self._first, self._ended = self._terminator, True
+                    self._first, self._ended, self._whole = self._terminator, True, True
         except BaseException:
             await self.close()
             raise
@@ -147,6 +156,7 @@ class ComputeStream:
                 try:
                     chunk = self._take(event)
                 except _Finished:
+                    self._whole = True
                     if self._terminator:
                         yield self._terminator
                     return
@@ -212,6 +222,21 @@ class ComputeStream:
                 info=endpoint_info(self._endpoint),
             )
 
+    async def _await_timing(self) -> None:
+        """The task's result, for the record (the answer is complete): at most result_wait s."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(self._run), self._result_wait)
+        if self._run.done():
+            self._note_timing(self._run)
+        else:
+            self._run.cancel()
+
+    def _note_timing(self, run: asyncio.Task[Any]) -> None:
+        if run.cancelled() or run.exception() is not None:
+            return
+        with contextlib.suppress(GatewayError):
+            note_function_timing(parse_result(run.result(), self._endpoint, None), self._outcome)
+
     def _silence(self, seconds: float, waiting_for: str) -> GatewayError:
         return GatewayError(
             504,
@@ -225,8 +250,16 @@ class ComputeStream:
         if self._closed:
             return
         self._closed = True
+        if self._whole and self._outcome is not None:
+            if self._run.done():
+                self._note_timing(self._run)
+            elif self._result_wait > 0:
+                self._outcome.settling = asyncio.get_running_loop().create_task(
+                    self._await_timing()
+                )
         # Stops only this request's wait for the result; the executor goes on for the others.
-        self._run.cancel()
+        if self._outcome is None or self._outcome.settling is None:
+            self._run.cancel()
         with contextlib.suppress(Exception):
             # Later POSTs for this task are refused, which tells the function to stop.
             await self._subscription.close()

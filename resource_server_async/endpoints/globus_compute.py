@@ -178,6 +178,8 @@ class GlobusComputeEndpoint(BaseEndpoint):
             operation=request.operation,
             first_chunk_timeout=settings.STREAMING_FIRST_CHUNK_TIMEOUT,
             idle_timeout=settings.STREAMING_IDLE_TIMEOUT,
+            outcome=request.outcome,
+            result_wait=settings.STREAMING_RESULT_WAIT_SECONDS,
         )
         await stream.start()
         if request.outcome is not None:

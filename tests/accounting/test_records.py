@@ -12,6 +12,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
+from tests.accounting.conftest import stream_bytes
 from tests.fake_backend import FakeBackend
 from tests.servers import GatewayServer
 
@@ -137,15 +138,7 @@ def test_an_authentication_failure_is_recorded_without_a_principal(
 
 
 def _stream_bytes(gateway: GatewayServer, body: dict, rid: str) -> bytes:
-    with httpx.stream(
-        "POST",
-        f"{gateway.url}{CHAT}",
-        json=body,
-        headers={"Authorization": f"Bearer {gateway.api_key}", "x-request-id": rid},
-        timeout=20,
-    ) as answer:
-        assert answer.status_code == 200
-        return b"".join(answer.iter_bytes())
+    return stream_bytes(gateway, CHAT, body, rid)
 
 
 def _stream_body(model: str, **extra: object) -> dict:

@@ -1,5 +1,6 @@
 """The record writer's bounds and guarantees, on the suite's database (SQLite or PostgreSQL):
-the queue's bound, the spool's bound, no record written twice, and purge_records."""
+the queue's bound, the spool's bound, no record written twice, and purge_records. A real
+database outage: test_writer_outage.py."""
 
 from __future__ import annotations
 
@@ -83,40 +84,6 @@ def test_the_spool_is_bounded_in_bytes(tmp_path: Path) -> None:
     written = spool.drain(insert_rows, 50)
     assert written == kept == RequestRecord.objects.count()
     assert spool.size() == 0 and not list((tmp_path / "spool").iterdir())
-
-
-async def test_records_spooled_while_the_database_refuses_are_written_later(
-    tmp_path: Path,
-) -> None:
-    writer = _writer(tmp_path, queue_size=40)
-    failing = True
-
-    def flaky_insert(rows: list[dict]) -> None:
-        if failing:
-            raise RuntimeError("database is down")
-        insert_rows(rows)
-
-    # The database's refusal, at the level the writer sees it (its insert function).
-    import resource_server_async.accounting.writer as writer_module
-
-    original = writer_module.insert_rows
-    writer_module.insert_rows = flaky_insert
-    try:
-        writer.start()
-        for index in range(100):
-            writer.submit(_outcome(index))
-        from tests.waiting import wait_until_async
-
-        await wait_until_async(lambda: writer.stats.spooled > 0)
-        failing = False
-        await wait_until_async(lambda: writer.stats.written + writer.stats.dropped == 100)
-    finally:
-        await writer.close()
-        writer_module.insert_rows = original
-    count = await RequestRecord.objects.acount()
-    assert count == writer.stats.written == 100 - writer.stats.dropped
-    keys = [key async for key in RequestRecord.objects.values_list("request_key", flat=True)]
-    assert len(keys) == len(set(keys))
 
 
 def test_purge_records_deletes_what_is_past_the_retention(capsys: pytest.CaptureFixture) -> None:

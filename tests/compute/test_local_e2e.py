@@ -17,6 +17,7 @@ import requests
 
 from resource_server_async.compute.functions import INFERENCE, PBS_STATUS
 from resource_server_async.streaming import issue_token
+from tests.accounting.records_db import fetch_records
 from tests.compute.catalog import (
     DIRECT_CLUSTER,
     cluster_row,
@@ -364,3 +365,43 @@ def test_jobs_errors(gateway: GatewayServer) -> None:
     )
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "missing_credentials"
+
+
+# --- records (accounting) ----------------------------------------------------------------------
+
+
+def _record(gateway: GatewayServer, request_id: str) -> dict:
+    found: list[dict] = []
+
+    def written() -> bool:
+        found[:] = fetch_records(gateway.env["DATABASE_URL"], "request_id = ?", (request_id,))
+        return bool(found)
+
+    wait_until(written)
+    assert len(found) == 1
+    return found[0]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_compute_request_is_recorded_with_its_task_and_the_functions_timing(
+    gateway: GatewayServer, client: openai.OpenAI, stream: bool
+) -> None:
+    rid = f"compute-{uuid.uuid4().hex[:12]}"
+    answer = client.chat.completions.create(
+        model="fake-model",
+        messages=[{"role": "user", "content": "timed run"}],
+        stream=stream,
+        extra_headers={"x-request-id": rid},
+    )
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)  # type: ignore[union-attr]
+        assert text == "Echo: timed run"
+    record = _record(gateway, rid)
+    assert record["status"] == 200 and bool(record["stream"]) is stream
+    assert record["cluster"] == CLUSTER and record["endpoint_slug"] == f"{CLUSTER}-vllm-fake-model"
+    assert record["compute_task_id"]  # the local executor's task id
+    # The function's own figures (compute_functions/inference.py), not the gateway's.
+    assert record["response_time"] is not None and record["response_time"] > 0
+    assert record["throughput_tokens_per_second"] is not None
+    assert record["throughput_tokens_per_second"] > 0
+    assert record["total_tokens"]
