@@ -15,7 +15,7 @@ import pytest
 
 from tests.admission.conftest import Gateways
 from tests.fake_backend import FakeBackend
-from tests.waiting import wait_until
+from tests.waiting import wait_until, wait_until_async
 
 
 def chat(model: str, text: str = "hello", **extra: Any) -> dict[str, Any]:
@@ -189,8 +189,7 @@ async def test_max_concurrent_user_bounds_requests_in_flight(
                 for i in range(2)
             ]
             ids = [f"busy-{gateways.mode}-{i}" for i in range(2)]
-            while not all(backend.calls.get(i) == "waiting" for i in ids):
-                await asyncio.sleep(0.01)
+            await wait_until_async(lambda: all(backend.calls.get(i) == "waiting" for i in ids))
             third = await client.post(
                 gateways.url(1, "busy-model"), json=chat("busy-model"), headers=headers
             )
