@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,6 +115,16 @@ def test_tpm_user_stops_after_the_tokens_the_backend_reported(gateways: Gateways
     assert int(refused.headers["x-ratelimit-remaining-tokens"]) < reserve
 
 
+def stream(gateways: Gateways, body: dict[str, Any]) -> AbstractContextManager[httpx2.Response]:
+    return httpx2.stream(
+        "POST",
+        gateways.url(0, body["model"]),
+        json=body,
+        headers={"Authorization": f"Bearer {gateways.key}"},
+        timeout=20,
+    )
+
+
 def _remaining_tokens(gateways: Gateways, model: str) -> int:
     answer = post(gateways, 1, chat(model, max_tokens=1))
     assert answer.status_code == 200, answer.text
@@ -122,13 +133,7 @@ def _remaining_tokens(gateways: Gateways, model: str) -> int:
 
 def test_a_cut_stream_releases_its_reservation(gateways: Gateways, backend: FakeBackend) -> None:
     body = chat("cut-model", stream=True, max_tokens=3000, fake={"stop_after": 1, "id": "cut"})
-    with httpx2.stream(
-        "POST",
-        gateways.url(0, "cut-model"),
-        json=body,
-        headers={"Authorization": f"Bearer {gateways.key}"},
-        timeout=20,
-    ) as answer:
+    with stream(gateways, body) as answer:
         assert answer.status_code == 200
         assert int(answer.headers["x-ratelimit-remaining-tokens"]) < 2000  # 3000 reserved
         events = b"".join(answer.iter_bytes())
@@ -149,13 +154,7 @@ def test_a_client_that_disconnects_releases_its_reservation_and_slot(
         max_tokens=3000,
         fake={"chunk_delay": 0.3, "chunks": 50, "id": stream_id},
     )
-    with httpx2.stream(
-        "POST",
-        gateways.url(0, "cut-model"),
-        json=body,
-        headers={"Authorization": f"Bearer {gateways.key}"},
-        timeout=20,
-    ) as answer:
+    with stream(gateways, body) as answer:
         assert answer.status_code == 200
         events = answer.iter_raw()  # kept: dropping the iterator would close the stream
         assert next(events).startswith(b"data: ")
