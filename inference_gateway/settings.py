@@ -297,6 +297,35 @@ MAINTENANCE_ERROR_NOTICES = env.get_json_object(
     "MAINTENANCE_ERROR_NOTICES", env.is_str, "a notice string"
 )
 
+# --- Admission limits (docs/limits.md) ---------------------------------------------------------
+
+# The period of the per-minute limits (rpm_*, tpm_*), in seconds: a full bucket refills in it.
+LIMITS_WINDOW_SECONDS = env.get_float("LIMITS_WINDOW_SECONDS", 60.0)
+# Gateway-wide limits for endpoints whose own field is 0 (0 here = unlimited).
+LIMITS_DEFAULT_RPM_USER = env.get_int("LIMITS_DEFAULT_RPM_USER", 0)
+LIMITS_DEFAULT_TPM_USER = env.get_int("LIMITS_DEFAULT_TPM_USER", 0)
+LIMITS_DEFAULT_MAX_CONCURRENT_USER = env.get_int("LIMITS_DEFAULT_MAX_CONCURRENT_USER", 0)
+LIMITS_DEFAULT_RPM_MODEL = env.get_int("LIMITS_DEFAULT_RPM_MODEL", 0)
+LIMITS_DEFAULT_TPM_MODEL = env.get_int("LIMITS_DEFAULT_TPM_MODEL", 0)
+# Completion tokens reserved for a request that names no max_tokens (corrected at its end).
+LIMITS_RESERVE_COMPLETION_TOKENS = env.get_int("LIMITS_RESERVE_COMPLETION_TOKENS", 1024)
+# With REDIS_URL, when Redis does not answer: "open" admits (a warning, at most once a minute),
+# "closed" answers 503 limits_unavailable. Seconds to wait for Redis per decision.
+LIMITS_REDIS_FAILURE = env.get_str("LIMITS_REDIS_FAILURE", "open").lower()
+if LIMITS_REDIS_FAILURE not in ("open", "closed"):
+    raise env.ConfigurationError(
+        f"LIMITS_REDIS_FAILURE must be 'open' or 'closed', not {LIMITS_REDIS_FAILURE!r}."
+    )
+LIMITS_REDIS_TIMEOUT = env.get_float("LIMITS_REDIS_TIMEOUT", 0.5)
+# Redis connections per worker process for limit decisions (a decision waits for a free one).
+LIMITS_REDIS_CONNECTIONS = env.get_int("LIMITS_REDIS_CONNECTIONS", 64)
+# Prefix of the limiter's Redis keys (two gateways sharing one Redis keep apart by it).
+LIMITS_REDIS_PREFIX = env.get_str("LIMITS_REDIS_PREFIX", "igw:limits:")
+# Without Redis: limit states kept per process (least recently used forgotten first).
+LIMITS_MEMORY_MAX_KEYS = env.get_int("LIMITS_MEMORY_MAX_KEYS", 100_000)
+# A concurrency slot whose request never released it (a worker that died) frees itself then.
+LIMITS_SLOT_LEASE_SECONDS = env.get_int("LIMITS_SLOT_LEASE_SECONDS", 3600)
+
 # --- Accounting: request records (docs/accounting.md) -----------------------------------------
 
 # Off: no record is written at all (the benchmark's comparison; metrics still count).

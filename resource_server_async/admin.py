@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from resource_server_async.models import ApiKey, Cluster, Endpoint
+from resource_server_async.models import ApiKey, Cluster, Endpoint, LimitOverride
 
 
 @admin.register(Cluster)
@@ -35,6 +35,34 @@ class EndpointAdmin(admin.ModelAdmin):
     ]
     list_filter = ["cluster", "framework"]
     search_fields = ["endpoint_slug", "model"]
+    readonly_fields = ["updated_at"]
+    fieldsets = [
+        (None, {"fields": ["endpoint_slug", "cluster", "framework", "model", "endpoint_adapter"]}),
+        ("Access", {"fields": ["allowed_globus_groups", "allowed_domains"]}),
+        ("Configuration", {"fields": ["config"]}),
+        (
+            "Limits (docs/limits.md; 0 = the gateway default, which is unlimited unless set)",
+            {
+                "fields": [
+                    "rpm_user",
+                    "tpm_user",
+                    "max_concurrent_user",
+                    "rpm_model",
+                    "tpm_model",
+                    "updated_at",
+                ]
+            },
+        ),
+    ]
+
+
+@admin.register(LimitOverride)
+class LimitOverrideAdmin(admin.ModelAdmin):
+    """A key's or a group's own per-user limits (admission/limits.py), seen within a second."""
+
+    list_display = ["__str__", "rpm_user", "tpm_user", "max_concurrent_user", "note", "updated_at"]
+    search_fields = ["globus_group", "api_key__name", "note"]
+    raw_id_fields = ["api_key"]
     readonly_fields = ["updated_at"]
 
 

@@ -62,9 +62,13 @@ class Endpoint(models.Model):
     allowed_globus_groups = StringListField(default=list, blank=True)
     allowed_domains = StringListField(default=list, blank=True)
     config = ConfigField(default=dict, blank=True)
-    # Tokens per minute; 0 = unlimited.
+    # Admission limits (docs/limits.md): per minute (LIMITS_WINDOW_SECONDS), per principal
+    # ("_user") or for everyone together ("_model"); 0 = the gateway default (0 = unlimited).
     tpm_model = models.PositiveIntegerField(default=0)
     tpm_user = models.PositiveIntegerField(default=0)
+    rpm_model = models.PositiveIntegerField(default=0)
+    rpm_user = models.PositiveIntegerField(default=0)
+    max_concurrent_user = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -85,6 +89,9 @@ class Endpoint(models.Model):
             "config": self.config,
             "tpm_model": self.tpm_model,
             "tpm_user": self.tpm_user,
+            "rpm_model": self.rpm_model,
+            "rpm_user": self.rpm_user,
+            "max_concurrent_user": self.max_concurrent_user,
         }
 
     def clean(self) -> None:
@@ -136,6 +143,50 @@ class ApiKey(models.Model):
     def is_active(self) -> bool:
         now = timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class LimitOverride(models.Model):
+    """A principal's own per-user limits, in place of the endpoint's (docs/limits.md): for one
+    API key, or for the members of one Globus group. Empty = keep the endpoint's limit."""
+
+    api_key = models.OneToOneField(
+        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="limits"
+    )
+    globus_group = models.CharField(
+        max_length=64, blank=True, default="", help_text="a Globus group id (or leave empty)"
+    )
+    rpm_user = models.PositiveIntegerField(
+        null=True, blank=True, help_text="requests per minute on each endpoint; 0 = unlimited"
+    )
+    tpm_user = models.PositiveIntegerField(
+        null=True, blank=True, help_text="tokens per minute on each endpoint; 0 = unlimited"
+    )
+    max_concurrent_user = models.PositiveIntegerField(
+        null=True, blank=True, help_text="requests in flight on each endpoint; 0 = unlimited"
+    )
+    note = models.CharField(max_length=250, blank=True, default="")
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["globus_group"],
+                condition=~models.Q(globus_group=""),
+                name="limit_override_group_unique",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(api_key__isnull=False) & models.Q(globus_group=""))
+                | (models.Q(api_key__isnull=True) & ~models.Q(globus_group="")),
+                name="limit_override_one_subject",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"limits of {self.api_key or 'group ' + self.globus_group}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.updated_at = timezone.now()  # the catalog's fingerprint notices the change
+        super().save(*args, **kwargs)
 
 
 class RequestRecord(models.Model):

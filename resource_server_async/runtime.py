@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from resource_server_async.accounting.outcome import RequestOutcome
     from resource_server_async.accounting.usage_reader import UsageReader
     from resource_server_async.accounting.writer import RecordWriter
+    from resource_server_async.admission.limiter import Limiter
     from resource_server_async.auth.api_keys import ApiKeyValidator
     from resource_server_async.auth.globus import GlobusTokenValidator
     from resource_server_async.compute.base import ComputeExecutor
@@ -41,6 +42,7 @@ class Runtime:
     __slots__ = (
         "_catalog_refreshing",
         "_executor",
+        "_limiter",
         "_response_store",
         "_usage_reader",
         "accounting_sinks",
@@ -70,6 +72,7 @@ class Runtime:
         self.globus = globus
         self._executor = executor
         self._response_store: ResponseStore | None = None
+        self._limiter: Limiter | None = None
         self._catalog_refreshing = False
         self._usage_reader: UsageReader | None = None
         # None when RECORDS_ENABLED is off; its `stats` are the records' metrics.
@@ -140,6 +143,16 @@ class Runtime:
         return self._response_store
 
     @property
+    def limiter(self) -> Limiter:
+        """The admission limiter (Redis with REDIS_URL, else in-process), built on first use:
+        a gateway without limits never makes one."""
+        if self._limiter is None:
+            from resource_server_async.admission.limiter import build_limiter
+
+            self._limiter = build_limiter()
+        return self._limiter
+
+    @property
     def usage_reader(self) -> UsageReader:
         """The thread that answers usage queries, built on first use."""
         if self._usage_reader is None:
@@ -190,6 +203,8 @@ class Runtime:
             closers.append(self._executor.close)
         if self._response_store is not None:
             closers.append(self._response_store.close)
+        if self._limiter is not None:
+            closers.append(self._limiter.close)
         if self._usage_reader is not None:
             closers.append(self._usage_reader.aclose)
         if self._catalog_refreshing:
@@ -207,6 +222,7 @@ class Runtime:
                 logger.exception("runtime: closing %r failed", close)
         self._executor = None
         self._response_store = None
+        self._limiter = None
         self._usage_reader = None
 
 

@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match
 
 from resource_server_async.accounting.capture import CaptureMiddleware, answer_headers
+from resource_server_async.admission.middleware import AdmissionMiddleware
 from resource_server_async.api.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.runtime import Runtime, installed
@@ -168,7 +169,10 @@ def build_app() -> Starlette:
     app = Starlette(
         routes=_routes(),
         middleware=[
-            # Outermost: every answer on an inference route is accounted, refusals included.
+            # Outside the capture: it releases what admission charged once the capture has
+            # the request's real usage (admission/middleware.py).
+            Middleware(AdmissionMiddleware),
+            # Every answer on an inference route is accounted, refusals included.
             Middleware(
                 CaptureMiddleware,
                 trusted_proxies=settings.TRUSTED_PROXY_NETWORKS,

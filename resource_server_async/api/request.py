@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 
 from resource_server_async.accounting.outcome import RequestOutcome
+from resource_server_async.admission.ticket import AdmissionState
 from resource_server_async.api.http import read_json_object
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.errors import Dialect, GatewayError
@@ -24,7 +25,9 @@ async def read_request(
     request: Request, operation: str, dialect: Dialect, validate: Validator
 ) -> ParsedRequest:
     """Authenticate first (no body is read for strangers), then read, parse and validate."""
-    outcome: RequestOutcome | None = request.scope.get("state", {}).get("outcome")
+    state = request.scope.get("state", {})
+    outcome: RequestOutcome | None = state.get("outcome")
+    admission: AdmissionState | None = state.get("admission")
     principal = await authenticate(request)
     if outcome is not None:
         outcome.set_principal(principal)
@@ -39,6 +42,10 @@ async def read_request(
     stream = body.get("stream") is True
     if outcome is None:  # an app without the capture middleware (api/app.py has it)
         request_id = request.headers.get("x-request-id", "")[:_MAX_REQUEST_ID] or uuid.uuid4().hex
-        return ParsedRequest(principal, body, raw, model, request_id, stream)
+        return ParsedRequest(
+            principal, body, raw, model, request_id, stream, None, operation, admission
+        )
     outcome.model, outcome.stream = model, stream
-    return ParsedRequest(principal, body, raw, model, outcome.request_id, stream, outcome)
+    return ParsedRequest(
+        principal, body, raw, model, outcome.request_id, stream, outcome, operation, admission
+    )

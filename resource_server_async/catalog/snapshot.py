@@ -25,6 +25,7 @@ from resource_server_async.catalog.adapters import (
     cluster_adapter_class,
     endpoint_adapter_class,
 )
+from resource_server_async.catalog.limit_overrides import LimitOverrides, user_limits
 from resource_server_async.catalog.validation import expected_slug, parse_config
 from resource_server_async.clusters.base import BaseCluster, ClusterRow
 from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
@@ -42,6 +43,8 @@ class CatalogSnapshot:
     # Rows that could not be turned into adapters, with the reason (also logged).
     skipped: tuple[str, ...] = ()
     fingerprint: Fingerprint = ()
+    # Per-principal limits set in the admin (catalog/limit_overrides.py).
+    limit_overrides: LimitOverrides = field(default_factory=LimitOverrides)
 
 
 @lru_cache(maxsize=4096)
@@ -74,6 +77,9 @@ def endpoint_row(obj: Any) -> EndpointRow:
         config=dict(obj.config),
         tpm_model=obj.tpm_model,
         tpm_user=obj.tpm_user,
+        rpm_model=obj.rpm_model,
+        rpm_user=obj.rpm_user,
+        max_concurrent_user=obj.max_concurrent_user,
     )
 
 
@@ -82,6 +88,7 @@ def build_snapshot(
     endpoints: list[EndpointRow],
     fingerprint: Fingerprint = (),
     previous: CatalogSnapshot | None = None,
+    limit_overrides: LimitOverrides | None = None,
 ) -> CatalogSnapshot:
     """Adapters for the rows; unchanged rows keep their adapter objects from `previous`."""
     skipped: list[str] = []
@@ -135,15 +142,30 @@ def build_snapshot(
         by_model={model: tuple(items) for model, items in by_model.items()},
         skipped=tuple(skipped),
         fingerprint=fingerprint,
+        limit_overrides=limit_overrides or LimitOverrides(),
     )
 
 
 def database_fingerprint() -> Fingerprint:
-    from resource_server_async.models import Cluster, Endpoint
+    from resource_server_async.models import Cluster, Endpoint, LimitOverride
 
     c = Cluster.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
     e = Endpoint.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
-    return (c["n"], c["t"], c["s"], e["n"], e["t"], e["s"])
+    o = LimitOverride.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
+    return (c["n"], c["t"], c["s"], e["n"], e["t"], e["s"], o["n"], o["t"], o["s"])
+
+
+def load_limit_overrides() -> LimitOverrides:
+    from resource_server_async.models import LimitOverride
+
+    by_key, by_group = {}, {}
+    for obj in LimitOverride.objects.all():
+        limits = user_limits(obj.rpm_user, obj.tpm_user, obj.max_concurrent_user)
+        if obj.api_key_id is not None:
+            by_key[f"api_key:{obj.api_key_id}"] = limits
+        elif obj.globus_group:
+            by_group[obj.globus_group] = limits
+    return LimitOverrides(by_key, by_group)
 
 
 def load_from_database(previous: CatalogSnapshot | None = None) -> CatalogSnapshot:
@@ -152,7 +174,8 @@ def load_from_database(previous: CatalogSnapshot | None = None) -> CatalogSnapsh
     fingerprint = database_fingerprint()
     clusters = [cluster_row(obj) for obj in Cluster.objects.all()]
     endpoints = [endpoint_row(obj) for obj in Endpoint.objects.all()]
-    return build_snapshot(clusters, endpoints, fingerprint, previous)
+    overrides = load_limit_overrides()
+    return build_snapshot(clusters, endpoints, fingerprint, previous, overrides)
 
 
 class Catalog:

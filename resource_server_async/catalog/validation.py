@@ -35,6 +35,8 @@ CLUSTER_FIELDS = frozenset(
         "updated_at",
     }
 )
+# Admission limits of an endpoint (docs/limits.md); absent in older fixtures, so optional.
+LIMIT_FIELDS = ("tpm_model", "tpm_user", "rpm_model", "rpm_user", "max_concurrent_user")
 ENDPOINT_FIELDS = frozenset(
     {
         "endpoint_slug",
@@ -45,8 +47,7 @@ ENDPOINT_FIELDS = frozenset(
         "allowed_globus_groups",
         "allowed_domains",
         "config",
-        "tpm_model",
-        "tpm_user",
+        *LIMIT_FIELDS,
         "updated_at",
     }
 )
@@ -218,7 +219,7 @@ def validate_endpoint(fields: Mapping[str, Any], where: str) -> list[Problem]:
         fields, ["endpoint_slug", "cluster", "framework", "model", "endpoint_adapter"], where
     )
     problems += _string_list_problems(fields, ["allowed_globus_groups", "allowed_domains"], where)
-    for name in ("tpm_model", "tpm_user"):
+    for name in LIMIT_FIELDS:
         value = fields.get(name, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             problems.append(

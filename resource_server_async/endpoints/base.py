@@ -27,8 +27,12 @@ class EndpointRow:
     allowed_groups: frozenset[str] = field(default_factory=frozenset)
     allowed_domains: frozenset[str] = field(default_factory=frozenset)
     config: dict[str, Any] = field(default_factory=dict)
+    # Admission limits (admission/limits.py); 0 = the gateway default.
     tpm_model: int = 0
     tpm_user: int = 0
+    rpm_model: int = 0
+    rpm_user: int = 0
+    max_concurrent_user: int = 0
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from resource_server_async import admission
 from resource_server_async.accounting import stream_usage
 from resource_server_async.accounting.outcome import RequestOutcome
+from resource_server_async.admission.ticket import AdmissionState
 from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.snapshot import catalog
@@ -53,6 +54,8 @@ class ParsedRequest:
     request_id: str
     stream: bool
     outcome: RequestOutcome | None = None  # the capture's, filled along the way (accounting/)
+    operation: str = ""  # the route's operation (admission reads it)
+    admission: AdmissionState | None = None  # what admission charged (admission/middleware.py)
 
 
 def find_cluster(principal: Principal, cluster_name: str, framework: str) -> BaseCluster:
@@ -355,6 +358,6 @@ async def run(
     """A cluster-scoped inference request, from the parsed request to the answer."""
     endpoint = resolve(parsed.principal, cluster, framework, parsed.model, operation)
     authorize_endpoint(parsed.principal, endpoint)
-    admission.admit(parsed.principal, endpoint)
+    await admission.admit(parsed, endpoint)
     call = prepare(endpoint, operation, parsed)
     return await cancel_on_disconnect(request, execute(endpoint, call, dialect))

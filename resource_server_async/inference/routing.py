@@ -3,9 +3,10 @@
 Candidates are the endpoints the principal may use (`auth.permissions.can_use_endpoint`, the
 test of `authorize_endpoint`) whose cluster offers the operation and is not under maintenance
 (`admission.maintenance_notice`), in catalog order, with those that recently failed moved
-last. Each one tried is admitted (step 5) first. A call that fails before reaching a model
-(server unreachable, model not live, key missing) moves on to the next candidate; once a model
-may have run, the answer (or error) is final.
+last. Each one tried is admitted (step 5) first; a refusal by the model's own limit
+(rpm_model, tpm_model) moves on to the next, a user's limit does not. A call that fails before
+reaching a model (server unreachable, model not live, key missing) moves on to the next
+candidate; once a model may have run, the answer (or error) is final.
 """
 
 from __future__ import annotations
@@ -105,8 +106,14 @@ async def failover(
     past failures that happened before any model server received the request."""
     for index, endpoint in enumerate(endpoints):
         try:
-            admission.admit(parsed.principal, endpoint)
+            await admission.admit(parsed, endpoint)
             response = await attempt(endpoint, parsed)
+        except admission.LimitRefusal as exc:
+            # The model's limit is this endpoint's alone: another one may have room. A user's
+            # limit is not a reason to spread one user over every cluster (docs/limits.md).
+            if exc.per_endpoint and index + 1 < len(endpoints):
+                continue
+            raise
         except GatewayError as exc:
             if exc.code in UNWELL_CODES:
                 backoff.mark(endpoint)

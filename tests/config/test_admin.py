@@ -7,10 +7,14 @@ import json
 import pytest
 from django.test import Client
 
+from resource_server_async.catalog.validation import LIMIT_FIELDS
 from resource_server_async.models import Cluster, Endpoint
 from tests.config.helpers import cluster_row, endpoint_row
 
 pytestmark = pytest.mark.django_db
+
+# The admin form posts every limit field (0 = the gateway default).
+NO_LIMITS = dict.fromkeys(LIMIT_FIELDS, 0)
 
 
 @pytest.fixture
@@ -26,14 +30,14 @@ def form(fields: dict[str, object]) -> dict[str, object]:
 def test_valid_endpoint_is_saved(staff: Client) -> None:
     response = staff.post(
         "/admin/resource_server_async/endpoint/add/",
-        form(endpoint_row()["fields"] | {"tpm_model": 0, "tpm_user": 0}),
+        form(endpoint_row()["fields"] | NO_LIMITS),
     )
     assert response.status_code == 302, response.content[:2000]
     assert Endpoint.objects.get().config["api_port"] == 8000
 
 
 def test_wrong_slug_is_refused_with_the_expected_one(staff: Client) -> None:
-    fields = endpoint_row(endpoint_slug="bad-slug")["fields"] | {"tpm_model": 0, "tpm_user": 0}
+    fields = endpoint_row(endpoint_slug="bad-slug")["fields"] | NO_LIMITS
     response = staff.post("/admin/resource_server_async/endpoint/add/", form(fields))
     assert response.status_code == 200
     assert (
@@ -49,9 +53,7 @@ def test_missing_config_key_and_unknown_cluster_are_refused(staff: Client) -> No
         endpoint_slug="polaris-vllm-meta-llamameta-llama-31-70b-instruct",
         config={"endpoint_uuid": "e", "function_uuid": "f"},
     )["fields"]
-    response = staff.post(
-        "/admin/resource_server_async/endpoint/add/", form(fields | {"tpm_model": 0, "tpm_user": 0})
-    )
+    response = staff.post("/admin/resource_server_async/endpoint/add/", form(fields | NO_LIMITS))
     page = response.content.decode()
     assert response.status_code == 200
     assert "config.api_port is missing" in page

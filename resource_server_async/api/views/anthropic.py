@@ -33,7 +33,7 @@ def cluster_scoped(operation: str, run: Runner) -> Handler:
             parsed.principal, params["cluster"], params["framework"], parsed.model, OFFERED
         )
         authorize_endpoint(parsed.principal, endpoint)
-        admission.admit(parsed.principal, endpoint)
+        await admission.admit(parsed, endpoint)
         return await pipeline.cancel_on_disconnect(request, run(endpoint, parsed))
 
     handler.__name__ = f"anthropic_{operation.replace('/', '_')}"

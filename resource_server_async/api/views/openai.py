@@ -50,7 +50,7 @@ async def _responses(
         parsed.principal, cluster, framework, parsed.model, responses_api.OPERATION
     )
     authorize_endpoint(parsed.principal, endpoint)
-    admission.admit(parsed.principal, endpoint)
+    await admission.admit(parsed, endpoint)
     return await pipeline.cancel_on_disconnect(request, responses_api.run(endpoint, parsed))
 
 

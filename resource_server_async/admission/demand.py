@@ -1,0 +1,24 @@
+"""How many tokens a request may use, reserved at admission and corrected at its end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The prompt's tokens, before any tokenizer has seen it: one per 4 bytes of the request body
+# (JSON syntax included). English text runs at about 4 characters a token, so this errs high,
+# which is the safe side for a reservation that the real usage corrects.
+PROMPT_BYTES_PER_TOKEN = 4
+# The completion cap of each family, in the order they are looked for.
+_MAX_FIELDS = ("max_completion_tokens", "max_output_tokens", "max_tokens")
+
+
+def reserved_tokens(operation: str, body: dict[str, Any], body_bytes: int, default: int) -> int:
+    """Prompt estimate plus the completion cap the request names (else `default`)."""
+    prompt = -(-body_bytes // PROMPT_BYTES_PER_TOKEN)
+    if operation == "embeddings":
+        return prompt
+    for name in _MAX_FIELDS:
+        cap = body.get(name)
+        if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 0:
+            return prompt + cap
+    return prompt + default

@@ -1,0 +1,63 @@
+"""The rate-limit headers of an answer, as OpenAI and Anthropic send them.
+
+OpenAI: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, the reset being the time until
+the bucket is full again, as a Go-style duration ("6m0s", "1.5s", "20ms"). Anthropic
+(`/v1/messages`): `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`, the reset an
+RFC 3339 time. When several limits of a kind apply (the user's and the model's), the headers
+describe the one with the least left.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from resource_server_async.admission.limiter import Bucket, Decision, Kind, Level
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def openai_duration(seconds: float) -> str:
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    minutes, rest = divmod(round(seconds, 3), 60)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".")
+    return f"{int(minutes)}m{text}s" if minutes else f"{text}s"
+
+
+def _tightest(
+    buckets: tuple[Bucket, ...], decision: Decision, kind: Kind
+) -> tuple[Bucket, Level] | None:
+    found: tuple[Bucket, Level] | None = None
+    for bucket, level in zip(buckets, decision.levels, strict=True):
+        if bucket.kind == kind and (found is None or level.remaining < found[1].remaining):
+            found = (bucket, level)
+    return found
+
+
+def rate_limit_headers(buckets: tuple[Bucket, ...], decision: Decision, anthropic: bool) -> Headers:
+    headers: Headers = []
+    now = datetime.now(UTC) if anthropic else None
+    kinds: tuple[Kind, ...] = ("requests", "tokens")
+    for kind in kinds:
+        found = _tightest(buckets, decision, kind)
+        if found is None:
+            continue
+        bucket, level = found
+        limit, remaining = str(bucket.capacity).encode(), str(level.remaining).encode()
+        if now is not None:
+            at = (now + timedelta(seconds=level.reset)).isoformat(timespec="seconds")
+            reset = at.replace("+00:00", "Z").encode()
+            headers += [
+                (f"anthropic-ratelimit-{kind}-limit".encode(), limit),
+                (f"anthropic-ratelimit-{kind}-remaining".encode(), remaining),
+                (f"anthropic-ratelimit-{kind}-reset".encode(), reset),
+            ]
+        else:
+            headers += [
+                (f"x-ratelimit-limit-{kind}".encode(), limit),
+                (f"x-ratelimit-remaining-{kind}".encode(), remaining),
+                (f"x-ratelimit-reset-{kind}".encode(), openai_duration(level.reset).encode()),
+            ]
+    return headers

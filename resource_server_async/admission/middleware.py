@@ -1,0 +1,59 @@
+"""Pure ASGI middleware around every inference request: the admission record, the rate-limit
+headers, and the release of what admission charged, once the request has ended.
+
+It sits outside the accounting capture, so that the real usage (filled by the capture at the
+end) is known when the tickets are released. The last body message of an answer that holds a
+ticket waits for the release (one limiter call): a client that sends its next request on
+reading the end of this one sees its limits already corrected.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from resource_server_async.admission.headers import rate_limit_headers
+from resource_server_async.admission.ticket import AdmissionState
+
+_PREFIX = "/resource_server/"
+
+
+class AdmissionMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(_PREFIX) or "/v1/" not in path:
+            await self.app(scope, receive, send)
+            return
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = state = {}
+        admission = AdmissionState()
+        state["admission"] = admission
+        anthropic = path.endswith("/v1/messages")
+        held: list[Message] = []
+
+        async def send_with_limits(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                if admission.decision is not None:
+                    headers = list(message.get("headers", ()))
+                    headers += rate_limit_headers(admission.buckets, admission.decision, anthropic)
+                    message["headers"] = headers
+            elif (
+                kind == "http.response.body"
+                and admission.tickets
+                and not message.get("more_body", False)
+            ):
+                held.append(message)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_limits)
+        finally:
+            if admission.tickets:
+                await admission.release(state.get("outcome"))
+            for message in held:
+                await send(message)

@@ -1,0 +1,181 @@
+"""The limiter shared by every worker process and gateway host: one Lua script per decision.
+
+The script reads every bucket and slot set the request needs, and charges them only if all
+pass, in one atomic step on the Redis server (no check-then-act between workers). Time is
+Redis's own clock (TIME), so hosts whose clocks differ still agree. Keys expire when a bucket
+would be full again or a slot set's last lease ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from resource_server_async.admission.limiter import (
+    Bucket,
+    Decision,
+    Level,
+    LimiterUnavailable,
+    Slot,
+)
+
+# KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, lease (ms), then
+# capacity and cost per bucket, then the limit per slot set. Returns: the refusing limit's
+# 1-based index (0: admitted), the wait (ms), then remaining and reset (ms) per bucket.
+_ACQUIRE = """
+local nb = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local lease = tonumber(ARGV[4])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local levels, refused, wait = {}, 0, 0
+for i = 1, nb do
+  local cap, cost = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
+  local state = redis.call('HMGET', KEYS[i], 'l', 't')
+  local level = cap
+  if state[1] then
+    level = math.min(cap, tonumber(state[1]) + (now - tonumber(state[2])) * cap / window)
+  end
+  levels[i] = level
+  if level < cost then
+    wait = math.max(wait, (cost - level) * window / cap)
+    if refused == 0 then refused = i end
+  end
+end
+local base = 4 + 2 * nb
+for j = 1, #KEYS - nb do
+  local key = KEYS[nb + j]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[base + j]) then
+    wait = math.max(wait, 1000)  -- SLOT_RETRY_SECONDS: when a request ends is unknown
+    if refused == 0 then refused = nb + j end
+  end
+end
+if refused == 0 then
+  for i = 1, nb do
+    local cap = tonumber(ARGV[3 + 2 * i])
+    levels[i] = levels[i] - tonumber(ARGV[4 + 2 * i])
+    redis.call('HSET', KEYS[i], 'l', levels[i], 't', now)
+    redis.call('PEXPIRE', KEYS[i], math.ceil((cap - levels[i]) * window / cap) + 1000)
+  end
+  for j = 1, #KEYS - nb do
+    redis.call('ZADD', KEYS[nb + j], now + lease, ARGV[3])
+    redis.call('PEXPIRE', KEYS[nb + j], lease)
+  end
+end
+local out = {refused, math.ceil(wait)}
+for i = 1, nb do
+  local cap = tonumber(ARGV[3 + 2 * i])
+  out[#out + 1] = math.floor(levels[i])
+  out[#out + 1] = math.ceil((cap - levels[i]) * window / cap)
+end
+return out
+"""
+
+# KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, then capacity
+# and refund per bucket. A missing bucket is full: a refund to it is nothing, a charge starts
+# a debt.
+_SETTLE = """
+local nb = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+for i = 1, nb do
+  local cap, refund = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+  local state = redis.call('HMGET', KEYS[i], 'l', 't')
+  local level = nil
+  if state[1] then
+    level = math.min(cap, tonumber(state[1]) + (now - tonumber(state[2])) * cap / window) + refund
+  elseif refund < 0 then
+    level = cap + refund
+  end
+  if level ~= nil then
+    if level >= cap then
+      redis.call('DEL', KEYS[i])
+    else
+      redis.call('HSET', KEYS[i], 'l', level, 't', now)
+      redis.call('PEXPIRE', KEYS[i], math.ceil((cap - level) * window / cap) + 1000)
+    end
+  end
+end
+for j = nb + 1, #KEYS do
+  redis.call('ZREM', KEYS[j], ARGV[3])
+end
+return 0
+"""
+
+# After a failure, decisions fail at once for this long instead of each waiting for a timeout.
+_PAUSE_AFTER_FAILURE = 1.0
+
+
+class RedisLimiter:
+    def __init__(
+        self, url: str, *, window: float, lease: float, timeout: float, connections: int
+    ) -> None:
+        import redis.asyncio as redis
+
+        self.window_ms = int(window * 1000)
+        self.lease_ms = int(lease * 1000)
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        self._redis: Any = redis.Redis(connection_pool=pool)
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._settle = self._redis.register_script(_SETTLE)
+        self._timeout = timeout
+        self._paused_until = 0.0
+
+    @classmethod
+    def from_settings(cls) -> RedisLimiter:
+        from django.conf import settings
+
+        return cls(
+            settings.REDIS_URL,
+            window=settings.LIMITS_WINDOW_SECONDS,
+            lease=settings.LIMITS_SLOT_LEASE_SECONDS,
+            timeout=settings.LIMITS_REDIS_TIMEOUT,
+            connections=settings.LIMITS_REDIS_CONNECTIONS,
+        )
+
+    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        if self._paused_until > time.monotonic():
+            raise LimiterUnavailable("Redis failed a moment ago")
+        from redis.exceptions import RedisError
+
+        try:
+            return await asyncio.wait_for(script(keys=keys, args=args), self._timeout * 2)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._paused_until = time.monotonic() + _PAUSE_AFTER_FAILURE
+            raise LimiterUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def acquire(
+        self, buckets: Sequence[Bucket], slots: Sequence[Slot], ticket: str
+    ) -> Decision:
+        args: list[Any] = [len(buckets), self.window_ms, ticket, self.lease_ms]
+        for bucket in buckets:
+            args += (bucket.capacity, bucket.cost)
+        args += [slot.limit for slot in slots]
+        keys = [b.key for b in buckets] + [s.key for s in slots]
+        out = await self._run(self._acquire, keys, args)
+        levels = tuple(
+            Level(max(0, int(out[i])), int(out[i + 1]) / 1000) for i in range(2, len(out), 2)
+        )
+        return Decision(int(out[0]) - 1, int(out[1]) / 1000, levels)
+
+    async def settle(
+        self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str
+    ) -> None:
+        args: list[Any] = [len(refunds), self.window_ms, ticket]
+        for bucket, refund in refunds:
+            args += (bucket.capacity, refund)
+        keys = [b.key for b, _ in refunds] + [s.key for s in slots]
+        await self._run(self._settle, keys, args)
+
+    async def close(self) -> None:
+        await self._redis.aclose()

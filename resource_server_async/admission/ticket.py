@@ -1,0 +1,95 @@
+"""An admitted request's hold on its limits, and the per-request record the middleware reads."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from resource_server_async.accounting.outcome import RequestOutcome
+from resource_server_async.admission.limiter import (
+    Bucket,
+    Decision,
+    Limiter,
+    LimiterUnavailable,
+    Slot,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What one admission charged: released once, at the end of the request."""
+
+    limiter: Limiter
+    id: str
+    buckets: tuple[Bucket, ...]
+    slots: tuple[Slot, ...]
+
+    async def release(self, used_tokens: int | None) -> None:
+        """Free the slots; set the token reservations to `used_tokens` (None: keep them)."""
+        refunds = []
+        if used_tokens is not None:
+            refunds = [
+                (b, b.cost - used_tokens)
+                for b in self.buckets
+                if b.kind == "tokens" and b.cost != used_tokens
+            ]
+        if refunds or self.slots:
+            await self.limiter.settle(refunds, self.slots, self.id)
+
+
+def used_tokens(outcome: RequestOutcome | None) -> int | None:
+    """The tokens a finished request used: as reported (or estimated from its stream); 0 for a
+    request that failed without usage; None (keep the reservation) for an answer without it."""
+    if outcome is None:
+        return None
+    if outcome.total_tokens is not None:
+        return outcome.total_tokens
+    if 200 <= outcome.status < 300 and not outcome.error_code:
+        return None
+    return 0
+
+
+class AdmissionState:
+    """One per inference request (admission/middleware.py): the tickets taken, and the last
+    decision with its buckets, for the rate-limit headers."""
+
+    __slots__ = ("buckets", "decision", "tickets")
+
+    def __init__(self) -> None:
+        self.tickets: list[Ticket] = []
+        self.buckets: tuple[Bucket, ...] = ()
+        self.decision: Decision | None = None
+
+    def record(self, buckets: tuple[Bucket, ...], decision: Decision) -> None:
+        self.buckets, self.decision = buckets, decision
+
+    async def release(self, outcome: RequestOutcome | None) -> None:
+        """Release every ticket: endpoints left for another (failover) used nothing, the last
+        one what the request used."""
+        last = len(self.tickets) - 1
+        used = used_tokens(outcome)
+        for index, ticket in enumerate(self.tickets):
+            try:
+                await ticket.release(used if index == last else 0)
+            except LimiterUnavailable as exc:
+                # The slots free themselves when their lease ends; tokens stay reserved.
+                warn_rarely(f"admission: a release failed ({exc}); its slots wait for their lease")
+            except Exception:
+                logger.exception("admission: a release failed")
+        self.tickets.clear()
+
+
+_WARN_INTERVAL = 60.0
+_last_warning = 0.0
+
+
+def warn_rarely(message: str) -> None:
+    """A warning at most once a minute per process (an outage must not flood the log)."""
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning >= _WARN_INTERVAL:
+        _last_warning = now
+        logger.warning("%s (repeats are not logged for %.0f s)", message, _WARN_INTERVAL)
