@@ -53,12 +53,16 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         self._reading_headers = True
         self._header_bytes = 0
         self._refused = False
+        # Set when a request ends inside a read: that read was its body, not the next
+        # request's headers (which on_headers_complete measures exactly once they end).
+        self._ended_in_read = False
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        self._ended_in_read = False
         super().data_received(data)
-        if self._reading_headers and not self._refused:
+        if self._reading_headers and not self._refused and not self._ended_in_read:
             # The whole read belonged to headers that have not ended yet.
             self._header_bytes += len(data)
             if self._header_bytes > self.max_header_bytes:
@@ -87,6 +91,7 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
             return
         super().on_message_complete()
         self._reading_headers = True
+        self._ended_in_read = True
 
     def _send_431(self) -> None:
         self.logger.info("Request headers larger than %d bytes refused.", self.max_header_bytes)

@@ -93,6 +93,24 @@ def test_header_under_the_limit_is_served(gateway: GatewayServer) -> None:
     assert answer.startswith(b"HTTP/1.1 200 ")
 
 
+def test_a_body_that_ends_in_one_large_read_is_not_taken_for_headers(
+    gateway: GatewayServer,
+) -> None:
+    # The read that completes a request (here: line, headers and a body four times the header
+    # limit, sent at once) belongs to that request, not to the headers of the next one.
+    body = json.dumps(
+        {"model": "fake-model", "messages": [{"role": "user", "content": "y" * 4 * HEADER_LIMIT}]}
+    ).encode()
+    answer = raw_request(
+        gateway.port,
+        b"POST /resource_server/alpha/vllm/v1/chat/completions HTTP/1.1\r\n"
+        b"Host: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + gateway.api_key.encode() + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
+    )
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
 def memory_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
