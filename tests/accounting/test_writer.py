@@ -4,6 +4,7 @@ database outage: test_writer_outage.py."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,9 +13,11 @@ import pytest
 from django.core.management import call_command
 
 from resource_server_async.accounting.outcome import RequestOutcome
+from resource_server_async.accounting.rows import as_row, insert_rows
 from resource_server_async.accounting.spool import Spool
-from resource_server_async.accounting.writer import RecordWriter, as_row, insert_rows
+from resource_server_async.accounting.writer import RecordWriter
 from resource_server_async.models import RequestRecord
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,14 +49,51 @@ def _writer(tmp_path: Path, **overrides: object) -> RecordWriter:
     return RecordWriter(**options)
 
 
-async def test_the_queue_is_bounded_and_what_it_drops_is_counted(tmp_path: Path) -> None:
+async def test_the_queue_and_its_overflow_are_bounded_and_what_they_drop_is_counted(
+    tmp_path: Path,
+) -> None:
     writer = _writer(tmp_path, queue_size=25)  # not started: nothing leaves the queue
-    for index in range(40):
+    for index in range(60):
         writer.submit(_outcome(index))
-    assert writer.queued == 25 and writer.stats.dropped == 15
-    await writer.close()  # flushed at shutdown
-    assert writer.stats.written == 25
+    assert writer.queued == 25 and writer.stats.dropped == 10  # 25 queued, 25 overflow
+    await writer.close()  # the queue flushed at shutdown, the overflow spooled
+    assert writer.stats.written == 25 and writer.stats.spooled == 25
     assert await RequestRecord.objects.acount() == 25
+    spooled = _writer(tmp_path)
+    spooled.start()  # a new process drains what the last one spooled
+    await wait_until_async(lambda: spooled.stats.written == 25)
+    await spooled.close()
+    assert await RequestRecord.objects.acount() == 50
+
+
+async def test_a_burst_while_the_spool_drains_goes_to_the_spool_not_dropped(
+    tmp_path: Path,
+) -> None:
+    """After an outage the writer drains the spool; a burst larger than the queue that comes
+    meanwhile overflows to the spool, and every record of it arrives."""
+    spooled = 3000
+    spool = Spool(tmp_path / "spool", max_bytes=64 * 1024 * 1024)
+    assert spool.append([as_row(_outcome(i), f"old-{i}") for i in range(spooled)]) == spooled
+    writer = _writer(tmp_path, queue_size=20, batch_size=10)
+    writer.start()
+    await wait_until_async(lambda: list((tmp_path / "spool").glob("*.draining")))
+    # At once, twice the queue (the queue and its overflow); then seven times it, as requests
+    # come: a few per turn of the loop, which lets the overflow's task spool them.
+    at_once, paced = 40, 150
+    for index in range(at_once):
+        writer.submit(_outcome(index))
+    assert writer.stats.dropped == 0
+    for index in range(at_once, at_once + paced):
+        if index % 5 == 0:
+            await asyncio.sleep(0.002)  # the pace of the load, not a wait for the writer
+        writer.submit(_outcome(index))
+    burst = at_once + paced
+    assert writer.stats.dropped == 0
+    await wait_until_async(lambda: writer.stats.spooled > 0)
+    await wait_until_async(lambda: writer.stats.written == spooled + burst, timeout=60)
+    await writer.close()
+    assert writer.stats.dropped == 0
+    assert await RequestRecord.objects.acount() == spooled + burst
 
 
 async def test_records_written_in_batches_by_the_writer_task(tmp_path: Path) -> None:
