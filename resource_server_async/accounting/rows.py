@@ -58,6 +58,7 @@ COLUMNS = (
     "time_to_first_token",
 )
 
+
 def as_row(outcome: RequestOutcome, key: str) -> dict[str, Any]:
     """The record as plain JSON-able values (what the spool file holds, one per line)."""
     row = {name: getattr(outcome, name) for name in PLAIN_FIELDS}

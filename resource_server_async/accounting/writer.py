@@ -60,6 +60,7 @@ class RecordWriter:
         spool_dir: Path,
         spool_max_bytes: int,
         shutdown_seconds: float,
+        settle_seconds: float = 0.0,
     ) -> None:
         self.stats = WriterStats()
         self._queue: deque[tuple[RequestOutcome, str]] = deque()
@@ -74,6 +75,7 @@ class RecordWriter:
         self._batch_size = batch_size
         self._retry_seconds = retry_seconds
         self._shutdown_seconds = shutdown_seconds
+        self._settle_seconds = settle_seconds
         self._spool = Spool(spool_dir, spool_max_bytes)
         self._wake = asyncio.Event()
         self._stopping = False
@@ -97,11 +99,18 @@ class RecordWriter:
             spool_dir=settings.RECORD_SPOOL_DIR,
             spool_max_bytes=settings.RECORD_SPOOL_MAX_BYTES,
             shutdown_seconds=settings.RECORD_SHUTDOWN_SECONDS,
+            # A compute stream's record waits this long at most for its task's result.
+            settle_seconds=settings.STREAMING_RESULT_WAIT_SECONDS,
         )
 
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def overflowing(self) -> int:
+        """Records that found the queue full, not spooled yet."""
+        return len(self._overflow)
 
     # --- the request side ----------------------------------------------------------------
 
@@ -227,7 +236,11 @@ class RecordWriter:
     # --- shutdown ------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Write what is queued (RECORD_SHUTDOWN_SECONDS at most), spool the rest."""
+        """Wait for the records still being completed (settle_seconds at most), write what is
+        queued (RECORD_SHUTDOWN_SECONDS at most), spool the rest."""
+        from resource_server_async.accounting import settle
+
+        await settle(self._settle_seconds)
         self._stopping = True
         self._stop.set()
         self._wake.set()

@@ -8,15 +8,18 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
 
+from resource_server_async.accounting import account_once_settled
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.accounting.rows import as_row, insert_rows
 from resource_server_async.accounting.spool import Spool
 from resource_server_async.accounting.writer import RecordWriter
 from resource_server_async.models import RequestRecord
+from resource_server_async.runtime import Runtime, installed
 from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,15 +80,15 @@ async def test_a_burst_while_the_spool_drains_goes_to_the_spool_not_dropped(
     writer = _writer(tmp_path, queue_size=20, batch_size=10)
     writer.start()
     await wait_until_async(lambda: list((tmp_path / "spool").glob("*.draining")))
-    # At once, twice the queue (the queue and its overflow); then seven times it, as requests
-    # come: a few per turn of the loop, which lets the overflow's task spool them.
+    # At once, twice the queue (the queue and its overflow); then seven times it as requests
+    # come, a few at a time while the overflow has room (its task spools it meanwhile).
     at_once, paced = 40, 150
     for index in range(at_once):
         writer.submit(_outcome(index))
-    assert writer.stats.dropped == 0
+    assert writer.stats.dropped == 0 and writer.queued == 20 and writer.overflowing == 20
     for index in range(at_once, at_once + paced):
         if index % 5 == 0:
-            await asyncio.sleep(0.002)  # the pace of the load, not a wait for the writer
+            await wait_until_async(lambda: writer.overflowing <= 15)
         writer.submit(_outcome(index))
     burst = at_once + paced
     assert writer.stats.dropped == 0
@@ -133,3 +136,19 @@ def test_purge_records_deletes_what_is_past_the_retention(capsys: pytest.Capture
     call_command("purge_records", "--days", "30", "--batch", "5")
     assert RequestRecord.objects.count() == 3
     assert "Deleted 12" in capsys.readouterr().out
+
+
+async def test_shutdown_waits_for_a_record_still_settling(settings: Any, tmp_path: Path) -> None:
+    """A compute stream's record waits for its task's result after the answer ended; a
+    shutdown in that time waits for it (STREAMING_RESULT_WAIT_SECONDS at most), then flushes."""
+    settings.RECORDS_ENABLED = True
+    settings.RECORD_SPOOL_DIR = tmp_path / "spool"
+    settings.STREAMING_RESULT_WAIT_SECONDS = 10.0
+    loop = asyncio.get_running_loop()
+    async with installed(Runtime.from_settings()):
+        settling: asyncio.Future[None] = loop.create_future()
+        account_once_settled(_outcome(1), settling)
+        # The task's result comes after the shutdown began (the runtime closes on leaving).
+        loop.call_later(0.2, settling.set_result, None)
+    assert settling.done()
+    assert await RequestRecord.objects.filter(request_id="r1").acount() == 1
