@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from resource_server_async.accounting import account
+from resource_server_async.accounting import account, account_once_settled
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.accounting.tokens import Usage, usage_in_json
 
@@ -157,7 +157,7 @@ class CaptureMiddleware:
         settling = outcome.settling
         if settling is not None and not settling.done():
             # The record waits for what completes it; the answer has gone already.
-            settling.add_done_callback(lambda _: account(outcome))
+            account_once_settled(outcome, settling)
         else:
             account(outcome)
 

@@ -4,17 +4,23 @@ database outage: test_writer_outage.py."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
 
+from resource_server_async.accounting import account_once_settled
 from resource_server_async.accounting.outcome import RequestOutcome
+from resource_server_async.accounting.rows import as_row, insert_rows
 from resource_server_async.accounting.spool import Spool
-from resource_server_async.accounting.writer import RecordWriter, as_row, insert_rows
+from resource_server_async.accounting.writer import RecordWriter
 from resource_server_async.models import RequestRecord
+from resource_server_async.runtime import Runtime, installed
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,14 +52,51 @@ def _writer(tmp_path: Path, **overrides: object) -> RecordWriter:
     return RecordWriter(**options)
 
 
-async def test_the_queue_is_bounded_and_what_it_drops_is_counted(tmp_path: Path) -> None:
+async def test_the_queue_and_its_overflow_are_bounded_and_what_they_drop_is_counted(
+    tmp_path: Path,
+) -> None:
     writer = _writer(tmp_path, queue_size=25)  # not started: nothing leaves the queue
-    for index in range(40):
+    for index in range(60):
         writer.submit(_outcome(index))
-    assert writer.queued == 25 and writer.stats.dropped == 15
-    await writer.close()  # flushed at shutdown
-    assert writer.stats.written == 25
+    assert writer.queued == 25 and writer.stats.dropped == 10  # 25 queued, 25 overflow
+    await writer.close()  # the queue flushed at shutdown, the overflow spooled
+    assert writer.stats.written == 25 and writer.stats.spooled == 25
     assert await RequestRecord.objects.acount() == 25
+    spooled = _writer(tmp_path)
+    spooled.start()  # a new process drains what the last one spooled
+    await wait_until_async(lambda: spooled.stats.written == 25)
+    await spooled.close()
+    assert await RequestRecord.objects.acount() == 50
+
+
+async def test_a_burst_while_the_spool_drains_goes_to_the_spool_not_dropped(
+    tmp_path: Path,
+) -> None:
+    """After an outage the writer drains the spool; a burst larger than the queue that comes
+    meanwhile overflows to the spool, and every record of it arrives."""
+    spooled = 3000
+    spool = Spool(tmp_path / "spool", max_bytes=64 * 1024 * 1024)
+    assert spool.append([as_row(_outcome(i), f"old-{i}") for i in range(spooled)]) == spooled
+    writer = _writer(tmp_path, queue_size=20, batch_size=10)
+    writer.start()
+    await wait_until_async(lambda: list((tmp_path / "spool").glob("*.draining")))
+    # At once, twice the queue (the queue and its overflow); then seven times it as requests
+    # come, a few at a time while the overflow has room (its task spools it meanwhile).
+    at_once, paced = 40, 150
+    for index in range(at_once):
+        writer.submit(_outcome(index))
+    assert writer.stats.dropped == 0 and writer.queued == 20 and writer.overflowing == 20
+    for index in range(at_once, at_once + paced):
+        if index % 5 == 0:
+            await wait_until_async(lambda: writer.overflowing <= 15)
+        writer.submit(_outcome(index))
+    burst = at_once + paced
+    assert writer.stats.dropped == 0
+    await wait_until_async(lambda: writer.stats.spooled > 0)
+    await wait_until_async(lambda: writer.stats.written == spooled + burst, timeout=60)
+    await writer.close()
+    assert writer.stats.dropped == 0
+    assert await RequestRecord.objects.acount() == spooled + burst
 
 
 async def test_records_written_in_batches_by_the_writer_task(tmp_path: Path) -> None:
@@ -93,3 +136,19 @@ def test_purge_records_deletes_what_is_past_the_retention(capsys: pytest.Capture
     call_command("purge_records", "--days", "30", "--batch", "5")
     assert RequestRecord.objects.count() == 3
     assert "Deleted 12" in capsys.readouterr().out
+
+
+async def test_shutdown_waits_for_a_record_still_settling(settings: Any, tmp_path: Path) -> None:
+    """A compute stream's record waits for its task's result after the answer ended; a
+    shutdown in that time waits for it (STREAMING_RESULT_WAIT_SECONDS at most), then flushes."""
+    settings.RECORDS_ENABLED = True
+    settings.RECORD_SPOOL_DIR = tmp_path / "spool"
+    settings.STREAMING_RESULT_WAIT_SECONDS = 10.0
+    loop = asyncio.get_running_loop()
+    async with installed(Runtime.from_settings()):
+        settling: asyncio.Future[None] = loop.create_future()
+        account_once_settled(_outcome(1), settling)
+        # The task's result comes after the shutdown began (the runtime closes on leaving).
+        loop.call_later(0.2, settling.set_result, None)
+    assert settling.done()
+    assert await RequestRecord.objects.filter(request_id="r1").acount() == 1
