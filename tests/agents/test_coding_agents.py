@@ -80,6 +80,20 @@ def _explain(done: subprocess.CompletedProcess[str], hop: RecordingProxy, gw: Ga
     )
 
 
+# SmolLM2 samples: now and then it rambles past the answer bound (OUTPUT_TOKENS) on every one of
+# Claude Code's tries, and Claude Code then stops with its own max-output error although the
+# gateway answered every call. That is the model's doing, so such a run is tried again.
+ATTEMPTS = 3
+
+
+def _model_rambled(done: subprocess.CompletedProcess[str], hop: RecordingProxy) -> bool:
+    return (
+        done.returncode != 0
+        and '"api_error":"max_output_tokens"' in done.stdout
+        and all(call.status == 200 for call in hop.calls)
+    )
+
+
 @pytest.mark.parametrize("cluster", CLUSTERS)
 @pytest.mark.parametrize("agent", sorted(SETUPS))
 def test_agent_completes_a_task_through_the_gateway(
@@ -94,11 +108,15 @@ def test_agent_completes_a_task_through_the_gateway(
     gateway = Gateway(base, demo_gateway.api_key, MODEL_NAME)
     run = SETUPS[agent](agent_bin, tmp_path / "home", gateway)
 
-    try:
-        done = run.run(timeout=AGENT_TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        partial = subprocess.CompletedProcess(exc.cmd, -1, _text(exc.stdout), _text(exc.stderr))
-        pytest.fail(f"{agent} ran over {AGENT_TIMEOUT} s\n{_explain(partial, proxy, demo_gateway)}")
+    for _attempt in range(ATTEMPTS):
+        try:
+            done = run.run(timeout=AGENT_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            partial = subprocess.CompletedProcess(exc.cmd, -1, _text(exc.stdout), _text(exc.stderr))
+            explained = _explain(partial, proxy, demo_gateway)
+            pytest.fail(f"{agent} ran over {AGENT_TIMEOUT} s\n{explained}")
+        if not _model_rambled(done, proxy):
+            break
 
     explained = _explain(done, proxy, demo_gateway)
     assert done.returncode == 0, explained
