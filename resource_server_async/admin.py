@@ -49,6 +49,7 @@ class EndpointAdmin(admin.ModelAdmin):
                     "max_concurrent_user",
                     "rpm_model",
                     "tpm_model",
+                    "max_concurrent",
                     "updated_at",
                 ]
             },

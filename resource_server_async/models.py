@@ -69,6 +69,9 @@ class Endpoint(models.Model):
     rpm_model = models.PositiveIntegerField(default=0)
     rpm_user = models.PositiveIntegerField(default=0)
     max_concurrent_user = models.PositiveIntegerField(default=0)
+    # Capacity of the model server (docs/limits.md, fair share): requests in flight from all
+    # gateway workers together; past it requests wait in a weighted fair queue. 0 = no queue.
+    max_concurrent = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -92,6 +95,7 @@ class Endpoint(models.Model):
             "rpm_model": self.rpm_model,
             "rpm_user": self.rpm_user,
             "max_concurrent_user": self.max_concurrent_user,
+            "max_concurrent": self.max_concurrent,
         }
 
     def clean(self) -> None:
@@ -127,6 +131,10 @@ class ApiKey(models.Model):
     # The operator scope: GET /v1/usage for any principal, group, cluster or model.
     operator = models.BooleanField(
         default=False, help_text="may read the usage of every principal (GET /v1/usage)"
+    )
+    # The project a request with this key is charged to when it names none (x-project).
+    default_project = models.ForeignKey(
+        "Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -183,6 +191,35 @@ class LimitOverride(models.Model):
 
     def __str__(self) -> str:
         return f"limits of {self.api_key or 'group ' + self.globus_group}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.updated_at = timezone.now()  # the catalog's fingerprint notices the change
+        super().save(*args, **kwargs)
+
+
+class Project(models.Model):
+    """A research project: the principals that share an allocation (budget) and a fair share of
+    busy endpoints. Members are a Globus group's members and/or a set of API keys."""
+
+    name = models.SlugField(max_length=100, unique=True, help_text="short name, as in x-project")
+    title = models.CharField(max_length=250, blank=True, default="")
+    globus_group = models.CharField(
+        max_length=64, blank=True, default="", help_text="members: this Globus group (id)"
+    )
+    api_keys = models.ManyToManyField(
+        ApiKey, blank=True, related_name="projects", help_text="members: these API keys"
+    )
+    # Fair share (docs/limits.md): a project's share of a full endpoint, relative to the others.
+    weight = models.PositiveIntegerField(default=1, help_text="fair-share weight (1 = equal)")
+    # A principal in several projects that names none is charged to the first by (order, name).
+    order = models.PositiveIntegerField(default=100, help_text="lower comes first")
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["order", "name"]
+
+    def __str__(self) -> str:
+        return self.name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.updated_at = timezone.now()  # the catalog's fingerprint notices the change

@@ -80,6 +80,7 @@ def endpoint_row(obj: Any) -> EndpointRow:
         rpm_model=obj.rpm_model,
         rpm_user=obj.rpm_user,
         max_concurrent_user=obj.max_concurrent_user,
+        max_concurrent=obj.max_concurrent,
     )
 
 

@@ -36,7 +36,14 @@ CLUSTER_FIELDS = frozenset(
     }
 )
 # Admission limits of an endpoint (docs/limits.md); absent in older fixtures, so optional.
-LIMIT_FIELDS = ("tpm_model", "tpm_user", "rpm_model", "rpm_user", "max_concurrent_user")
+LIMIT_FIELDS = (
+    "tpm_model",
+    "tpm_user",
+    "rpm_model",
+    "rpm_user",
+    "max_concurrent_user",
+    "max_concurrent",
+)
 ENDPOINT_FIELDS = frozenset(
     {
         "endpoint_slug",

@@ -33,6 +33,7 @@ class EndpointRow:
     rpm_model: int = 0
     rpm_user: int = 0
     max_concurrent_user: int = 0
+    max_concurrent: int = 0  # the server's capacity (fair share); 0 = no queue
 
 
 @dataclass(slots=True)
