@@ -140,7 +140,7 @@ class _Tally:
     def __init__(self, child: Histogram) -> None:
         self.child = child
         # The child's own bounds, +Inf last: the bucket of an amount is the first bound >= it.
-        self.bounds: list[float] = child._upper_bounds  # type: ignore[attr-defined]
+        self.bounds: list[float] = child._upper_bounds
         self.counts = [0] * len(self.bounds)
         self.total = 0.0
 
@@ -271,11 +271,13 @@ class MetricsRecorder:
             self._start()
 
     def _start(self) -> None:
-        self._started = True
         try:
-            self._folding = asyncio.get_running_loop().create_task(self._fold_forever())
-        except RuntimeError:  # no loop (a command, a unit test): the caller folds
-            pass
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a command, a unit test): written as it comes
+            self.fold()
+            return
+        self._started = True
+        self._folding = loop.create_task(self._fold_forever())
 
     async def _fold_forever(self) -> None:
         while True:

@@ -222,7 +222,7 @@ def test_many_requests_add_up_to_what_each_would_add() -> None:
     }
 
 
-def test_a_fold_writes_each_value_once_however_many_requests_it_covers(
+async def test_a_fold_writes_each_value_once_however_many_requests_it_covers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The cost that matters in multiprocess mode: each write to a value is a locked file
@@ -237,17 +237,19 @@ def test_a_fold_writes_each_value_once_however_many_requests_it_covers(
 
     monkeypatch.setattr(value_class, "inc", counted)
 
-    def writes_for(requests: int) -> int:
-        recorder = metrics.MetricsRecorder()
+    async def writes_for(requests: int) -> int:
+        recorder = metrics.MetricsRecorder()  # on the loop: observe only tallies
         for _ in range(requests):
             recorder.observe(outcome())
         writes[0] = 0
         recorder.fold()
-        return writes[0]
+        counted = writes[0]
+        await recorder.close()
+        return counted
 
-    one = writes_for(1)
+    one = await writes_for(1)
     assert one == 11  # the counter; five histograms' sum and one bucket each
-    assert writes_for(1000) == one
+    assert await writes_for(1000) == one
 
 
 def test_the_in_flight_gauge_is_the_count_at_the_last_fold() -> None:
