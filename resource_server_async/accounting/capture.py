@@ -15,7 +15,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-import uuid
 from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from resource_server_async.accounting import account, account_once_settled, in_flight
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.accounting.tokens import Usage, usage_in_json
+from resource_server_async.unique_ids import new_id
 
 # The operations whose routes are recorded (…/v1/<operation>).
 INFERENCE_OPERATIONS = frozenset(
@@ -88,7 +88,7 @@ class CaptureMiddleware:
         route, operation, cluster, framework = target
         request_id, forwarded = _request_headers(scope)
         outcome = RequestOutcome(
-            request_id=request_id or uuid.uuid4().hex,
+            request_id=request_id or new_id(),
             received_at=time.time(),
             started=time.perf_counter(),
             route=route,
