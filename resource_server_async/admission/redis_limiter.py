@@ -1,4 +1,5 @@
-"""The limiter shared by every worker process and gateway host: one Lua script per decision.
+"""The limiter shared by every worker process and gateway host: one Lua script per decision,
+sent through the process's pipelined connection (redis_pipe.py).
 
 The script reads every bucket and slot set the request needs, and charges them only if all
 pass, in one atomic step on the Redis server (no check-then-act between workers). Time is
@@ -8,7 +9,6 @@ would be full again or a slot set's last lease ends.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,11 +20,12 @@ from resource_server_async.admission.limiter import (
     LimiterUnavailable,
     Slot,
 )
+from resource_server_async.admission.redis_pipe import RedisUnavailable, Script, ScriptPipe
 
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, lease (ms), then
 # capacity and cost per bucket, then the limit per slot set. Returns: the refusing limit's
 # 1-based index (0: admitted), the wait (ms), then remaining and reset (ms) per bucket.
-_ACQUIRE = """
+_ACQUIRE = Script("""
 local nb = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local lease = tonumber(ARGV[4])
@@ -72,12 +73,12 @@ for i = 1, nb do
   out[#out + 1] = math.ceil((cap - levels[i]) * window / cap)
 end
 return out
-"""
+""")
 
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, then capacity
 # and refund per bucket. A missing bucket is full: a refund to it is nothing, a charge starts
 # a debt.
-_SETTLE = """
+_SETTLE = Script("""
 local nb = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local clock = redis.call('TIME')
@@ -104,7 +105,7 @@ for j = nb + 1, #KEYS do
   redis.call('ZREM', KEYS[j], ARGV[3])
 end
 return 0
-"""
+""")
 
 # After a failure, decisions fail at once for this long instead of each waiting for a timeout.
 _PAUSE_AFTER_FAILURE = 1.0
@@ -112,23 +113,11 @@ _PAUSE_AFTER_FAILURE = 1.0
 
 class RedisLimiter:
     def __init__(
-        self, url: str, *, window: float, lease: float, timeout: float, connections: int
+        self, url: str, *, window: float, lease: float, timeout: float, pending: int
     ) -> None:
-        import redis.asyncio as redis
-
         self.window_ms = int(window * 1000)
         self.lease_ms = int(lease * 1000)
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=connections,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
-        self._redis: Any = redis.Redis(connection_pool=pool)
-        self._acquire = self._redis.register_script(_ACQUIRE)
-        self._settle = self._redis.register_script(_SETTLE)
-        self._timeout = timeout
+        self._pipe = ScriptPipe(url, timeout=timeout, max_pending=pending)
         self._paused_until = 0.0
 
     @classmethod
@@ -140,19 +129,17 @@ class RedisLimiter:
             window=settings.LIMITS_WINDOW_SECONDS,
             lease=settings.LIMITS_SLOT_LEASE_SECONDS,
             timeout=settings.LIMITS_REDIS_TIMEOUT,
-            connections=settings.LIMITS_REDIS_CONNECTIONS,
+            pending=settings.LIMITS_REDIS_MAX_PENDING,
         )
 
-    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         if self._paused_until > time.monotonic():
             raise LimiterUnavailable("Redis failed a moment ago")
-        from redis.exceptions import RedisError
-
         try:
-            return await asyncio.wait_for(script(keys=keys, args=args), self._timeout * 2)
-        except (RedisError, OSError, TimeoutError) as exc:
+            return await self._pipe.call(script, keys, args)
+        except RedisUnavailable as exc:
             self._paused_until = time.monotonic() + _PAUSE_AFTER_FAILURE
-            raise LimiterUnavailable(str(exc) or type(exc).__name__) from exc
+            raise LimiterUnavailable(str(exc)) from exc
 
     async def acquire(
         self, buckets: Sequence[Bucket], slots: Sequence[Slot], ticket: str
@@ -162,7 +149,7 @@ class RedisLimiter:
             args += (bucket.capacity, bucket.cost)
         args += [slot.limit for slot in slots]
         keys = [b.key for b in buckets] + [s.key for s in slots]
-        out = await self._run(self._acquire, keys, args)
+        out = await self._run(_ACQUIRE, keys, args)
         levels = tuple(
             Level(max(0, int(out[i])), int(out[i + 1]) / 1000) for i in range(2, len(out), 2)
         )
@@ -175,7 +162,7 @@ class RedisLimiter:
         for bucket, refund in refunds:
             args += (bucket.capacity, refund)
         keys = [b.key for b, _ in refunds] + [s.key for s in slots]
-        await self._run(self._settle, keys, args)
+        await self._run(_SETTLE, keys, args)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._pipe.close()
