@@ -326,6 +326,14 @@ LIMITS_MEMORY_MAX_KEYS = env.get_int("LIMITS_MEMORY_MAX_KEYS", 100_000)
 # A concurrency slot whose request never released it (a worker that died) frees itself then.
 LIMITS_SLOT_LEASE_SECONDS = env.get_int("LIMITS_SLOT_LEASE_SECONDS", 3600)
 
+# --- Fair share: endpoint capacity and its queue (docs/limits.md#fair-share) -------------------
+
+# How long a request may wait for a slot on an endpoint at its max_concurrent (503 queue_timeout).
+FAIR_SHARE_QUEUE_TIMEOUT_SECONDS = env.get_float("FAIR_SHARE_QUEUE_TIMEOUT_SECONDS", 30.0)
+# Requests that may wait per endpoint, and per project on one endpoint (503 queue_full beyond).
+FAIR_SHARE_MAX_QUEUED = env.get_int("FAIR_SHARE_MAX_QUEUED", 1000)
+FAIR_SHARE_MAX_QUEUED_PER_PROJECT = env.get_int("FAIR_SHARE_MAX_QUEUED_PER_PROJECT", 200)
+
 # --- Accounting: request records (docs/accounting.md) -----------------------------------------
 
 # Off: no record is written at all (the benchmark's comparison; metrics still count).

@@ -1,10 +1,12 @@
-"""An admitted request's hold on its limits, and the per-request record the middleware reads."""
+"""An admitted request's holds (its limits, its endpoint's capacity), and the per-request
+record the middleware reads."""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.admission.limiter import (
@@ -16,6 +18,12 @@ from resource_server_async.admission.limiter import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class Hold(Protocol):
+    """What an admission check keeps until the end of the request."""
+
+    async def release(self, used_tokens: int | None) -> None: ...
 
 
 @dataclass(slots=True)
@@ -59,7 +67,7 @@ class AdmissionState:
     __slots__ = ("buckets", "decision", "tickets")
 
     def __init__(self) -> None:
-        self.tickets: list[Ticket] = []
+        self.tickets: list[Hold] = []
         self.buckets: tuple[Bucket, ...] = ()
         self.decision: Decision | None = None
 
@@ -67,13 +75,13 @@ class AdmissionState:
         self.buckets, self.decision = buckets, decision
 
     async def release(self, outcome: RequestOutcome | None) -> None:
-        """Release every ticket: endpoints left for another (failover) used nothing, the last
-        one what the request used."""
-        last = len(self.tickets) - 1
+        """Release every hold: endpoints left for another (failover) used nothing, the last
+        limits ticket what the request used."""
+        last = next((t for t in reversed(self.tickets) if isinstance(t, Ticket)), None)
         used = used_tokens(outcome)
-        for index, ticket in enumerate(self.tickets):
+        for ticket in self.tickets:
             try:
-                await ticket.release(used if index == last else 0)
+                await ticket.release(used if ticket is last else 0)
             except LimiterUnavailable as exc:
                 # The slots free themselves when their lease ends; tokens stay reserved.
                 warn_rarely(f"admission: a release failed ({exc}); its slots wait for their lease")

@@ -43,9 +43,27 @@ async def read_request(
     if outcome is None:  # an app without the capture middleware (api/app.py has it)
         request_id = request.headers.get("x-request-id", "")[:_MAX_REQUEST_ID] or uuid.uuid4().hex
         return ParsedRequest(
-            principal, body, raw, model, request_id, stream, None, operation, admission
+            principal,
+            body,
+            raw,
+            model,
+            request_id,
+            stream,
+            None,
+            operation,
+            admission,
+            request.headers,
         )
     outcome.model, outcome.stream = model, stream
     return ParsedRequest(
-        principal, body, raw, model, outcome.request_id, stream, outcome, operation, admission
+        principal,
+        body,
+        raw,
+        model,
+        outcome.request_id,
+        stream,
+        outcome,
+        operation,
+        admission,
+        request.headers,
     )

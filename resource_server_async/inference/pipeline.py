@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -56,6 +57,7 @@ class ParsedRequest:
     outcome: RequestOutcome | None = None  # the capture's, filled along the way (accounting/)
     operation: str = ""  # the route's operation (admission reads it)
     admission: AdmissionState | None = None  # what admission charged (admission/middleware.py)
+    headers: Headers | None = None  # the request's (x-priority is read only at a capacity)
 
 
 def find_cluster(principal: Principal, cluster_name: str, framework: str) -> BaseCluster:
@@ -323,6 +325,15 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[Response]) -> R
         watcher.cancel()
 
 
+async def admit_then(
+    parsed: ParsedRequest, endpoint: BaseEndpoint, work: Callable[[], Awaitable[Response]]
+) -> Response:
+    """Admit, then `work()`: awaited inside cancel_on_disconnect, so that a client that hangs
+    up while its request waits in the endpoint's fair queue leaves the queue at once."""
+    await admission.admit(parsed, endpoint)
+    return await work()
+
+
 async def open_stream(endpoint: BaseEndpoint, call: InferenceRequest) -> AsyncIterator[bytes]:
     """The endpoint's stream; once more without the gateway's `stream_options` if the server
     refuses them (remembered, as a server without /v1/messages is)."""
@@ -358,6 +369,8 @@ async def run(
     """A cluster-scoped inference request, from the parsed request to the answer."""
     endpoint = resolve(parsed.principal, cluster, framework, parsed.model, operation)
     authorize_endpoint(parsed.principal, endpoint)
-    await admission.admit(parsed, endpoint)
-    call = prepare(endpoint, operation, parsed)
-    return await cancel_on_disconnect(request, execute(endpoint, call, dialect))
+
+    async def work() -> Response:
+        return await execute(endpoint, prepare(endpoint, operation, parsed), dialect)
+
+    return await cancel_on_disconnect(request, admit_then(parsed, endpoint, work))
