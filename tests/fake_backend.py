@@ -168,7 +168,7 @@ class FakeBackend:
     # once, each taking `service_seconds`; the rest wait in the server's own queue. 0: no cap.
     capacity: int = 0
     service_seconds: float = 0.0
-    in_flight: int = 0  # chat requests being served now, and the most at once
+    in_flight: int = 0  # chat requests at the server now (served or waiting), and the most
     peak_in_flight: int = 0
     requests: deque[Recorded] = field(default_factory=lambda: deque(maxlen=500))
     # stream id -> "open" | "completed" | "aborted by client" | "cut" (fault stop_after)
@@ -331,14 +331,14 @@ class FakeBackend:
     async def _capped(self, request: web.Request) -> web.StreamResponse:
         if self._serving is None:  # made in the server's own loop
             self._serving = asyncio.Semaphore(self.capacity)
-        async with self._serving:
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-            try:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            async with self._serving:
                 await asyncio.sleep(self.service_seconds)  # the model's time on the GPU
                 return await self._chat(request)
-            finally:
-                self.in_flight -= 1
+        finally:
+            self.in_flight -= 1
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body, faults, early = await self._begin(request)

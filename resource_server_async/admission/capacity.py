@@ -82,7 +82,7 @@ def build_capacity() -> Capacity:
         return RedisFairQueue.from_settings()
     from resource_server_async.admission.fair_queue import MemoryFairQueue
 
-    return MemoryFairQueue()
+    return MemoryFairQueue.from_settings()
 
 
 @dataclass(slots=True)

@@ -31,8 +31,8 @@ from resource_server_async.admission.ticket import warn_rarely
 logger = logging.getLogger(__name__)
 
 _PRELUDE = r"""
-local held, queue, deadlines, active, weights, state, tickets =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local held, queue, deadlines, active, weights, state, tickets, holders, reserved =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
@@ -43,7 +43,22 @@ local function head_of(project)
 end
 
 local function expire_all(lease)
-  for i = 1, 7 do redis.call('PEXPIRE', KEYS[i], lease) end
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], lease) end
+end
+
+local function hold(member, project, ends)
+  redis.call('ZADD', held, ends, member)
+  redis.call('HSET', holders, member, project)
+end
+
+-- A slot ends: its request's release, its lease, or a reservation's grace.
+local function drop_held(member)
+  local project = redis.call('HGET', holders, member)
+  redis.call('ZREM', held, member)
+  redis.call('HDEL', holders, member)
+  if project and redis.call('HGET', reserved, project) == member then
+    redis.call('HDEL', reserved, project)
+  end
 end
 
 -- Drop waiters past their deadline and slots past their lease, then grant free slots in fair
@@ -55,7 +70,9 @@ local function dispatch(limit, lease, channel)
     redis.call('HDEL', tickets, string.sub(member, string.find(member, '\0', 1, true) + 15))
   end
   if #gone > 0 then redis.call('ZREMRANGEBYSCORE', deadlines, '-inf', now) end
-  redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', held, '-inf', now)) do
+    drop_held(member)
+  end
   while redis.call('ZCARD', held) < limit do
     local top = redis.call('ZRANGE', active, 0, 0, 'WITHSCORES')
     if #top == 0 then break end
@@ -66,7 +83,7 @@ local function dispatch(limit, lease, channel)
       redis.call('ZREM', deadlines, member)
       local ticket = string.sub(member, #project + 16)
       redis.call('HDEL', tickets, ticket)
-      redis.call('ZADD', held, now + lease, ticket)
+      hold(ticket, project, now + lease)
       redis.call('HSET', state, 'v', tag)
       redis.call('PUBLISH', channel, ticket)
     end
@@ -89,8 +106,15 @@ _ENTER = (
 local ticket, limit, lease, channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local project, weight = ARGV[5], tonumber(ARGV[6])
 dispatch(limit, lease, channel)
+local kept = redis.call('HGET', reserved, project)
+if kept then  -- the slot its project's last request gave back, kept for it
+  drop_held(kept)
+  hold(ticket, project, now + lease)
+  expire_all(lease)
+  return 1
+end
 if redis.call('ZCARD', queue) == 0 and redis.call('ZCARD', held) < limit then
-  redis.call('ZADD', held, now + lease, ticket)
+  hold(ticket, project, now + lease)
   expire_all(lease)
   return 1
 end
@@ -104,7 +128,7 @@ redis.call('ZADD', deadlines, now + tonumber(ARGV[10]), member)
 redis.call('HSET', tickets, ticket, member)
 if not redis.call('ZSCORE', active, project) then
   local v = tonumber(redis.call('HGET', state, 'v') or '0')
-  redis.call('ZADD', active, v + 1 / weight, project)
+  redis.call('ZADD', active, v, project)
   redis.call('HSET', weights, project, weight)
 end
 dispatch(limit, lease, channel)
@@ -115,19 +139,40 @@ return 0
 )
 
 # ARGV: ticket, limit, lease (ms), channel, keep ('1': if the slot was granted, keep it and
-# return 1). Leaves the queue, frees the slot, serves the next.
+# return 1), project, weight, grace (ms). Leaves the queue, or frees the slot: kept for the
+# project for the grace (returns 2; fair_queue.py says when), else served to the next.
 _LEAVE = (
     _PRELUDE
     + r"""
-if ARGV[5] == '1' and redis.call('ZSCORE', held, ARGV[1]) then return 1 end
-local member = redis.call('HGET', tickets, ARGV[1])
+local ticket, limit, lease, channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local project, weight, grace = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+if ARGV[5] == '1' and redis.call('ZSCORE', held, ticket) then return 1 end
+local member = redis.call('HGET', tickets, ticket)
 if member then
   redis.call('ZREM', queue, member)
   redis.call('ZREM', deadlines, member)
-  redis.call('HDEL', tickets, ARGV[1])
+  redis.call('HDEL', tickets, ticket)
 end
-redis.call('ZREM', held, ARGV[1])
-dispatch(tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
+local was_held = redis.call('ZSCORE', held, ticket)
+if was_held then drop_held(ticket) end
+if was_held and grace > 0 and redis.call('ZCARD', queue) > 0 and not head_of(project)
+    and not redis.call('HGET', reserved, project) then
+  local others = 0
+  for _, w in ipairs(redis.call('HVALS', weights)) do others = others + tonumber(w) end
+  others = others - tonumber(redis.call('HGET', weights, project) or '0')
+  local holding = 0
+  for _, p in ipairs(redis.call('HVALS', holders)) do
+    if p == project then holding = holding + 1 end
+  end
+  if holding + 1 <= limit * weight / (weight + others) then
+    local kept = '~' .. ticket
+    hold(kept, project, now + grace)
+    redis.call('HSET', reserved, project, kept)
+    expire_all(lease)
+    return 2
+  end
+end
+dispatch(limit, lease, channel)
 return 0
 """
 )
@@ -152,7 +197,14 @@ _PAUSE_AFTER_FAILURE = 1.0
 
 class RedisFairQueue:
     def __init__(
-        self, url: str, *, prefix: str, lease: float, timeout: float, connections: int
+        self,
+        url: str,
+        *,
+        prefix: str,
+        lease: float,
+        timeout: float,
+        connections: int,
+        grace: float = 0.0,
     ) -> None:
         import redis.asyncio as redis
 
@@ -170,6 +222,8 @@ class RedisFairQueue:
         self.prefix = f"{prefix}fs:"
         self.channel = f"{self.prefix}granted"
         self.lease_ms = int(lease * 1000)
+        self.grace_ms = int(grace * 1000)
+        self._serving: set[asyncio.Task[None]] = set()
         self._timeout = timeout
         self._paused_until = 0.0
         # Tickets of this process's waiters -> the future their grant resolves, their held set.
@@ -187,11 +241,22 @@ class RedisFairQueue:
             lease=settings.LIMITS_SLOT_LEASE_SECONDS,
             timeout=settings.LIMITS_REDIS_TIMEOUT,
             connections=settings.LIMITS_REDIS_CONNECTIONS,
+            grace=settings.FAIR_SHARE_GRACE_SECONDS,
         )
 
     def keys(self, endpoint: str) -> list[str]:
         base = f"{self.prefix}{endpoint}:"
-        names = ("held", "queue", "deadlines", "active", "weights", "state", "tickets")
+        names = (
+            "held",
+            "queue",
+            "deadlines",
+            "active",
+            "weights",
+            "state",
+            "tickets",
+            "holders",
+            "reserved",
+        )
         return [base + name for name in names]
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
@@ -242,10 +307,34 @@ class RedisFairQueue:
             self._waiting.pop(place.ticket, None)
 
     async def leave(self, place: Place) -> None:
-        await self._release(place, keep=False)
+        if await self._release(place, keep=False) == 2:  # kept for the project a moment
+            loop = asyncio.get_running_loop()
+            # A moment past the grace: Redis ends it by its own clock, in whole milliseconds.
+            loop.call_later(self.grace_ms / 1000 + 0.002, self._serve_later, place)
+
+    def _serve_later(self, place: Place) -> None:
+        """The grace of a kept slot is over: serve the queue (if the project did not take it;
+        another process's step would, too, as soon as anything happens on the endpoint)."""
+        task = asyncio.get_running_loop().create_task(self._serve(place))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
+    async def _serve(self, place: Place) -> None:
+        args = ["", place.limit, self.lease_ms, self.channel, 0, place.project, 1, 0]
+        with contextlib.suppress(LimiterUnavailable):
+            await self._run(self._leave, self.keys(place.endpoint), args)
 
     async def _release(self, place: Place, *, keep: bool) -> int:
-        args = [place.ticket, place.limit, self.lease_ms, self.channel, int(keep)]
+        args = [
+            place.ticket,
+            place.limit,
+            self.lease_ms,
+            self.channel,
+            int(keep),
+            place.project,
+            repr(place.weight),
+            self.grace_ms,
+        ]
         return int(await self._run(self._leave, self.keys(place.endpoint), args))
 
     async def has_room(self, endpoints: Sequence[tuple[str, int]]) -> list[bool]:

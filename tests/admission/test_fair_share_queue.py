@@ -217,3 +217,33 @@ async def test_a_cancelled_waiter_leaves_the_queue_at_once(capacity: Capacity) -
     assert endpoint.served == ["after"]
     await capacity.leave(after)
     assert await capacity.has_room([(endpoint.slug, 1)]) == [True]
+
+
+@pytest.mark.parametrize("comes_back", [True, False])
+async def test_a_slot_given_back_is_kept_a_moment_for_a_one_at_a_time_user(
+    capacity: Capacity, comes_back: bool
+) -> None:
+    grace = 0.3
+    if isinstance(capacity, RedisFairQueue):
+        capacity.grace_ms = int(grace * 1000)
+    else:
+        capacity.grace = grace  # type: ignore[attr-defined]
+    endpoint = Endpoint(capacity, limit=2)
+    quiet, noisy = endpoint.place("u:quiet"), endpoint.place("u:noisy")
+    assert await capacity.enter(quiet, WAIT)
+    assert await capacity.enter(noisy, WAIT)
+    waiter = endpoint.place("u:noisy")
+    tasks = await waiting_in_order(endpoint, [(waiter, "noisy")])
+
+    await capacity.leave(quiet)  # the quiet user's request ends; the noisy one waits
+
+    if comes_back:  # its next request, within the grace: the slot is still its own
+        again = endpoint.place("u:quiet")
+        assert await endpoint.take(again, "quiet", timeout=0.01)
+        assert await capacity.queued(endpoint.slug) == 1
+        await capacity.leave(again)  # (kept once more, and then served to the noisy one)
+    await wait_until_async(lambda: "noisy" in endpoint.served)  # after the grace
+    assert endpoint.served == (["quiet", "noisy"] if comes_back else ["noisy"])
+    await asyncio.gather(*tasks)
+    await capacity.leave(waiter)
+    await capacity.leave(noisy)
