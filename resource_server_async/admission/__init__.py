@@ -1,13 +1,15 @@
 """Step 5 of a request: may it run now, on this endpoint?
 
 `admit` is the one step, a sequence of checks, each in its own module: maintenance notices
-(maintenance.py), then request, token and concurrency limits (limits.py); project allocations
-and a fair-share queue go after them. What a check holds (a Ticket) is kept on the request's
-AdmissionState and released at the end of the request (middleware.py).
+(maintenance.py), then request, token and concurrency limits (limits.py), then the project's
+allocations (allocations.py); a fair-share queue goes after them. What a check holds (a Ticket,
+an AllocationTicket) is kept on the request's AdmissionState and released at the end of the
+request (middleware.py).
 """
 
 from __future__ import annotations
 
+from resource_server_async.admission.allocations import AllocationRequest, check_allocations
 from resource_server_async.admission.limits import AdmissionRequest, LimitRefusal, check_limits
 from resource_server_async.admission.maintenance import check_open
 from resource_server_async.endpoints.base import BaseEndpoint
@@ -15,9 +17,13 @@ from resource_server_async.endpoints.base import BaseEndpoint
 __all__ = ["AdmissionRequest", "LimitRefusal", "admit"]
 
 
-async def admit(request: AdmissionRequest, endpoint: BaseEndpoint) -> None:
-    """Raise the caller's error (503 cluster_maintenance, 429 rate_limit_exceeded, 503
-    limits_unavailable) when the request may not run on `endpoint` now; otherwise charge its
-    limits. Called after authorization, once per endpoint tried."""
+async def admit(request: AllocationRequest, endpoint: BaseEndpoint) -> None:
+    """Raise the caller's error (503 cluster_maintenance, 429 rate_limit_exceeded or
+    allocation_exhausted, 503 limits_unavailable) when the request may not run on `endpoint`
+    now; otherwise charge its limits and allocations. Called after authorization, once per
+    endpoint tried."""
     check_open(endpoint.row.cluster)
+    if request.admission is not None:
+        request.admission.begin_attempt()
     await check_limits(request, endpoint)
+    await check_allocations(request, endpoint)
