@@ -325,6 +325,11 @@ LIMITS_REDIS_PREFIX = env.get_str("LIMITS_REDIS_PREFIX", "igw:limits:")
 LIMITS_MEMORY_MAX_KEYS = env.get_int("LIMITS_MEMORY_MAX_KEYS", 100_000)
 # A concurrency slot whose request never released it (a worker that died) frees itself then.
 LIMITS_SLOT_LEASE_SECONDS = env.get_int("LIMITS_SLOT_LEASE_SECONDS", 3600)
+# Allocations: seconds between rebuilds of what each allocation spent from the request records
+# (a Redis restart, other workers without Redis); a new period's or a lost count's sooner.
+ALLOCATIONS_RECONCILE_SECONDS = env.get_float("ALLOCATIONS_RECONCILE_SECONDS", 60.0)
+# Prefix of the allocations' Redis keys (one hash per allocation and period).
+ALLOCATIONS_REDIS_PREFIX = env.get_str("ALLOCATIONS_REDIS_PREFIX", "igw:alloc:")
 
 # --- Fair share: endpoint capacity and its queue (docs/limits.md#fair-share) -------------------
 

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from django.conf import settings
+from starlette.datastructures import Headers
 
 from resource_server_async import runtime
+from resource_server_async.admission.allocations import AllocationRequest
 from resource_server_async.admission.limiter import LimiterUnavailable
-from resource_server_async.admission.limits import UNLIMITED_OPERATIONS, AdmissionRequest
+from resource_server_async.admission.limits import UNLIMITED_OPERATIONS
 from resource_server_async.admission.ticket import warn_rarely
 from resource_server_async.endpoints.base import BaseEndpoint
 from resource_server_async.errors import GatewayError
@@ -28,6 +30,12 @@ PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 NORMAL = PRIORITIES["normal"]
 # A refused or timed-out request is told to come back in a second: when a slot frees is unknown.
 QUEUE_RETRY_SECONDS = 1
+
+
+class CapacityRequest(AllocationRequest, Protocol):
+    """What the fair-share check reads besides: the request's headers (x-priority)."""
+
+    headers: Headers | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +104,9 @@ class CapacityHold:
         await self.capacity.leave(self.place)
 
 
-def priority_of(request: AdmissionRequest) -> int:
+def priority_of(request: CapacityRequest) -> int:
     """The request's `x-priority` (absent: normal); 400 for another value."""
-    headers = getattr(request, "headers", None)
-    value = headers.get("x-priority") if headers is not None else None
+    value = request.headers.get("x-priority") if request.headers is not None else None
     if value is None:
         return NORMAL
     rank = PRIORITIES.get(value.strip().lower())
@@ -113,8 +120,8 @@ def priority_of(request: AdmissionRequest) -> int:
     return rank
 
 
-def place_for(request: AdmissionRequest, endpoint: BaseEndpoint) -> Place:
-    project = getattr(request, "project", None)  # set by the allocations check (issue 13)
+def place_for(request: CapacityRequest, endpoint: BaseEndpoint) -> Place:
+    project = request.project  # the project it is charged to (catalog/projects.py)
     if project is None:  # a principal in no project is a project of its own, weight 1
         key, weight = f"u:{request.principal.id}", 1.0
     else:
@@ -131,7 +138,7 @@ def place_for(request: AdmissionRequest, endpoint: BaseEndpoint) -> Place:
     )
 
 
-async def take_capacity(request: AdmissionRequest, endpoint: BaseEndpoint) -> None:
+async def take_capacity(request: CapacityRequest, endpoint: BaseEndpoint) -> None:
     """Hold one of the endpoint's slots, waiting in its fair queue if need be; or raise the
     caller's 503 (queue_full, queue_timeout; limits_unavailable when Redis is down and
     LIMITS_REDIS_FAILURE=closed). Called by admit() only when max_concurrent > 0."""

@@ -1,5 +1,4 @@
-"""An admitted request's holds (its limits, its endpoint's capacity), and the per-request
-record the middleware reads."""
+"""An admitted request's hold on its limits, and the per-request record the middleware reads."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 class Hold(Protocol):
-    """What an admission check keeps until the end of the request."""
+    """What an admission check keeps until the request ends (a Ticket, an AllocationTicket)."""
 
     async def release(self, used_tokens: int | None) -> None: ...
 
@@ -64,24 +63,29 @@ class AdmissionState:
     """One per inference request (admission/middleware.py): the tickets taken, and the last
     decision with its buckets, for the rate-limit headers."""
 
-    __slots__ = ("buckets", "decision", "tickets")
+    __slots__ = ("buckets", "decision", "last_attempt", "tickets")
 
     def __init__(self) -> None:
         self.tickets: list[Hold] = []
         self.buckets: tuple[Bucket, ...] = ()
         self.decision: Decision | None = None
+        self.last_attempt = 0  # index of the first ticket of the last endpoint tried
+
+    def begin_attempt(self) -> None:
+        """Admission of one more endpoint starts: the tickets before are of endpoints left."""
+        self.last_attempt = len(self.tickets)
 
     def record(self, buckets: tuple[Bucket, ...], decision: Decision) -> None:
         self.buckets, self.decision = buckets, decision
 
     async def release(self, outcome: RequestOutcome | None) -> None:
-        """Release every hold: endpoints left for another (failover) used nothing, the last
-        limits ticket what the request used."""
-        last = next((t for t in reversed(self.tickets) if isinstance(t, Ticket)), None)
+        """Release every ticket: endpoints left for another (failover) used nothing, the last
+        one's tickets what the request used."""
+        last = self.last_attempt
         used = used_tokens(outcome)
-        for ticket in self.tickets:
+        for index, ticket in enumerate(self.tickets):
             try:
-                await ticket.release(used if ticket is last else 0)
+                await ticket.release(used if index >= last else 0)
             except LimiterUnavailable as exc:
                 # The slots free themselves when their lease ends; tokens stay reserved.
                 warn_rarely(f"admission: a release failed ({exc}); its slots wait for their lease")

@@ -12,6 +12,8 @@ from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.admission.ticket import AdmissionState
 from resource_server_async.api.http import read_json_object
 from resource_server_async.auth.authenticate import authenticate
+from resource_server_async.catalog.projects import PROJECT_HEADER
+from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.inference.pipeline import ParsedRequest
 
@@ -31,6 +33,9 @@ async def read_request(
     principal = await authenticate(request)
     if outcome is not None:
         outcome.set_principal(principal)
+    project = catalog.snapshot.projects.choose(principal, request.headers.get(PROJECT_HEADER))
+    if outcome is not None and project is not None:
+        outcome.project = project.name
     body, raw = await read_json_object(request)
     validate(operation, body)
     model = body.get("model")
@@ -52,6 +57,7 @@ async def read_request(
             None,
             operation,
             admission,
+            project,
             request.headers,
         )
     outcome.model, outcome.stream = model, stream
@@ -65,5 +71,6 @@ async def read_request(
         outcome,
         operation,
         admission,
+        project,
         request.headers,
     )

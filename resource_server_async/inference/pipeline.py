@@ -28,6 +28,7 @@ from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.admission.ticket import AdmissionState
 from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.auth.principal import Principal
+from resource_server_async.catalog.projects import ProjectRef
 from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.base import BaseCluster
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
@@ -57,6 +58,7 @@ class ParsedRequest:
     outcome: RequestOutcome | None = None  # the capture's, filled along the way (accounting/)
     operation: str = ""  # the route's operation (admission reads it)
     admission: AdmissionState | None = None  # what admission charged (admission/middleware.py)
+    project: ProjectRef | None = None  # charged to (catalog/projects.py), chosen before admit
     headers: Headers | None = None  # the request's (x-priority is read only at a capacity)
 
 
