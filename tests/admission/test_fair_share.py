@@ -105,6 +105,10 @@ def fair(
         found.hosts.append(first)
         found.keys = {"a": first.api_key, "b": first.create_api_key("b")}
         found.keys["c"] = first.create_api_key("c")
+        # Two projects of weights 2 and 1, as an operator sets them (the catalog reads them).
+        for name, weight in (("heavy", "2"), ("light", "1")):
+            found.keys[name] = first.create_api_key(name)
+            first.manage("allocations", "project", name, "--key", name, "--weight", weight)
         if mode == "memory":
             yield found
             return
@@ -141,6 +145,7 @@ class Flood:
     fair: FairGateways
     client: httpx2.AsyncClient
     width: int = 64
+    user: str = "a"
     answered: int = 0
     refused: list[int] = field(default_factory=list)
     running: bool = True
@@ -159,7 +164,7 @@ class Flood:
 
     @property
     def headers(self) -> dict[str, str]:
-        return self.fair.headers("a")
+        return self.fair.headers(self.user)
 
     async def __aenter__(self) -> Flood:
         self.lanes = [asyncio.create_task(self.one_lane(i)) for i in range(self.width)]
@@ -195,6 +200,19 @@ async def test_a_noisy_neighbour_leaves_a_quiet_user_its_latency(
     assert flood.refused == []  # A waited its turn: every request of the flood was answered
     # One capacity for every worker and host: the server never saw more than 8 at once.
     assert fair.capped.peak_in_flight == CAPACITY
+
+
+async def test_projects_get_slots_in_proportion_to_their_weights(
+    fair: FairGateways, client: httpx2.AsyncClient
+) -> None:
+    async with Flood(fair, client, 32, "heavy") as heavy, Flood(fair, client, 32, "light") as light:
+        await wait_until_async(lambda: heavy.answered + light.answered >= 64)  # both queue
+        start = heavy.answered, light.answered
+        await wait_until_async(lambda: heavy.answered + light.answered >= sum(start) + 240)
+        served = heavy.answered - start[0], light.answered - start[1]
+    # Weight 2 against weight 1: two slots of every three (exactly 2.0 but for the edges).
+    assert 1.7 <= served[0] / served[1] <= 2.4, served
+    assert heavy.refused == light.refused == []
 
 
 async def hold(
