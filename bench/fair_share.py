@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,35 +114,15 @@ def _capped_backend(workdir: Path, name: str) -> Iterator[int]:
 
 @contextmanager
 def _gateway(workdir: Path, store: str, ports: dict[str, int]) -> Iterator[tuple[int, str, str]]:
-    """One gateway worker with both endpoints; (port, A's key, B's key)."""
-    from bench.processes import start
-    from bench.run import DEFAULT_DATABASE, GATEWAY_CORE, gateway_env, manage, prepare_postgres
-    from scripts.processes import SERVING_OPTIONS, free_port, gateway_command, wait_for_http
+    """One gateway worker (bench.run's) with both endpoints; (port, A's key, B's key)."""
+    from bench.run import DEFAULT_DATABASE, gateway, manage
 
-    database = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE)
-    env = gateway_env(workdir, store, f"{database}_fair_share" if store == "postgres" else "")
-    env["LIMITS_REDIS_PREFIX"] = f"bench-fair:{time.time_ns()}:"
-    if store == "postgres":
-        prepare_postgres(env["DATABASE_URL"])
-    manage(env, "migrate", "--no-input", "-v0")
-    manage(env, "loaddata", str(_fixtures(workdir, ports)))
-    keys = [
-        manage(env, "create_api_key", "--name", who, "--quiet").strip().splitlines()[-1]
-        for who in ("a", "b")
-    ]
-    port = free_port()
-    process = start(
-        "gateway",
-        gateway_command(port, *SERVING_OPTIONS, "--log-level", "warning"),
-        env,
-        workdir / f"gateway-fair-{store}.log",
-        GATEWAY_CORE,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/resource_server/health")
-        yield port, keys[0], keys[1]
-    finally:
-        process.stop()
+    database = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE) + "_fair_share"
+    overrides = {"LIMITS_REDIS_PREFIX": f"bench-fair:{time.time_ns()}:"}
+    fixtures = _fixtures(workdir, ports)
+    with gateway(workdir, store, 0, overrides, database, fixtures) as target:
+        key_b = manage(target.env, "create_api_key", "--name", "b", "--quiet").strip()
+        yield target.port, target.auth.removeprefix("Bearer "), key_b.splitlines()[-1]
 
 
 async def _scenario(port: int, key_a: str, key_b: str, model: str) -> tuple[Latencies, Outcome]:
@@ -239,33 +218,18 @@ def bench(args: argparse.Namespace, workdir: Path, report: Any) -> None:
 
 def append_section(report: Any, args: argparse.Namespace) -> None:
     """A dated section at the end of --output, the rest of the file kept."""
-    from bench.run import machine
+    from bench import run
 
-    lines = [
-        "",
-        f"## Fair share: the noisy neighbour, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
-        "",
-        f"Machine: {machine()}  ",
-        f"Command: `python -m bench.run --scenarios fair_share --stores {args.stores}`",
-        "",
+    run.append_section(
+        report,
+        args,
+        "Fair share: the noisy neighbour",
+        f"python -m bench.run --scenarios fair_share --stores {args.stores}",
         f"Two model servers that serve at most {CAPACITY} chat requests at once, "
         f"{SERVICE_SECONDS * 1000:.0f} ms each (tests/fake_backend.py --capacity), behind one "
         f"gateway worker (core 0): endpoint `fair-on` declares max_concurrent = {CAPACITY}, "
         f"`fair-off` nothing. User A keeps {FLOOD} requests in flight; user B sends "
         f"{LOADED_REQUESTS} one at a time (after {IDLE_REQUESTS} alone for the idle figure). "
         "Clients and servers share core 1. Columns: fair share off, on.",
-        "",
-        "| scenario | off | on | comparison |",
-        "|---|---|---|---|",
-        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in report.rows],
-        "",
-        "| target | budget | measured | met |",
-        "|---|---|---|---|",
-        *[
-            f"| {tag} | {line} | {value} | {'yes' if met else '**no**'} |"
-            for tag, line, value, met in report.budget
-        ],
-    ]
-    existing = args.output.read_text() if args.output.exists() else "# Benchmark results\n"
-    args.output.write_text(existing.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
-    print(f"\nadded a section to {args.output}")
+        "comparison",
+    )

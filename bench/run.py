@@ -278,12 +278,13 @@ def gateway(
     backend_port: int,
     overrides: dict[str, str] | None = None,
     database: str = "",
+    fixtures: Path | None = None,
 ) -> Iterator[Target]:
     env = {**gateway_env(workdir, store, database), **(overrides or {})}
     if store == "postgres":
         prepare_postgres(env["DATABASE_URL"])
     manage(env, "migrate", "--no-input", "-v0")
-    manage(env, "loaddata", str(write_fixtures(workdir, backend_port)))
+    manage(env, "loaddata", str(fixtures or write_fixtures(workdir, backend_port)))
     key = manage(env, "create_api_key", "--name", "bench", "--quiet").strip().splitlines()[-1]
     port = free_port()
     process = start(
@@ -646,23 +647,37 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
 
 
 def append_accounting_section(report: Report, args: argparse.Namespace) -> None:
-    """A dated section at the end of --output, the rest of the file kept."""
-    lines = [
-        "",
-        f"## Accounting: records + metrics on vs off, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
-        "",
-        f"Machine: {machine()}  ",
-        f"Command: `python -m bench.run --scenarios accounting --seconds {args.seconds:g} "
-        f"--repeats {args.repeats} --records-check {args.records_check}`",
-        "",
+    append_section(
+        report,
+        args,
+        "Accounting: records + metrics on vs off",
+        f"python -m bench.run --scenarios accounting --seconds {args.seconds:g} "
+        f"--repeats {args.repeats} --records-check {args.records_check}",
         "Two gateways (one worker each, core 0) on PostgreSQL + Redis in the same run: the "
         "production configuration (RECORDS_ENABLED, METRICS_ENABLED on) and the same with both "
         "off, loaded in turn by wrk (core 1), each run alternated with the other's. Gateway "
         "CPU: user+system of the gateway process (its record-writer thread and metrics folding "
         "included; PostgreSQL's own CPU is not) per request served. Compare only within this "
         "section: other work on the machine changes absolute figures between runs.",
+        "on vs off",
+    )
+
+
+def append_section(
+    report: Report, args: argparse.Namespace, title: str, command: str, about: str, compare: str
+) -> None:
+    """A dated section at the end of --output (a scenario run alone), the rest of the file
+    kept: what ran, then its rows (off, on, `compare`) and budget."""
+    lines = [
         "",
-        "| scenario | off | on | on vs off |",
+        f"## {title}, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
+        "",
+        f"Machine: {machine()}  ",
+        f"Command: `{command}`",
+        "",
+        about,
+        "",
+        f"| scenario | off | on | {compare} |",
         "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in report.rows],
         "",

@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from resource_server_async.admission.capacity import Place, QueueFull
 from resource_server_async.admission.limiter import LimiterUnavailable
+from resource_server_async.admission.redis_scripts import PAUSE_AFTER_FAILURE, RedisScripts
 from resource_server_async.admission.ticket import warn_rarely
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,6 @@ return out
 
 # Redis drops a waiter this long after its own wait ends (the live waiter leaves first).
 _DEADLINE_MARGIN_MS = 5000
-_PAUSE_AFTER_FAILURE = 1.0
 
 
 class RedisFairQueue:
@@ -206,26 +205,17 @@ class RedisFairQueue:
         connections: int,
         grace: float = 0.0,
     ) -> None:
-        import redis.asyncio as redis
-
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=connections,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
-        self._redis: Any = redis.Redis(connection_pool=pool)
-        self._enter = self._redis.register_script(_ENTER)
-        self._leave = self._redis.register_script(_LEAVE)
-        self._has_room = self._redis.register_script(_HAS_ROOM)
+        self._calls = RedisScripts(url, timeout=timeout, connections=connections)
+        self._redis: Any = self._calls.redis
+        self._enter = self._calls.register(_ENTER)
+        self._leave = self._calls.register(_LEAVE)
+        self._has_room = self._calls.register(_HAS_ROOM)
         self.prefix = f"{prefix}fs:"
         self.channel = f"{self.prefix}granted"
         self.lease_ms = int(lease * 1000)
         self.grace_ms = int(grace * 1000)
         self._serving: set[asyncio.Task[None]] = set()
         self._timeout = timeout
-        self._paused_until = 0.0
         # Tickets of this process's waiters -> the future their grant resolves, their held set.
         self._waiting: dict[str, tuple[asyncio.Future[None], str]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -259,17 +249,6 @@ class RedisFairQueue:
         )
         return [base + name for name in names]
 
-    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        if self._paused_until > time.monotonic():
-            raise LimiterUnavailable("Redis failed a moment ago")
-        from redis.exceptions import RedisError
-
-        try:
-            return await asyncio.wait_for(script(keys=keys, args=args), self._timeout * 2)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._paused_until = time.monotonic() + _PAUSE_AFTER_FAILURE
-            raise LimiterUnavailable(str(exc) or type(exc).__name__) from exc
-
     async def enter(self, place: Place, timeout: float) -> bool:
         await self._listen()
         keys = self.keys(place.endpoint)
@@ -288,7 +267,7 @@ class RedisFairQueue:
                 place.max_queued_project,
                 int(timeout * 1000) + _DEADLINE_MARGIN_MS,
             ]
-            status = int(await self._run(self._enter, keys, args))
+            status = int(await self._calls.run(self._enter, keys, args))
             if status < 0:
                 raise QueueFull(project_full=status == -2)
             if status == 0:
@@ -322,7 +301,7 @@ class RedisFairQueue:
     async def _serve(self, place: Place) -> None:
         args = ["", place.limit, self.lease_ms, self.channel, 0, place.project, 1, 0]
         with contextlib.suppress(LimiterUnavailable):
-            await self._run(self._leave, self.keys(place.endpoint), args)
+            await self._calls.run(self._leave, self.keys(place.endpoint), args)
 
     async def _release(self, place: Place, *, keep: bool) -> int:
         args = [
@@ -335,14 +314,14 @@ class RedisFairQueue:
             repr(place.weight),
             self.grace_ms,
         ]
-        return int(await self._run(self._leave, self.keys(place.endpoint), args))
+        return int(await self._calls.run(self._leave, self.keys(place.endpoint), args))
 
     async def has_room(self, endpoints: Sequence[tuple[str, int]]) -> list[bool]:
         keys: list[str] = []
         for slug, _ in endpoints:
             held, queue, *_ = self.keys(slug)
             keys += (held, queue)
-        out = await self._run(self._has_room, keys, [limit for _, limit in endpoints])
+        out = await self._calls.run(self._has_room, keys, [limit for _, limit in endpoints])
         return [bool(int(free)) for free in out]
 
     async def queued(self, endpoint: str) -> int:
@@ -387,7 +366,7 @@ class RedisFairQueue:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
-            await asyncio.sleep(_PAUSE_AFTER_FAILURE)  # before reconnecting to a failed Redis
+            await asyncio.sleep(PAUSE_AFTER_FAILURE)  # before reconnecting to a failed Redis
 
     async def _recheck(self) -> None:
         """After (re)subscribing: wake the waiters granted while no one listened."""
@@ -400,4 +379,4 @@ class RedisFairQueue:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
-        await self._redis.aclose()
+        await self._calls.close()
