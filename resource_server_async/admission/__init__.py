@@ -10,12 +10,17 @@ the request's AdmissionState and released at the end of the request (middleware.
 from __future__ import annotations
 
 from resource_server_async.admission.allocations import check_allocations
-from resource_server_async.admission.capacity import CapacityRequest, order_by_room, take_capacity
+from resource_server_async.admission.capacity import (
+    CapacityRequest,
+    give_back_capacity,
+    order_by_room,
+    take_capacity,
+)
 from resource_server_async.admission.limits import AdmissionRequest, LimitRefusal, check_limits
 from resource_server_async.admission.maintenance import check_open
 from resource_server_async.endpoints.base import BaseEndpoint
 
-__all__ = ["AdmissionRequest", "LimitRefusal", "admit", "order_by_room"]
+__all__ = ["AdmissionRequest", "LimitRefusal", "admit", "give_back_capacity", "order_by_room"]
 
 
 async def admit(request: CapacityRequest, endpoint: BaseEndpoint) -> None:

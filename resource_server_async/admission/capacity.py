@@ -9,6 +9,7 @@ released at the end of the request like the limits' tickets. 0 = no capacity: no
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -177,6 +178,19 @@ async def take_capacity(request: CapacityRequest, endpoint: BaseEndpoint) -> Non
         request.admission.tickets.append(CapacityHold(capacity, place))
     else:  # no middleware to release it (an app built without it): do not leak the slot
         await capacity.leave(place)
+
+
+async def give_back_capacity(request: CapacityRequest) -> None:
+    """Free the slot of the endpoint just left for another (federated failover) now, not at
+    the end of the request: its server never received the request."""
+    state = request.admission
+    if state is None or not state.tickets:
+        return
+    for hold in state.tickets[state.last_attempt :]:
+        if isinstance(hold, CapacityHold):
+            state.tickets.remove(hold)
+            with contextlib.suppress(LimiterUnavailable):  # it frees itself by its lease
+                await hold.release(0)
 
 
 async def order_by_room(endpoints: list[BaseEndpoint]) -> list[BaseEndpoint]:

@@ -122,6 +122,7 @@ async def failover(
             if exc.code in UNWELL_CODES:
                 backoff.mark(endpoint)
             if exc.code in FAILOVER_CODES and index + 1 < len(endpoints):
+                await admission.give_back_capacity(parsed)  # that server never got it
                 continue
             raise
         backoff.clear(endpoint)

@@ -90,6 +90,10 @@ def fair(
     for cluster in ("alpha", "beta"):  # one model on two clusters, one slot each
         files.endpoint(cluster, "twin-model", plain.url)
         files.endpoints[-1]["fields"]["max_concurrent"] = 1
+    # One more, whose first cluster's server is down (nothing listens on port 9).
+    for cluster, url in (("alpha", "http://127.0.0.1:9"), ("beta", plain.url)):
+        files.endpoint(cluster, "down-model", url)
+        files.endpoints[-1]["fields"]["max_concurrent"] = 1
     prefix = f"test-fair:{uuid.uuid4().hex}:"
     env = {
         "REDIS_URL": redis_url if mode == "redis" else "",
@@ -351,6 +355,28 @@ async def test_federated_requests_go_where_there_is_room_before_queueing(
     assert answer.status_code == 200
     assert time.monotonic() - started < 1.0  # served by beta at once, not queued on alpha
     assert (await holder).status_code == 200
+
+
+async def test_a_federated_request_gives_back_the_slot_of_a_server_it_left(
+    fair: FairGateways, client: httpx2.AsyncClient
+) -> None:
+    call_id = uuid.uuid4().hex
+    body = chat("down-model", fake={"delay": 2.0, "id": call_id})
+    # alpha's server is down: the request moves on to beta, and runs there for 2 s.
+    federated = asyncio.create_task(
+        client.post(fair.federated_url(0), json=body, headers=fair.headers("b"))
+    )
+    await wait_until_async(lambda: fair.plain.calls.get(call_id) == "waiting")
+    started = time.monotonic()
+
+    # alpha's one slot is free again meanwhile: a request there is not queued behind it.
+    direct = await client.post(
+        fair.url(1, "down-model"), json=chat("down-model"), headers=fair.headers("c")
+    )
+
+    assert time.monotonic() - started < 1.5
+    assert direct.json()["error"]["code"] == "upstream_unreachable"
+    assert (await federated).status_code == 200
 
 
 def test_priority_must_be_a_known_value_and_the_official_client_sees_the_dialect(
