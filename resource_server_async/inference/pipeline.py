@@ -5,7 +5,8 @@ A view reads the request (`api.request.read_request`, steps 2 and 2b) and hands 
 change the request or the answer on the way (Anthropic Messages translated to
 chat/completions) use the steps one by one: `resolve` -> `authorize_endpoint` ->
 `admission.admit` -> `prepare` -> the endpoint's `complete` or `open_stream` ->
-`json_response` / `EventStreamResponse(relay(...))`.
+`json_response` / `EventStreamResponse(relay(...))`; admission and what follows are awaited
+inside `cancel_on_disconnect` (`admit_then`), since admission may wait in a fair queue.
 """
 
 from __future__ import annotations
