@@ -7,7 +7,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from resource_server_async.models import ApiKey, Cluster, Endpoint, LimitOverride
+from resource_server_async.models import (
+    Allocation,
+    ApiKey,
+    Cluster,
+    Endpoint,
+    LimitOverride,
+    Project,
+)
 
 
 @admin.register(Cluster)
@@ -97,6 +104,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "groups",
         "domain",
         "operator",
+        "default_project",
         "created_at",
         "expires_at",
         "revoked_at",
@@ -134,3 +142,36 @@ class ApiKeyAdmin(admin.ModelAdmin):
             f"Revoked {count} key(s). They stop working within API_KEY_CACHE_SECONDS.",
             messages.SUCCESS,
         )
+
+
+class AllocationInline(admin.TabularInline):
+    model = Allocation
+    extra = 0
+    fields = ["name", "period", "start_day", "tokens", "gpu_seconds", "model", "cluster"]
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "title", "globus_group", "weight", "order", "updated_at"]
+    search_fields = ["name", "title", "globus_group"]
+    filter_horizontal = ["api_keys"]
+    fields = ["name", "title", "globus_group", "api_keys", "weight", "order"]
+    inlines = [AllocationInline]
+
+
+@admin.register(Allocation)
+class AllocationAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "project",
+        "period",
+        "start_day",
+        "tokens",
+        "gpu_seconds",
+        "model",
+        "cluster",
+        "updated_at",
+    ]
+    list_filter = ["period", "project"]
+    search_fields = ["name", "project__name", "model", "cluster"]
+    fields = ["name", "project", "period", "start_day", "tokens", "gpu_seconds", "model", "cluster"]

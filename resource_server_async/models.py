@@ -246,6 +246,7 @@ class RequestRecord(models.Model):
     credential = models.CharField(max_length=16, blank=True, default="")
     api_key_id = models.BigIntegerField(null=True, blank=True)
     groups = StringListField(default=list, blank=True)
+    project = models.CharField(max_length=100, blank=True, default="", help_text="charged to")
     cluster = models.CharField(max_length=100, blank=True, default="")
     framework = models.CharField(max_length=100, blank=True, default="")
     model = models.CharField(max_length=250, blank=True, default="")
@@ -279,6 +280,7 @@ class RequestRecord(models.Model):
             models.Index(fields=["principal_id", "received_at"], name="record_principal_time"),
             models.Index(fields=["model", "received_at"], name="record_model_time"),
             models.Index(fields=["cluster", "received_at"], name="record_cluster_time"),
+            models.Index(fields=["project", "received_at"], name="record_project_time"),
         ]
 
     def __str__(self) -> str:
@@ -297,3 +299,57 @@ def database_problems() -> list[Problem]:
         problems += validate_endpoint(fields, where)
         problems += validate_endpoint_references(fields, where, clusters)
     return problems
+
+
+class Allocation(models.Model):
+    """A project's budget per period (docs/limits.md): tokens and/or GPU-seconds, on every
+    endpoint or only one model and/or cluster. Spent is counted in admission (Redis) and
+    rebuilt from the request records of the current period."""
+
+    PERIODS = [("month", "month"), ("week", "week"), ("day", "day")]
+
+    name = models.SlugField(max_length=100, unique=True, help_text="named in refusals")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="allocations")
+    period = models.CharField(max_length=8, choices=PERIODS, default="month")
+    # The day a period starts: of the month (1-28) or of the week (1 = Monday .. 7); UTC midnight.
+    start_day = models.PositiveSmallIntegerField(
+        default=1, help_text="month: day 1-28; week: 1 = Monday .. 7 = Sunday; day: unused"
+    )
+    tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="tokens per period (prompt + completion); empty = none"
+    )
+    gpu_seconds = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="GPU-seconds per period (the Compute function's response_time); empty = none",
+    )
+    model = models.CharField(max_length=250, blank=True, default="", help_text="only this model")
+    cluster = models.CharField(
+        max_length=100, blank=True, default="", help_text="only this cluster"
+    )
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["project__order", "project__name", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(tokens__isnull=False) | models.Q(gpu_seconds__isnull=False),
+                name="allocation_has_a_budget",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.tokens is None and self.gpu_seconds is None:
+            raise ValidationError("Give a token budget, a GPU-seconds budget, or both.")
+        highest = {"month": 28, "week": 7, "day": 1}[self.period]
+        if self.period != "day" and not 1 <= self.start_day <= highest:
+            raise ValidationError({"start_day": f"A {self.period} starts on day 1 to {highest}."})
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.updated_at = timezone.now()  # the catalog's fingerprint notices the change
+        super().save(*args, **kwargs)

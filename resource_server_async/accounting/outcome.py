@@ -29,6 +29,7 @@ class RequestOutcome:
     credential: str = ""  # "globus" | "api_key" | "" when unauthenticated
     api_key_id: int | None = None
     groups: frozenset[str] = field(default_factory=frozenset)
+    project: str = ""  # the project charged (catalog/projects.py), "" for none
     cluster: str = ""
     framework: str = ""
     model: str = ""

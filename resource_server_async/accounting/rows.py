@@ -28,6 +28,7 @@ PLAIN_FIELDS = (
     "idp_domain",
     "credential",
     "api_key_id",
+    "project",
     "cluster",
     "framework",
     "model",
@@ -78,6 +79,8 @@ def insert_rows(rows: list[dict[str, Any]]) -> None:
 
     if not rows:
         return
+    for row in rows:
+        row.setdefault("project", "")  # spooled before the project column
     try:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:

@@ -17,7 +17,11 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
+from resource_server_async.admission.allocation_ledger import Spent
+from resource_server_async.admission.allocation_periods import period_bounds
+from resource_server_async.admission.allocation_records import spent_in_records
 from resource_server_async.auth.principal import Principal
+from resource_server_async.catalog.projects import AllocationRule
 from resource_server_async.models import ApiKey, RequestRecord
 
 Dimension = Literal["user", "group", "model", "cluster", "day"]
@@ -177,3 +181,30 @@ def totals(query: UsageQuery) -> dict[str, int]:
     appears in both groups' rows, but once here)."""
     rows = summarize(replace(query, by=()))
     return {name: getattr(rows[0], name) if rows else 0 for name in FIELDS}
+
+
+# --- Allocations (docs/limits.md): spent and remaining in the current period -----------------
+
+
+def _budget(budget: int | None, spent: float) -> dict[str, Any] | None:
+    if budget is None:
+        return None
+    return {"budget": budget, "spent": spent, "remaining": max(0, budget - spent)}
+
+
+def allocation_usage(rule: AllocationRule, now: datetime, live: Spent | None) -> dict[str, Any]:
+    """One allocation's current period: spent as admission counts it (`live`, reservations of
+    requests in flight included), else as the records show it (blocking: a query)."""
+    start, end = period_bounds(rule.period, rule.start_day, now)
+    spent = live if live is not None else spent_in_records(rule, start, end)
+    return {
+        "allocation": rule.name,
+        "project": rule.project,
+        "period": rule.period,
+        "start": start.isoformat().replace("+00:00", "Z"),
+        "renews_at": end.isoformat().replace("+00:00", "Z"),
+        "model": rule.model or None,
+        "cluster": rule.cluster or None,
+        "tokens": _budget(rule.tokens, spent.tokens),
+        "gpu_seconds": _budget(rule.gpu_seconds, round(spent.gpu_seconds, 3)),
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.admission.limiter import (
@@ -16,6 +17,12 @@ from resource_server_async.admission.limiter import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class Hold(Protocol):
+    """What an admission check keeps until the request ends (a Ticket, an AllocationTicket)."""
+
+    async def release(self, used_tokens: int | None) -> None: ...
 
 
 @dataclass(slots=True)
@@ -56,24 +63,29 @@ class AdmissionState:
     """One per inference request (admission/middleware.py): the tickets taken, and the last
     decision with its buckets, for the rate-limit headers."""
 
-    __slots__ = ("buckets", "decision", "tickets")
+    __slots__ = ("buckets", "decision", "last_attempt", "tickets")
 
     def __init__(self) -> None:
-        self.tickets: list[Ticket] = []
+        self.tickets: list[Hold] = []
         self.buckets: tuple[Bucket, ...] = ()
         self.decision: Decision | None = None
+        self.last_attempt = 0  # index of the first ticket of the last endpoint tried
+
+    def begin_attempt(self) -> None:
+        """Admission of one more endpoint starts: the tickets before are of endpoints left."""
+        self.last_attempt = len(self.tickets)
 
     def record(self, buckets: tuple[Bucket, ...], decision: Decision) -> None:
         self.buckets, self.decision = buckets, decision
 
     async def release(self, outcome: RequestOutcome | None) -> None:
         """Release every ticket: endpoints left for another (failover) used nothing, the last
-        one what the request used."""
-        last = len(self.tickets) - 1
+        one's tickets what the request used."""
+        last = self.last_attempt
         used = used_tokens(outcome)
         for index, ticket in enumerate(self.tickets):
             try:
-                await ticket.release(used if index == last else 0)
+                await ticket.release(used if index >= last else 0)
             except LimiterUnavailable as exc:
                 # The slots free themselves when their lease ends; tokens stay reserved.
                 warn_rarely(f"admission: a release failed ({exc}); its slots wait for their lease")

@@ -25,6 +25,37 @@ _ROW = {
     },
 }
 
+
+def _budget(unit: str) -> dict[str, Any]:
+    number = {"type": "number", "minimum": 0}
+    return {
+        "type": ["object", "null"],
+        "description": f"null when the allocation has no {unit} budget",
+        "required": ["budget", "spent", "remaining"],
+        "properties": {
+            "budget": {**number, "description": f"{unit} per period"},
+            "spent": {**number, "description": "this period, requests in flight included"},
+            "remaining": {**number, "description": "budget minus spent, never below 0"},
+        },
+    }
+
+
+_ALLOCATION = {
+    "type": "object",
+    "required": ["allocation", "project", "period", "start", "renews_at", "tokens", "gpu_seconds"],
+    "properties": {
+        "allocation": {"type": "string", "description": "its name, as in allocation_exhausted"},
+        "project": {"type": "string"},
+        "period": {"enum": ["month", "week", "day"]},
+        "start": {"type": "string", "format": "date-time"},
+        "renews_at": {"type": "string", "format": "date-time"},
+        "model": {"type": ["string", "null"], "description": "only this model"},
+        "cluster": {"type": ["string", "null"], "description": "only this cluster"},
+        "tokens": _budget("token"),
+        "gpu_seconds": _budget("GPU-second"),
+    },
+}
+
 USAGE_SCHEMA = {
     "type": "object",
     "required": ["object", "principal", "start", "end", "data", "total"],
@@ -38,6 +69,12 @@ USAGE_SCHEMA = {
         "model": {"type": ["string", "null"]},
         "data": {"type": "array", "items": _ROW, "description": "one row per model and day"},
         "total": {"type": "object", "properties": _SUMS},
+        "allocations": {
+            "type": "array",
+            "items": _ALLOCATION,
+            "description": "the allocations of your projects, current period (empty when "
+            "`principal` names someone else)",
+        },
     },
 }
 
@@ -53,7 +90,8 @@ def usage_path(errors: dict[str, Any]) -> dict[str, Any]:
     """The path item; `errors` are the document's OpenAI-shaped error responses by status."""
     return {
         "get": {
-            "summary": "Your requests, tokens and errors per model and UTC day.",
+            "summary": "Your requests, tokens and errors per model and UTC day, and your "
+            "projects' allocations.",
             "tags": ["usage"],
             "parameters": [
                 _query("start", "first day (default: USAGE_DEFAULT_DAYS before end)", "date"),

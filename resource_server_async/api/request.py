@@ -11,6 +11,8 @@ from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.admission.ticket import AdmissionState
 from resource_server_async.api.http import read_json_object
 from resource_server_async.auth.authenticate import authenticate
+from resource_server_async.catalog.projects import PROJECT_HEADER
+from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.inference.pipeline import ParsedRequest
 from resource_server_async.unique_ids import new_id
@@ -31,6 +33,9 @@ async def read_request(
     principal = await authenticate(request)
     if outcome is not None:
         outcome.set_principal(principal)
+    project = catalog.snapshot.projects.choose(principal, request.headers.get(PROJECT_HEADER))
+    if outcome is not None and project is not None:
+        outcome.project = project.name
     body, raw = await read_json_object(request)
     validate(operation, body)
     model = body.get("model")
@@ -43,9 +48,29 @@ async def read_request(
     if outcome is None:  # an app without the capture middleware (api/app.py has it)
         request_id = request.headers.get("x-request-id", "")[:_MAX_REQUEST_ID] or new_id()
         return ParsedRequest(
-            principal, body, raw, model, request_id, stream, None, operation, admission
+            principal,
+            body,
+            raw,
+            model,
+            request_id,
+            stream,
+            None,
+            operation,
+            admission,
+            project,
+            request.headers,
         )
     outcome.model, outcome.stream = model, stream
     return ParsedRequest(
-        principal, body, raw, model, outcome.request_id, stream, outcome, operation, admission
+        principal,
+        body,
+        raw,
+        model,
+        outcome.request_id,
+        stream,
+        outcome,
+        operation,
+        admission,
+        project,
+        request.headers,
     )

@@ -26,6 +26,7 @@ from resource_server_async.catalog.adapters import (
     endpoint_adapter_class,
 )
 from resource_server_async.catalog.limit_overrides import LimitOverrides, user_limits
+from resource_server_async.catalog.projects import Projects, load_projects, projects_fingerprint
 from resource_server_async.catalog.validation import expected_slug, parse_config
 from resource_server_async.clusters.base import BaseCluster, ClusterRow
 from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
@@ -45,6 +46,8 @@ class CatalogSnapshot:
     fingerprint: Fingerprint = ()
     # Per-principal limits set in the admin (catalog/limit_overrides.py).
     limit_overrides: LimitOverrides = field(default_factory=LimitOverrides)
+    # Project membership and allocations (catalog/projects.py).
+    projects: Projects = field(default_factory=Projects)
 
 
 @lru_cache(maxsize=4096)
@@ -90,6 +93,7 @@ def build_snapshot(
     fingerprint: Fingerprint = (),
     previous: CatalogSnapshot | None = None,
     limit_overrides: LimitOverrides | None = None,
+    projects: Projects | None = None,
 ) -> CatalogSnapshot:
     """Adapters for the rows; unchanged rows keep their adapter objects from `previous`."""
     skipped: list[str] = []
@@ -144,6 +148,7 @@ def build_snapshot(
         skipped=tuple(skipped),
         fingerprint=fingerprint,
         limit_overrides=limit_overrides or LimitOverrides(),
+        projects=projects or Projects(),
     )
 
 
@@ -153,7 +158,8 @@ def database_fingerprint() -> Fingerprint:
     c = Cluster.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
     e = Endpoint.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
     o = LimitOverride.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
-    return (c["n"], c["t"], c["s"], e["n"], e["t"], e["s"], o["n"], o["t"], o["s"])
+    own = (c["n"], c["t"], c["s"], e["n"], e["t"], e["s"], o["n"], o["t"], o["s"])
+    return own + projects_fingerprint()
 
 
 def load_limit_overrides() -> LimitOverrides:
@@ -176,7 +182,8 @@ def load_from_database(previous: CatalogSnapshot | None = None) -> CatalogSnapsh
     clusters = [cluster_row(obj) for obj in Cluster.objects.all()]
     endpoints = [endpoint_row(obj) for obj in Endpoint.objects.all()]
     overrides = load_limit_overrides()
-    return build_snapshot(clusters, endpoints, fingerprint, previous, overrides)
+    projects = load_projects()
+    return build_snapshot(clusters, endpoints, fingerprint, previous, overrides, projects)
 
 
 class Catalog:

@@ -1,4 +1,5 @@
-"""GET /resource_server/v1/usage: the caller's requests, tokens and errors per model and day."""
+"""GET /resource_server/v1/usage: the caller's requests, tokens and errors per model and day,
+and the allocations of the caller's projects with what they spent and have left."""
 
 from __future__ import annotations
 
@@ -12,10 +13,18 @@ from starlette.routing import Route
 
 from resource_server_async import runtime
 from resource_server_async.accounting import usage
+from resource_server_async.admission.allocation_ledger import Spent
+from resource_server_async.admission.allocation_periods import account_for
+from resource_server_async.admission.limiter import LimiterUnavailable
 from resource_server_async.api.http import JSONResponse
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.auth.principal import Principal
+from resource_server_async.catalog.projects import AllocationRule
+from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.errors import GatewayError
+
+# An allocation of the caller's, with what admission counts it spent (None: ask the records).
+Live = list[tuple[AllocationRule, Spent | None]]
 
 # Filters only operators may use: they reach beyond the caller's own records.
 _OPERATOR_ONLY = ("principal", "group")
@@ -70,7 +79,9 @@ def read_parameters(request: Request) -> UsageParameters:
     )
 
 
-def answer(principal: Principal, asked: UsageParameters) -> dict[str, Any]:
+def answer(
+    principal: Principal, asked: UsageParameters, live: Live | None = None
+) -> dict[str, Any]:
     """The usage document (runs in the usage thread: it queries the database)."""
     reaching = [name for name in _OPERATOR_ONLY if getattr(asked, name)]
     if asked.principal == principal.id:
@@ -101,6 +112,7 @@ def answer(principal: Principal, asked: UsageParameters) -> dict[str, Any]:
             f"The answer would hold more than {exc.limit} rows (USAGE_MAX_ROWS); ask for a "
             "shorter window or one model.",
         ) from None
+    now = datetime.now(UTC)
     return {
         "object": "usage",
         "principal": query.principal_id,
@@ -111,13 +123,33 @@ def answer(principal: Principal, asked: UsageParameters) -> dict[str, Any]:
         "model": query.model or None,
         "data": [row.as_dict() for row in rows],
         "total": usage.totals(query),
+        "allocations": [usage.allocation_usage(rule, now, spent) for rule, spent in live or ()],
     }
+
+
+async def live_allocations(principal: Principal) -> Live:
+    """The allocations of the principal's projects, with the ledger's counts when it has them."""
+    projects = catalog.snapshot.projects
+    rules = [
+        rule for ref in projects.of(principal) for rule in projects.allocations.get(ref.name, ())
+    ]
+    if not rules:
+        return []
+    books = runtime.current.allocations
+    now = datetime.now(UTC)
+    try:
+        spent = await books.ledger.read([account_for(r, now, books.prefix).key for r in rules])
+    except LimiterUnavailable:
+        spent = [None] * len(rules)  # the records then
+    return list(zip(rules, spent, strict=True))
 
 
 async def usage_view(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     asked = read_parameters(request)
-    return JSONResponse(await runtime.current.usage_reader.run(answer, principal, asked))
+    own = asked.principal in ("", principal.id)
+    live = await live_allocations(principal) if own else []
+    return JSONResponse(await runtime.current.usage_reader.run(answer, principal, asked, live))
 
 
 routes = [Route("/resource_server/v1/usage", usage_view, methods=["GET"])]

@@ -1,0 +1,144 @@
+"""The allocations check of admission: the request's project's budgets that apply to this
+endpoint, charged in one ledger call, or a 429 allocation_exhausted naming the allocation and
+when it renews. A request without a project, or whose project has no allocation here, costs
+two dictionary reads and no ledger call."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from django.conf import settings
+
+from resource_server_async import runtime
+from resource_server_async.accounting.outcome import RequestOutcome
+from resource_server_async.admission.allocation_ledger import Account, Ledger
+from resource_server_async.admission.allocation_periods import account_for, period_bounds
+from resource_server_async.admission.demand import reserved_tokens
+from resource_server_async.admission.limiter import LimiterUnavailable
+from resource_server_async.admission.limits import (
+    UNLIMITED_OPERATIONS,
+    AdmissionRequest,
+    LimitRefusal,
+)
+from resource_server_async.admission.ticket import warn_rarely
+from resource_server_async.catalog.projects import AllocationRule, ProjectRef
+from resource_server_async.catalog.snapshot import catalog
+from resource_server_async.endpoints.base import BaseEndpoint
+from resource_server_async.errors import GatewayError
+
+
+class AllocationRequest(AdmissionRequest, Protocol):
+    project: ProjectRef | None
+    outcome: RequestOutcome | None
+
+
+def describe(rule: AllocationRule) -> str:
+    """ "1,000,000 tokens and 3,600 GPU-seconds per month on model 'llama'"."""
+    budgets = []
+    if rule.tokens is not None:
+        budgets.append(f"{rule.tokens:,} tokens")
+    if rule.gpu_seconds is not None:
+        budgets.append(f"{rule.gpu_seconds:,} GPU-seconds")
+    scope = []
+    if rule.model:
+        scope.append(f"model {rule.model!r}")
+    if rule.cluster:
+        scope.append(f"cluster {rule.cluster!r}")
+    where = f" on {' on '.join(scope)}" if scope else ""
+    return f"{' and '.join(budgets)} per {rule.period}{where}"
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class AllocationRefusal(LimitRefusal):
+    """429 allocation_exhausted. Retry-After is the time until the period renews, and
+    `x-should-retry: false` tells the official clients not to retry before then. Final on a
+    federated route unless the allocation is one cluster's (another cluster may serve it)."""
+
+    def __init__(self, rule: AllocationRule, now: float) -> None:
+        _, renews = period_bounds(rule.period, rule.start_day, datetime.fromtimestamp(now, UTC))
+        wait = renews.timestamp() - now
+        message = (
+            f"Allocation {rule.name!r} of project {rule.project!r} is spent "
+            f"({describe(rule)}). It renews at {iso(renews)}, in {_duration(wait)}."
+        )
+        super().__init__(message, wait, per_endpoint=bool(rule.cluster))
+        self.code = "allocation_exhausted"
+        self.headers["x-should-retry"] = "false"
+        self.info = {"allocation": rule.name, "project": rule.project, "renews_at": iso(renews)}
+
+
+def _duration(seconds: float) -> str:
+    seconds = math.ceil(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    if days:
+        return f"{days} d {hours} h"
+    minutes = math.ceil(rest / 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+@dataclass(slots=True)
+class AllocationTicket:
+    """What one admission charged to allocations: released once, at the end of the request."""
+
+    ledger: Ledger
+    accounts: tuple[Account, ...]
+    reserved: int
+    outcome: RequestOutcome | None
+
+    async def release(self, used_tokens: int | None) -> None:
+        """Set the reservation to `used_tokens` (None: keep it) and charge the GPU-seconds the
+        Compute function reported; a request that used nothing is charged nothing."""
+        tokens = 0 if used_tokens is None else used_tokens - self.reserved
+        gpu = 0.0
+        if used_tokens != 0 and self.outcome is not None and self.outcome.response_time:
+            gpu = max(0.0, self.outcome.response_time)
+        if tokens or gpu:
+            await self.ledger.settle(self.accounts, tokens, gpu)
+
+
+async def check_allocations(request: AllocationRequest, endpoint: BaseEndpoint) -> None:
+    """Charge the project's allocations that apply on `endpoint`, or raise the caller's 429."""
+    project = request.project
+    if project is None:
+        return
+    rules = catalog.snapshot.projects.allocations.get(project.name)
+    if not rules or request.operation in UNLIMITED_OPERATIONS:
+        return
+    row = endpoint.row
+    applying = [rule for rule in rules if rule.applies(row.cluster, row.model)]
+    if not applying:
+        return
+    now = time.time()
+    moment = datetime.fromtimestamp(now, UTC)
+    books = runtime.current.allocations
+    accounts = tuple(account_for(rule, moment, books.prefix) for rule in applying)
+    tokens = reserved_tokens(
+        request.operation, request.body, len(request.raw), settings.LIMITS_RESERVE_COMPLETION_TOKENS
+    )
+    try:
+        charge = await books.ledger.charge(accounts, tokens, now)
+    except LimiterUnavailable as exc:
+        if settings.LIMITS_REDIS_FAILURE == "closed":
+            raise GatewayError(
+                503,
+                "allocations_unavailable",
+                "The gateway cannot check allocations right now; try again shortly.",
+                headers={"Retry-After": "1"},
+            ) from exc
+        warn_rarely(f"admission: Redis did not answer ({exc}); admitting without allocations")
+        return
+    if charge.fresh:
+        books.wake()
+    if not charge.admitted:
+        raise AllocationRefusal(applying[charge.refused_by], now)
+    state = request.admission
+    if state is not None:
+        state.tickets.append(AllocationTicket(books.ledger, accounts, tokens, request.outcome))
