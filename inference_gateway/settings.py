@@ -296,6 +296,15 @@ RESPONSES_STORE_TTL = env.get_int("RESPONSES_STORE_TTL", 3600)
 MAINTENANCE_ERROR_NOTICES = env.get_json_object(
     "MAINTENANCE_ERROR_NOTICES", env.is_str, "a notice string"
 )
+# JSON {"<old endpoint slug>": "<new endpoint slug>"}: requests for a renamed model (same cluster
+# and framework) reach the new endpoint, which receives its own model name.
+LEGACY_ENDPOINT_SLUG_MAPPING = env.get_json_object(
+    "LEGACY_ENDPOINT_SLUG_MAPPING", env.is_str, "a new endpoint slug"
+)
+# GET /resource_server/ready: seconds an answer is reused, and the longest wait for the
+# database or Redis before it counts as down.
+READY_CACHE_SECONDS = env.get_float("READY_CACHE_SECONDS", 1.0)
+READY_TIMEOUT_SECONDS = env.get_float("READY_TIMEOUT_SECONDS", 2.0)
 
 # --- Admission limits (docs/limits.md) ---------------------------------------------------------
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from resource_server_async.models import ApiKey, Cluster, Endpoint, LimitOverride
+from resource_server_async.models import (
+    ApiKey,
+    Cluster,
+    Endpoint,
+    LimitOverride,
+    MaintenanceWindow,
+)
 
 
 @admin.register(Cluster)
@@ -134,3 +142,25 @@ class ApiKeyAdmin(admin.ModelAdmin):
             f"Revoked {count} key(s). They stop working within API_KEY_CACHE_SECONDS.",
             messages.SUCCESS,
         )
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(admin.ModelAdmin):
+    """Windows as rows: every worker picks a change up within CATALOG_REFRESH_SECONDS."""
+
+    list_display = ["cluster", "framework", "endpoint_slug", "starts_at", "ends_at", "message"]
+    list_filter = ["cluster"]
+    search_fields = ["cluster", "endpoint_slug", "message"]
+    date_hierarchy = "starts_at"
+    actions = ["end_now"]
+
+    @admin.action(description="End the selected windows now")
+    def end_now(self, request: HttpRequest, queryset: QuerySet[MaintenanceWindow]) -> None:
+        now = timezone.now()
+        ended = 0
+        for window in queryset.filter(starts_at__lte=now).exclude(ends_at__lte=now):
+            # Saved one by one: each save bumps the catalog's version. An end must follow the start.
+            window.ends_at = max(now, window.starts_at + timedelta(microseconds=1))
+            window.save(update_fields=["ends_at"])
+            ended += 1
+        self.message_user(request, f"Ended {ended} window(s).", messages.SUCCESS)

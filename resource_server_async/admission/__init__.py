@@ -19,5 +19,5 @@ async def admit(request: AdmissionRequest, endpoint: BaseEndpoint) -> None:
     """Raise the caller's error (503 cluster_maintenance, 429 rate_limit_exceeded, 503
     limits_unavailable) when the request may not run on `endpoint` now; otherwise charge its
     limits. Called after authorization, once per endpoint tried."""
-    check_open(endpoint.row.cluster)
+    check_open(endpoint.row.cluster, endpoint)
     await check_limits(request, endpoint)
