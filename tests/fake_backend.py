@@ -49,6 +49,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import ssl
 import struct
 import threading
 import time
@@ -163,6 +164,7 @@ class FakeBackend:
     status_document: dict[str, Any] = field(default_factory=dict)
     status_http_status: int = 200  # set to e.g. 500 to make the status page fail
     responses: bool = True  # False: /v1/responses answers 404, as a chat-only server
+    ssl_context: ssl.SSLContext | None = None  # serve HTTPS (tests/upstream/test_tls.py)
     requests: deque[Recorded] = field(default_factory=lambda: deque(maxlen=500))
     # stream id -> "open" | "completed" | "aborted by client" | "cut" (fault stop_after)
     streams: dict[str, str] = field(default_factory=dict)
@@ -179,7 +181,8 @@ class FakeBackend:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def last(self) -> Recorded:
@@ -667,7 +670,7 @@ class FakeBackend:
             # Handlers still sleeping in a fault (slow stream) must not hold the shutdown up.
             self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
             loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", port)
+            site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=self.ssl_context)
             loop.run_until_complete(site.start())
             self.port = int(self._runner.addresses[0][1])
             ready.set()
