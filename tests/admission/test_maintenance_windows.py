@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.fake_backend import FakeBackend
 from tests.inference.catalog_files import CatalogFiles
@@ -20,7 +21,7 @@ from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
-HELLO = [{"role": "user", "content": "hello"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 MESSAGE = "gamma is down for a filesystem upgrade"
 # How late a process may notice that a window started or ended: the check is the clock at each
 # request, so only a loaded machine's scheduling delays it.
@@ -178,12 +179,12 @@ def test_the_openai_client_sees_the_message_and_the_federated_route_moves_on(
 
     scoped = host.openai_client("/resource_server/gamma/vllm/v1")
     with pytest.raises(openai.APIStatusError) as caught:
-        scoped.chat.completions.create(model="moving-model", messages=HELLO)  # type: ignore[arg-type]
+        scoped.chat.completions.create(model="moving-model", messages=HELLO)
     assert caught.value.status_code == 503
     assert caught.value.response.json()["error"]["message"] == MESSAGE
     federated = host.openai_client("/resource_server/v1")
     reply = federated.chat.completions.with_raw_response.create(
         model="moving-model",
-        messages=HELLO,  # type: ignore[arg-type]
+        messages=HELLO,
     )
     assert reply.http_response.status_code == 200

@@ -8,6 +8,7 @@ import anthropic
 import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.catalog_routes.conftest import CAPABILITIES
 from tests.fake_backend import FakeBackend
@@ -15,7 +16,7 @@ from tests.servers import GatewayServer
 
 pytestmark = pytest.mark.e2e
 
-HELLO = [{"role": "user", "content": "hello"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 
 
 def get(gateway: GatewayServer, path: str, **headers: str) -> httpx2.Response:
@@ -133,19 +134,19 @@ def test_an_alias_reaches_the_endpoint_which_receives_its_own_name(
     gateway: GatewayServer, backend: FakeBackend
 ) -> None:
     scoped = gateway.openai_client("/resource_server/alpha/vllm/v1")
-    reply = scoped.chat.completions.create(model="shared-alias", messages=HELLO)  # type: ignore[arg-type]
+    reply = scoped.chat.completions.create(model="shared-alias", messages=HELLO)
     assert reply.choices[0].message.content
     assert backend.last.json["model"] == "shared-model"
 
     federated = gateway.openai_client("/resource_server/v1")
-    federated.chat.completions.create(model="beta-name", messages=HELLO)  # type: ignore[arg-type]
+    federated.chat.completions.create(model="beta-name", messages=HELLO)
     assert backend.last.json["model"] == "shared-model"
 
 
 def test_an_alias_of_one_cluster_is_not_a_name_on_another(gateway: GatewayServer) -> None:
     client = gateway.openai_client("/resource_server/beta/vllm/v1")
     with pytest.raises(openai.NotFoundError) as caught:
-        client.chat.completions.create(model="shared-alias", messages=HELLO)  # type: ignore[arg-type]
+        client.chat.completions.create(model="shared-alias", messages=HELLO)
     assert caught.value.code == "model_not_found"
 
 
@@ -154,11 +155,11 @@ def test_a_legacy_slug_reaches_the_renamed_endpoint(
 ) -> None:
     client = gateway.openai_client("/resource_server/alpha/vllm/v1")
 
-    client.chat.completions.create(model="old-model", messages=HELLO)  # type: ignore[arg-type]
+    client.chat.completions.create(model="old-model", messages=HELLO)
 
     assert backend.last.json["model"] == "renamed-model"
     with pytest.raises(openai.NotFoundError):
         gateway.openai_client("/resource_server/beta/vllm/v1").chat.completions.create(
             model="old-model",
-            messages=HELLO,  # type: ignore[arg-type]
+            messages=HELLO,
         )
