@@ -172,6 +172,13 @@ MODEL_STATUS_CACHE_SECONDS = env.get_float("MODEL_STATUS_CACHE_SECONDS", 5.0)
 MODEL_STATUS_STALE_SECONDS = env.get_float("MODEL_STATUS_STALE_SECONDS", 60.0)
 # Seconds a federated route avoids an endpoint after it was unreachable or timed out.
 FEDERATED_BACKOFF_SECONDS = env.get_float("FEDERATED_BACKOFF_SECONDS", 15.0)
+# Live state of endpoints (clusters/live_state.py): re-read in the background at most once per
+# LIVE_STATE_SECONDS; a direct server without a status page is probed (GET /v1/models) with
+# LIVE_STATE_PROBE_TIMEOUT; the first request for an endpoint never read waits at most
+# LIVE_STATE_FIRST_WAIT seconds for its state (then ranks it "unknown").
+LIVE_STATE_SECONDS = env.get_float("LIVE_STATE_SECONDS", 5.0)
+LIVE_STATE_PROBE_TIMEOUT = env.get_float("LIVE_STATE_PROBE_TIMEOUT", 2.0)
+LIVE_STATE_FIRST_WAIT = env.get_float("LIVE_STATE_FIRST_WAIT", 1.0)
 
 # --- Authentication (CONTRACT.md §6 names) ----------------------------------------------------
 
