@@ -61,16 +61,17 @@ class LiveStates:
         )
 
     def current(self, endpoint: BaseEndpoint) -> LiveState:
-        state = self._peek(endpoint)
+        state = self.peek(endpoint)
         return LiveState.UNKNOWN if state is None else state
 
-    def _peek(self, endpoint: BaseEndpoint) -> LiveState | None:
+    def peek(self, endpoint: BaseEndpoint) -> LiveState | None:
+        """The state, or None when never read (or too long ago); may start a background read."""
         return self._states.peek_refreshing(endpoint.slug, lambda: read_state(endpoint, self))
 
     async def read(self, endpoints: Iterable[BaseEndpoint], timeout: float) -> dict[str, LiveState]:
         """States by slug, waiting up to `timeout` seconds for those never read (UNKNOWN after)."""
         endpoints = list(endpoints)
-        missing = [e for e in endpoints if self._peek(e) is None]
+        missing = [e for e in endpoints if self.peek(e) is None]
         if missing:
             loads = [self._states.get(e.slug, partial(read_state, e, self)) for e in missing]
             with contextlib.suppress(TimeoutError):
@@ -113,6 +114,8 @@ async def read_state(endpoint: BaseEndpoint, states: LiveStates) -> LiveState:
     except GatewayError as exc:
         logger.info("live state of %s: %s", endpoint.slug, exc.message)
         return LiveState.OFFLINE if exc.code == "endpoint_key_missing" else LiveState.UNKNOWN
+    except Exception as exc:  # a status source's failure is a state, never a request's error
+        logger.warning("live state of %s cannot be read: %s", endpoint.slug, exc)
     return LiveState.UNKNOWN
 
 
