@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import aiohttp
+import orjson
 from django.conf import settings
 from pydantic import Field, field_validator, model_validator
 
@@ -213,6 +214,28 @@ class DirectAPIEndpoint(BaseEndpoint):
         state = await page.state_of(self.model)
         if state is None or state.lower() != LIVE:
             raise upstream_errors.not_live(self, state or "not listed")
+
+    async def lists_model(self, timeout: float) -> bool:
+        """Whether `GET {api_url}/v1/models` lists this endpoint's model (CONTRACT.md §1): the
+        live-state probe of a server without a status page. Raises GatewayError (key unset) or
+        aiohttp.ClientError / TimeoutError when the server does not answer."""
+        session = runtime.current.upstream.session(self._origin)
+        async with session.get(
+            self.url_for("models"),
+            headers=self._headers(self._key()),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            if response.status != 200:
+                return False
+            body = await self._read_answer(response)
+        try:
+            listed = orjson.loads(body).get("data")
+        except (ValueError, AttributeError):
+            return False
+        wanted = self.model.lower()
+        return isinstance(listed, list) and any(
+            isinstance(item, dict) and str(item.get("id", "")).lower() == wanted for item in listed
+        )
 
     def _call_failed(self, exc: TimeoutError | aiohttp.ClientError, pool: PoolWait) -> GatewayError:
         """A call that got no answer, as the caller's error: 503 busy (no free pooled
