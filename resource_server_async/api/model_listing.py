@@ -1,22 +1,35 @@
 """What `/v1/models` says of each model: OpenAI's list format plus where it is served, in what
-state, under which other names, and what it can do (`config.capabilities`)."""
+state, under which other names, and what it can do (`config.capabilities`).
+
+The state of each endpoint is "maintenance" while a notice or window closes it, else its live
+state (clusters/live_state.py: ready, starting, queued, free_nodes, reachable, unknown,
+offline), read by the view beforehand (`read_states`) so that a listing never waits on a
+model server of its own accord.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from resource_server_async.admission.maintenance import closure
 from resource_server_async.catalog.capabilities import SCHEMA_VERSION
 from resource_server_async.catalog.snapshot import CatalogSnapshot, catalog
+from resource_server_async.clusters.live_state import LiveState
 from resource_server_async.endpoints.base import BaseEndpoint
+
+# Live states by endpoint slug (from read_states); a missing one counts as unknown.
+States = Mapping[str, LiveState]
 
 # What /v1/models says of a model whose endpoint has no config.capabilities: only the version.
 _UNDESCRIBED = {"schema_version": SCHEMA_VERSION}
 
 
-def endpoint_state(endpoint: BaseEndpoint) -> str:
-    """The endpoint's state as the listing shows it ("maintenance" or "available")."""
-    return "maintenance" if closure(endpoint.row.cluster, endpoint) is not None else "available"
+def endpoint_state(endpoint: BaseEndpoint, states: States) -> str:
+    """The endpoint's state as the listing shows it: "maintenance", or its live state."""
+    if closure(endpoint.row.cluster, endpoint) is not None:
+        return "maintenance"
+    return states.get(endpoint.slug, LiveState.UNKNOWN).label
 
 
 def capabilities_of(endpoints: list[BaseEndpoint], snapshot: CatalogSnapshot) -> dict[str, Any]:
@@ -33,17 +46,17 @@ def aliases_of(endpoints: list[BaseEndpoint], snapshot: CatalogSnapshot) -> list
     return sorted({name for e in endpoints for name in snapshot.entry(e).aliases})
 
 
-def served_by(endpoint: BaseEndpoint) -> dict[str, Any]:
+def served_by(endpoint: BaseEndpoint, states: States) -> dict[str, Any]:
     row = endpoint.row
     return {
         "cluster": row.cluster,
         "framework": row.framework,
-        "state": endpoint_state(endpoint),
+        "state": endpoint_state(endpoint, states),
         "base_url": f"/resource_server/{row.cluster}/{row.framework}/v1",
     }
 
 
-def model_entry(name: str, endpoints: list[BaseEndpoint]) -> dict[str, Any]:
+def model_entry(name: str, endpoints: list[BaseEndpoint], states: States) -> dict[str, Any]:
     """One model in OpenAI's shape, with the gateway's extra fields."""
     snapshot = catalog.snapshot
     clusters = sorted({e.row.cluster for e in endpoints})
@@ -54,7 +67,7 @@ def model_entry(name: str, endpoints: list[BaseEndpoint]) -> dict[str, Any]:
         "created": 0,
         "owned_by": ",".join(clusters),
         "clusters": clusters,
-        "served_by": [served_by(e) for e in endpoints],
+        "served_by": [served_by(e, states) for e in endpoints],
         "aliases": aliases_of(endpoints, snapshot),
         "capabilities": capabilities_of(endpoints, snapshot),
     }
@@ -68,11 +81,11 @@ def by_model(endpoints: list[BaseEndpoint]) -> dict[str, list[BaseEndpoint]]:
     return {name: grouped[name] for name in sorted(grouped)}
 
 
-def model_list(endpoints: list[BaseEndpoint]) -> dict[str, Any]:
+def model_list(endpoints: list[BaseEndpoint], states: States) -> dict[str, Any]:
     """OpenAI's list format; a model served on several clusters is listed once, with them all."""
     return {
         "object": "list",
-        "data": [model_entry(name, items) for name, items in by_model(endpoints).items()],
+        "data": [model_entry(name, items, states) for name, items in by_model(endpoints).items()],
     }
 
 
@@ -90,7 +103,7 @@ def find_model(endpoints: list[BaseEndpoint], model_id: str) -> tuple[str, list[
     return "", []
 
 
-def cluster_model_details(endpoint: BaseEndpoint) -> dict[str, Any]:
+def cluster_model_details(endpoint: BaseEndpoint, states: States) -> dict[str, Any]:
     """One endpoint as the reference gateway's `GET /{cluster}/models` lists it."""
     snapshot = catalog.snapshot
     row = endpoint.row
@@ -100,7 +113,7 @@ def cluster_model_details(endpoint: BaseEndpoint) -> dict[str, Any]:
         "cluster": row.cluster,
         "framework": row.framework,
         "endpoint_slug": row.slug,
-        "state": endpoint_state(endpoint),
+        "state": endpoint_state(endpoint, states),
         "base_url": f"/resource_server/{row.cluster}/{row.framework}/v1",
         "aliases": list(snapshot.entry(endpoint).aliases),
         "capabilities": capabilities_of([endpoint], snapshot),

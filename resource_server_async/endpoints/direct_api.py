@@ -219,7 +219,7 @@ class DirectAPIEndpoint(BaseEndpoint):
         """Whether `GET {api_url}/v1/models` lists this endpoint's model (CONTRACT.md §1): the
         live-state probe of a server without a status page. Raises GatewayError (key unset) or
         aiohttp.ClientError / TimeoutError when the server does not answer."""
-        session = runtime.current.upstream.session(self._origin)
+        session = self._session()
         async with session.get(
             self.url_for("models"),
             headers=self._headers(self._key()),

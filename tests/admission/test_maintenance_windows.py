@@ -30,7 +30,7 @@ LATE = 1.5
 
 @pytest.fixture(scope="module")
 def window_backend() -> Iterator[FakeBackend]:
-    with FakeBackend(models=("moving-model",)) as server:
+    with FakeBackend(models=("moving-model", "gamma-only", "second-model")) as server:
         yield server
 
 
@@ -154,7 +154,7 @@ def test_an_endpoint_window_closes_that_endpoint_only(
     ).json()["data"]
     states = {m["id"]: m["served_by"][0]["state"] for m in models}
     assert states["second-model"] == "maintenance"
-    assert states["gamma-only"] == "available"
+    assert states["gamma-only"] == "ready"
 
 
 def test_the_command_refuses_what_it_cannot_do(hosts: tuple[GatewayServer, GatewayServer]) -> None:

@@ -4,6 +4,7 @@ aliases, a renamed model behind LEGACY_ENDPOINT_SLUG_MAPPING, one model on two c
   alpha (vllm)  shared-model (capabilities, alias shared-alias), renamed-model (was old-model),
                 alpha-only (no capabilities)
   beta  (vllm)  shared-model (alias beta-name)
+  gamma (vllm)  shared-model on a server that is not there (its live state: offline)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from tests.fake_backend import FakeBackend
 from tests.inference.catalog_files import CatalogFiles
-from tests.servers import GatewayServer
+from tests.servers import GatewayServer, free_port
 
 CAPABILITIES = {
     "context_window_tokens": 131072,
@@ -48,6 +49,8 @@ def gateway(
     files.endpoint("alpha", "renamed-model", backend.url)
     files.endpoint("alpha", "alpha-only", backend.url)
     files.endpoint("beta", "shared-model", backend.url, aliases=["beta-name"])
+    files.cluster("gamma")
+    files.endpoint("gamma", "shared-model", f"http://127.0.0.1:{free_port()}")
     tmp = tmp_path_factory.mktemp("catalog-routes")
     env = {"LEGACY_ENDPOINT_SLUG_MAPPING": json.dumps(LEGACY)}
     with GatewayServer(tmp, fixtures=files.write(tmp / "fixtures"), env=env) as server:

@@ -35,25 +35,34 @@ def test_the_federated_list_shows_clusters_states_aliases_and_capabilities(
     assert sorted(models) == ["alpha-only", "renamed-model", "shared-model"]
     shared = models["shared-model"]
     assert shared["object"] == "model"
-    assert shared["clusters"] == ["alpha", "beta"]
+    assert shared["clusters"] == ["alpha", "beta", "gamma"]
+    # Live states: the fake server lists shared-model (ready); nothing listens for gamma.
     assert shared["served_by"] == [
         {
             "cluster": "alpha",
             "framework": "vllm",
-            "state": "available",
+            "state": "ready",
             "base_url": "/resource_server/alpha/vllm/v1",
         },
         {
             "cluster": "beta",
             "framework": "vllm",
-            "state": "available",
+            "state": "ready",
             "base_url": "/resource_server/beta/vllm/v1",
+        },
+        {
+            "cluster": "gamma",
+            "framework": "vllm",
+            "state": "offline",
+            "base_url": "/resource_server/gamma/vllm/v1",
         },
     ]
     assert shared["aliases"] == ["beta-name", "shared-alias"]
     assert shared["capabilities"] == {"schema_version": 1, **CAPABILITIES}
     # A model without config.capabilities says only which field names it would use.
     assert models["alpha-only"]["capabilities"] == {"schema_version": 1}
+    # Its server answers but does not list it.
+    assert models["alpha-only"]["served_by"][0]["state"] == "reachable"
 
 
 def test_the_openai_client_lists_and_retrieves_models(gateway: GatewayServer) -> None:

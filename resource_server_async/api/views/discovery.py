@@ -25,6 +25,7 @@ from resource_server_async.api.model_listing import (
 from resource_server_async.auth.authenticate import authenticate
 from resource_server_async.auth.permissions import authorize_cluster
 from resource_server_async.catalog.snapshot import catalog
+from resource_server_async.clusters.live_state import read_states
 from resource_server_async.endpoints.base import BaseEndpoint
 from resource_server_async.errors import GatewayError
 from resource_server_async.inference.pipeline import find_cluster
@@ -53,13 +54,13 @@ async def list_endpoints(request: Request) -> JSONResponse:
     return JSONResponse({"clusters": dict(sorted(clusters.items()))})
 
 
-def _listing(request: Request, endpoints: list[BaseEndpoint]) -> JSONResponse:
+async def _listing(request: Request, endpoints: list[BaseEndpoint]) -> JSONResponse:
     if wants_anthropic(request):
         return JSONResponse(anthropic_model_list(list(by_model(endpoints)), request.query_params))
-    return JSONResponse(model_list(endpoints))
+    return JSONResponse(model_list(endpoints, await read_states(endpoints)))
 
 
-def _one_model(request: Request, endpoints: list[BaseEndpoint]) -> JSONResponse:
+async def _one_model(request: Request, endpoints: list[BaseEndpoint]) -> JSONResponse:
     model_id = request.path_params["model_id"]
     name, found = find_model(endpoints, model_id)
     if not found:
@@ -72,7 +73,7 @@ def _one_model(request: Request, endpoints: list[BaseEndpoint]) -> JSONResponse:
         )
     if wants_anthropic(request):
         return JSONResponse(anthropic_model(name))
-    return JSONResponse(model_entry(name, found))
+    return JSONResponse(model_entry(name, found, await read_states(found)))
 
 
 async def _cluster_endpoints(request: Request) -> list[BaseEndpoint]:
@@ -84,20 +85,20 @@ async def _cluster_endpoints(request: Request) -> list[BaseEndpoint]:
 
 async def federated_models(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    return _listing(request, usable_endpoints(principal))
+    return await _listing(request, usable_endpoints(principal))
 
 
 async def federated_model(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    return _one_model(request, usable_endpoints(principal))
+    return await _one_model(request, usable_endpoints(principal))
 
 
 async def cluster_models(request: Request) -> JSONResponse:
-    return _listing(request, await _cluster_endpoints(request))
+    return await _listing(request, await _cluster_endpoints(request))
 
 
 async def cluster_model(request: Request) -> JSONResponse:
-    return _one_model(request, await _cluster_endpoints(request))
+    return await _one_model(request, await _cluster_endpoints(request))
 
 
 async def reference_cluster_models(request: Request) -> JSONResponse:
@@ -125,7 +126,8 @@ async def reference_cluster_models(request: Request) -> JSONResponse:
                 f"Cluster {name!r} serves no model {model_id!r} that you may use.",
                 param="model_id",
             )
-    return JSONResponse([cluster_model_details(endpoint) for endpoint in endpoints])
+    states = await read_states(endpoints)
+    return JSONResponse([cluster_model_details(endpoint, states) for endpoint in endpoints])
 
 
 routes = [
