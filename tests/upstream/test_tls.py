@@ -3,6 +3,7 @@ login-node proxy that requires one) and check_hostname, against real HTTPS serve
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,30 +31,31 @@ def client_cert(authority: CertificateAuthority) -> Issued:
     return authority.issue("gateway-client")
 
 
-def _server_context(
-    issued: Issued, authority: CertificateAuthority, *, mutual: bool
-) -> ssl.SSLContext:
+@contextlib.contextmanager
+def https_backend(
+    authority: CertificateAuthority, name: str, *, mutual: bool, model: str
+) -> Iterator[FakeBackend]:
+    """A fake model server on HTTPS, its certificate (signed by `authority`) naming `name`;
+    with `mutual`, it requires a client certificate signed by the same authority."""
+    issued = authority.issue(name.replace(".", "-"), server_names=[name])
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(authority.cert))
     context.load_cert_chain(issued.cert, issued.key)
     context.verify_mode = ssl.CERT_REQUIRED if mutual else ssl.CERT_NONE
-    return context
+    with FakeBackend(models=(model,), ssl_context=context) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def proxy(authority: CertificateAuthority) -> Iterator[FakeBackend]:
     """A login-node proxy: HTTPS for 127.0.0.1, and it requires a client certificate."""
-    issued = authority.issue("proxy", server_names=["127.0.0.1"])
-    context = _server_context(issued, authority, mutual=True)
-    with FakeBackend(models=("mtls-model",), ssl_context=context) as server:
+    with https_backend(authority, "127.0.0.1", mutual=True, model="mtls-model") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def misnamed(authority: CertificateAuthority) -> Iterator[FakeBackend]:
     """An HTTPS server whose certificate names another host."""
-    issued = authority.issue("misnamed", server_names=["other.example"])
-    context = _server_context(issued, authority, mutual=False)
-    with FakeBackend(models=("any-name-model",), ssl_context=context) as server:
+    with https_backend(authority, "other.example", mutual=False, model="any-name-model") as server:
         yield server
 
 

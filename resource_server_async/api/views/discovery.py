@@ -23,13 +23,11 @@ from resource_server_async.api.model_listing import (
     model_list,
 )
 from resource_server_async.auth.authenticate import authenticate
-from resource_server_async.auth.permissions import authorize_cluster
-from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.live_state import read_states
 from resource_server_async.endpoints.base import BaseEndpoint
 from resource_server_async.errors import GatewayError
 from resource_server_async.inference.pipeline import find_cluster
-from resource_server_async.inference.visibility import listing, usable_clusters, usable_endpoints
+from resource_server_async.inference.visibility import listing, usable_cluster, usable_endpoints
 
 
 async def list_endpoints(request: Request) -> JSONResponse:
@@ -106,15 +104,7 @@ async def reference_cluster_models(request: Request) -> JSONResponse:
     or the one `?model_id=` names (404 when it is not among them)."""
     principal = await authenticate(request)
     name = request.path_params["cluster"]
-    cluster = catalog.cluster(name)
-    if cluster is None:
-        raise GatewayError(
-            404,
-            "cluster_not_found",
-            f"There is no cluster {name!r}. Clusters you may use: "
-            f"{listing(usable_clusters(principal), 'none')}.",
-        )
-    authorize_cluster(principal, cluster)
+    usable_cluster(principal, name)
     endpoints = sorted(usable_endpoints(principal, cluster=name), key=lambda e: e.model.lower())
     model_id = request.query_params.get("model_id")
     if model_id is not None:
