@@ -172,3 +172,20 @@ def test_a_legacy_slug_reaches_the_renamed_endpoint(
             model="old-model",
             messages=HELLO,
         )
+
+
+def test_the_openapi_document_describes_the_model_routes(gateway: GatewayServer) -> None:
+    document = httpx2.get(f"{gateway.url}/resource_server/openapi.json").json()
+
+    for path in (
+        "/resource_server/v1/models/{model_id}",
+        "/resource_server/{cluster}/{framework}/v1/models/{model_id}",
+        "/resource_server/{cluster}/models",
+    ):
+        assert path in document["paths"]
+    model = document["paths"]["/resource_server/v1/models/{model_id}"]["get"]
+    schema = model["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(schema["properties"]["capabilities"]["properties"]) == {
+        "schema_version",
+        *CAPABILITIES,
+    }
