@@ -35,11 +35,13 @@ def _plain_notice(cluster_name: str) -> str:
 
 
 def _window_in_force(
-    cluster_name: str, framework: str | None, slug: str | None, now: float
+    cluster_name: str, framework: str | None, slug: str | None, now: float | None
 ) -> Window | None:
     windows = catalog.snapshot.maintenance.get(cluster_name)
     if not windows:
-        return None
+        return None  # the common case: one dictionary read, not even the clock
+    if now is None:
+        now = time.time()
     for window in windows:
         if window.open_at(now) and window.covers(framework, slug):
             return window
@@ -59,10 +61,10 @@ def closure(
     if notice is not None:
         return Closure(notice if notice.strip() else _plain_notice(cluster_name), None)
     if endpoint is None:
-        window = _window_in_force(cluster_name, None, None, now or time.time())
+        window = _window_in_force(cluster_name, None, None, now)
     else:
         row = endpoint.row
-        window = _window_in_force(cluster_name, row.framework, row.slug, now or time.time())
+        window = _window_in_force(cluster_name, row.framework, row.slug, now)
     if window is None:
         return None
     message = window.message if window.message.strip() else _plain_notice(cluster_name)

@@ -94,10 +94,12 @@ def find_model(endpoints: list[BaseEndpoint], model_id: str) -> tuple[str, list[
     `endpoints`, and its endpoints; ("", []) when none."""
     wanted = model_id.lower()
     snapshot = catalog.snapshot
-    for name, items in by_model(endpoints).items():
+    grouped = by_model(endpoints)
+    for name, items in grouped.items():
         if name.lower() == wanted:
             return name, items
-    for name, items in by_model(endpoints).items():
+    # Only then aliases: a model's own name wins, as in the catalog's lookups.
+    for name, items in grouped.items():
         if any(wanted == alias.lower() for e in items for alias in snapshot.entry(e).aliases):
             return name, items
     return "", []

@@ -115,7 +115,8 @@ def _alias_map(
     legacy: dict[str, str],
 ) -> dict[str, str]:
     """Slugs of other names -> the endpoint's slug. An endpoint's own model always wins over
-    another's alias; a legacy slug counts only while its new endpoint exists."""
+    another's alias; a legacy slug counts only while its new endpoint exists. Each alias also
+    joins `by_model` (the federated lookup), in place."""
     aliases: dict[str, str] = {}
     for slug, entry in entries.items():
         row = endpoints[slug].row

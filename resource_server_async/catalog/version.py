@@ -9,18 +9,26 @@ resource_server_async_catalogversion SET version = version + 1`).
 
 from __future__ import annotations
 
+import secrets
+
 from django.db.models import F
 
 VERSION_ROW = 1
 
 
+def first_version() -> int:
+    """Where a new counter starts: a random number, so that a counter made again (a database
+    flushed or restored, its row deleted) never repeats a number a worker has already seen."""
+    return secrets.randbits(48)
+
+
 def bump(using: str = "default") -> None:
-    """Add one to the counter (creating its row if a raw-SQL set-up left it out)."""
+    """Add one to the counter (creating its row if it is missing)."""
     from resource_server_async.models import CatalogVersion
 
     rows = CatalogVersion.objects.using(using)
     if not rows.filter(pk=VERSION_ROW).update(version=F("version") + 1):
-        rows.get_or_create(pk=VERSION_ROW, defaults={"version": 1})
+        rows.get_or_create(pk=VERSION_ROW, defaults={"version": first_version()})
 
 
 def current_version(using: str = "default") -> int:

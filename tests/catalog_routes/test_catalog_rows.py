@@ -16,7 +16,7 @@ from django.utils import timezone
 from resource_server_async.catalog.snapshot import Catalog
 from resource_server_async.catalog.validation import FixtureRowError, validate_endpoint
 from resource_server_async.catalog.version import current_version
-from resource_server_async.models import Cluster, Endpoint, MaintenanceWindow
+from resource_server_async.models import CatalogVersion, Cluster, Endpoint, MaintenanceWindow
 from tests.config.helpers import cluster_row, endpoint_row
 
 pytestmark = pytest.mark.django_db
@@ -128,3 +128,17 @@ def test_loaddata_bumps_the_version_and_a_reload_follows(tmp_path: Path) -> None
     Endpoint.objects.all().delete()
     assert catalog.reload() is True
     assert catalog.lookup("sophia", "vllm", MODEL) is None
+
+
+def test_a_counter_made_again_never_repeats_a_number_a_worker_saw() -> None:
+    Cluster.objects.create(**cluster_row()["fields"])
+    catalog = Catalog()
+    catalog.reload()
+    seen = current_version()
+    # A flushed or restored database: the counter's row is gone and the same rows come back.
+    CatalogVersion.objects.all().delete()
+    Cluster.objects.all().delete()
+    Cluster.objects.create(**cluster_row()["fields"])
+
+    assert current_version() != seen
+    assert catalog.reload() is True
