@@ -165,6 +165,7 @@ class FakeBackend:
     status_http_status: int = 200  # set to e.g. 500 to make the status page fail
     responses: bool = True  # False: /v1/responses answers 404, as a chat-only server
     ssl_context: ssl.SSLContext | None = None  # serve HTTPS (tests/upstream/test_tls.py)
+    delay: float = 0.0  # seconds every inference answer waits (a slower server; bench/routing.py)
     requests: deque[Recorded] = field(default_factory=lambda: deque(maxlen=500))
     # stream id -> "open" | "completed" | "aborted by client" | "cut" (fault stop_after)
     streams: dict[str, str] = field(default_factory=dict)
@@ -236,6 +237,7 @@ class FakeBackend:
         except orjson.JSONDecodeError:
             return None, Faults(), self._json(400, _error_body(400, "body is not JSON"))
         faults = Faults.of(request, body)
+        faults.delay = faults.delay or self.delay
         if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return body, faults, self._json(401, _error_body(401, "invalid API key"))
         if faults.delay and not await self._delay(request, faults):
@@ -708,8 +710,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     parser.add_argument("--model", action="append", help="model name for /v1/models (repeat)")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     args = parser.parse_args()
-    backend = FakeBackend(api_key=args.api_key, models=tuple(args.model or ["fake-model"]))
+    backend = FakeBackend(
+        api_key=args.api_key, models=tuple(args.model or ["fake-model"]), delay=args.delay
+    )
     with contextlib.suppress(KeyboardInterrupt):
         web.run_app(backend.app(), host=args.host, port=args.port, access_log=None)
 

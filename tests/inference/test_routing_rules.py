@@ -95,6 +95,11 @@ def test_every_answer_says_where_it_was_served(gateway: GatewayServer) -> None:
     scoped = gateway.openai_client("/resource_server/llama/llama-cpp/v1")
     raw = scoped.chat.completions.with_raw_response.create(model="plain", messages=HELLO)
     assert raw.headers["x-served-by"] == "llama/llama-cpp"
+    streamed = scoped.chat.completions.with_raw_response.create(
+        model="plain", messages=HELLO, stream=True
+    )
+    assert streamed.headers["x-served-by"] == "llama/llama-cpp"
+    assert "".join(c.choices[0].delta.content or "" for c in streamed.parse() if c.choices)
 
     claude = anthropic.Anthropic(
         base_url=f"{gateway.url}/resource_server", api_key=gateway.api_key, max_retries=0
