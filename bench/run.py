@@ -43,9 +43,9 @@ GATEWAY_CORE, DRIVER_CORE = 0, 1
 WHOAMI_PATH = "/resource_server/whoami"
 # The connection count of the flood measured in the hardening issue (item 3).
 AUTH_CONNECTIONS = 128
-SCENARIOS = ("proxy", "auth", "accounting", "fair_share")
+SCENARIOS = ("proxy", "auth", "accounting", "fair_share", "routing")
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
-# metrics on vs off) and is asked for by name.
+# metrics on vs off) and `routing` one with two backends (bench/routing.py): asked for by name.
 DEFAULT_SCENARIOS = ("proxy", "auth")
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/gateway_bench"
 # The production configuration against the same gateway without accounting (--scenarios
@@ -597,6 +597,11 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
 
         fair_share.append_section(report, args)
         return
+    if args.scenarios == ["routing"]:
+        from bench import routing
+
+        routing.append_section(report, args.output)
+        return
     lines = [
         "# Benchmark results",
         "",
@@ -719,7 +724,8 @@ def main() -> None:
         help="comma list: proxy (chat and streams vs direct), auth (whoami: valid vs random "
         "keys), accounting (records + metrics on vs off, PostgreSQL + Redis; adds a dated "
         "section to --output when run alone), fair_share (the noisy neighbour, fair share on "
-        "vs off; a dated section when run alone)",
+        "vs off; a dated section when run alone), routing (load-aware vs round-robin over a "
+        "fast and a 5x slower server; a dated section when run alone)",
     )
     parser.add_argument(
         "--records",
@@ -768,6 +774,11 @@ def main() -> None:
                 from bench import fair_share
 
                 fair_share.bench(args, workdir / "fair_share", report)
+            if "routing" in args.scenarios:
+                from bench import routing
+
+                (workdir / "routing").mkdir()
+                routing.bench(workdir / "routing", report)
             if "litellm" in args.compare:
                 (workdir / "litellm").mkdir()
                 bench_litellm(args, workdir / "litellm", backend_port, report)

@@ -170,8 +170,27 @@ MODEL_STATUS_CACHE_SECONDS = env.get_float("MODEL_STATUS_CACHE_SECONDS", 5.0)
 # Seconds an expired status page reading may still answer while one fetch replaces it (and
 # while the page fails); past that, requests wait for a fresh read.
 MODEL_STATUS_STALE_SECONDS = env.get_float("MODEL_STATUS_STALE_SECONDS", 60.0)
-# Seconds a federated route avoids an endpoint after it was unreachable or timed out.
-FEDERATED_BACKOFF_SECONDS = env.get_float("FEDERATED_BACKOFF_SECONDS", 15.0)
+# Federated routing (inference/routing.py): an endpoint whose calls failed (unreachable, not
+# live, timed out, ...) ROUTING_CIRCUIT_FAILURES times in a row is ranked last for
+# ROUTING_CIRCUIT_COOLDOWN_SECONDS, then one request probes it. A request moves on to the next
+# candidate only within ROUTING_FAILOVER_SECONDS of its first try. With REDIS_URL, workers share
+# their in-flight counts and open circuits every ROUTING_SHARE_SECONDS under ROUTING_REDIS_PREFIX.
+ROUTING_CIRCUIT_FAILURES = env.get_int("ROUTING_CIRCUIT_FAILURES", 3)
+ROUTING_CIRCUIT_COOLDOWN_SECONDS = env.get_float("ROUTING_CIRCUIT_COOLDOWN_SECONDS", 15.0)
+ROUTING_FAILOVER_SECONDS = env.get_float("ROUTING_FAILOVER_SECONDS", 30.0)
+ROUTING_SHARE_SECONDS = env.get_float("ROUTING_SHARE_SECONDS", 0.5)
+ROUTING_REDIS_PREFIX = env.get_str("ROUTING_REDIS_PREFIX", "igw:routing:")
+# vLLM's prefix cache salted per principal (`cache_salt` added to chat/completions and
+# completions bodies sent to vllm endpoints), so that one user's cached prefixes cannot speed up,
+# and so reveal themselves to, another's requests. Costs a re-serialised body per request.
+VLLM_CACHE_SALT = env.get_bool("VLLM_CACHE_SALT", False)
+# Live state of endpoints (clusters/live_state.py): re-read in the background at most once per
+# LIVE_STATE_SECONDS; a direct server without a status page is probed (GET /v1/models) with
+# LIVE_STATE_PROBE_TIMEOUT; the first request for an endpoint never read waits at most
+# LIVE_STATE_FIRST_WAIT seconds for its state (then ranks it "unknown").
+LIVE_STATE_SECONDS = env.get_float("LIVE_STATE_SECONDS", 5.0)
+LIVE_STATE_PROBE_TIMEOUT = env.get_float("LIVE_STATE_PROBE_TIMEOUT", 2.0)
+LIVE_STATE_FIRST_WAIT = env.get_float("LIVE_STATE_FIRST_WAIT", 1.0)
 
 # --- Authentication (CONTRACT.md §6 names) ----------------------------------------------------
 
@@ -296,6 +315,15 @@ RESPONSES_STORE_TTL = env.get_int("RESPONSES_STORE_TTL", 3600)
 MAINTENANCE_ERROR_NOTICES = env.get_json_object(
     "MAINTENANCE_ERROR_NOTICES", env.is_str, "a notice string"
 )
+# JSON {"<old endpoint slug>": "<new endpoint slug>"}: requests for a renamed model (same cluster
+# and framework) reach the new endpoint, which receives its own model name.
+LEGACY_ENDPOINT_SLUG_MAPPING = env.get_json_object(
+    "LEGACY_ENDPOINT_SLUG_MAPPING", env.is_str, "a new endpoint slug"
+)
+# GET /resource_server/ready: seconds an answer is reused, and the longest wait for the
+# database or Redis before it counts as down.
+READY_CACHE_SECONDS = env.get_float("READY_CACHE_SECONDS", 1.0)
+READY_TIMEOUT_SECONDS = env.get_float("READY_TIMEOUT_SECONDS", 2.0)
 
 # --- Admission limits (docs/limits.md) ---------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -13,6 +15,7 @@ from resource_server_async.models import (
     Cluster,
     Endpoint,
     LimitOverride,
+    MaintenanceWindow,
     Project,
 )
 
@@ -175,3 +178,25 @@ class AllocationAdmin(admin.ModelAdmin):
     list_filter = ["period", "project"]
     search_fields = ["name", "project__name", "model", "cluster"]
     fields = ["name", "project", "period", "start_day", "tokens", "gpu_seconds", "model", "cluster"]
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(admin.ModelAdmin):
+    """Windows as rows: every worker picks a change up within CATALOG_REFRESH_SECONDS."""
+
+    list_display = ["cluster", "framework", "endpoint_slug", "starts_at", "ends_at", "message"]
+    list_filter = ["cluster"]
+    search_fields = ["cluster", "endpoint_slug", "message"]
+    date_hierarchy = "starts_at"
+    actions = ["end_now"]
+
+    @admin.action(description="End the selected windows now")
+    def end_now(self, request: HttpRequest, queryset: QuerySet[MaintenanceWindow]) -> None:
+        now = timezone.now()
+        ended = 0
+        for window in queryset.filter(starts_at__lte=now).exclude(ends_at__lte=now):
+            # Saved one by one: each save bumps the catalog's version. An end must follow the start.
+            window.ends_at = max(now, window.starts_at + timedelta(microseconds=1))
+            window.save(update_fields=["ends_at"])
+            ended += 1
+        self.message_user(request, f"Ended {ended} window(s).", messages.SUCCESS)

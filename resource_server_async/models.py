@@ -353,3 +353,52 @@ class Allocation(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.updated_at = timezone.now()  # the catalog's fingerprint notices the change
         super().save(*args, **kwargs)
+
+
+class MaintenanceWindow(models.Model):
+    """A time when a cluster (or one framework or endpoint of it) takes no requests
+    (admission/maintenance.py): cluster-scoped requests answer 503 with the message and
+    Retry-After until `ends_at`; federated ones go to another cluster."""
+
+    cluster = models.CharField(max_length=100, db_index=True)
+    framework = models.CharField(
+        max_length=100, blank=True, default="", help_text="only this framework (empty = all)"
+    )
+    endpoint_slug = models.CharField(
+        max_length=250, blank=True, default="", help_text="only this endpoint (empty = all)"
+    )
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="empty = until switched off")
+    message = models.CharField(
+        max_length=500, blank=True, default="", help_text="what callers are told"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["cluster", "-starts_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__isnull=True)
+                | models.Q(ends_at__gt=models.F("starts_at")),
+                name="maintenance_window_ends_after_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        target = "/".join(p for p in (self.cluster, self.framework, self.endpoint_slug) if p)
+        return f"maintenance of {target} from {self.starts_at:%Y-%m-%d %H:%M}"
+
+    def notice(self) -> str:
+        """The message, or a plain one: an empty message must not reopen the cluster."""
+        if self.message.strip():
+            return self.message
+        return f"Cluster {self.cluster!r} is under maintenance."
+
+
+class CatalogVersion(models.Model):
+    """One row: the catalog's version counter (catalog/version.py)."""
+
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"catalog version {self.version}"

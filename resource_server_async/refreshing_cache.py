@@ -71,6 +71,15 @@ class RefreshingCache(Generic[K, V]):
             return failure.error
         return None
 
+    def peek_refreshing(self, key: K, load: Callable[[], Awaitable[V]]) -> V | None:
+        """The cached value if younger than `max_age`, without waiting; a value older than
+        `ttl` (or none) starts one background load. For hot paths that must never wait."""
+        entry = self._entries.get(key)
+        age = self.max_age if entry is None else time.monotonic() - entry.loaded_at
+        if age >= self.ttl and key not in self._loads and self._recent_failure(key) is None:
+            self._start_load(key, load)
+        return entry.value if entry is not None and age < self.max_age else None
+
     def peek(self, key: K) -> V | None:
         """The cached value, however old, without loading."""
         entry = self._entries.get(key)

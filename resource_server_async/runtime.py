@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from resource_server_async.admission.limiter import Limiter
     from resource_server_async.auth.api_keys import ApiKeyValidator
     from resource_server_async.auth.globus import GlobusTokenValidator
+    from resource_server_async.clusters.live_state import LiveStates
     from resource_server_async.compute.base import ComputeExecutor
+    from resource_server_async.endpoints.routing_state import RoutingState
     from resource_server_async.response_store import ResponseStore
     from resource_server_async.streaming import StreamHub
     from resource_server_async.upstream.clients import UpstreamClients
@@ -47,7 +49,9 @@ class Runtime:
         "_catalog_refreshing",
         "_executor",
         "_limiter",
+        "_live_states",
         "_response_store",
+        "_routing",
         "_usage_reader",
         "accounting_sinks",
         "api_keys",
@@ -79,6 +83,8 @@ class Runtime:
         self._limiter: Limiter | None = None
         self._allocations: AllocationBooks | None = None
         self._capacity: Capacity | None = None
+        self._live_states: LiveStates | None = None
+        self._routing: RoutingState | None = None
         self._catalog_refreshing = False
         self._usage_reader: UsageReader | None = None
         # None when RECORDS_ENABLED is off; its `stats` are the records' metrics.
@@ -180,6 +186,32 @@ class Runtime:
         return self._capacity
 
     @property
+    def live_states(self) -> LiveStates:
+        """The endpoints' live states (federated routing, the model list), built on first use."""
+        if self._live_states is None:
+            from resource_server_async.clusters.live_state import LiveStates
+
+            self._live_states = LiveStates(
+                settings.LIVE_STATE_SECONDS, settings.LIVE_STATE_PROBE_TIMEOUT
+            )
+        return self._live_states
+
+    @property
+    def routing(self) -> RoutingState:
+        """Federated routing's load, latency and circuits (shared through Redis when set)."""
+        if self._routing is None:
+            from resource_server_async.endpoints.routing_state import RoutingState
+
+            self._routing = RoutingState(
+                failures=settings.ROUTING_CIRCUIT_FAILURES,
+                cooldown=settings.ROUTING_CIRCUIT_COOLDOWN_SECONDS,
+                redis_url=settings.REDIS_URL,
+                prefix=settings.ROUTING_REDIS_PREFIX,
+                interval=settings.ROUTING_SHARE_SECONDS,
+            )
+        return self._routing
+
+    @property
     def usage_reader(self) -> UsageReader:
         """The thread that answers usage queries, built on first use."""
         if self._usage_reader is None:
@@ -238,6 +270,10 @@ class Runtime:
             closers.append(self._capacity.close)
         if self._usage_reader is not None:
             closers.append(self._usage_reader.aclose)
+        if self._live_states is not None:
+            self._live_states.clear()  # cancels background reads before the clients close
+        if self._routing is not None:
+            closers.append(self._routing.close)
         if self._catalog_refreshing:
             from resource_server_async.catalog.snapshot import catalog
 
@@ -257,6 +293,8 @@ class Runtime:
         self._allocations = None
         self._capacity = None
         self._usage_reader = None
+        self._live_states = None
+        self._routing = None
 
 
 def _catalog_uses_compute() -> bool:

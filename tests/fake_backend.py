@@ -50,6 +50,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import ssl
 import struct
 import threading
 import time
@@ -170,6 +171,8 @@ class FakeBackend:
     service_seconds: float = 0.0
     in_flight: int = 0  # chat requests at the server now (served or waiting), and the most
     peak_in_flight: int = 0
+    ssl_context: ssl.SSLContext | None = None  # serve HTTPS (tests/upstream/test_tls.py)
+    delay: float = 0.0  # seconds every inference answer waits (a slower server; bench/routing.py)
     requests: deque[Recorded] = field(default_factory=lambda: deque(maxlen=500))
     # stream id -> "open" | "completed" | "aborted by client" | "cut" (fault stop_after)
     streams: dict[str, str] = field(default_factory=dict)
@@ -187,7 +190,8 @@ class FakeBackend:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def last(self) -> Recorded:
@@ -241,6 +245,7 @@ class FakeBackend:
         except orjson.JSONDecodeError:
             return None, Faults(), self._json(400, _error_body(400, "body is not JSON"))
         faults = Faults.of(request, body)
+        faults.delay = faults.delay or self.delay
         if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return body, faults, self._json(401, _error_body(401, "invalid API key"))
         if faults.delay and not await self._delay(request, faults):
@@ -687,7 +692,7 @@ class FakeBackend:
             # Handlers still sleeping in a fault (slow stream) must not hold the shutdown up.
             self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
             loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", port)
+            site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=self.ssl_context)
             loop.run_until_complete(site.start())
             self.port = int(self._runner.addresses[0][1])
             ready.set()
@@ -727,12 +732,14 @@ def main() -> None:
     parser.add_argument("--model", action="append", help="model name for /v1/models (repeat)")
     parser.add_argument("--capacity", type=int, default=0, help="chat requests served at once")
     parser.add_argument("--service-seconds", type=float, default=0.0, help="each one's time")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     args = parser.parse_args()
     backend = FakeBackend(
         api_key=args.api_key,
         models=tuple(args.model or ["fake-model"]),
         capacity=args.capacity,
         service_seconds=args.service_seconds,
+        delay=args.delay,
     )
     with contextlib.suppress(KeyboardInterrupt):
         web.run_app(backend.app(), host=args.host, port=args.port, access_log=None)

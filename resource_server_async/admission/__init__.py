@@ -29,7 +29,7 @@ async def admit(request: CapacityRequest, endpoint: BaseEndpoint) -> None:
     request may not run on `endpoint` now; otherwise charge its limits and allocations and hold
     a slot of the endpoint's capacity (waiting for one in its fair queue). Called after
     authorization, once per endpoint tried."""
-    check_open(endpoint.row.cluster)
+    check_open(endpoint.row.cluster, endpoint)
     if request.admission is not None:
         request.admission.begin_attempt()
     await check_limits(request, endpoint)

@@ -1,4 +1,4 @@
-"""The model list in Anthropic's shape (`GET /v1/models` from the Anthropic client), paged."""
+"""Models in Anthropic's shape (`GET /v1/models[/{id}]` from the Anthropic client), paged."""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def _position(names: list[str], model_id: str, param: str) -> int:
         ) from None
 
 
+def anthropic_model(name: str) -> dict[str, Any]:
+    return {"type": "model", "id": name, "display_name": name, "created_at": _CREATED_AT}
+
+
 def anthropic_model_list(names: list[str], query: Mapping[str, str]) -> dict[str, Any]:
     """One page of `names` (sorted): `limit` of them after `after_id`, or before `before_id`."""
     limit = _limit(query)
@@ -54,10 +58,7 @@ def anthropic_model_list(names: list[str], query: Mapping[str, str]) -> dict[str
         stop = _position(names, query["before_id"], "before_id")
         start = max(start, stop - limit)
     page = names[start : min(stop, start + limit)]
-    data = [
-        {"type": "model", "id": name, "display_name": name, "created_at": _CREATED_AT}
-        for name in page
-    ]
+    data = [anthropic_model(name) for name in page]
     return {
         "data": data,
         # More in the direction of paging: after the page, or before it for before_id.

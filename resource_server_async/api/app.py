@@ -114,12 +114,14 @@ def _routes() -> list[BaseRoute]:
         jobs,
         metrics,
         openai,
+        ready,
         streaming,
         usage,
     )
 
     return [
         *core.routes,
+        ready.ready_route(),
         *auth.routes,
         *openai.routes,
         *discovery.routes,

@@ -8,6 +8,7 @@ from functools import cache
 from typing import Any
 
 from resource_server_async.api.openapi_usage import usage_path
+from resource_server_async.catalog.capabilities import Capabilities
 from resource_server_async.errors import Dialect
 from resource_server_async.schemas.rules import RequestSchema
 
@@ -109,24 +110,38 @@ _STREAM_TEXT = {
     "a failure after the start is an `error` event).",
 }
 
-_MODEL_LIST_SCHEMA = {
+_MODEL_SCHEMA = {
     "type": "object",
     "properties": {
-        "object": {"const": "list"},
-        "data": {
+        "id": {"type": "string"},
+        "object": {"const": "model"},
+        "created": {"type": "integer"},
+        "owned_by": {"type": "string", "description": "cluster(s), comma-separated"},
+        "clusters": {"type": "array", "items": {"type": "string"}},
+        "served_by": {
             "type": "array",
             "items": {
                 "type": "object",
                 "properties": {
-                    "id": {"type": "string"},
-                    "object": {"const": "model"},
-                    "created": {"type": "integer"},
-                    "owned_by": {"type": "string", "description": "cluster(s), comma-separated"},
-                    "clusters": {"type": "array", "items": {"type": "string"}},
+                    "cluster": {"type": "string"},
+                    "framework": {"type": "string"},
+                    "state": {
+                        "type": "string",
+                        "description": "maintenance, or the live state: ready, starting, "
+                        "queued, free_nodes, reachable, unknown, offline",
+                    },
+                    "base_url": {"type": "string"},
                 },
             },
         },
+        "aliases": {"type": "array", "items": {"type": "string"}},
+        "capabilities": Capabilities.model_json_schema(),
     },
+}
+
+_MODEL_LIST_SCHEMA = {
+    "type": "object",
+    "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": _MODEL_SCHEMA}},
 }
 
 _LIST_ENDPOINTS_SCHEMA = {
@@ -268,6 +283,21 @@ def openapi_document() -> dict[str, Any]:
     )
     paths["/resource_server/{cluster}/{framework}/v1/models"] = _listing(
         "Models you may use on one cluster and framework.", _MODEL_LIST_SCHEMA, _CLUSTER_PARAMS
+    )
+    model_id = [_path_param("model_id", "A model's name or one of its aliases.")]
+    paths["/resource_server/v1/models/{model_id}"] = _listing(
+        "One model you may use, on any cluster.", _MODEL_SCHEMA, model_id
+    )
+    paths["/resource_server/{cluster}/{framework}/v1/models/{model_id}"] = _listing(
+        "One model you may use on one cluster and framework.",
+        _MODEL_SCHEMA,
+        _CLUSTER_PARAMS + model_id,
+    )
+    paths["/resource_server/{cluster}/models"] = _listing(
+        "The cluster's models you may use, as a bare list (the reference gateway's form); "
+        "`?model_id=` for one.",
+        {"type": "array", "items": {"type": "object"}},
+        _CLUSTER_PARAMS[:1],
     )
     paths["/resource_server/list-endpoints"] = _listing(
         "Clusters, frameworks, models and operations you may use.", _LIST_ENDPOINTS_SCHEMA

@@ -158,19 +158,3 @@ def load_projects() -> Projects:
         rows[project_id]["default_for"].append(key_id)
     rules = tuple(allocation_rule(a) for a in Allocation.objects.select_related("project"))
     return build_projects(list(rows.values()), rules)
-
-
-def projects_fingerprint() -> tuple[Any, ...]:
-    """What changes when membership or allocations do: projects, their key lists, the keys'
-    defaults, allocations."""
-    from django.db.models import Count, Max, Sum
-
-    from resource_server_async.models import Allocation, ApiKey, Project
-
-    p = Project.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
-    m = Project.api_keys.through.objects.aggregate(n=Count("id"), s=Max("id"))
-    d = ApiKey.objects.filter(default_project__isnull=False).aggregate(
-        n=Count("id"), s=Sum("default_project_id"), k=Sum("id")
-    )
-    a = Allocation.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
-    return (p["n"], p["t"], p["s"], m["n"], m["s"], d["n"], d["s"], d["k"], a["n"], a["t"], a["s"])

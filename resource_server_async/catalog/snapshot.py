@@ -1,9 +1,13 @@
 """The in-process catalog: adapters for every cluster and endpoint, built once per change.
 
-Requests read `catalog.snapshot` and never query the database. A background task asks the
-database once a second for a cheap fingerprint (row counts and latest `updated_at`) and rebuilds
-the snapshot only when it changed, so an edit in the admin or a `loaddata` on another host is
-seen by every worker within about a second, without a restart.
+Requests read `catalog.snapshot` and never query the database. A background task reads the
+catalog's version counter once a second (one row, bumped in the same transaction as every change
+to a catalog table: catalog/version.py) and rebuilds the snapshot only when it moved, so an edit
+in the admin, a `loaddata` or `manage.py maintenance` on any host is seen by every worker within
+about a second, without a restart, whatever the hosts' clocks say.
+
+Lookups are dictionary reads: a model's own slug first, then the alias map (`config.aliases`
+and LEGACY_ENDPOINT_SLUG_MAPPING), built here once per snapshot.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.db import close_old_connections, connections
-from django.db.models import Count, Max
 from pydantic import ValidationError as PydanticValidationError
 
 from resource_server_async.catalog.adapters import (
@@ -25,8 +29,10 @@ from resource_server_async.catalog.adapters import (
     cluster_adapter_class,
     endpoint_adapter_class,
 )
+from resource_server_async.catalog.capabilities import EMPTY_ENTRY, CatalogEntry
 from resource_server_async.catalog.limit_overrides import LimitOverrides, user_limits
-from resource_server_async.catalog.projects import Projects, load_projects, projects_fingerprint
+from resource_server_async.catalog.maintenance_windows import Windows, load_windows
+from resource_server_async.catalog.projects import Projects, load_projects
 from resource_server_async.catalog.validation import expected_slug, parse_config
 from resource_server_async.clusters.base import BaseCluster, ClusterRow
 from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
@@ -48,6 +54,15 @@ class CatalogSnapshot:
     limit_overrides: LimitOverrides = field(default_factory=LimitOverrides)
     # Project membership and allocations (catalog/projects.py).
     projects: Projects = field(default_factory=Projects)
+    # Another name's slug -> the endpoint's own slug (config.aliases, legacy slugs).
+    aliases: dict[str, str] = field(default_factory=dict)
+    # config.capabilities and config.aliases of each endpoint, by slug.
+    entries: dict[str, CatalogEntry] = field(default_factory=dict)
+    # Maintenance windows not yet over, by cluster (admission/maintenance.py reads them).
+    maintenance: Windows = field(default_factory=dict)
+
+    def entry(self, endpoint: BaseEndpoint) -> CatalogEntry:
+        return self.entries.get(endpoint.slug, EMPTY_ENTRY)
 
 
 @lru_cache(maxsize=4096)
@@ -87,6 +102,46 @@ def endpoint_row(obj: Any) -> EndpointRow:
     )
 
 
+def _catalog_entry(row: EndpointRow) -> CatalogEntry:
+    """The row's capabilities and aliases; a row saved past validation loses only these."""
+    try:
+        return CatalogEntry.model_validate(row.config)
+    except PydanticValidationError as exc:
+        logger.error("catalog: endpoint %r: capabilities and aliases ignored: %s", row.slug, exc)
+        return EMPTY_ENTRY
+
+
+def _alias_map(
+    endpoints: dict[str, BaseEndpoint],
+    entries: dict[str, CatalogEntry],
+    by_model: dict[str, list[BaseEndpoint]],
+    legacy: dict[str, str],
+) -> dict[str, str]:
+    """Slugs of other names -> the endpoint's slug. An endpoint's own model always wins over
+    another's alias; a legacy slug counts only while its new endpoint exists. Each alias also
+    joins `by_model` (the federated lookup), in place."""
+    aliases: dict[str, str] = {}
+    for slug, entry in entries.items():
+        row = endpoints[slug].row
+        for name in entry.aliases:
+            alias_slug = slug_for(row.cluster, row.framework, name)
+            if alias_slug in endpoints or alias_slug in aliases:
+                logger.error(
+                    "catalog: alias %r of endpoint %r ignored: the name is taken on %s/%s",
+                    name,
+                    slug,
+                    row.cluster,
+                    row.framework,
+                )
+                continue
+            aliases[alias_slug] = slug
+            by_model.setdefault(name.lower(), []).append(endpoints[slug])
+    for old, new in legacy.items():
+        if new in endpoints and old not in endpoints:
+            aliases.setdefault(old, new)
+    return aliases
+
+
 def build_snapshot(
     clusters: list[ClusterRow],
     endpoints: list[EndpointRow],
@@ -94,6 +149,7 @@ def build_snapshot(
     previous: CatalogSnapshot | None = None,
     limit_overrides: LimitOverrides | None = None,
     projects: Projects | None = None,
+    maintenance: Windows | None = None,
 ) -> CatalogSnapshot:
     """Adapters for the rows; unchanged rows keep their adapter objects from `previous`."""
     skipped: list[str] = []
@@ -139,6 +195,12 @@ def build_snapshot(
                 continue
         built_endpoints[erow.slug] = endpoint
         by_model.setdefault(erow.model.lower(), []).append(endpoint)
+    entries = {
+        slug: entry
+        for slug, endpoint in built_endpoints.items()
+        if (entry := _catalog_entry(endpoint.row)) is not EMPTY_ENTRY
+    }
+    aliases = _alias_map(built_endpoints, entries, by_model, settings.LEGACY_ENDPOINT_SLUG_MAPPING)
     for reason in skipped:
         logger.error("catalog: skipped %s", reason)
     return CatalogSnapshot(
@@ -149,17 +211,17 @@ def build_snapshot(
         fingerprint=fingerprint,
         limit_overrides=limit_overrides or LimitOverrides(),
         projects=projects or Projects(),
+        aliases=aliases,
+        entries=entries,
+        maintenance=maintenance or {},
     )
 
 
 def database_fingerprint() -> Fingerprint:
-    from resource_server_async.models import Cluster, Endpoint, LimitOverride
+    """The catalog's version counter (catalog/version.py): one indexed row read."""
+    from resource_server_async.catalog.version import current_version
 
-    c = Cluster.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
-    e = Endpoint.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
-    o = LimitOverride.objects.aggregate(n=Count("id"), t=Max("updated_at"), s=Max("id"))
-    own = (c["n"], c["t"], c["s"], e["n"], e["t"], e["s"], o["n"], o["t"], o["s"])
-    return own + projects_fingerprint()
+    return (current_version(),)
 
 
 def load_limit_overrides() -> LimitOverrides:
@@ -183,7 +245,8 @@ def load_from_database(previous: CatalogSnapshot | None = None) -> CatalogSnapsh
     endpoints = [endpoint_row(obj) for obj in Endpoint.objects.all()]
     overrides = load_limit_overrides()
     projects = load_projects()
-    return build_snapshot(clusters, endpoints, fingerprint, previous, overrides, projects)
+    windows = load_windows()
+    return build_snapshot(clusters, endpoints, fingerprint, previous, overrides, projects, windows)
 
 
 class Catalog:
@@ -199,7 +262,11 @@ class Catalog:
     # --- lookups (hot path: dictionary reads only) ---------------------------------------
 
     def lookup(self, cluster: str, framework: str, model: str) -> BaseEndpoint | None:
-        endpoint = self.snapshot.endpoints.get(slug_for(cluster, framework, model))
+        snapshot = self.snapshot
+        slug = slug_for(cluster, framework, model)
+        endpoint = snapshot.endpoints.get(slug)
+        if endpoint is None and (target := snapshot.aliases.get(slug)) is not None:
+            endpoint = snapshot.endpoints.get(target)
         if (
             endpoint is None
             or endpoint.row.cluster != cluster

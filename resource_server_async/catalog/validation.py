@@ -19,6 +19,7 @@ from resource_server_async.catalog.adapters import (
     cluster_adapter_class,
     endpoint_adapter_class,
 )
+from resource_server_async.catalog.capabilities import CatalogEntry
 from resource_server_async.catalog.fields import coerce_config, coerce_string_list
 
 Level = Literal["error", "warning"]
@@ -124,7 +125,7 @@ def _expected(schema: type[BaseModel], key: str) -> str:
 
 
 def config_problems(
-    schema: type[AdapterConfig], config: Any, where: str, adapter: str
+    schema: type[BaseModel], config: Any, where: str, adapter: str
 ) -> list[Problem]:
     """Problems of one config object, each naming the key and what was expected."""
     config = coerce_config(config)
@@ -253,6 +254,9 @@ def validate_endpoint(fields: Mapping[str, Any], where: str) -> list[Problem]:
         else:
             problems += config_problems(cls.Config, fields.get("config", {}), where, cls.__name__)
             problems += _environment_warnings(cls, fields.get("config", {}), where)
+    if isinstance(coerce_config(fields.get("config", {})), dict):
+        # capabilities and aliases: read by the catalog for every adapter.
+        problems += config_problems(CatalogEntry, fields.get("config", {}), where, "the catalog")
     return problems
 
 

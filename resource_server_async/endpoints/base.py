@@ -77,6 +77,8 @@ class BaseEndpoint:
         self.row = row
         self.config = config
         self.cluster = cluster
+        # The x-served-by header's value, made once rather than per answer.
+        self.served_by = f"{row.cluster}/{row.framework}".encode("latin-1", "replace")
 
     @property
     def slug(self) -> str:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import aiohttp
+import orjson
 from django.conf import settings
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from resource_server_async import runtime
 from resource_server_async.catalog.adapter_config import AdapterConfig, check_http_url
@@ -18,7 +20,7 @@ from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest,
 from resource_server_async.endpoints.tokenizer import TokenizerConfig
 from resource_server_async.errors import GatewayError
 from resource_server_async.upstream import errors as upstream_errors
-from resource_server_async.upstream.clients import PoolWait, api_base, origin_of
+from resource_server_async.upstream.clients import BackendTLS, PoolWait, api_base, origin_of
 
 if TYPE_CHECKING:
     from resource_server_async.accounting.outcome import RequestOutcome
@@ -54,6 +56,31 @@ class DirectAPIEndpointConfig(AdapterConfig):
     stream_include_usage: bool = Field(
         default=True, description="ask the server for usage in streams the client did not"
     )
+    # TLS to an https:// server with its own trust (upstream/clients.py): a private CA, and a
+    # client certificate for mutual TLS (a login-node proxy in front of the model servers).
+    ca_cert_path: str | None = Field(
+        default=None, description="PEM file of the CAs to trust instead of the system's"
+    )
+    client_cert_path: str | None = Field(
+        default=None, description="PEM client certificate (mutual TLS)"
+    )
+    client_key_path: str | None = Field(
+        default=None, description="PEM key of the client certificate, if not in its file"
+    )
+    check_hostname: bool = Field(
+        default=True, description="false: accept any server name (the chain is still checked)"
+    )
+
+    @model_validator(mode="after")
+    def _key_needs_certificate(self) -> DirectAPIEndpointConfig:
+        if self.client_key_path and not self.client_cert_path:
+            raise ValueError("client_key_path needs client_cert_path (the certificate it signs)")
+        return self
+
+    def tls(self) -> BackendTLS:
+        return BackendTLS(
+            self.ca_cert_path, self.client_cert_path, self.client_key_path, self.check_hostname
+        )
 
     @field_validator("api_url")
     @classmethod
@@ -101,6 +128,7 @@ class DirectAPIEndpoint(BaseEndpoint):
         self.base_url = api_base(config.api_url)
         self._origin = origin_of(self.base_url)
         self._key_name = config.api_key_env_name
+        self._tls = config.tls()
         self._seconds = config.api_request_timeout
         connect = min(settings.UPSTREAM_CONNECT_TIMEOUT, self._seconds)
         self._pool_wait = min(settings.UPSTREAM_POOL_WAIT_SECONDS, self._seconds)
@@ -119,13 +147,31 @@ class DirectAPIEndpoint(BaseEndpoint):
     @classmethod
     def environment_problems(cls, config: AdapterConfig) -> list[str]:
         assert isinstance(config, DirectAPIEndpointConfig)
+        problems = []
         name = config.api_key_env_name
         if name and not os.environ.get(name):
-            return [
+            problems.append(
                 f"environment variable {name} (config.api_key_env_name) is not set: "
                 "requests to this endpoint will be refused until it is"
-            ]
-        return []
+            )
+        for key in ("ca_cert_path", "client_cert_path", "client_key_path"):
+            path = getattr(config, key)
+            if path and not os.path.isfile(path):
+                problems.append(f"config.{key} {path!r} is not a file on this machine")
+        return problems
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The server's pooled session; 503 when its TLS files cannot be loaded."""
+        try:
+            return runtime.current.upstream.session(self._origin, self._tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise GatewayError(
+                503,
+                "endpoint_tls_unusable",
+                f"The gateway cannot call model {self.model!r} on cluster {self.row.cluster!r}: "
+                f"its TLS certificates cannot be loaded ({exc}). Ask the gateway operator.",
+                info=upstream_errors.endpoint_info(self),
+            ) from None
 
     def url_for(self, operation: str) -> str:
         return f"{self.base_url}/v1/{operation}"
@@ -169,6 +215,28 @@ class DirectAPIEndpoint(BaseEndpoint):
         if state is None or state.lower() != LIVE:
             raise upstream_errors.not_live(self, state or "not listed")
 
+    async def lists_model(self, timeout: float) -> bool:
+        """Whether `GET {api_url}/v1/models` lists this endpoint's model (CONTRACT.md §1): the
+        live-state probe of a server without a status page. Raises GatewayError (key unset) or
+        aiohttp.ClientError / TimeoutError when the server does not answer."""
+        session = self._session()
+        async with session.get(
+            self.url_for("models"),
+            headers=self._headers(self._key()),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            if response.status != 200:
+                return False
+            body = await self._read_answer(response)
+        try:
+            listed = orjson.loads(body).get("data")
+        except (ValueError, AttributeError):
+            return False
+        wanted = self.model.lower()
+        return isinstance(listed, list) and any(
+            isinstance(item, dict) and str(item.get("id", "")).lower() == wanted for item in listed
+        )
+
     def _call_failed(self, exc: TimeoutError | aiohttp.ClientError, pool: PoolWait) -> GatewayError:
         """A call that got no answer, as the caller's error: 503 busy (no free pooled
         connection), 504 timed out, 503 unreachable, 502 anything else (connection dropped,
@@ -211,7 +279,7 @@ class DirectAPIEndpoint(BaseEndpoint):
     async def _complete(self, request: InferenceRequest) -> UpstreamReply:
         key = self._key()
         await self._require_live()
-        session = runtime.current.upstream.session(self._origin)
+        session = self._session()
         pool = PoolWait()
         request.calling(self)
         outcome = request.outcome
@@ -249,7 +317,7 @@ class DirectAPIEndpoint(BaseEndpoint):
     async def _open_stream(self, request: InferenceRequest) -> AsyncIterator[bytes]:
         key = self._key()
         await self._require_live()
-        session = runtime.current.upstream.session(self._origin)
+        session = self._session()
         pool = PoolWait()
         request.calling(self)
         try:

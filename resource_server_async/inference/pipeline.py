@@ -1,7 +1,7 @@
 """The shared inference path of every inference route: resolve, authorize, admit, execute.
 
 A view reads the request (`api.request.read_request`, steps 2 and 2b) and hands the
-`ParsedRequest` to `run` (cluster-scoped) or `routing.run_federated`. Families that need to
+`ParsedRequest` to `run_on` (cluster-scoped) or `routing.serve` (federated). Families that need to
 change the request or the answer on the way (Anthropic Messages translated to
 chat/completions) use the steps one by one: `resolve` -> `authorize_endpoint` ->
 `admission.admit` -> `prepare` -> the endpoint's `complete` or `open_stream` ->
@@ -12,6 +12,7 @@ inside `cancel_on_disconnect` (`admit_then`), since admission may wait in a fair
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.base import BaseCluster
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.errors import Dialect, GatewayError, sse_error_event
+from resource_server_async.inference import sessions
 from resource_server_async.inference.visibility import listing, usable_clusters, usable_models
 from resource_server_async.upstream import errors as upstream_errors
 from resource_server_async.upstream.done_gate import DONE_EVENT, DONE_TERMINATED, DoneGate
@@ -115,6 +117,9 @@ def prepare(endpoint: BaseEndpoint, operation: str, parsed: ParsedRequest) -> In
     body, raw = parsed.body, parsed.raw
     if parsed.model != endpoint.model:
         body = {**body, "model": endpoint.model}
+        raw = orjson.dumps(body)
+    if sessions.wants_salt(endpoint, operation):
+        body = {**body, "cache_salt": sessions.cache_salt(parsed.principal)}
         raw = orjson.dumps(body)
     stream = parsed.stream and operation in STREAMING_OPERATIONS
     plain = None
@@ -268,6 +273,11 @@ class EventStreamResponse(StreamingResponse):
     def __init__(self, events: AsyncIterator[bytes], headers: dict[str, str] | None = None):
         super().__init__(events, headers={**SSE_HEADERS, **(headers or {})})
         self._events = events
+        self._on_close: Callable[[], None] | None = None
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the stream has ended, however it ended."""
+        self._on_close = callback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         relaying = asyncio.current_task()
@@ -290,6 +300,8 @@ class EventStreamResponse(StreamingResponse):
             relaying.uncancel()  # our own cancellation, not the server's: end quietly
         finally:
             watcher.cancel()
+            if self._on_close is not None:
+                self._on_close()
             aclose = getattr(self._events, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -360,20 +372,32 @@ async def execute(endpoint: BaseEndpoint, call: InferenceRequest, dialect: Diale
     return json_response(await endpoint.complete(call), endpoint, call)
 
 
-async def run(
-    request: Request,
-    parsed: ParsedRequest,
-    *,
-    cluster: str,
-    framework: str,
-    operation: str,
-    dialect: Dialect,
-) -> Response:
-    """A cluster-scoped inference request, from the parsed request to the answer."""
-    endpoint = resolve(parsed.principal, cluster, framework, parsed.model, operation)
-    authorize_endpoint(parsed.principal, endpoint)
+def mark_served(response: Response, endpoint: BaseEndpoint) -> Response:
+    """Say where the answer came from: `x-served-by: <cluster>/<framework>`."""
+    response.raw_headers.append((b"x-served-by", endpoint.served_by))
+    return response
 
-    async def work() -> Response:
+
+# Runs a request on one admitted endpoint (prepare + execute, or a family's run).
+Runner = Callable[[BaseEndpoint, ParsedRequest], Awaitable[Response]]
+
+
+async def run_on(
+    request: Request, parsed: ParsedRequest, endpoint: BaseEndpoint, run: Runner
+) -> Response:
+    """A cluster-scoped request on its resolved endpoint: authorize, admit, run, answer."""
+    authorize_endpoint(parsed.principal, endpoint)
+    # Admitted inside cancel_on_disconnect: a client that hangs up while its request waits in
+    # the endpoint's fair queue leaves the queue at once.
+    work = admit_then(parsed, endpoint, lambda: run(endpoint, parsed))
+    return mark_served(await cancel_on_disconnect(request, work), endpoint)
+
+
+@functools.cache  # one runner per (operation, dialect), not one per request
+def passed_through(operation: str, dialect: Dialect) -> Runner:
+    """The runner of an operation the server answers as it is (no translation)."""
+
+    async def run(endpoint: BaseEndpoint, parsed: ParsedRequest) -> Response:
         return await execute(endpoint, prepare(endpoint, operation, parsed), dialect)
 
-    return await cancel_on_disconnect(request, admit_then(parsed, endpoint, work))
+    return run

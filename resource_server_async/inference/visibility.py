@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from resource_server_async.auth.permissions import can_use_cluster, can_use_endpoint
+from resource_server_async.auth.permissions import (
+    authorize_cluster,
+    can_use_cluster,
+    can_use_endpoint,
+)
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.jobs import JOB_LISTS, NOT_AVAILABLE, ClusterJobs
 from resource_server_async.endpoints.base import BaseEndpoint
+from resource_server_async.errors import GatewayError
+
+if TYPE_CHECKING:
+    from resource_server_async.clusters.base import BaseCluster
 
 
 def usable_endpoints(
@@ -46,6 +54,21 @@ def usable_clusters(principal: Principal) -> list[str]:
         for name, cluster in catalog.snapshot.clusters.items()
         if can_use_cluster(principal, cluster)
     )
+
+
+def usable_cluster(principal: Principal, name: str) -> BaseCluster:
+    """The cluster `name`, which the principal must be allowed to use: 404 naming the clusters
+    it may use when there is none, 403 when it may not use this one."""
+    cluster = catalog.cluster(name)
+    if cluster is None:
+        raise GatewayError(
+            404,
+            "cluster_not_found",
+            f"There is no cluster {name!r}. Clusters you may use: "
+            f"{listing(usable_clusters(principal), 'none')}.",
+        )
+    authorize_cluster(principal, cluster)
+    return cluster
 
 
 def listing(names: list[str], empty: str) -> str:

@@ -1,7 +1,14 @@
-"""One pooled aiohttp client session per model server, created on first use, closed at shutdown."""
+"""One pooled aiohttp client session per model server, created on first use, closed at shutdown.
+
+A server reached over TLS with its own trust (a private CA, a client certificate for mutual TLS
+to a login-node proxy) gets a pool of its own: one SSL context per (origin, TLS settings), built
+once with the pool, so the handshake's set-up never runs per request.
+"""
 
 from __future__ import annotations
 
+import ssl
+from dataclasses import dataclass
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -23,6 +30,26 @@ def api_base(api_url: str) -> str:
     if base.endswith("/v1"):
         base = base[: -len("/v1")]
     return base
+
+
+@dataclass(frozen=True, slots=True)
+class BackendTLS:
+    """How to reach one HTTPS model server: whom to trust and what certificate to show."""
+
+    ca_cert_path: str | None = None  # PEM bundle of the CAs to trust instead of the system's
+    client_cert_path: str | None = None  # PEM certificate shown to the server (mutual TLS)
+    client_key_path: str | None = None  # its key, when not in the certificate file
+    check_hostname: bool = True  # False: any name, but the chain must still verify
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_cert_path)
+        context.check_hostname = self.check_hostname
+        if self.client_cert_path:
+            context.load_cert_chain(self.client_cert_path, self.client_key_path)
+        return context
+
+
+DEFAULT_TLS = BackendTLS()
 
 
 def _dumps(value: object) -> str:
@@ -63,20 +90,22 @@ class UpstreamClients:
     """The runtime's sessions, one per origin; they belong to the loop the runtime serves."""
 
     def __init__(self) -> None:
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._sessions: dict[tuple[str, BackendTLS], aiohttp.ClientSession] = {}
 
-    def session(self, origin: str) -> aiohttp.ClientSession:
-        session = self._sessions.get(origin)
+    def session(self, origin: str, tls: BackendTLS = DEFAULT_TLS) -> aiohttp.ClientSession:
+        session = self._sessions.get((origin, tls))
         if session is None:
-            session = self._sessions[origin] = self._new_session()
+            session = self._sessions[(origin, tls)] = self._new_session(tls)
         return session
 
     @staticmethod
-    def _new_session() -> aiohttp.ClientSession:
+    def _new_session(tls: BackendTLS) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             limit=settings.UPSTREAM_MAX_CONNECTIONS,
             keepalive_timeout=settings.UPSTREAM_KEEPALIVE_SECONDS,
             ttl_dns_cache=300,
+            # aiohttp's own default context unless this server has TLS settings of its own.
+            ssl=True if tls == DEFAULT_TLS else tls.context(),
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -94,7 +123,7 @@ class UpstreamClients:
 
     @property
     def origins(self) -> list[str]:
-        return list(self._sessions)
+        return [origin for origin, _ in self._sessions]
 
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, {}

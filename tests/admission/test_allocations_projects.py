@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from resource_server_async.auth.principal import Principal
-from resource_server_async.catalog.projects import ProjectRef, load_projects, projects_fingerprint
+from resource_server_async.catalog.projects import ProjectRef, load_projects
+from resource_server_async.catalog.version import current_version
 from resource_server_async.errors import GatewayError
-from resource_server_async.models import ApiKey, Project
+from resource_server_async.models import Allocation, ApiKey, Project
 
 pytestmark = pytest.mark.django_db
 
@@ -80,13 +81,16 @@ def test_no_projects_means_no_project(keys: tuple[ApiKey, ApiKey]) -> None:
         projects.choose(key_principal(keys[0]), "anything")
 
 
-def test_membership_edits_change_the_fingerprint(keys: tuple[ApiKey, ApiKey]) -> None:
+def test_membership_edits_bump_the_catalog_version(keys: tuple[ApiKey, ApiKey]) -> None:
     first, second = keys
     project = Project.objects.create(name="p")
-    before = projects_fingerprint()
+    before = current_version()
     project.api_keys.add(first)
-    after_member = projects_fingerprint()
+    after_member = current_version()
     assert after_member != before
     second.default_project = project
     second.save()
-    assert projects_fingerprint() != after_member
+    after_default = current_version()
+    assert after_default != after_member
+    Allocation.objects.create(name="a", project=project, tokens=10)
+    assert current_version() != after_default

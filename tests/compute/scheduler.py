@@ -10,9 +10,12 @@ READY = "All models started successfully."
 
 
 class FakePBS:
-    """One running job serving `models` (ready), one queued job; counts qselect calls."""
+    """One running job serving `models` (ready), one queued job (serving `queued`); counts
+    qselect calls."""
 
-    def __init__(self, root: Path, cluster: str, models: list[str]) -> None:
+    def __init__(
+        self, root: Path, cluster: str, models: list[str], queued: str = "queued-model"
+    ) -> None:
         self.bin = root / "bin"
         self.bin.mkdir(parents=True)
         self.calls = root / "qselect.calls"
@@ -24,13 +27,13 @@ class FakePBS:
         )
         running.write_text(f'{assignments}framework="vllm"\ncluster="{cluster}"\n')
         (scripts / "models.submit.stdout").write_text(f"starting\n{READY}\n")
-        queued = scripts / "queued.submit"
-        queued.write_text(f'model_name="queued-model"\nframework="vllm"\ncluster="{cluster}"\n')
+        waiting = scripts / "queued.submit"
+        waiting.write_text(f'model_name="{queued}"\nframework="vllm"\ncluster="{cluster}"\n')
         qstat = (
             "Job Id: 3001.pbs\n    job_state = R\n    exec_host = node-1/0*64\n"
             f"    Resource_List.nodect = 1\n    Submit_arguments = -q demand {running}\n\n"
             "Job Id: 3002.pbs\n    job_state = Q\n"
-            f"    Resource_List.nodect = 1\n    Submit_arguments = {queued}\n"
+            f"    Resource_List.nodect = 1\n    Submit_arguments = {waiting}\n"
         )
         nodes = {"nodes": {"node-2": {"state": "free"}, "node-3": {"state": "free"}}}
         self._command("qselect", "3001.pbs\n3002.pbs\n", count=True)

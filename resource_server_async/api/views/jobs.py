@@ -13,13 +13,10 @@ from resource_server_async import runtime
 from resource_server_async.admission.maintenance import check_open
 from resource_server_async.api.http import JSONResponse
 from resource_server_async.auth.authenticate import authenticate
-from resource_server_async.auth.permissions import authorize_cluster
-from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.jobs import NOT_READY, JobsReporter, jobs_not_supported
 from resource_server_async.endpoints.base import BaseEndpoint
 from resource_server_async.endpoints.globus_compute import GlobusComputeEndpoint
-from resource_server_async.errors import GatewayError
-from resource_server_async.inference.visibility import listing, usable_clusters, visible_jobs
+from resource_server_async.inference.visibility import usable_cluster, visible_jobs
 
 
 def _compute_endpoints_of(
@@ -54,15 +51,7 @@ async def mark_unready(running: Iterable[tuple[dict[str, Any], list[BaseEndpoint
 async def cluster_jobs(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     name = request.path_params["cluster"]
-    cluster = catalog.cluster(name)
-    if cluster is None:
-        raise GatewayError(
-            404,
-            "cluster_not_found",
-            f"There is no cluster {name!r}. Clusters you may use: "
-            f"{listing(usable_clusters(principal), 'none')}.",
-        )
-    authorize_cluster(principal, cluster)
+    cluster = usable_cluster(principal, name)
     check_open(name)
     if not isinstance(cluster, JobsReporter):
         raise jobs_not_supported(cluster)

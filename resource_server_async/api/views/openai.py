@@ -1,7 +1,8 @@
 """OpenAI-compatible inference routes: cluster-scoped and federated, one per operation.
 
 Responses go through `responses_api` (passed through, or translated to chat/completions);
-the other operations are passed through by the pipeline.
+the other operations are passed through by the pipeline. Federated requests take the one
+routing loop (`routing.serve`) that the Anthropic routes take too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from resource_server_async.api.request import read_request
-from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.errors import Dialect
 from resource_server_async.inference import pipeline, responses_api, routing
 from resource_server_async.schemas import openai as schemas
@@ -23,46 +23,33 @@ Handler = Callable[[Request], Awaitable[Response]]
 OPERATIONS = tuple(schemas.REQUESTS)  # chat/completions, completions, embeddings, responses
 
 
+def _runner(operation: str) -> pipeline.Runner:
+    if operation == responses_api.OPERATION:
+        return responses_api.run
+    return pipeline.passed_through(operation, Dialect.OPENAI)
+
+
 def cluster_scoped(operation: str) -> Handler:
+    run = _runner(operation)
+
     async def handler(request: Request) -> Response:
         parsed = await read_request(request, operation, Dialect.OPENAI, schemas.validate)
         params = request.path_params
-        if operation == responses_api.OPERATION:
-            return await _responses(request, parsed, params["cluster"], params["framework"])
-        return await pipeline.run(
-            request,
-            parsed,
-            cluster=params["cluster"],
-            framework=params["framework"],
-            operation=operation,
-            dialect=Dialect.OPENAI,
+        endpoint = pipeline.resolve(
+            parsed.principal, params["cluster"], params["framework"], parsed.model, operation
         )
+        return await pipeline.run_on(request, parsed, endpoint, run)
 
     handler.__name__ = f"openai_{operation.replace('/', '_')}"
     return handler
 
 
-async def _responses(
-    request: Request, parsed: pipeline.ParsedRequest, cluster: str, framework: str
-) -> Response:
-    endpoint = pipeline.resolve(
-        parsed.principal, cluster, framework, parsed.model, responses_api.OPERATION
-    )
-    authorize_endpoint(parsed.principal, endpoint)
-    work = pipeline.admit_then(parsed, endpoint, lambda: responses_api.run(endpoint, parsed))
-    return await pipeline.cancel_on_disconnect(request, work)
-
-
 def federated(operation: str) -> Handler:
+    run = _runner(operation)
+
     async def handler(request: Request) -> Response:
         parsed = await read_request(request, operation, Dialect.OPENAI, schemas.validate)
-        if operation == responses_api.OPERATION:
-            endpoints = routing.candidates(parsed.principal, parsed.model, operation)
-            answer = routing.failover(endpoints, parsed, responses_api.run)
-            return await pipeline.cancel_on_disconnect(request, answer)
-        return await routing.run_federated(
-            request, parsed, operation=operation, dialect=Dialect.OPENAI
-        )
+        return await routing.serve(request, parsed, operation, run)
 
     handler.__name__ = f"federated_{operation.replace('/', '_')}"
     return handler
