@@ -43,7 +43,7 @@ GATEWAY_CORE, DRIVER_CORE = 0, 1
 WHOAMI_PATH = "/resource_server/whoami"
 # The connection count of the flood measured in the hardening issue (item 3).
 AUTH_CONNECTIONS = 128
-SCENARIOS = ("proxy", "auth", "accounting")
+SCENARIOS = ("proxy", "auth", "accounting", "admission")
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
 # metrics on vs off) and is asked for by name.
 DEFAULT_SCENARIOS = ("proxy", "auth")
@@ -591,6 +591,11 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
     if args.scenarios == ["accounting"]:
         append_accounting_section(report, args)
         return
+    if args.scenarios == ["admission"]:
+        from bench.admission import append_section
+
+        append_section(report, args, machine())
+        return
     lines = [
         "# Benchmark results",
         "",
@@ -698,7 +703,8 @@ def main() -> None:
         default=",".join(DEFAULT_SCENARIOS),
         help="comma list: proxy (chat and streams vs direct), auth (whoami: valid vs random "
         "keys), accounting (records + metrics on vs off, PostgreSQL + Redis; adds a dated "
-        "section to --output when run alone)",
+        "section to --output when run alone), admission (limits + an allocation on vs off, "
+        "PostgreSQL + Redis; the same)",
     )
     parser.add_argument(
         "--records",
@@ -743,6 +749,11 @@ def main() -> None:
             if "accounting" in args.scenarios:
                 (workdir / "accounting").mkdir()
                 bench_accounting(args, workdir / "accounting", backend_port, report)
+            if "admission" in args.scenarios:
+                from bench.admission import bench_admission
+
+                (workdir / "admission").mkdir()
+                bench_admission(args, workdir / "admission", backend_port, report)
             if "litellm" in args.compare:
                 (workdir / "litellm").mkdir()
                 bench_litellm(args, workdir / "litellm", backend_port, report)

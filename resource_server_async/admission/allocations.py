@@ -16,7 +16,7 @@ from django.conf import settings
 from resource_server_async import runtime
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.admission.allocation_ledger import Account, Ledger
-from resource_server_async.admission.allocation_periods import account_for, period_bounds
+from resource_server_async.admission.allocation_periods import period_bounds
 from resource_server_async.admission.demand import reserved_tokens
 from resource_server_async.admission.limiter import LimiterUnavailable
 from resource_server_async.admission.limits import (
@@ -117,9 +117,8 @@ async def check_allocations(request: AllocationRequest, endpoint: BaseEndpoint) 
     if not applying:
         return
     now = time.time()
-    moment = datetime.fromtimestamp(now, UTC)
     books = runtime.current.allocations
-    accounts = tuple(account_for(rule, moment, books.prefix) for rule in applying)
+    accounts = tuple(books.account(rule, now) for rule in applying)
     tokens = reserved_tokens(
         request.operation, request.body, len(request.raw), settings.LIMITS_RESERVE_COMPLETION_TOKENS
     )
