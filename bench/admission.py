@@ -16,7 +16,6 @@ import json
 import os
 import urllib.request
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,16 +110,15 @@ def _limited(target: Target) -> bool:
         return "x-ratelimit-limit-requests" in answer.headers
 
 
-def append_section(report: Report, args: argparse.Namespace, machine: str) -> None:
-    """A dated section at the end of --output, the rest of the file kept."""
-    lines = [
-        "",
-        f"## Admission: limits + an allocation on vs off, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
-        "",
-        f"Machine: {machine}  ",
-        f"Command: `python -m bench.run --scenarios admission --seconds {args.seconds:g} "
-        f"--repeats {args.repeats}`",
-        "",
+def append_admission_section(report: Report, args: argparse.Namespace) -> None:
+    from bench.run import append_section
+
+    append_section(
+        report,
+        args,
+        "Admission: limits + an allocation on vs off",
+        f"python -m bench.run --scenarios admission --seconds {args.seconds:g} "
+        f"--repeats {args.repeats}",
         "Three gateways (one worker each, core 0) on PostgreSQL + Redis in the same run: one "
         "whose endpoint has all five limits and whose caller's project has a token allocation "
         "(all far above the load: every request is decided and charged, none refused), one "
@@ -128,23 +126,7 @@ def append_section(report: Report, args: argparse.Namespace, machine: str) -> No
         "alternated with the others'. Records and metrics are on in all three. Gateway CPU: "
         "user+system of the gateway process per request served (Redis's own CPU is not "
         "counted). Compare only within this section.",
-        "",
-        "| scenario | off | on | on vs off |",
-        "|---|---|---|---|",
-        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in report.rows],
-        "",
-        "| target | budget | measured | met |",
-        "|---|---|---|---|",
-        *[
-            f"| {tag} | {line} | {value} | {'yes' if met else '**no**'} |"
-            for tag, line, value, met in report.budget
-        ],
-    ]
-    if report.notes:
-        lines += ["", "Notes:", *[f"- {note}" for note in report.notes]]
-    existing = args.output.read_text() if args.output.exists() else "# Benchmark results\n"
-    args.output.write_text(existing.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
-    print(f"\nadded a section to {args.output}")
+    )
 
 
 def bench_admission(

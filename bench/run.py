@@ -592,9 +592,9 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
         append_accounting_section(report, args)
         return
     if args.scenarios == ["admission"]:
-        from bench.admission import append_section
+        from bench.admission import append_admission_section
 
-        append_section(report, args, machine())
+        append_admission_section(report, args)
         return
     lines = [
         "# Benchmark results",
@@ -646,21 +646,33 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
 
 
 def append_accounting_section(report: Report, args: argparse.Namespace) -> None:
-    """A dated section at the end of --output, the rest of the file kept."""
-    lines = [
-        "",
-        f"## Accounting: records + metrics on vs off, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
-        "",
-        f"Machine: {machine()}  ",
-        f"Command: `python -m bench.run --scenarios accounting --seconds {args.seconds:g} "
-        f"--repeats {args.repeats} --records-check {args.records_check}`",
-        "",
+    append_section(
+        report,
+        args,
+        "Accounting: records + metrics on vs off",
+        f"python -m bench.run --scenarios accounting --seconds {args.seconds:g} "
+        f"--repeats {args.repeats} --records-check {args.records_check}",
         "Two gateways (one worker each, core 0) on PostgreSQL + Redis in the same run: the "
         "production configuration (RECORDS_ENABLED, METRICS_ENABLED on) and the same with both "
         "off, loaded in turn by wrk (core 1), each run alternated with the other's. Gateway "
         "CPU: user+system of the gateway process (its record-writer thread and metrics folding "
         "included; PostgreSQL's own CPU is not) per request served. Compare only within this "
         "section: other work on the machine changes absolute figures between runs.",
+    )
+
+
+def append_section(
+    report: Report, args: argparse.Namespace, title: str, command: str, about: str
+) -> None:
+    """A dated section at the end of --output (an on-vs-off scenario), the rest kept."""
+    lines = [
+        "",
+        f"## {title}, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
+        "",
+        f"Machine: {machine()}  ",
+        f"Command: `{command}`",
+        "",
+        about,
         "",
         "| scenario | off | on | on vs off |",
         "|---|---|---|---|",

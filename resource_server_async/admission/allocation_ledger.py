@@ -11,13 +11,11 @@ its creation time `c`): the reconciler (allocation_reconcile.py) adds the record
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from resource_server_async.admission.limiter import LimiterUnavailable
+from resource_server_async.admission.redis_scripts import RedisScripts
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,45 +205,20 @@ if tonumber(now[2]) < tonumber(ARGV[5]) then redis.call('HSET', key, 'g', ARGV[5
 return 0
 """
 
-# After a failure, calls fail at once for this long instead of each waiting for a timeout.
-_PAUSE_AFTER_FAILURE = 1.0
-
 
 class RedisLedger:
     def __init__(self, url: str, *, timeout: float, connections: int) -> None:
-        import redis.asyncio as redis
-
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=connections,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
-        self._redis: Any = redis.Redis(connection_pool=pool)
-        self._charge = self._redis.register_script(_CHARGE)
-        self._settle = self._redis.register_script(_SETTLE)
-        self._reconcile = self._redis.register_script(_RECONCILE)
-        self._timeout = timeout
-        self._paused_until = 0.0
-
-    async def _call(self, call: Any) -> Any:
-        if self._paused_until > time.monotonic():
-            raise LimiterUnavailable("Redis failed a moment ago")
-        from redis.exceptions import RedisError
-
-        try:
-            return await asyncio.wait_for(call, self._timeout * 2)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._paused_until = time.monotonic() + _PAUSE_AFTER_FAILURE
-            raise LimiterUnavailable(str(exc) or type(exc).__name__) from exc
+        self._redis = RedisScripts(url, timeout=timeout, connections=connections)
+        self._charge = self._redis.register(_CHARGE)
+        self._settle = self._redis.register(_SETTLE)
+        self._reconcile = self._redis.register(_RECONCILE)
 
     async def charge(self, accounts: Sequence[Account], tokens: int, now: float) -> Charge:
         args: list[Any] = [tokens, int(now * 1000)]
         for a in accounts:
             args += (_budget(a.tokens), _budget(a.gpu_seconds), int(a.expires_at))
         keys = [a.key for a in accounts]
-        out = await self._call(self._charge(keys=keys, args=args))
+        out = await self._redis.run(lambda: self._charge(keys=keys, args=args))
         spent = tuple(
             Spent(int(out[i]), float(out[i + 1]), bool(int(out[i + 2])), int(out[i + 3]) / 1000)
             for i in range(2, len(out), 4)
@@ -254,13 +227,17 @@ class RedisLedger:
 
     async def settle(self, accounts: Sequence[Account], tokens: int, gpu_seconds: float) -> None:
         keys = [a.key for a in accounts]
-        await self._call(self._settle(keys=keys, args=[tokens, repr(float(gpu_seconds))]))
+        args = [tokens, repr(float(gpu_seconds))]
+        await self._redis.run(lambda: self._settle(keys=keys, args=args))
 
     async def read(self, keys: Sequence[str]) -> list[Spent | None]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hmget(key, "t", "g", "b", "c")
-            rows = await self._call(pipe.execute())
+        async def fetch() -> Any:
+            async with self._redis.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(key, "t", "g", "b", "c")
+                return await pipe.execute()
+
+        rows = await self._redis.run(fetch)
         return [
             None
             if row[0] is None
@@ -281,10 +258,10 @@ class RedisLedger:
             int(now * 1000),
             int(account.expires_at),
         ]
-        await self._call(self._reconcile(keys=[account.key], args=args))
+        await self._redis.run(lambda: self._reconcile(keys=[account.key], args=args))
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.close()
 
 
 def _budget(value: int | None) -> int:

@@ -24,11 +24,10 @@ from resource_server_async.admission.limits import (
     AdmissionRequest,
     LimitRefusal,
 )
-from resource_server_async.admission.ticket import warn_rarely
+from resource_server_async.admission.ticket import redis_failed
 from resource_server_async.catalog.projects import AllocationRule, ProjectRef
 from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.endpoints.base import BaseEndpoint
-from resource_server_async.errors import GatewayError
 
 
 class AllocationRequest(AdmissionRequest, Protocol):
@@ -125,14 +124,7 @@ async def check_allocations(request: AllocationRequest, endpoint: BaseEndpoint) 
     try:
         charge = await books.ledger.charge(accounts, tokens, now)
     except LimiterUnavailable as exc:
-        if settings.LIMITS_REDIS_FAILURE == "closed":
-            raise GatewayError(
-                503,
-                "allocations_unavailable",
-                "The gateway cannot check allocations right now; try again shortly.",
-                headers={"Retry-After": "1"},
-            ) from exc
-        warn_rarely(f"admission: Redis did not answer ({exc}); admitting without allocations")
+        redis_failed(exc, "allocations_unavailable", "allocations")
         return
     if charge.fresh:
         books.wake()

@@ -8,18 +8,11 @@ would be full again or a slot set's last lease ends.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from resource_server_async.admission.limiter import (
-    Bucket,
-    Decision,
-    Level,
-    LimiterUnavailable,
-    Slot,
-)
+from resource_server_async.admission.limiter import Bucket, Decision, Level, Slot
+from resource_server_async.admission.redis_scripts import RedisScripts
 
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, lease (ms), then
 # capacity and cost per bucket, then the limit per slot set. Returns: the refusing limit's
@@ -106,30 +99,16 @@ end
 return 0
 """
 
-# After a failure, decisions fail at once for this long instead of each waiting for a timeout.
-_PAUSE_AFTER_FAILURE = 1.0
-
 
 class RedisLimiter:
     def __init__(
         self, url: str, *, window: float, lease: float, timeout: float, connections: int
     ) -> None:
-        import redis.asyncio as redis
-
         self.window_ms = int(window * 1000)
         self.lease_ms = int(lease * 1000)
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=connections,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
-        self._redis: Any = redis.Redis(connection_pool=pool)
-        self._acquire = self._redis.register_script(_ACQUIRE)
-        self._settle = self._redis.register_script(_SETTLE)
-        self._timeout = timeout
-        self._paused_until = 0.0
+        self._redis = RedisScripts(url, timeout=timeout, connections=connections)
+        self._acquire = self._redis.register(_ACQUIRE)
+        self._settle = self._redis.register(_SETTLE)
 
     @classmethod
     def from_settings(cls) -> RedisLimiter:
@@ -144,15 +123,7 @@ class RedisLimiter:
         )
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        if self._paused_until > time.monotonic():
-            raise LimiterUnavailable("Redis failed a moment ago")
-        from redis.exceptions import RedisError
-
-        try:
-            return await asyncio.wait_for(script(keys=keys, args=args), self._timeout * 2)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._paused_until = time.monotonic() + _PAUSE_AFTER_FAILURE
-            raise LimiterUnavailable(str(exc) or type(exc).__name__) from exc
+        return await self._redis.run(lambda: script(keys=keys, args=args))
 
     async def acquire(
         self, buckets: Sequence[Bucket], slots: Sequence[Slot], ticket: str
@@ -178,4 +149,4 @@ class RedisLimiter:
         await self._run(self._settle, keys, args)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.close()
