@@ -28,10 +28,9 @@ from starlette.routing import Mount  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
-from resource_server_async.accounting.in_flight import InFlightRequests  # noqa: E402
 from resource_server_async.api.app import build_app  # noqa: E402
 
-api_application = InFlightRequests(build_app()) if settings.METRICS_ENABLED else build_app()
+api_application = build_app()
 # The admin's CSS and scripts, served from the installed Django package (no collectstatic
 # needed). Mounted in an application of its own, whose error handling answers a missing file
 # with 404 (StaticFiles raises it as an exception, a 500 when called bare).

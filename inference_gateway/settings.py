@@ -317,8 +317,9 @@ if LIMITS_REDIS_FAILURE not in ("open", "closed"):
         f"LIMITS_REDIS_FAILURE must be 'open' or 'closed', not {LIMITS_REDIS_FAILURE!r}."
     )
 LIMITS_REDIS_TIMEOUT = env.get_float("LIMITS_REDIS_TIMEOUT", 0.5)
-# Redis connections per worker process for limit decisions (a decision waits for a free one).
-LIMITS_REDIS_CONNECTIONS = env.get_int("LIMITS_REDIS_CONNECTIONS", 64)
+# Admission's Redis calls waiting for their reply, per worker process (one pipelined
+# connection); past it a decision fails at once, as when Redis is down (LIMITS_REDIS_FAILURE).
+LIMITS_REDIS_MAX_PENDING = env.get_int("LIMITS_REDIS_MAX_PENDING", 10_000)
 # Prefix of the limiter's Redis keys (two gateways sharing one Redis keep apart by it).
 LIMITS_REDIS_PREFIX = env.get_str("LIMITS_REDIS_PREFIX", "igw:limits:")
 # Without Redis: limit states kept per process (least recently used forgotten first).

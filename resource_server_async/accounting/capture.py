@@ -3,7 +3,8 @@
 At receipt it makes the RequestOutcome (request id, route, operation, client address) and
 puts it in the scope's state, where the steps fill in what they learn (principal, endpoint,
 timings, tokens, error code). It watches `send` for the status and the end of the body, and
-`receive` for the client's disconnect; at the end it calls `accounting.account` once. Every
+`receive` for the client's disconnect; at the end it calls `accounting.account` once. It also
+counts the requests in flight (accounting/in_flight.py). Every
 answer gets `x-request-id` and `Server-Timing` (a 500 rendered by the outermost error
 handling, outside this middleware, through `answer_headers`). Plain ASGI, as api/edge.py, not
 BaseHTTPMiddleware (an extra task per request).
@@ -14,14 +15,14 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-import uuid
 from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from resource_server_async.accounting import account, account_once_settled
+from resource_server_async.accounting import account, account_once_settled, in_flight
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.accounting.tokens import Usage, usage_in_json
+from resource_server_async.unique_ids import new_id
 
 # The operations whose routes are recorded (…/v1/<operation>).
 INFERENCE_OPERATIONS = frozenset(
@@ -87,7 +88,7 @@ class CaptureMiddleware:
         route, operation, cluster, framework = target
         request_id, forwarded = _request_headers(scope)
         outcome = RequestOutcome(
-            request_id=request_id or uuid.uuid4().hex,
+            request_id=request_id or new_id(),
             received_at=time.time(),
             started=time.perf_counter(),
             route=route,
@@ -129,6 +130,7 @@ class CaptureMiddleware:
                     outcome.ended = time.perf_counter()
             await send(message)
 
+        in_flight.enter()
         try:
             await self.app(scope, receive_watching, send_watching)
         except BaseException:
@@ -136,6 +138,7 @@ class CaptureMiddleware:
                 outcome.status, outcome.error_code = 500, "internal_error"
             raise
         finally:
+            in_flight.leave()
             self._finish(outcome, answer, prompt)
 
     def _finish(self, outcome: RequestOutcome, answer: _Answer, prompt: list[bytes]) -> None:

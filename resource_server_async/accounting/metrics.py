@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from resource_server_async.accounting import in_flight
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.catalog.snapshot import catalog
 
@@ -73,7 +74,7 @@ UPSTREAM_ERRORS = Counter(
 )
 IN_FLIGHT = Gauge(
     "gateway_requests_in_flight",
-    "Inference requests being answered now.",
+    "Inference requests being answered now (sampled once a second).",
     multiprocess_mode="livesum",  # the workers' sum, of the workers alive
 )
 COMPUTE_TASKS_PENDING = Gauge(
@@ -126,24 +127,80 @@ RECORD_STATES = ("written", "spooled", "dropped")
 # Label sets remembered with their children; bounded by the catalog in practice, and cleared
 # past this many (endpoints removed from the catalog leave theirs behind).
 _MAX_SERIES = 4096
-# Outcomes held between folds; a burst beyond folds at once, on the request that reaches it.
-_MAX_HELD = 1000
 # Seconds between folds (and samples of the writer and executor): how stale a scrape may be.
 FOLD_SECONDS = 1.0
 
 
-@dataclass(slots=True, frozen=True)
-class _Series:
-    """One label set's children, looked up once: `labels()` costs ~1 µs each."""
+class _Tally:
+    """A histogram child's observations since the last fold, in plain numbers: the counts per
+    bucket and the sum, added to its multiprocess values in one write each (see `fold`)."""
 
-    cluster: str
-    model: str
-    requests: Counter
-    duration: Histogram
-    upstream: Histogram
-    first_token: Histogram
-    input_tokens: Histogram
-    output_tokens: Histogram
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Histogram) -> None:
+        self.child = child
+        # The child's own bounds, +Inf last: the bucket of an amount is the first bound >= it.
+        self.bounds: list[float] = child._upper_bounds
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def add(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1
+        self.total += amount
+
+    def write(self) -> None:
+        """What `Histogram.observe` writes, once for all the observations: the sum, and each
+        bucket's count (prometheus_client keeps them per bucket, made cumulative when read)."""
+        if not any(self.counts):
+            return
+        child: Any = self.child
+        child._sum.inc(self.total)
+        for index, count in enumerate(self.counts):
+            if count:
+                child._buckets[index].inc(count)
+                self.counts[index] = 0
+        self.total = 0.0
+
+
+class _Series:
+    """One label set: its children, looked up once (`labels()` costs ~1 µs each), and what
+    was observed of them since the last fold."""
+
+    __slots__ = (
+        "cluster",
+        "duration",
+        "first_token",
+        "input_tokens",
+        "model",
+        "output_tokens",
+        "requests",
+        "requests_child",
+        "upstream",
+    )
+
+    def __init__(self, cluster: str, model: str, operation: str, status: int) -> None:
+        labels = (cluster, model, operation)
+        self.cluster, self.model = cluster, model
+        self.requests_child = REQUESTS.labels(*labels, str(status))
+        self.requests = 0
+        self.duration = _Tally(REQUEST_DURATION.labels(*labels))
+        self.upstream = _Tally(UPSTREAM_DURATION.labels(*labels))
+        self.first_token = _Tally(TIME_TO_FIRST_TOKEN.labels(*labels))
+        self.input_tokens = _Tally(TOKEN_USAGE.labels(*labels, "input"))
+        self.output_tokens = _Tally(TOKEN_USAGE.labels(*labels, "output"))
+
+    def write(self) -> None:
+        if self.requests:
+            self.requests_child.inc(self.requests)
+            self.requests = 0
+        for tally in (
+            self.duration,
+            self.upstream,
+            self.first_token,
+            self.input_tokens,
+            self.output_tokens,
+        ):
+            tally.write()
 
 
 def _labels(outcome: RequestOutcome) -> tuple[str, str, str, int]:
@@ -168,13 +225,14 @@ class RecordCounts(Protocol):
 
 
 class MetricsRecorder:
-    """The accounting sink of one worker: `observe` only holds the outcome; `fold` (once a
-    second, in a task of its own) adds what was held to the series.
+    """The accounting sink of one worker: `observe` tallies a finished request in plain
+    numbers; `fold` (once a second, in a task of its own) writes the tallies to the series.
 
-    Why hold: in multiprocess mode every update of a series is a locked write to its file,
-    ~1-3 µs, and a request updates six; folding moves that off the request's path (measured in
-    tests/metrics: `observe` < 1 µs). The task also copies the counts of the record writer and
-    the compute executor into the series, since those keep plain ints.
+    Why tally: in multiprocess mode every update of a value is a locked write to its file,
+    ~1-3 µs, and a request updates a dozen (a counter, five histograms' sums and buckets);
+    a fold writes each value once, however many requests it covers (measured in bench/:
+    `--scenarios accounting`). The task also copies the counts of the record writer, the
+    compute executor and the requests in flight into the series, since those keep plain ints.
     """
 
     def __init__(
@@ -182,26 +240,44 @@ class MetricsRecorder:
         records: Callable[[], RecordCounts | None] = lambda: None,
         pending_tasks: Callable[[], int] = lambda: 0,
     ) -> None:
-        self._held: list[RequestOutcome] = []
         self._series: dict[tuple[str, str, str, int], _Series] = {}
+        self._errors: dict[tuple[str, str, str], int] = {}
         self._records = records
         self._pending_tasks = pending_tasks
         self._seen = dict.fromkeys(RECORD_STATES, 0)
         self._folding: asyncio.Task[None] | None = None
+        self._started = False
 
     def observe(self, outcome: RequestOutcome) -> None:
-        """The sink: hold one finished request until the next fold."""
-        self._held.append(outcome)
-        if len(self._held) >= _MAX_HELD:
-            self.fold()
-        elif self._folding is None:
+        """The sink: tally one finished request until the next fold."""
+        key = _labels(outcome)
+        series = self._series.get(key) or self._series_for(key)
+        series.requests += 1
+        ended = outcome.ended
+        if ended is not None:
+            series.duration.add(ended - outcome.started)
+            if outcome.upstream_started is not None:
+                series.upstream.add(ended - outcome.upstream_started)
+        if outcome.first_byte is not None and outcome.stream and outcome.status < 400:
+            series.first_token.add(outcome.first_byte - outcome.started)
+        if outcome.prompt_tokens is not None:
+            series.input_tokens.add(outcome.prompt_tokens)
+        if outcome.completion_tokens is not None:
+            series.output_tokens.add(outcome.completion_tokens)
+        if outcome.status >= 500 and outcome.error_code in UPSTREAM_ERROR_KINDS:
+            error = (series.cluster, series.model, outcome.error_code)
+            self._errors[error] = self._errors.get(error, 0) + 1
+        if not self._started:
             self._start()
 
     def _start(self) -> None:
         try:
-            self._folding = asyncio.get_running_loop().create_task(self._fold_forever())
-        except RuntimeError:  # no loop (a command, a unit test): fold as it comes
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a command, a unit test): written as it comes
             self.fold()
+            return
+        self._started = True
+        self._folding = loop.create_task(self._fold_forever())
 
     async def _fold_forever(self) -> None:
         while True:
@@ -212,49 +288,25 @@ class MetricsRecorder:
                 logger.exception("metrics: folding failed")
 
     def fold(self) -> None:
-        """Add the held outcomes to the series; copy the writer's and executor's counts."""
-        held, self._held = self._held, []
-        for outcome in held:
-            self._add(outcome)
+        """Write the tallies to the series; copy the writer's, executor's and in-flight counts."""
+        for series in self._series.values():
+            series.write()
+        errors, self._errors = self._errors, {}
+        for labels, count in errors.items():
+            UPSTREAM_ERRORS.labels(*labels).inc(count)
         self._sample()
-
-    def _add(self, outcome: RequestOutcome) -> None:
-        key = _labels(outcome)
-        series = self._series.get(key) or self._series_for(key)
-        series.requests.inc()
-        if outcome.ended is not None:
-            series.duration.observe(outcome.ended - outcome.started)
-            if outcome.upstream_started is not None:
-                series.upstream.observe(outcome.ended - outcome.upstream_started)
-        if outcome.first_byte is not None and outcome.stream and outcome.status < 400:
-            series.first_token.observe(outcome.first_byte - outcome.started)
-        if outcome.prompt_tokens is not None:
-            series.input_tokens.observe(outcome.prompt_tokens)
-        if outcome.completion_tokens is not None:
-            series.output_tokens.observe(outcome.completion_tokens)
-        if outcome.status >= 500 and outcome.error_code in UPSTREAM_ERROR_KINDS:
-            UPSTREAM_ERRORS.labels(series.cluster, series.model, outcome.error_code).inc()
 
     def _series_for(self, key: tuple[str, str, str, int]) -> _Series:
         if len(self._series) >= _MAX_SERIES:
+            self.fold()  # what the old label sets hold is written before they are forgotten
             self._series.clear()
-        cluster, model, operation, status = key
-        labels = (cluster, model, operation)
-        series = _Series(
-            cluster=cluster,
-            model=model,
-            requests=REQUESTS.labels(*labels, str(status)),
-            duration=REQUEST_DURATION.labels(*labels),
-            upstream=UPSTREAM_DURATION.labels(*labels),
-            first_token=TIME_TO_FIRST_TOKEN.labels(*labels),
-            input_tokens=TOKEN_USAGE.labels(*labels, "input"),
-            output_tokens=TOKEN_USAGE.labels(*labels, "output"),
-        )
+        series = _Series(*key)
         self._series[key] = series
         return series
 
     def _sample(self) -> None:
         COMPUTE_TASKS_PENDING.set(self._pending_tasks())
+        IN_FLIGHT.set(in_flight.count)
         records = self._records()
         if records is None:
             return

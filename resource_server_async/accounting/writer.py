@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from typing import Any
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.accounting.rows import as_row, insert_rows
 from resource_server_async.accounting.spool import Spool
+from resource_server_async.unique_ids import new_id
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,6 @@ class RecordWriter:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="record-writer")
         # The spool's own: it writes the overflow while the other one drains the spool.
         self._spool_thread = ThreadPoolExecutor(1, thread_name_prefix="record-spool")
-        self._keys = _KeyMaker()
         self._last_drop_log = -_DROP_LOG_SECONDS
         self._unlogged_drops = 0
 
@@ -118,11 +117,11 @@ class RecordWriter:
         """Queue a finished request; never blocks. A full queue sends it to the spool through
         the overflow; a full overflow drops it (counted)."""
         if len(self._queue) < self._queue_size:
-            self._queue.append((outcome, self._keys.next()))
+            self._queue.append((outcome, new_id()))
             if not self._wake.is_set():
                 self._wake.set()
         elif len(self._overflow) < self._queue_size:
-            self._overflow.append((outcome, self._keys.next()))
+            self._overflow.append((outcome, new_id()))
             if not self._overflowing.is_set():
                 self._overflowing.set()
         else:
@@ -269,18 +268,6 @@ def _close_connection() -> None:
 
     with contextlib.suppress(Exception):
         connection.close()
-
-
-class _KeyMaker:
-    """Unique record keys: this process's random prefix and a counter (cheaper than uuid4)."""
-
-    def __init__(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._count = 0
-
-    def next(self) -> str:
-        self._count += 1
-        return f"{self._prefix}-{self._count}"
 
 
 def _short(exc: BaseException) -> str:

@@ -9,7 +9,6 @@ else the gateway default; 0 = unlimited. No limit -> no limiter call at all.
 from __future__ import annotations
 
 import math
-import uuid
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -23,6 +22,7 @@ from resource_server_async.catalog.limit_overrides import UserLimits
 from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.endpoints.base import BaseEndpoint
 from resource_server_async.errors import GatewayError
+from resource_server_async.unique_ids import new_id
 
 NO_OVERRIDE = UserLimits()
 # Operations that use no model time: admitted without limits (they count nothing).
@@ -111,7 +111,7 @@ async def check_limits(request: AdmissionRequest, endpoint: BaseEndpoint) -> Tic
     if not buckets and not slots:
         return None
     limiter = runtime.current.limiter
-    ticket_id = uuid.uuid4().hex
+    ticket_id = new_id()
     try:
         decision = await limiter.acquire(buckets, slots, ticket_id)
     except LimiterUnavailable as exc:

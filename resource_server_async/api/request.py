@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from resource_server_async.catalog.projects import PROJECT_HEADER
 from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.inference.pipeline import ParsedRequest
+from resource_server_async.unique_ids import new_id
 
 # Checks a parsed body for an operation; raises a 400 GatewayError (schemas.openai.validate).
 Validator = Callable[[str, dict[str, Any]], None]
@@ -46,7 +46,7 @@ async def read_request(
         )
     stream = body.get("stream") is True
     if outcome is None:  # an app without the capture middleware (api/app.py has it)
-        request_id = request.headers.get("x-request-id", "")[:_MAX_REQUEST_ID] or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id", "")[:_MAX_REQUEST_ID] or new_id()
         return ParsedRequest(
             principal, body, raw, model, request_id, stream, None, operation, admission, project
         )

@@ -25,7 +25,7 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
         url = os.environ.get("REDIS_URL", "")
         if not url:
             pytest.skip("REDIS_URL is not set (the CI's second run sets it)")
-        built: Limiter = RedisLimiter(url, window=WINDOW, lease=30, timeout=1, connections=4)
+        built: Limiter = RedisLimiter(url, window=WINDOW, lease=30, timeout=1, pending=100)
     else:
         built = MemoryLimiter(window=WINDOW, max_keys=1000, lease=30)
     yield built
@@ -140,7 +140,7 @@ async def test_slots_bound_requests_in_flight_until_released(limiter: Limiter) -
 async def test_a_slot_never_released_frees_itself_when_its_lease_ends(limiter: Limiter) -> None:
     if isinstance(limiter, RedisLimiter):
         short: Limiter = RedisLimiter(
-            os.environ["REDIS_URL"], window=WINDOW, lease=0.3, timeout=1, connections=2
+            os.environ["REDIS_URL"], window=WINDOW, lease=0.3, timeout=1, pending=100
         )
     else:
         short = MemoryLimiter(window=WINDOW, max_keys=10, lease=0.3)

@@ -1,0 +1,246 @@
+"""One pipelined Redis connection per process for admission's Lua scripts.
+
+Calls made in the same event-loop iteration go out in one write; their replies come back in
+order on the same connection and are parsed by hiredis. Why not redis-py's client here: a call
+through its connection pool costs ~70 µs of the gateway's CPU (a pool checkout, a write and a
+read per call, a timeout per call), and admission makes one or two per request, which alone
+would double the gateway's cost (bench/: `--scenarios admission`). redis-py stays for
+everything else (the stream hub, the response store).
+
+A call that gets no reply within the timeout fails, with every call behind it, and the
+connection is dropped (replies are matched by order, so a late one cannot be placed); the next
+call connects again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import hiredis
+
+
+class RedisUnavailable(Exception):
+    """Redis did not answer (in time), refused the connection, or failed the script."""
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script, called by its SHA-1 (EVALSHA), sent whole once when Redis lacks it."""
+
+    text: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+
+
+class _Call:
+    __slots__ = ("args", "deadline", "future", "keys", "script", "sent_whole")
+
+    def __init__(
+        self,
+        script: Script | None,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        future: asyncio.Future[Any],
+        deadline: float,
+    ) -> None:
+        self.script = script  # None: a plain command (AUTH, SELECT), in `args`
+        self.keys = keys
+        self.args = args
+        self.future = future
+        self.deadline = deadline
+        self.sent_whole = False
+
+    def packed(self) -> bytes:
+        if self.script is None:
+            return hiredis.pack_command(tuple(self.args))
+        head = ("EVAL", self.script.text) if self.sent_whole else ("EVALSHA", self.script.sha)
+        return hiredis.pack_command((*head, len(self.keys), *self.keys, *self.args))
+
+
+class _Replies(asyncio.Protocol):
+    def __init__(self, pipe: ScriptPipe) -> None:
+        self.pipe = pipe
+        self.reader = hiredis.Reader()
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not False:
+            self.pipe._answered(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pipe._lost(self, exc)
+
+
+class ScriptPipe:
+    """`await pipe.call(script, keys, args)`: the script's reply, or RedisUnavailable."""
+
+    def __init__(self, url: str, *, timeout: float, max_pending: int) -> None:
+        from redis.asyncio.connection import parse_url
+
+        self._options: dict[str, Any] = dict(parse_url(url))
+        self._timeout = timeout
+        self._max_pending = max_pending
+        self._unsent: list[_Call] = []
+        self._waiting: deque[_Call] = deque()
+        self._transport: asyncio.Transport | None = None
+        self._replies: _Replies | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._flush_soon = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def call(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """A future of the script's reply (integers, bytes and lists, as Redis sends them)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue(_Call(script, keys, args, future, time.monotonic() + self._timeout), loop)
+        return future
+
+    def _queue(self, call: _Call, loop: asyncio.AbstractEventLoop) -> None:
+        if self._closed:
+            call.future.set_exception(RedisUnavailable("the gateway is shutting down"))
+            return
+        if len(self._unsent) + len(self._waiting) >= self._max_pending:
+            call.future.set_exception(
+                RedisUnavailable(f"{self._max_pending} calls already wait for Redis")
+            )
+            return
+        self._unsent.append(call)
+        if not self._flush_soon:
+            self._flush_soon = True
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write what this iteration queued, in one write (connecting first if need be)."""
+        self._flush_soon = False
+        if self._transport is None:
+            if self._connecting is None:
+                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            return
+        calls, self._unsent = self._unsent, []
+        calls = [c for c in calls if not c.future.done()]  # a caller that went away
+        if not calls:
+            return
+        self._waiting.extend(calls)
+        self._transport.write(b"".join(call.packed() for call in calls))
+        if self._watchdog is None:
+            self._arm_watchdog()
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        options = self._options
+        try:
+            async with asyncio.timeout(self._timeout):
+                transport, replies = await self._open(loop, options)
+        except (OSError, TimeoutError) as exc:
+            self._connecting = None
+            self._fail_all(RedisUnavailable(f"cannot connect to Redis: {exc or 'timeout'}"))
+            return
+        self._transport, self._replies = transport, replies
+        self._connecting = None
+        # AUTH and SELECT go first, in the same write as the calls that were waiting.
+        setup: list[_Call] = []
+        password, username = options.get("password"), options.get("username")
+        if password:
+            auth = ("AUTH", username, password) if username else ("AUTH", password)
+            setup.append(self._command(auth, loop))
+        if options.get("db"):
+            setup.append(self._command(("SELECT", options["db"]), loop))
+        self._unsent[:0] = setup
+        self._flush()
+
+    async def _open(
+        self, loop: asyncio.AbstractEventLoop, options: dict[str, Any]
+    ) -> tuple[asyncio.Transport, _Replies]:
+        def protocol() -> _Replies:
+            return _Replies(self)
+
+        if "path" in options:
+            transport, replies = await loop.create_unix_connection(protocol, options["path"])
+        else:
+            secure = "SSL" in getattr(options.get("connection_class"), "__name__", "")
+            transport, replies = await loop.create_connection(
+                protocol,
+                options.get("host", "localhost"),
+                options.get("port", 6379),
+                ssl=ssl.create_default_context() if secure else None,
+            )
+        return transport, replies
+
+    def _command(self, args: tuple[Any, ...], loop: asyncio.AbstractEventLoop) -> _Call:
+        future: asyncio.Future[Any] = loop.create_future()
+        future.add_done_callback(_retrieve)  # nobody awaits it; a refusal resets the connection
+        return _Call(None, (), args, future, time.monotonic() + self._timeout)
+
+    def _answered(self, reply: Any) -> None:
+        if not self._waiting:
+            return
+        call = self._waiting.popleft()
+        if isinstance(reply, hiredis.ReplyError):
+            if call.script is None:  # AUTH or SELECT refused: nothing on this connection works
+                self._reset(RedisUnavailable(f"Redis refused the connection: {reply}"))
+                return
+            if str(reply).startswith("NOSCRIPT") and call.script and not call.sent_whole:
+                call.sent_whole = True  # this Redis has not seen the script yet
+                self._queue(call, asyncio.get_running_loop())
+                return
+            if not call.future.done():
+                call.future.set_exception(RedisUnavailable(f"Redis: {reply}"))
+            return
+        if not call.future.done():
+            call.future.set_result(reply)
+
+    def _arm_watchdog(self) -> None:
+        self._watchdog = asyncio.get_running_loop().call_later(self._timeout, self._watch)
+
+    def _watch(self) -> None:
+        """The oldest call waits past its deadline: Redis is stuck; start again."""
+        self._watchdog = None
+        if not self._waiting:
+            return
+        if self._waiting[0].deadline <= time.monotonic():
+            self._reset(RedisUnavailable(f"Redis did not answer within {self._timeout:g} s"))
+        else:
+            self._arm_watchdog()
+
+    def _lost(self, replies: _Replies, exc: Exception | None) -> None:
+        if replies is self._replies:
+            self._reset(RedisUnavailable(f"the connection to Redis was lost: {exc or 'closed'}"))
+
+    def _reset(self, error: RedisUnavailable) -> None:
+        transport = self._transport
+        self._transport = self._replies = None
+        if transport is not None:
+            transport.abort()
+        self._fail_all(error)
+
+    def _fail_all(self, error: RedisUnavailable) -> None:
+        calls = [*self._waiting, *self._unsent]
+        self._waiting.clear()
+        self._unsent.clear()
+        for call in calls:
+            if not call.future.done():
+                call.future.set_exception(error)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._reset(RedisUnavailable("the gateway is shutting down"))
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
