@@ -126,6 +126,7 @@ def append_admission_section(report: Report, args: argparse.Namespace) -> None:
         "alternated with the others'. Records and metrics are on in all three. Gateway CPU: "
         "user+system of the gateway process per request served (Redis's own CPU is not "
         "counted). Compare only within this section.",
+        "on vs off",
     )
 
 

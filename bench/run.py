@@ -43,7 +43,7 @@ GATEWAY_CORE, DRIVER_CORE = 0, 1
 WHOAMI_PATH = "/resource_server/whoami"
 # The connection count of the flood measured in the hardening issue (item 3).
 AUTH_CONNECTIONS = 128
-SCENARIOS = ("proxy", "auth", "accounting", "admission")
+SCENARIOS = ("proxy", "auth", "accounting", "fair_share", "admission")
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
 # metrics on vs off) and is asked for by name.
 DEFAULT_SCENARIOS = ("proxy", "auth")
@@ -278,12 +278,13 @@ def gateway(
     backend_port: int,
     overrides: dict[str, str] | None = None,
     database: str = "",
+    fixtures: Path | None = None,
 ) -> Iterator[Target]:
     env = {**gateway_env(workdir, store, database), **(overrides or {})}
     if store == "postgres":
         prepare_postgres(env["DATABASE_URL"])
     manage(env, "migrate", "--no-input", "-v0")
-    manage(env, "loaddata", str(write_fixtures(workdir, backend_port)))
+    manage(env, "loaddata", str(fixtures or write_fixtures(workdir, backend_port)))
     key = manage(env, "create_api_key", "--name", "bench", "--quiet").strip().splitlines()[-1]
     port = free_port()
     process = start(
@@ -591,6 +592,11 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
     if args.scenarios == ["accounting"]:
         append_accounting_section(report, args)
         return
+    if args.scenarios == ["fair_share"]:
+        from bench import fair_share
+
+        fair_share.append_section(report, args)
+        return
     if args.scenarios == ["admission"]:
         from bench.admission import append_admission_section
 
@@ -658,13 +664,15 @@ def append_accounting_section(report: Report, args: argparse.Namespace) -> None:
         "CPU: user+system of the gateway process (its record-writer thread and metrics folding "
         "included; PostgreSQL's own CPU is not) per request served. Compare only within this "
         "section: other work on the machine changes absolute figures between runs.",
+        "on vs off",
     )
 
 
 def append_section(
-    report: Report, args: argparse.Namespace, title: str, command: str, about: str
+    report: Report, args: argparse.Namespace, title: str, command: str, about: str, compare: str
 ) -> None:
-    """A dated section at the end of --output (an on-vs-off scenario), the rest kept."""
+    """A dated section at the end of --output (a scenario run alone), the rest of the file
+    kept: what ran, then its rows (off, on, `compare`) and budget."""
     lines = [
         "",
         f"## {title}, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
@@ -674,7 +682,7 @@ def append_section(
         "",
         about,
         "",
-        "| scenario | off | on | on vs off |",
+        f"| scenario | off | on | {compare} |",
         "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in report.rows],
         "",
@@ -715,7 +723,8 @@ def main() -> None:
         default=",".join(DEFAULT_SCENARIOS),
         help="comma list: proxy (chat and streams vs direct), auth (whoami: valid vs random "
         "keys), accounting (records + metrics on vs off, PostgreSQL + Redis; adds a dated "
-        "section to --output when run alone), admission (limits + an allocation on vs off, "
+        "section to --output when run alone), fair_share (the noisy neighbour, fair share on "
+        "vs off; a dated section when run alone), admission (limits + an allocation on vs off, "
         "PostgreSQL + Redis; the same)",
     )
     parser.add_argument(
@@ -761,6 +770,10 @@ def main() -> None:
             if "accounting" in args.scenarios:
                 (workdir / "accounting").mkdir()
                 bench_accounting(args, workdir / "accounting", backend_port, report)
+            if "fair_share" in args.scenarios:
+                from bench import fair_share
+
+                fair_share.bench(args, workdir / "fair_share", report)
             if "admission" in args.scenarios:
                 from bench.admission import bench_admission
 

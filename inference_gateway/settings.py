@@ -332,6 +332,18 @@ ALLOCATIONS_RECONCILE_SECONDS = env.get_float("ALLOCATIONS_RECONCILE_SECONDS", 6
 # Prefix of the allocations' Redis keys (one hash per allocation and period).
 ALLOCATIONS_REDIS_PREFIX = env.get_str("ALLOCATIONS_REDIS_PREFIX", "igw:alloc:")
 
+# --- Fair share: endpoint capacity and its queue (docs/limits.md#fair-share) -------------------
+
+# How long a request may wait for a slot on an endpoint at its max_concurrent (503 queue_timeout).
+FAIR_SHARE_QUEUE_TIMEOUT_SECONDS = env.get_float("FAIR_SHARE_QUEUE_TIMEOUT_SECONDS", 30.0)
+# Requests that may wait per endpoint, and per project on one endpoint (503 queue_full beyond).
+FAIR_SHARE_MAX_QUEUED = env.get_int("FAIR_SHARE_MAX_QUEUED", 1000)
+FAIR_SHARE_MAX_QUEUED_PER_PROJECT = env.get_int("FAIR_SHARE_MAX_QUEUED_PER_PROJECT", 200)
+# A slot given back by a project below its share, with nothing waiting while others wait, is
+# kept this long for the project's next request (anticipation; 0 = off). Measured in the
+# noisy-neighbour test: without it a one-at-a-time user waits a whole service time each time.
+FAIR_SHARE_GRACE_SECONDS = env.get_float("FAIR_SHARE_GRACE_SECONDS", 0.05)
+
 # --- Accounting: request records (docs/accounting.md) -----------------------------------------
 
 # Off: no record is written at all (the benchmark's comparison; metrics still count).

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from resource_server_async.accounting.usage_reader import UsageReader
     from resource_server_async.accounting.writer import RecordWriter
     from resource_server_async.admission.allocation_books import AllocationBooks
+    from resource_server_async.admission.capacity import Capacity
     from resource_server_async.admission.limiter import Limiter
     from resource_server_async.auth.api_keys import ApiKeyValidator
     from resource_server_async.auth.globus import GlobusTokenValidator
@@ -42,6 +43,7 @@ class Runtime:
 
     __slots__ = (
         "_allocations",
+        "_capacity",
         "_catalog_refreshing",
         "_executor",
         "_limiter",
@@ -76,6 +78,7 @@ class Runtime:
         self._response_store: ResponseStore | None = None
         self._limiter: Limiter | None = None
         self._allocations: AllocationBooks | None = None
+        self._capacity: Capacity | None = None
         self._catalog_refreshing = False
         self._usage_reader: UsageReader | None = None
         # None when RECORDS_ENABLED is off; its `stats` are the records' metrics.
@@ -167,6 +170,16 @@ class Runtime:
         return self._allocations
 
     @property
+    def capacity(self) -> Capacity:
+        """Endpoint capacities and their fair queues (Redis with REDIS_URL, else in-process),
+        built on first use: a gateway with no max_concurrent never makes one."""
+        if self._capacity is None:
+            from resource_server_async.admission.capacity import build_capacity
+
+            self._capacity = build_capacity()
+        return self._capacity
+
+    @property
     def usage_reader(self) -> UsageReader:
         """The thread that answers usage queries, built on first use."""
         if self._usage_reader is None:
@@ -221,6 +234,8 @@ class Runtime:
             closers.append(self._limiter.close)
         if self._allocations is not None:
             closers.append(self._allocations.close)
+        if self._capacity is not None:
+            closers.append(self._capacity.close)
         if self._usage_reader is not None:
             closers.append(self._usage_reader.aclose)
         if self._catalog_refreshing:
@@ -240,6 +255,7 @@ class Runtime:
         self._response_store = None
         self._limiter = None
         self._allocations = None
+        self._capacity = None
         self._usage_reader = None
 
 

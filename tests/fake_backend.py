@@ -40,6 +40,7 @@ serve a Metis-style status page (GET /status) from `status_document` (failing wi
 `status_http_status` when that is not 200).
 
 Standalone (the benchmark reuses it): python -m tests.fake_backend --port 8081 [--api-key KEY]
+[--capacity 8 --service-seconds 0.05] (a server that serves at most 8 chat requests at once).
 """
 
 from __future__ import annotations
@@ -163,6 +164,12 @@ class FakeBackend:
     status_document: dict[str, Any] = field(default_factory=dict)
     status_http_status: int = 200  # set to e.g. 500 to make the status page fail
     responses: bool = True  # False: /v1/responses answers 404, as a chat-only server
+    # A server of bounded capacity (fair share): at most `capacity` chat requests served at
+    # once, each taking `service_seconds`; the rest wait in the server's own queue. 0: no cap.
+    capacity: int = 0
+    service_seconds: float = 0.0
+    in_flight: int = 0  # chat requests at the server now (served or waiting), and the most
+    peak_in_flight: int = 0
     requests: deque[Recorded] = field(default_factory=lambda: deque(maxlen=500))
     # stream id -> "open" | "completed" | "aborted by client" | "cut" (fault stop_after)
     streams: dict[str, str] = field(default_factory=dict)
@@ -174,6 +181,7 @@ class FakeBackend:
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
+    _serving: asyncio.Semaphore | None = None
 
     # --- state for tests -------------------------------------------------------------------
 
@@ -208,7 +216,7 @@ class FakeBackend:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/chat/completions", self._capped if self.capacity else self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/responses", self._responses if self.responses else self._absent)
@@ -319,6 +327,18 @@ class FakeBackend:
         except (ConnectionError, asyncio.CancelledError):
             self.streams[stream_id] = "aborted by client"
         return response
+
+    async def _capped(self, request: web.Request) -> web.StreamResponse:
+        if self._serving is None:  # made in the server's own loop
+            self._serving = asyncio.Semaphore(self.capacity)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            async with self._serving:
+                await asyncio.sleep(self.service_seconds)  # the model's time on the GPU
+                return await self._chat(request)
+        finally:
+            self.in_flight -= 1
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body, faults, early = await self._begin(request)
@@ -705,8 +725,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     parser.add_argument("--model", action="append", help="model name for /v1/models (repeat)")
+    parser.add_argument("--capacity", type=int, default=0, help="chat requests served at once")
+    parser.add_argument("--service-seconds", type=float, default=0.0, help="each one's time")
     args = parser.parse_args()
-    backend = FakeBackend(api_key=args.api_key, models=tuple(args.model or ["fake-model"]))
+    backend = FakeBackend(
+        api_key=args.api_key,
+        models=tuple(args.model or ["fake-model"]),
+        capacity=args.capacity,
+        service_seconds=args.service_seconds,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         web.run_app(backend.app(), host=args.host, port=args.port, access_log=None)
 

@@ -2,28 +2,37 @@
 
 `admit` is the one step, a sequence of checks, each in its own module: maintenance notices
 (maintenance.py), then request, token and concurrency limits (limits.py), then the project's
-allocations (allocations.py); a fair-share queue goes after them. What a check holds (a Ticket,
-an AllocationTicket) is kept on the request's AdmissionState and released at the end of the
-request (middleware.py).
+allocations (allocations.py), then the endpoint's capacity and its fair-share queue
+(capacity.py). What a check holds (a Ticket, an AllocationTicket, a CapacityHold) is kept on
+the request's AdmissionState and released at the end of the request (middleware.py).
 """
 
 from __future__ import annotations
 
-from resource_server_async.admission.allocations import AllocationRequest, check_allocations
+from resource_server_async.admission.allocations import check_allocations
+from resource_server_async.admission.capacity import (
+    CapacityRequest,
+    give_back_capacity,
+    order_by_room,
+    take_capacity,
+)
 from resource_server_async.admission.limits import AdmissionRequest, LimitRefusal, check_limits
 from resource_server_async.admission.maintenance import check_open
 from resource_server_async.endpoints.base import BaseEndpoint
 
-__all__ = ["AdmissionRequest", "LimitRefusal", "admit"]
+__all__ = ["AdmissionRequest", "LimitRefusal", "admit", "give_back_capacity", "order_by_room"]
 
 
-async def admit(request: AllocationRequest, endpoint: BaseEndpoint) -> None:
+async def admit(request: CapacityRequest, endpoint: BaseEndpoint) -> None:
     """Raise the caller's error (503 cluster_maintenance, 429 rate_limit_exceeded or
-    allocation_exhausted, 503 limits_unavailable) when the request may not run on `endpoint`
-    now; otherwise charge its limits and allocations. Called after authorization, once per
-    endpoint tried."""
+    allocation_exhausted, 503 limits_unavailable, 503 queue_full / queue_timeout) when the
+    request may not run on `endpoint` now; otherwise charge its limits and allocations and hold
+    a slot of the endpoint's capacity (waiting for one in its fair queue). Called after
+    authorization, once per endpoint tried."""
     check_open(endpoint.row.cluster)
     if request.admission is not None:
         request.admission.begin_attempt()
     await check_limits(request, endpoint)
     await check_allocations(request, endpoint)
+    if endpoint.row.max_concurrent:
+        await take_capacity(request, endpoint)

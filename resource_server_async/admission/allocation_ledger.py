@@ -11,14 +11,13 @@ its creation time `c`): the reconciler (allocation_reconcile.py) adds the record
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from resource_server_async.admission.redis_pipe import Script
-
-if TYPE_CHECKING:
-    from resource_server_async.admission.redis_limiter import RedisLimiter
+from resource_server_async.admission.limiter import LimiterUnavailable
+from resource_server_async.admission.redis_scripts import RedisScripts
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +148,7 @@ class MemoryLedger:
 # GPU-seconds budget (-1: none) and expiry (epoch s). Returns the refusing account's 1-based
 # index (0: charged), whether one was new, then per account tokens, GPU-seconds (as a string:
 # Lua numbers become integers on the way out), built and created.
-_CHARGE = Script("""
+_CHARGE = """
 local cost = tonumber(ARGV[1])
 local out = {0, 0}
 for i = 1, #KEYS do
@@ -173,11 +172,11 @@ if out[1] == 0 then
   end
 end
 return out
-""")
+"""
 
 # KEYS: the accounts. ARGV: tokens (may be negative), GPU-seconds. Missing accounts (lost, or
 # of an ended period) are left alone: the records count this request when they are rebuilt.
-_SETTLE = Script("""
+_SETTLE = """
 for i = 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     if tonumber(ARGV[1]) ~= 0 then redis.call('HINCRBY', KEYS[i], 't', ARGV[1]) end
@@ -185,21 +184,11 @@ for i = 1, #KEYS do
   end
 end
 return 0
-""")
-
-# KEYS: the accounts. Returns per account its t, g (as a string), b and c (false: missing).
-_READ = Script("""
-local out = {}
-for i = 1, #KEYS do
-  local s = redis.call('HMGET', KEYS[i], 't', 'g', 'b', 'c')
-  out[i] = {s[1] or false, s[2] or false, s[3] or false, s[4] or false}
-end
-return out
-""")
+"""
 
 # KEYS: one account. ARGV: seen created (ms, -1: none), before tokens, before GPU, whole
 # tokens, whole GPU, now (ms), expiry (epoch s).
-_RECONCILE = Script("""
+_RECONCILE = """
 local key = KEYS[1]
 if redis.call('EXISTS', key) == 0 then
   redis.call('HSET', key, 't', ARGV[4], 'g', ARGV[5], 'b', 1, 'c', ARGV[6])
@@ -216,21 +205,22 @@ local now = redis.call('HMGET', key, 't', 'g')
 if tonumber(now[1]) < tonumber(ARGV[4]) then redis.call('HSET', key, 't', ARGV[4]) end
 if tonumber(now[2]) < tonumber(ARGV[5]) then redis.call('HSET', key, 'g', ARGV[5]) end
 return 0
-""")
+"""
 
 
 class RedisLedger:
-    """The accounts in Redis, through the limiter's pipelined connection (one per process for
-    every admission script, redis_pipe.py) and its failure rule (LimiterUnavailable)."""
-
-    def __init__(self, limiter: RedisLimiter) -> None:
-        self._limiter = limiter
+    def __init__(self, url: str, *, timeout: float, pending: int) -> None:
+        self._calls = RedisScripts(url, timeout=timeout, pending=pending)
+        self._charge = self._calls.register(_CHARGE)
+        self._settle = self._calls.register(_SETTLE)
+        self._reconcile = self._calls.register(_RECONCILE)
 
     async def charge(self, accounts: Sequence[Account], tokens: int, now: float) -> Charge:
         args: list[Any] = [tokens, int(now * 1000)]
         for a in accounts:
             args += (_budget(a.tokens), _budget(a.gpu_seconds), int(a.expires_at))
-        out = await self._limiter.run(_CHARGE, [a.key for a in accounts], args)
+        keys = [a.key for a in accounts]
+        out = await self._calls.run(self._charge, keys, args)
         spent = tuple(
             Spent(int(out[i]), float(out[i + 1]), bool(int(out[i + 2])), int(out[i + 3]) / 1000)
             for i in range(2, len(out), 4)
@@ -238,11 +228,17 @@ class RedisLedger:
         return Charge(int(out[0]) - 1, bool(int(out[1])), spent)
 
     async def settle(self, accounts: Sequence[Account], tokens: int, gpu_seconds: float) -> None:
-        args = [tokens, repr(float(gpu_seconds))]
-        await self._limiter.run(_SETTLE, [a.key for a in accounts], args)
+        keys = [a.key for a in accounts]
+        await self._calls.run(self._settle, keys, [tokens, repr(float(gpu_seconds))])
 
     async def read(self, keys: Sequence[str]) -> list[Spent | None]:
-        rows = await self._limiter.run(_READ, list(keys), [])
+        try:
+            async with self._calls.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(key, "t", "g", "b", "c")
+                rows = await asyncio.wait_for(pipe.execute(), self._calls.timeout * 2)
+        except Exception as exc:
+            raise LimiterUnavailable(str(exc) or type(exc).__name__) from exc
         return [
             None
             if row[0] is None
@@ -263,10 +259,10 @@ class RedisLedger:
             int(now * 1000),
             int(account.expires_at),
         ]
-        await self._limiter.run(_RECONCILE, [account.key], args)
+        await self._calls.run(self._reconcile, [account.key], args)
 
     async def close(self) -> None:
-        """Nothing: the connection is the limiter's, closed with it."""
+        await self._calls.close()
 
 
 def _budget(value: int | None) -> int:
@@ -277,10 +273,10 @@ def build_ledger() -> Ledger:
     """Redis with REDIS_URL (shared by every worker and host), else in-process."""
     from django.conf import settings
 
-    from resource_server_async import runtime
-    from resource_server_async.admission.redis_limiter import RedisLimiter
-
-    limiter = runtime.current.limiter if settings.REDIS_URL else None
-    if isinstance(limiter, RedisLimiter):
-        return RedisLedger(limiter)
+    if settings.REDIS_URL:
+        return RedisLedger(
+            settings.REDIS_URL,
+            timeout=settings.LIMITS_REDIS_TIMEOUT,
+            pending=settings.LIMITS_REDIS_MAX_PENDING,
+        )
     return MemoryLedger()

@@ -1,5 +1,4 @@
-"""The limiter shared by every worker process and gateway host: one Lua script per decision,
-sent through the process's pipelined connection (redis_pipe.py).
+"""The limiter shared by every worker process and gateway host: one Lua script per decision.
 
 The script reads every bucket and slot set the request needs, and charges them only if all
 pass, in one atomic step on the Redis server (no check-then-act between workers). Time is
@@ -9,23 +8,16 @@ would be full again or a slot set's last lease ends.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from resource_server_async.admission.limiter import (
-    Bucket,
-    Decision,
-    Level,
-    LimiterUnavailable,
-    Slot,
-)
-from resource_server_async.admission.redis_pipe import RedisUnavailable, Script, ScriptPipe
+from resource_server_async.admission.limiter import Bucket, Decision, Level, Slot
+from resource_server_async.admission.redis_scripts import RedisScripts
 
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, lease (ms), then
 # capacity and cost per bucket, then the limit per slot set. Returns: the refusing limit's
 # 1-based index (0: admitted), the wait (ms), then remaining and reset (ms) per bucket.
-_ACQUIRE = Script("""
+_ACQUIRE = """
 local nb = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local lease = tonumber(ARGV[4])
@@ -73,12 +65,12 @@ for i = 1, nb do
   out[#out + 1] = math.ceil((cap - levels[i]) * window / cap)
 end
 return out
-""")
+"""
 
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, then capacity
 # and refund per bucket. A missing bucket is full: a refund to it is nothing, a charge starts
 # a debt.
-_SETTLE = Script("""
+_SETTLE = """
 local nb = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local clock = redis.call('TIME')
@@ -105,10 +97,7 @@ for j = nb + 1, #KEYS do
   redis.call('ZREM', KEYS[j], ARGV[3])
 end
 return 0
-""")
-
-# After a failure, decisions fail at once for this long instead of each waiting for a timeout.
-_PAUSE_AFTER_FAILURE = 1.0
+"""
 
 
 class RedisLimiter:
@@ -117,8 +106,9 @@ class RedisLimiter:
     ) -> None:
         self.window_ms = int(window * 1000)
         self.lease_ms = int(lease * 1000)
-        self._pipe = ScriptPipe(url, timeout=timeout, max_pending=pending)
-        self._paused_until = 0.0
+        self._calls = RedisScripts(url, timeout=timeout, pending=pending)
+        self._acquire = self._calls.register(_ACQUIRE)
+        self._settle = self._calls.register(_SETTLE)
 
     @classmethod
     def from_settings(cls) -> RedisLimiter:
@@ -132,16 +122,6 @@ class RedisLimiter:
             pending=settings.LIMITS_REDIS_MAX_PENDING,
         )
 
-    async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        """One script call; LimiterUnavailable (at once for a second after a failure)."""
-        if self._paused_until > time.monotonic():
-            raise LimiterUnavailable("Redis failed a moment ago")
-        try:
-            return await self._pipe.call(script, keys, args)
-        except RedisUnavailable as exc:
-            self._paused_until = time.monotonic() + _PAUSE_AFTER_FAILURE
-            raise LimiterUnavailable(str(exc)) from exc
-
     async def acquire(
         self, buckets: Sequence[Bucket], slots: Sequence[Slot], ticket: str
     ) -> Decision:
@@ -150,7 +130,7 @@ class RedisLimiter:
             args += (bucket.capacity, bucket.cost)
         args += [slot.limit for slot in slots]
         keys = [b.key for b in buckets] + [s.key for s in slots]
-        out = await self.run(_ACQUIRE, keys, args)
+        out = await self._calls.run(self._acquire, keys, args)
         levels = tuple(
             Level(max(0, int(out[i])), int(out[i + 1]) / 1000) for i in range(2, len(out), 2)
         )
@@ -163,7 +143,7 @@ class RedisLimiter:
         for bucket, refund in refunds:
             args += (bucket.capacity, refund)
         keys = [b.key for b, _ in refunds] + [s.key for s in slots]
-        await self.run(_SETTLE, keys, args)
+        await self._calls.run(self._settle, keys, args)
 
     async def close(self) -> None:
-        await self._pipe.close()
+        await self._calls.close()

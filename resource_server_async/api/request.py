@@ -48,7 +48,17 @@ async def read_request(
     if outcome is None:  # an app without the capture middleware (api/app.py has it)
         request_id = request.headers.get("x-request-id", "")[:_MAX_REQUEST_ID] or new_id()
         return ParsedRequest(
-            principal, body, raw, model, request_id, stream, None, operation, admission, project
+            principal,
+            body,
+            raw,
+            model,
+            request_id,
+            stream,
+            None,
+            operation,
+            admission,
+            project,
+            request.headers,
         )
     outcome.model, outcome.stream = model, stream
     return ParsedRequest(
@@ -62,4 +72,5 @@ async def read_request(
         operation,
         admission,
         project,
+        request.headers,
     )

@@ -5,18 +5,20 @@ A view reads the request (`api.request.read_request`, steps 2 and 2b) and hands 
 change the request or the answer on the way (Anthropic Messages translated to
 chat/completions) use the steps one by one: `resolve` -> `authorize_endpoint` ->
 `admission.admit` -> `prepare` -> the endpoint's `complete` or `open_stream` ->
-`json_response` / `EventStreamResponse(relay(...))`.
+`json_response` / `EventStreamResponse(relay(...))`; admission and what follows are awaited
+inside `cancel_on_disconnect` (`admit_then`), since admission may wait in a fair queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -58,6 +60,7 @@ class ParsedRequest:
     operation: str = ""  # the route's operation (admission reads it)
     admission: AdmissionState | None = None  # what admission charged (admission/middleware.py)
     project: ProjectRef | None = None  # charged to (catalog/projects.py), chosen before admit
+    headers: Headers | None = None  # the request's (x-priority is read only at a capacity)
 
 
 def find_cluster(principal: Principal, cluster_name: str, framework: str) -> BaseCluster:
@@ -325,6 +328,15 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[Response]) -> R
         watcher.cancel()
 
 
+async def admit_then(
+    parsed: ParsedRequest, endpoint: BaseEndpoint, work: Callable[[], Awaitable[Response]]
+) -> Response:
+    """Admit, then `work()`: awaited inside cancel_on_disconnect, so that a client that hangs
+    up while its request waits in the endpoint's fair queue leaves the queue at once."""
+    await admission.admit(parsed, endpoint)
+    return await work()
+
+
 async def open_stream(endpoint: BaseEndpoint, call: InferenceRequest) -> AsyncIterator[bytes]:
     """The endpoint's stream; once more without the gateway's `stream_options` if the server
     refuses them (remembered, as a server without /v1/messages is)."""
@@ -360,6 +372,8 @@ async def run(
     """A cluster-scoped inference request, from the parsed request to the answer."""
     endpoint = resolve(parsed.principal, cluster, framework, parsed.model, operation)
     authorize_endpoint(parsed.principal, endpoint)
-    await admission.admit(parsed, endpoint)
-    call = prepare(endpoint, operation, parsed)
-    return await cancel_on_disconnect(request, execute(endpoint, call, dialect))
+
+    async def work() -> Response:
+        return await execute(endpoint, prepare(endpoint, operation, parsed), dialect)
+
+    return await cancel_on_disconnect(request, admit_then(parsed, endpoint, work))

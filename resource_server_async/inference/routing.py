@@ -3,7 +3,8 @@
 Candidates are the endpoints the principal may use (`auth.permissions.can_use_endpoint`, the
 test of `authorize_endpoint`) whose cluster offers the operation and is not under maintenance
 (`admission.maintenance_notice`), in catalog order, with those that recently failed moved
-last. Each one tried is admitted (step 5) first; a refusal by the model's own limit
+last (and, among endpoints with a capacity, those at it after those with room). Each one
+tried is admitted (step 5) first; a refusal by the model's own limit
 (rpm_model, tpm_model) moves on to the next, a user's limit does not. A call that fails before
 reaching a model (server unreachable, model not live, key missing) moves on to the next
 candidate; once a model may have run, the answer (or error) is final.
@@ -37,6 +38,7 @@ FAILOVER_CODES = frozenset(
         "endpoint_key_missing",
         "cluster_maintenance",
         "upstream_busy",  # no pooled connection was free: the request was never sent
+        "queue_full",  # the endpoint is at capacity with a full queue (admission/capacity.py)
     }
 )
 # Errors that say an endpoint is unwell even though trying another one is not safe.
@@ -103,7 +105,9 @@ async def failover(
     endpoints: list[BaseEndpoint], parsed: pipeline.ParsedRequest, attempt: Attempt
 ) -> Response:
     """The first answer among `endpoints` (from `candidates`, so authorized), moving on only
-    past failures that happened before any model server received the request."""
+    past failures that happened before any model server received the request. Endpoints at
+    their capacity go after those with a free slot (docs/limits.md#fair-share)."""
+    endpoints = await admission.order_by_room(endpoints)
     for index, endpoint in enumerate(endpoints):
         try:
             await admission.admit(parsed, endpoint)
@@ -118,6 +122,7 @@ async def failover(
             if exc.code in UNWELL_CODES:
                 backoff.mark(endpoint)
             if exc.code in FAILOVER_CODES and index + 1 < len(endpoints):
+                await admission.give_back_capacity(parsed)  # that server never got it
                 continue
             raise
         backoff.clear(endpoint)

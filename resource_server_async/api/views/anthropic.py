@@ -9,7 +9,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from resource_server_async import admission
 from resource_server_async.api.request import read_request
 from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.endpoints.base import BaseEndpoint
@@ -33,8 +32,8 @@ def cluster_scoped(operation: str, run: Runner) -> Handler:
             parsed.principal, params["cluster"], params["framework"], parsed.model, OFFERED
         )
         authorize_endpoint(parsed.principal, endpoint)
-        await admission.admit(parsed, endpoint)
-        return await pipeline.cancel_on_disconnect(request, run(endpoint, parsed))
+        work = pipeline.admit_then(parsed, endpoint, lambda: run(endpoint, parsed))
+        return await pipeline.cancel_on_disconnect(request, work)
 
     handler.__name__ = f"anthropic_{operation.replace('/', '_')}"
     return handler

@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from resource_server_async import admission
 from resource_server_async.api.request import read_request
 from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.errors import Dialect
@@ -50,8 +49,8 @@ async def _responses(
         parsed.principal, cluster, framework, parsed.model, responses_api.OPERATION
     )
     authorize_endpoint(parsed.principal, endpoint)
-    await admission.admit(parsed, endpoint)
-    return await pipeline.cancel_on_disconnect(request, responses_api.run(endpoint, parsed))
+    work = pipeline.admit_then(parsed, endpoint, lambda: responses_api.run(endpoint, parsed))
+    return await pipeline.cancel_on_disconnect(request, work)
 
 
 def federated(operation: str) -> Handler:

@@ -17,7 +17,6 @@ from resource_server_async.accounting.usage import allocation_usage
 from resource_server_async.admission.allocation_ledger import RedisLedger, Spent
 from resource_server_async.admission.allocation_periods import account_for
 from resource_server_async.admission.allocations import describe
-from resource_server_async.admission.redis_limiter import RedisLimiter
 from resource_server_async.catalog.projects import AllocationRule, allocation_rule
 from resource_server_async.models import Allocation, ApiKey, Project
 
@@ -29,11 +28,13 @@ def _live(rules: list[AllocationRule], now: datetime) -> list[Spent | None]:
     keys = [account_for(r, now, settings.ALLOCATIONS_REDIS_PREFIX).key for r in rules]
 
     async def read() -> list[Spent | None]:
-        limiter = RedisLimiter.from_settings()
+        ledger = RedisLedger(
+            settings.REDIS_URL, timeout=settings.LIMITS_REDIS_TIMEOUT, pending=len(keys)
+        )
         try:
-            return await RedisLedger(limiter).read(keys)
+            return await ledger.read(keys)
         finally:
-            await limiter.close()
+            await ledger.close()
 
     return asyncio.run(read())
 

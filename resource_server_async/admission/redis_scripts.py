@@ -1,0 +1,69 @@
+"""Admission's Redis calls: Lua scripts through the process's pipelined connection
+(redis_pipe.py), each under a timeout, and a pause after a failure so that an outage fails each
+decision at once, not after a timeout. A small redis-py client beside it serves what is not on
+a request's path (the fair queue's pub/sub and its introspection)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from resource_server_async.admission.limiter import LimiterUnavailable
+from resource_server_async.admission.redis_pipe import RedisUnavailable, Script, ScriptPipe
+
+# After a failure, calls fail at once for this long instead of each waiting for a timeout.
+PAUSE_AFTER_FAILURE = 1.0
+# Connections of the redis-py client: the grant listener's subscription and a few reads.
+_SIDE_CONNECTIONS = 4
+
+
+class RedisScripts:
+    def __init__(self, url: str, *, timeout: float, pending: int) -> None:
+        self._url = url
+        self.timeout = timeout
+        self._pipe = ScriptPipe(url, timeout=timeout, max_pending=pending)
+        self._side: Any = None
+        self._paused_until = 0.0
+
+    @property
+    def redis(self) -> Any:
+        """The redis-py client, for what is not a script call (built on first use)."""
+        if self._side is None:
+            import redis.asyncio as redis
+
+            pool = redis.BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=_SIDE_CONNECTIONS,
+                timeout=self.timeout,
+                socket_timeout=None,  # the subscription waits for messages as long as it lives
+                socket_connect_timeout=self.timeout,
+            )
+            self._side = redis.Redis(connection_pool=pool)
+        return self._side
+
+    def register(self, source: str) -> Script:
+        return Script(source)
+
+    def start(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Send the call now (with the others of this loop iteration), await the reply later:
+        calls started before awaiting any of them share one write."""
+        if self._paused_until > time.monotonic():
+            raise LimiterUnavailable("Redis failed a moment ago")
+        return self._pipe.call(script, keys, args)
+
+    async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """The script's answer; LimiterUnavailable when Redis fails or is slow."""
+        return await self.reply(self.start(script, keys, args))
+
+    async def reply(self, started: Any) -> Any:
+        """The answer of a call from `start`."""
+        try:
+            return await started
+        except RedisUnavailable as exc:
+            self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+            raise LimiterUnavailable(str(exc)) from exc
+
+    async def close(self) -> None:
+        await self._pipe.close()
+        if self._side is not None:
+            await self._side.aclose()
