@@ -43,7 +43,7 @@ GATEWAY_CORE, DRIVER_CORE = 0, 1
 WHOAMI_PATH = "/resource_server/whoami"
 # The connection count of the flood measured in the hardening issue (item 3).
 AUTH_CONNECTIONS = 128
-SCENARIOS = ("proxy", "auth", "accounting", "fair_share", "routing")
+SCENARIOS = ("proxy", "auth", "accounting", "fair_share", "routing", "admission")
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
 # metrics on vs off) and `routing` one with two backends (bench/routing.py): asked for by name.
 DEFAULT_SCENARIOS = ("proxy", "auth")
@@ -602,6 +602,11 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
 
         routing.append_section(report, args.output)
         return
+    if args.scenarios == ["admission"]:
+        from bench.admission import append_admission_section
+
+        append_admission_section(report, args)
+        return
     lines = [
         "# Benchmark results",
         "",
@@ -725,7 +730,8 @@ def main() -> None:
         "keys), accounting (records + metrics on vs off, PostgreSQL + Redis; adds a dated "
         "section to --output when run alone), fair_share (the noisy neighbour, fair share on "
         "vs off; a dated section when run alone), routing (load-aware vs round-robin over a "
-        "fast and a 5x slower server; a dated section when run alone)",
+        "fast and a 5x slower server; the same), admission (limits + an allocation on vs off, "
+        "PostgreSQL + Redis; the same)",
     )
     parser.add_argument(
         "--records",
@@ -779,6 +785,11 @@ def main() -> None:
 
                 (workdir / "routing").mkdir()
                 routing.bench(workdir / "routing", report)
+            if "admission" in args.scenarios:
+                from bench.admission import bench_admission
+
+                (workdir / "admission").mkdir()
+                bench_admission(args, workdir / "admission", backend_port, report)
             if "litellm" in args.compare:
                 (workdir / "litellm").mkdir()
                 bench_litellm(args, workdir / "litellm", backend_port, report)

@@ -17,7 +17,12 @@ from datetime import UTC, datetime
 
 from django.db import close_old_connections, connections
 
-from resource_server_async.admission.allocation_ledger import Ledger, Spent, build_ledger
+from resource_server_async.admission.allocation_ledger import (
+    Account,
+    Ledger,
+    Spent,
+    build_ledger,
+)
 from resource_server_async.admission.allocation_periods import account_for, period_bounds
 from resource_server_async.admission.allocation_records import spent_in_records
 from resource_server_async.catalog.projects import AllocationRule
@@ -25,6 +30,8 @@ from resource_server_async.catalog.projects import AllocationRule
 logger = logging.getLogger(__name__)
 
 NOTHING = Spent(0, 0.0)
+# Rules whose accounts are remembered (a rule edited in the admin is a new rule).
+_MAX_CACHED = 10_000
 
 
 def _sums(rule: AllocationRule, now: datetime, created: float | None) -> tuple[Spent, Spent]:
@@ -48,7 +55,22 @@ class AllocationBooks:
         self._wake = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="allocations")
         self._task: asyncio.Task[None] | None = None
-        self.reconciled = 0  # passes done (tests wait on it)
+        # Each rule's current account, until its period ends (saves the date arithmetic).
+        self._accounts: dict[AllocationRule, tuple[Account, float, float]] = {}
+        self.reconciled = 0  # passes done
+
+    def account(self, rule: AllocationRule, now: float) -> Account:
+        """The account of `rule`'s period containing `now` (epoch seconds)."""
+        known = self._accounts.get(rule)
+        if known is not None and known[1] <= now < known[2]:
+            return known[0]
+        moment = datetime.fromtimestamp(now, UTC)
+        account = account_for(rule, moment, self.prefix)
+        start, end = period_bounds(rule.period, rule.start_day, moment)
+        if len(self._accounts) >= _MAX_CACHED:
+            self._accounts.clear()  # rules edited many times: start afresh
+        self._accounts[rule] = (account, start.timestamp(), end.timestamp())
+        return account
 
     @classmethod
     def from_settings(cls) -> AllocationBooks:

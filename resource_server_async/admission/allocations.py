@@ -16,7 +16,7 @@ from django.conf import settings
 from resource_server_async import runtime
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.admission.allocation_ledger import Account, Ledger
-from resource_server_async.admission.allocation_periods import account_for, period_bounds
+from resource_server_async.admission.allocation_periods import period_bounds
 from resource_server_async.admission.demand import reserved_tokens
 from resource_server_async.admission.limiter import LimiterUnavailable
 from resource_server_async.admission.limits import (
@@ -24,11 +24,10 @@ from resource_server_async.admission.limits import (
     AdmissionRequest,
     LimitRefusal,
 )
-from resource_server_async.admission.ticket import warn_rarely
+from resource_server_async.admission.ticket import redis_failed
 from resource_server_async.catalog.projects import AllocationRule, ProjectRef
 from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.endpoints.base import BaseEndpoint
-from resource_server_async.errors import GatewayError
 
 
 class AllocationRequest(AdmissionRequest, Protocol):
@@ -117,23 +116,15 @@ async def check_allocations(request: AllocationRequest, endpoint: BaseEndpoint) 
     if not applying:
         return
     now = time.time()
-    moment = datetime.fromtimestamp(now, UTC)
     books = runtime.current.allocations
-    accounts = tuple(account_for(rule, moment, books.prefix) for rule in applying)
+    accounts = tuple(books.account(rule, now) for rule in applying)
     tokens = reserved_tokens(
         request.operation, request.body, len(request.raw), settings.LIMITS_RESERVE_COMPLETION_TOKENS
     )
     try:
         charge = await books.ledger.charge(accounts, tokens, now)
     except LimiterUnavailable as exc:
-        if settings.LIMITS_REDIS_FAILURE == "closed":
-            raise GatewayError(
-                503,
-                "allocations_unavailable",
-                "The gateway cannot check allocations right now; try again shortly.",
-                headers={"Retry-After": "1"},
-            ) from exc
-        warn_rarely(f"admission: Redis did not answer ({exc}); admitting without allocations")
+        redis_failed(exc, "allocations_unavailable", "allocations")
         return
     if charge.fresh:
         books.wake()

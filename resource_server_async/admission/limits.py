@@ -16,7 +16,7 @@ from django.conf import settings
 from resource_server_async import runtime
 from resource_server_async.admission.demand import reserved_tokens
 from resource_server_async.admission.limiter import Bucket, Kind, LimiterUnavailable, Scope, Slot
-from resource_server_async.admission.ticket import AdmissionState, Ticket, warn_rarely
+from resource_server_async.admission.ticket import AdmissionState, Ticket, redis_failed
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.limit_overrides import UserLimits
 from resource_server_async.catalog.snapshot import catalog
@@ -115,14 +115,7 @@ async def check_limits(request: AdmissionRequest, endpoint: BaseEndpoint) -> Tic
     try:
         decision = await limiter.acquire(buckets, slots, ticket_id)
     except LimiterUnavailable as exc:
-        if settings.LIMITS_REDIS_FAILURE == "closed":
-            raise GatewayError(
-                503,
-                "limits_unavailable",
-                "The gateway cannot check rate limits right now; try again shortly.",
-                headers={"Retry-After": "1"},
-            ) from exc
-        warn_rarely(f"admission: Redis did not answer ({exc}); admitting without limits")
+        redis_failed(exc, "limits_unavailable", "limits")
         return None
     state = request.admission
     if state is not None:

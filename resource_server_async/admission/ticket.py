@@ -98,6 +98,23 @@ _WARN_INTERVAL = 60.0
 _last_warning = 0.0
 
 
+def redis_failed(exc: LimiterUnavailable, code: str, checks: str) -> None:
+    """Redis did not answer a decision: LIMITS_REDIS_FAILURE=closed raises 503 `code`; open
+    admits without `checks` (and says so in the log, rarely)."""
+    from django.conf import settings
+
+    from resource_server_async.errors import GatewayError
+
+    if settings.LIMITS_REDIS_FAILURE == "closed":
+        raise GatewayError(
+            503,
+            code,
+            f"The gateway cannot check {checks} right now; try again shortly.",
+            headers={"Retry-After": "1"},
+        ) from exc
+    warn_rarely(f"admission: Redis did not answer ({exc}); admitting without {checks}")
+
+
 def warn_rarely(message: str) -> None:
     """A warning at most once a minute per process (an outage must not flood the log)."""
     global _last_warning

@@ -4,6 +4,7 @@ the period boundary with a frozen clock, through admission's own check."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -136,7 +137,7 @@ RULE = AllocationRule(1, "team-month", "team", "month", 1, 6, None, model="m")
 PRINCIPAL = Principal(id="api_key:1", username="k", kind="api_key")
 
 
-def _endpoint() -> BaseEndpoint:
+def _endpoint(rule: AllocationRule = RULE) -> BaseEndpoint:
     cluster = ClusterRow("c1", DIRECT_CLUSTER, ("vllm",), ("chat/completions",))
     row = EndpointRow(
         "c1-vllm-m", "c1", "vllm", "m", DIRECT_ENDPOINT, config={"api_url": "http://127.0.0.1:9"}
@@ -152,7 +153,7 @@ def _endpoint() -> BaseEndpoint:
                 "default_for": [],
             }
         ],
-        (RULE,),
+        (rule,),
     )
     catalog.install(build_snapshot([cluster], [row], projects=projects))
     return catalog.snapshot.endpoints["c1-vllm-m"]
@@ -247,3 +248,23 @@ async def test_a_request_without_a_project_meets_no_allocation(books: Allocation
     assert request.admission is not None and request.admission.tickets == []
     key = account_for(RULE, datetime.now(UTC), books.prefix).key
     assert (await books.ledger.read([key])) == [None]
+
+
+async def test_gpu_seconds_are_charged_from_the_compute_functions_response_time(
+    books: AllocationBooks,
+) -> None:
+    rule = AllocationRule(2, "team-gpu", "team", "day", 1, None, 10)
+    endpoint = _endpoint(rule)
+    for _ in range(4):  # 4 x 3.0 GPU-seconds: the fourth passes (9 < 10 before it), then none
+        outcome = RequestOutcome("r", 0.0, 0.0, "cluster", "chat/completions", status=200)
+        request = _request(outcome)
+        await check_allocations(request, endpoint)
+        outcome.total_tokens, outcome.response_time = 5, 3.0
+        assert request.admission is not None
+        await request.admission.release(outcome)
+    with pytest.raises(AllocationRefusal) as refused:
+        await check_allocations(_request(outcome), endpoint)
+    assert "10 GPU-seconds per day" in refused.value.message
+    key = books.account(rule, time.time()).key
+    spent = (await books.ledger.read([key]))[0]
+    assert spent is not None and (spent.tokens, spent.gpu_seconds) == (20, 12.0)

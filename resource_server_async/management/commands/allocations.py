@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Model
 
 from resource_server_async.accounting.usage import allocation_usage
 from resource_server_async.admission.allocation_ledger import RedisLedger, Spent
@@ -36,6 +37,15 @@ def _live(rules: list[AllocationRule], now: datetime) -> list[Spent | None]:
             await ledger.close()
 
     return asyncio.run(read())
+
+
+def _save(row: Model) -> None:
+    """Checked as the admin checks it; a bad value is the operator's error, not a traceback."""
+    try:
+        row.full_clean()
+    except ValidationError as exc:
+        raise CommandError("; ".join(exc.messages)) from None
+    row.save()
 
 
 class Command(BaseCommand):
@@ -126,11 +136,7 @@ class Command(BaseCommand):
         for field in ("period", "start_day", "model", "cluster"):
             if options[field] is not None:
                 setattr(allocation, field, options[field])
-        try:
-            allocation.full_clean()
-        except ValidationError as exc:
-            raise CommandError("; ".join(exc.messages)) from None
-        allocation.save()
+        _save(allocation)
         self.stdout.write(f"{allocation.name}: {describe(allocation_rule(allocation))}")
 
     def _delete(self, options: dict[str, Any]) -> None:
@@ -149,11 +155,7 @@ class Command(BaseCommand):
         for field in ("order", "weight"):
             if options[field] is not None:
                 setattr(project, field, options[field])
-        try:
-            project.full_clean()
-        except ValidationError as exc:
-            raise CommandError("; ".join(exc.messages)) from None
-        project.save()
+        _save(project)
         for name in options["key"]:
             project.api_keys.add(self._key(name))
         for name in options["default_for"]:
