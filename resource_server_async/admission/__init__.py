@@ -9,14 +9,19 @@ the request's AdmissionState and released at the end of the request (middleware.
 
 from __future__ import annotations
 
-from resource_server_async.admission.allocations import check_allocations
+from resource_server_async.admission.allocations import finish_allocations, start_allocations
 from resource_server_async.admission.capacity import (
     CapacityRequest,
     give_back_capacity,
     order_by_room,
     take_capacity,
 )
-from resource_server_async.admission.limits import AdmissionRequest, LimitRefusal, check_limits
+from resource_server_async.admission.limits import (
+    AdmissionRequest,
+    LimitRefusal,
+    finish_limits,
+    start_limits,
+)
 from resource_server_async.admission.maintenance import check_open
 from resource_server_async.endpoints.base import BaseEndpoint
 
@@ -32,7 +37,18 @@ async def admit(request: CapacityRequest, endpoint: BaseEndpoint) -> None:
     check_open(endpoint.row.cluster, endpoint)
     if request.admission is not None:
         request.admission.begin_attempt()
-    await check_limits(request, endpoint)
-    await check_allocations(request, endpoint)
+    # Both calls are sent before either is awaited: on Redis they share one write and read.
+    limits = start_limits(request, endpoint)
+    try:
+        allocations = start_allocations(request, endpoint)
+    except BaseException:
+        await finish_limits(request, endpoint, limits)  # its ticket is released at the end
+        raise
+    try:
+        await finish_limits(request, endpoint, limits)
+    except BaseException:
+        await finish_allocations(request, allocations, refused=True)
+        raise
+    await finish_allocations(request, allocations)
     if endpoint.row.max_concurrent:
         await take_capacity(request, endpoint)

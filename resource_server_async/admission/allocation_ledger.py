@@ -12,7 +12,7 @@ its creation time `c`): the reconciler (allocation_reconcile.py) adds the record
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,11 +56,15 @@ def exhausted(account: Account, spent: Spent) -> bool:
 
 
 class Ledger(Protocol):
-    async def charge(self, accounts: Sequence[Account], tokens: int, now: float) -> Charge:
+    # Plain functions returning an awaitable: the Redis ledger sends its call when called
+    # (see Limiter), so that admission's limits and allocations share one write.
+    def charge(self, accounts: Sequence[Account], tokens: int, now: float) -> Awaitable[Charge]:
         """If no account is spent, charge `tokens` to every one, atomically."""
         ...
 
-    async def settle(self, accounts: Sequence[Account], tokens: int, gpu_seconds: float) -> None:
+    def settle(
+        self, accounts: Sequence[Account], tokens: int, gpu_seconds: float
+    ) -> Awaitable[None]:
         """Add `tokens` (negative: give back) and `gpu_seconds` to the accounts that exist."""
         ...
 
@@ -215,21 +219,27 @@ class RedisLedger:
         self._settle = self._calls.register(_SETTLE)
         self._reconcile = self._calls.register(_RECONCILE)
 
-    async def charge(self, accounts: Sequence[Account], tokens: int, now: float) -> Charge:
+    def charge(self, accounts: Sequence[Account], tokens: int, now: float) -> Awaitable[Charge]:
         args: list[Any] = [tokens, int(now * 1000)]
         for a in accounts:
             args += (_budget(a.tokens), _budget(a.gpu_seconds), int(a.expires_at))
         keys = [a.key for a in accounts]
-        out = await self._calls.run(self._charge, keys, args)
+        return self._charged(self._calls.start(self._charge, keys, args))
+
+    async def _charged(self, sent: Any) -> Charge:
+        out = await self._calls.reply(sent)
         spent = tuple(
             Spent(int(out[i]), float(out[i + 1]), bool(int(out[i + 2])), int(out[i + 3]) / 1000)
             for i in range(2, len(out), 4)
         )
         return Charge(int(out[0]) - 1, bool(int(out[1])), spent)
 
-    async def settle(self, accounts: Sequence[Account], tokens: int, gpu_seconds: float) -> None:
+    def settle(
+        self, accounts: Sequence[Account], tokens: int, gpu_seconds: float
+    ) -> Awaitable[None]:
         keys = [a.key for a in accounts]
-        await self._calls.run(self._settle, keys, [tokens, repr(float(gpu_seconds))])
+        sent = self._calls.start(self._settle, keys, [tokens, repr(float(gpu_seconds))])
+        return self._calls.reply(sent)
 
     async def read(self, keys: Sequence[str]) -> list[Spent | None]:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -15,7 +16,7 @@ from django.conf import settings
 
 from resource_server_async import runtime
 from resource_server_async.accounting.outcome import RequestOutcome
-from resource_server_async.admission.allocation_ledger import Account, Ledger
+from resource_server_async.admission.allocation_ledger import Account, Charge, Ledger
 from resource_server_async.admission.allocation_periods import period_bounds
 from resource_server_async.admission.demand import reserved_tokens
 from resource_server_async.admission.limiter import LimiterUnavailable
@@ -92,7 +93,7 @@ class AllocationTicket:
     reserved: int
     outcome: RequestOutcome | None
 
-    async def release(self, used_tokens: int | None) -> None:
+    def release(self, used_tokens: int | None) -> Awaitable[None] | None:
         """Set the reservation to `used_tokens` (None: keep it) and charge the GPU-seconds the
         Compute function reported; a request that used nothing is charged nothing."""
         tokens = 0 if used_tokens is None else used_tokens - self.reserved
@@ -100,21 +101,34 @@ class AllocationTicket:
         if used_tokens != 0 and self.outcome is not None and self.outcome.response_time:
             gpu = max(0.0, self.outcome.response_time)
         if tokens or gpu:
-            await self.ledger.settle(self.accounts, tokens, gpu)
+            return self.ledger.settle(self.accounts, tokens, gpu)
+        return None
 
 
-async def check_allocations(request: AllocationRequest, endpoint: BaseEndpoint) -> None:
-    """Charge the project's allocations that apply on `endpoint`, or raise the caller's 429."""
+@dataclass(slots=True)
+class PendingCharge:
+    """A ledger call sent and not answered yet (start_allocations, finish_allocations)."""
+
+    applying: list[AllocationRule]
+    accounts: tuple[Account, ...]
+    tokens: int
+    now: float
+    charge: Awaitable[Charge]
+
+
+def start_allocations(request: AllocationRequest, endpoint: BaseEndpoint) -> PendingCharge | None:
+    """Send the ledger call of the project's allocations that apply on `endpoint` (None: none
+    apply, or Redis failed and admission fails open)."""
     project = request.project
     if project is None:
-        return
+        return None
     rules = catalog.snapshot.projects.allocations.get(project.name)
     if not rules or request.operation in UNLIMITED_OPERATIONS:
-        return
+        return None
     row = endpoint.row
     applying = [rule for rule in rules if rule.applies(row.cluster, row.model)]
     if not applying:
-        return
+        return None
     now = time.time()
     books = runtime.current.allocations
     accounts = tuple(books.account(rule, now) for rule in applying)
@@ -122,14 +136,40 @@ async def check_allocations(request: AllocationRequest, endpoint: BaseEndpoint) 
         request.operation, request.body, len(request.raw), settings.LIMITS_RESERVE_COMPLETION_TOKENS
     )
     try:
-        charge = await books.ledger.charge(accounts, tokens, now)
+        charge = books.ledger.charge(accounts, tokens, now)
     except LimiterUnavailable as exc:
         redis_failed(exc, "allocations_unavailable", "allocations")
+        return None
+    return PendingCharge(applying, accounts, tokens, now, charge)
+
+
+async def check_allocations(request: AllocationRequest, endpoint: BaseEndpoint) -> None:
+    """Charge the project's allocations that apply on `endpoint`, or raise the caller's 429."""
+    await finish_allocations(request, start_allocations(request, endpoint))
+
+
+async def finish_allocations(
+    request: AllocationRequest, pending: PendingCharge | None, *, refused: bool = False
+) -> None:
+    """The ledger's answer: the charge kept on the request's AdmissionState, or a 429.
+    `refused`: another check refused the request; a charge made is kept only to be given back
+    at its end (as any endpoint left), and no error is raised."""
+    if pending is None:
+        return
+    books = runtime.current.allocations
+    try:
+        charge = await pending.charge
+    except LimiterUnavailable as exc:
+        if not refused:
+            redis_failed(exc, "allocations_unavailable", "allocations")
         return
     if charge.fresh:
         books.wake()
     if not charge.admitted:
-        raise AllocationRefusal(applying[charge.refused_by], now)
+        if refused:
+            return
+        raise AllocationRefusal(pending.applying[charge.refused_by], pending.now)
     state = request.admission
     if state is not None:
-        state.tickets.append(AllocationTicket(books.ledger, accounts, tokens, request.outcome))
+        ticket = AllocationTicket(books.ledger, pending.accounts, pending.tokens, request.outcome)
+        state.tickets.append(ticket)

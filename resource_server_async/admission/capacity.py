@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -101,8 +101,8 @@ class CapacityHold:
     capacity: Capacity
     place: Place
 
-    async def release(self, used_tokens: int | None) -> None:
-        await self.capacity.leave(self.place)
+    def release(self, used_tokens: int | None) -> Awaitable[None]:
+        return self.capacity.leave(self.place)
 
 
 def priority_of(request: CapacityRequest) -> int:

@@ -8,7 +8,7 @@ Concurrency limits are slots: ticket ids with a lease, at most `limit` held at o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -60,15 +60,17 @@ class LimiterUnavailable(Exception):
 
 
 class Limiter(Protocol):
-    async def acquire(
+    # Plain functions returning an awaitable: a shared limiter sends its call when called, so
+    # that calls made before awaiting any go out together (redis_limiter.py).
+    def acquire(
         self, buckets: Sequence[Bucket], slots: Sequence[Slot], ticket: str
-    ) -> Decision:
+    ) -> Awaitable[Decision]:
         """Check every limit and, only if all pass, charge them all, atomically."""
         ...
 
-    async def settle(
+    def settle(
         self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str
-    ) -> None:
+    ) -> Awaitable[None]:
         """Give back (or, negative, charge more of) token reservations; free the slots."""
         ...
 

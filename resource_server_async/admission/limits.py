@@ -9,13 +9,23 @@ else the gateway default; 0 = unlimited. No limit -> no limiter call at all.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.conf import settings
 
 from resource_server_async import runtime
 from resource_server_async.admission.demand import reserved_tokens
-from resource_server_async.admission.limiter import Bucket, Kind, LimiterUnavailable, Scope, Slot
+from resource_server_async.admission.limiter import (
+    Bucket,
+    Decision,
+    Kind,
+    Limiter,
+    LimiterUnavailable,
+    Scope,
+    Slot,
+)
 from resource_server_async.admission.ticket import AdmissionState, Ticket, redis_failed
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.limit_overrides import UserLimits
@@ -103,8 +113,20 @@ def plan(
     return tuple(buckets), slots
 
 
-async def check_limits(request: AdmissionRequest, endpoint: BaseEndpoint) -> Ticket | None:
-    """Charge the request's limits (one limiter call), or raise the caller's 429."""
+@dataclass(slots=True)
+class PendingLimits:
+    """A limiter call sent and not answered yet (start_limits, finish_limits)."""
+
+    limiter: Limiter
+    ticket_id: str
+    buckets: tuple[Bucket, ...]
+    slots: tuple[Slot, ...]
+    decision: Awaitable[Decision]
+
+
+def start_limits(request: AdmissionRequest, endpoint: BaseEndpoint) -> PendingLimits | None:
+    """Send the request's limiter call (None: no limit applies, or Redis failed and admission
+    fails open). Another check's call started before finish_limits shares its write."""
     if request.operation in UNLIMITED_OPERATIONS:
         return None
     buckets, slots = plan(request, endpoint)
@@ -113,7 +135,32 @@ async def check_limits(request: AdmissionRequest, endpoint: BaseEndpoint) -> Tic
     limiter = runtime.current.limiter
     ticket_id = new_id()
     try:
-        decision = await limiter.acquire(buckets, slots, ticket_id)
+        decision = limiter.acquire(buckets, slots, ticket_id)
+    except LimiterUnavailable as exc:
+        redis_failed(exc, "limits_unavailable", "limits")
+        return None
+    return PendingLimits(limiter, ticket_id, buckets, slots, decision)
+
+
+async def check_limits(request: AdmissionRequest, endpoint: BaseEndpoint) -> Ticket | None:
+    """Charge the request's limits (one limiter call), or raise the caller's 429."""
+    return await finish_limits(request, endpoint, start_limits(request, endpoint))
+
+
+async def finish_limits(
+    request: AdmissionRequest, endpoint: BaseEndpoint, pending: PendingLimits | None
+) -> Ticket | None:
+    """The limiter's answer: the ticket (kept on the request's AdmissionState), or a 429."""
+    if pending is None:
+        return None
+    limiter, ticket_id, buckets, slots = (
+        pending.limiter,
+        pending.ticket_id,
+        pending.buckets,
+        pending.slots,
+    )
+    try:
+        decision = await pending.decision
     except LimiterUnavailable as exc:
         redis_failed(exc, "limits_unavailable", "limits")
         return None

@@ -8,7 +8,7 @@ would be full again or a slot set's last lease ends.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from resource_server_async.admission.limiter import Bucket, Decision, Level, Slot
@@ -122,28 +122,34 @@ class RedisLimiter:
             pending=settings.LIMITS_REDIS_MAX_PENDING,
         )
 
-    async def acquire(
+    # acquire and settle send their call when called (not when awaited): calls made before
+    # awaiting any (admission's limits and allocations, a request's releases) share one write.
+
+    def acquire(
         self, buckets: Sequence[Bucket], slots: Sequence[Slot], ticket: str
-    ) -> Decision:
+    ) -> Awaitable[Decision]:
         args: list[Any] = [len(buckets), self.window_ms, ticket, self.lease_ms]
         for bucket in buckets:
             args += (bucket.capacity, bucket.cost)
         args += [slot.limit for slot in slots]
         keys = [b.key for b in buckets] + [s.key for s in slots]
-        out = await self._calls.run(self._acquire, keys, args)
+        return self._decision(self._calls.start(self._acquire, keys, args))
+
+    async def _decision(self, sent: Any) -> Decision:
+        out = await self._calls.reply(sent)
         levels = tuple(
             Level(max(0, int(out[i])), int(out[i + 1]) / 1000) for i in range(2, len(out), 2)
         )
         return Decision(int(out[0]) - 1, int(out[1]) / 1000, levels)
 
-    async def settle(
+    def settle(
         self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str
-    ) -> None:
+    ) -> Awaitable[None]:
         args: list[Any] = [len(refunds), self.window_ms, ticket]
         for bucket, refund in refunds:
             args += (bucket.capacity, refund)
         keys = [b.key for b, _ in refunds] + [s.key for s in slots]
-        await self._calls.run(self._settle, keys, args)
+        return self._calls.reply(self._calls.start(self._settle, keys, args))
 
     async def close(self) -> None:
         await self._calls.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,7 +23,9 @@ logger = logging.getLogger(__name__)
 class Hold(Protocol):
     """What an admission check keeps until the request ends (a Ticket, an AllocationTicket)."""
 
-    async def release(self, used_tokens: int | None) -> None: ...
+    def release(self, used_tokens: int | None) -> Awaitable[None] | None:
+        """Start the release (None: nothing to give back); AdmissionState awaits them all."""
+        ...
 
 
 @dataclass(slots=True)
@@ -34,7 +37,7 @@ class Ticket:
     buckets: tuple[Bucket, ...]
     slots: tuple[Slot, ...]
 
-    async def release(self, used_tokens: int | None) -> None:
+    def release(self, used_tokens: int | None) -> Awaitable[None] | None:
         """Free the slots; set the token reservations to `used_tokens` (None: keep them)."""
         refunds = []
         if used_tokens is not None:
@@ -44,7 +47,8 @@ class Ticket:
                 if b.kind == "tokens" and b.cost != used_tokens
             ]
         if refunds or self.slots:
-            await self.limiter.settle(refunds, self.slots, self.id)
+            return self.limiter.settle(refunds, self.slots, self.id)
+        return None
 
 
 def used_tokens(outcome: RequestOutcome | None) -> int | None:
@@ -83,15 +87,30 @@ class AdmissionState:
         one's tickets what the request used."""
         last = self.last_attempt
         used = used_tokens(outcome)
+        started: list[Awaitable[None]] = []
+        # Every release is started before any is awaited: on Redis they share one write.
         for index, ticket in enumerate(self.tickets):
             try:
-                await ticket.release(used if index >= last else 0)
-            except LimiterUnavailable as exc:
-                # The slots free themselves when their lease ends; tokens stay reserved.
-                warn_rarely(f"admission: a release failed ({exc}); its slots wait for their lease")
-            except Exception:
-                logger.exception("admission: a release failed")
+                release = ticket.release(used if index >= last else 0)
+            except Exception as exc:
+                _release_failed(exc)
+                continue
+            if release is not None:
+                started.append(release)
         self.tickets.clear()
+        for release in started:
+            try:
+                await release
+            except Exception as exc:
+                _release_failed(exc)
+
+
+def _release_failed(exc: Exception) -> None:
+    if isinstance(exc, LimiterUnavailable):
+        # The slots free themselves when their lease ends; tokens stay reserved.
+        warn_rarely(f"admission: a release failed ({exc}); its slots wait for their lease")
+    else:
+        logger.exception("admission: a release failed", exc_info=exc)
 
 
 _WARN_INTERVAL = 60.0
