@@ -108,6 +108,7 @@ def _routes() -> list[BaseRoute]:
     from resource_server_async.api.views import (
         anthropic,
         auth,
+        batches,
         core,
         discovery,
         docs,
@@ -127,6 +128,7 @@ def _routes() -> list[BaseRoute]:
         *anthropic.routes,
         *streaming.routes,
         *jobs.routes,
+        *batches.routes,
         *usage.routes,
         *metrics.routes,
     ]
