@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -22,7 +23,7 @@ from tests.servers import ROOT, GatewayServer
 # Small limits, so that tests can measure them (the quota is per principal).
 LIMITS = {
     "BATCH_FILE_MAX_BYTES": "40000",
-    "BATCH_FILE_MAX_LINES": "300",
+    "BATCH_FILE_MAX_LINES": "200",
     "BATCH_QUOTA_BYTES": "50000",
     "MAX_BATCHES_PER_USER": "3",
 }
@@ -130,3 +131,16 @@ def worker(workers: Workers) -> subprocess.Popen[bytes]:
 def new_key(gateway: GatewayServer) -> Callable[[str], str]:
     """A key of a principal of its own (quotas and visibility are per principal)."""
     return lambda name: gateway.create_api_key(name)
+
+
+def stored_lines(database_url: str, batch_id: str) -> int:
+    """Lines of a batch whose outcome the worker has stored (read straight from its database)."""
+    sql = "SELECT COUNT(*) FROM resource_server_async_batchline WHERE batch_id = ?"
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            return int(conn.execute(sql, (batch_id,)).fetchone()[0])
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(sql.replace("?", "%s"), (batch_id,)).fetchone()
+        return int(row[0]) if row else 0
