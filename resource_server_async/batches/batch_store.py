@@ -17,6 +17,7 @@ from resource_server_async.auth.principal import Principal
 from resource_server_async.batches import status
 from resource_server_async.batches.files import own_file
 from resource_server_async.batches.input_lines import SERVED_URLS
+from resource_server_async.batches.owned import owned
 from resource_server_async.batches.paging import cursor_page
 from resource_server_async.batches.shapes import batch_object
 from resource_server_async.errors import GatewayError
@@ -112,11 +113,7 @@ def create(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def own_batch(principal_id: str, batch_id: str) -> Batch:
-    """The principal's batch; another principal's is as absent as one that never was (404)."""
-    batch = Batch.objects.filter(id=batch_id, principal_id=principal_id).first()
-    if batch is None:
-        raise GatewayError(404, "batch_not_found", f"No batch {batch_id!r}.", param="batch_id")
-    return batch
+    return owned(Batch, principal_id, batch_id, "batch")
 
 
 def describe(principal_id: str, batch_id: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from django.db.models import Count, Sum
 
 from resource_server_async.batches import status, storage
 from resource_server_async.batches.input_lines import InputCheck, problems_message
+from resource_server_async.batches.owned import owned
 from resource_server_async.batches.paging import cursor_page
 from resource_server_async.batches.shapes import file_object
 from resource_server_async.errors import GatewayError
@@ -102,11 +103,7 @@ def store_upload(
 
 
 def own_file(principal_id: str, file_id: str) -> BatchFile:
-    """The principal's file; another principal's is as absent as one that never was (404)."""
-    file = BatchFile.objects.filter(id=file_id, principal_id=principal_id).first()
-    if file is None:
-        raise GatewayError(404, "file_not_found", f"No file {file_id!r}.", param="file_id")
-    return file
+    return owned(BatchFile, principal_id, file_id, "file")
 
 
 def describe(principal_id: str, file_id: str) -> dict[str, Any]:
