@@ -43,7 +43,7 @@ GATEWAY_CORE, DRIVER_CORE = 0, 1
 WHOAMI_PATH = "/resource_server/whoami"
 # The connection count of the flood measured in the hardening issue (item 3).
 AUTH_CONNECTIONS = 128
-SCENARIOS = ("proxy", "auth", "accounting")
+SCENARIOS = ("proxy", "auth", "accounting", "batches")
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
 # metrics on vs off) and is asked for by name.
 DEFAULT_SCENARIOS = ("proxy", "auth")
@@ -698,7 +698,8 @@ def main() -> None:
         default=",".join(DEFAULT_SCENARIOS),
         help="comma list: proxy (chat and streams vs direct), auth (whoami: valid vs random "
         "keys), accounting (records + metrics on vs off, PostgreSQL + Redis; adds a dated "
-        "section to --output when run alone)",
+        "section to --output when run alone), batches (lines/s with one worker, peak memory "
+        "for a 1,000,000-line input; PostgreSQL + Redis)",
     )
     parser.add_argument(
         "--records",
@@ -743,6 +744,11 @@ def main() -> None:
             if "accounting" in args.scenarios:
                 (workdir / "accounting").mkdir()
                 bench_accounting(args, workdir / "accounting", backend_port, report)
+            if "batches" in args.scenarios:
+                from bench.batches import bench_batches
+
+                (workdir / "batches").mkdir()
+                bench_batches(workdir / "batches", backend_port, report)
             if "litellm" in args.compare:
                 (workdir / "litellm").mkdir()
                 bench_litellm(args, workdir / "litellm", backend_port, report)

@@ -7,7 +7,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from resource_server_async.models import ApiKey, Cluster, Endpoint, LimitOverride
+from resource_server_async.models import (
+    ApiKey,
+    Batch,
+    BatchFile,
+    Cluster,
+    Endpoint,
+    LimitOverride,
+)
 
 
 @admin.register(Cluster)
@@ -134,3 +141,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
             f"Revoked {count} key(s). They stop working within API_KEY_CACHE_SECONDS.",
             messages.SUCCESS,
         )
+
+
+@admin.register(BatchFile)
+class BatchFileAdmin(admin.ModelAdmin):
+    list_display = ["id", "principal_id", "purpose", "filename", "bytes", "lines", "created_at"]
+    list_filter = ["purpose"]
+    search_fields = ["id", "principal_id", "filename"]
+    readonly_fields = ["id", "principal_id", "purpose", "bytes", "lines", "urls", "created_at"]
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    """Read-only: the worker owns a batch's state (cancel through the API)."""
+
+    list_display = ["id", "principal_id", "endpoint", "status", "total", "completed", "failed"]
+    list_filter = ["status", "endpoint"]
+    search_fields = ["id", "principal_id", "input_file_id"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
