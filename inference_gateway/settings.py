@@ -389,3 +389,12 @@ BATCH_MAX_IN_FLIGHT = env.get_int("BATCH_MAX_IN_FLIGHT", 64)
 BATCH_CLAIM_SECONDS = env.get_float("BATCH_CLAIM_SECONDS", 30.0)
 # Seconds between looks for work while idle.
 BATCH_POLL_SECONDS = env.get_float("BATCH_POLL_SECONDS", 1.0)
+# The reference gateway's cluster batch route: JSON {"cluster": ["/root", ...]}; a batch's paths
+# must lie inside one of its cluster's roots (none: the cluster takes no batches).
+BATCH_CLUSTER_ROOTS = env.get_json_object(
+    "BATCH_CLUSTER_ROOTS",
+    lambda roots: isinstance(roots, list) and all(isinstance(r, str) and r for r in roots),
+    '["/path/one", "/path/two"]',
+)
+# How long the worker waits for a cluster batch's function before the batch fails (s).
+BATCH_TASK_TIMEOUT_SECONDS = env.get_float("BATCH_TASK_TIMEOUT_SECONDS", 7 * 24 * 3600.0)

@@ -337,6 +337,17 @@ class Batch(models.Model):
     failed = models.PositiveIntegerField(default=0)
     claimed_by = models.CharField(max_length=64, blank=True, default="")
     claim_expires_at = models.DateTimeField(null=True, blank=True)
+    # "openai" (Files and Batches API, run line by line by the worker) or "cluster" (the
+    # reference gateway's route: the batch function on the cluster, tracked by the worker).
+    kind = models.CharField(max_length=16, default="openai")
+    cluster = models.CharField(max_length=100, blank=True, default="")
+    framework = models.CharField(max_length=100, blank=True, default="")
+    model = models.CharField(max_length=250, blank=True, default="")
+    # Cluster batches: paths on the cluster's filesystem (inside its BATCH_CLUSTER_ROOTS).
+    input_path = models.CharField(max_length=4096, blank=True, default="")
+    output_path = models.CharField(max_length=4096, blank=True, default="")
+    task_ids = models.JSONField(default=list, blank=True)
+    result = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -109,6 +109,7 @@ def _routes() -> list[BaseRoute]:
         anthropic,
         auth,
         batches,
+        cluster_batches,
         core,
         discovery,
         docs,
@@ -129,6 +130,7 @@ def _routes() -> list[BaseRoute]:
         *streaming.routes,
         *jobs.routes,
         *batches.routes,
+        *cluster_batches.routes,
         *usage.routes,
         *metrics.routes,
     ]

@@ -6,6 +6,7 @@ Runs in a worker thread (database.in_thread). The worker (worker.py) does the re
 from __future__ import annotations
 
 import secrets
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -19,11 +20,13 @@ from resource_server_async.batches.files import own_file
 from resource_server_async.batches.input_lines import SERVED_URLS
 from resource_server_async.batches.owned import owned
 from resource_server_async.batches.paging import cursor_page
-from resource_server_async.batches.shapes import batch_object
+from resource_server_async.batches.shapes import batch_object, cluster_batch_object
 from resource_server_async.errors import GatewayError
 from resource_server_async.models import Batch
 
 _MAX_METADATA_PAIRS = 16
+# The reference's list has no pages: its length is bounded here.
+MAX_BATCHES_LISTED = 1000
 
 
 def _checked_request(body: dict[str, Any]) -> tuple[str, str, str, dict[str, str] | None]:
@@ -117,11 +120,79 @@ def own_batch(principal_id: str, batch_id: str) -> Batch:
 
 
 def describe(principal_id: str, batch_id: str) -> dict[str, Any]:
-    return batch_object(own_batch(principal_id, batch_id))
+    """One batch in the shape of the API that made it (the two share this route)."""
+    batch = own_batch(principal_id, batch_id)
+    return cluster_batch_object(batch) if batch.kind == "cluster" else batch_object(batch)
 
 
 def listing(principal_id: str, after: str, limit: int) -> dict[str, Any]:
-    return cursor_page(Batch.objects.filter(principal_id=principal_id), after, limit, batch_object)
+    """The caller's batches of the OpenAI API, a cursor page."""
+    batches = Batch.objects.filter(principal_id=principal_id, kind="openai")
+    return cursor_page(batches, after, limit, batch_object)
+
+
+def cluster_listing(principal_id: str, state: str) -> list[dict[str, Any]]:
+    """The caller's cluster batches in a given status (the reference's `?status=`), newest first;
+    at most MAX_BATCHES_LISTED."""
+    batches = Batch.objects.filter(principal_id=principal_id, kind="cluster")
+    if state:
+        batches = batches.filter(status=state)
+    return [cluster_batch_object(b) for b in batches.order_by("-created_at")[:MAX_BATCHES_LISTED]]
+
+
+def cluster_result(principal_id: str, batch_id: str) -> dict[str, Any]:
+    """What the batch function returned (JSON); 400 while it runs or when it failed."""
+    batch = own_batch(principal_id, batch_id)
+    if batch.kind != "cluster":
+        raise GatewayError(
+            400,
+            "not_a_cluster_batch",
+            f"Batch {batch_id!r} was made with the Batches API: its answers are in its "
+            "output_file_id (GET /resource_server/v1/files/{id}/content).",
+        )
+    if batch.status == status.FAILED:
+        message = (batch.errors or {}).get("message", "the batch function failed")
+        raise GatewayError(400, "batch_failed", f"Batch {batch_id!r} failed: {message}")
+    if batch.status != status.COMPLETED:
+        raise GatewayError(
+            400, "batch_not_finished", f"Batch {batch_id!r} is {batch.status}; no result yet."
+        )
+    return dict(batch.result or {})
+
+
+def create_cluster(
+    principal: Principal,
+    where: tuple[str, str, str],
+    input_path: str,
+    output_path: str,
+) -> dict[str, Any]:
+    """A cluster batch, pending until a worker submits its function."""
+    cluster, framework, model = where
+    with transaction.atomic():
+        check_active_limit(principal.id)
+        now = timezone.now()
+        batch = Batch.objects.create(
+            id=str(uuid.uuid4()),
+            kind="cluster",
+            principal_id=principal.id,
+            principal=principal.as_dict(),
+            cluster=cluster,
+            framework=framework,
+            model=model,
+            endpoint="/v1/batches",
+            input_path=input_path,
+            output_path=output_path,
+            status=status.PENDING,
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.BATCH_TASK_TIMEOUT_SECONDS),
+        )
+    return {
+        "batch_id": batch.id,
+        "input_file": batch.input_path,
+        "output_folder_path": batch.output_path or None,
+        "task_ids": batch.task_ids,
+        "status": batch.status,
+    }
 
 
 def cancel(principal_id: str, batch_id: str) -> dict[str, Any]:

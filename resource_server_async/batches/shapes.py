@@ -65,3 +65,19 @@ def page(objects: Sequence[dict[str, Any]], has_more: bool) -> dict[str, Any]:
         "last_id": objects[-1]["id"] if objects else None,
         "has_more": has_more,
     }
+
+
+def cluster_batch_object(batch: Batch) -> dict[str, Any]:
+    """A cluster batch in the reference gateway's shape (its result: `.../result`)."""
+    return {
+        "batch_id": batch.id,
+        "cluster": batch.cluster,
+        "framework": batch.framework,
+        "model": batch.model,
+        "input_file": batch.input_path,
+        "output_folder_path": batch.output_path or None,
+        "task_ids": batch.task_ids,
+        "status": batch.status,
+        "created_at": str(batch.created_at),
+        "error": (batch.errors or {}).get("message") if batch.status == "failed" else None,
+    }

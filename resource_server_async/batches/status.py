@@ -14,15 +14,19 @@ FAILED = "failed"
 EXPIRED = "expired"
 CANCELLING = "cancelling"
 CANCELLED = "cancelled"
+# Cluster batches (the reference gateway's names): pending -> running -> completed | failed.
+PENDING = "pending"
+RUNNING = "running"
 
 # A worker still has something to do for these (they count against MAX_BATCHES_PER_USER).
-ACTIVE = (VALIDATING, IN_PROGRESS, FINALIZING, CANCELLING)
+ACTIVE = (VALIDATING, IN_PROGRESS, FINALIZING, CANCELLING, PENDING, RUNNING)
 FINAL = (COMPLETED, FAILED, EXPIRED, CANCELLED)
 CANCELLABLE = (VALIDATING, IN_PROGRESS)
 
 # The timestamp field set on entering each status.
 TIMESTAMP_OF = {
     IN_PROGRESS: "in_progress_at",
+    RUNNING: "in_progress_at",
     FINALIZING: "finalizing_at",
     COMPLETED: "completed_at",
     FAILED: "failed_at",

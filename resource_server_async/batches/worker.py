@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from resource_server_async.auth.principal import Principal
 from resource_server_async.batches import claims, status, storage
+from resource_server_async.batches.cluster_run import ClusterBatchRun
 from resource_server_async.batches.database import in_thread
 from resource_server_async.batches.finalize import finalize
 from resource_server_async.batches.input_lines import SERVED_URLS
@@ -60,6 +61,9 @@ class BatchRun:
 
     async def run(self) -> None:
         batch = self.batch
+        if batch.kind == "cluster":
+            await ClusterBatchRun(batch, self.worker, self.config.claim_seconds).run()
+            return
         if batch.status == status.VALIDATING:
             await in_thread(claims.move, batch.id, self.worker, status.IN_PROGRESS)
             batch = self.batch = await in_thread(Batch.objects.get, pk=batch.id)

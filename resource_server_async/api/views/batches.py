@@ -131,7 +131,12 @@ async def create_batch(request: Request) -> JSONResponse:
 
 
 async def list_batches(request: Request) -> JSONResponse:
+    """A cursor page of the Batches API; with `status`, the reference gateway's list of
+    cluster batches in that status (its route and parameter)."""
     principal = await authenticate(request)
+    if "status" in request.query_params:
+        state = request.query_params["status"]
+        return JSONResponse(await in_thread(batch_store.cluster_listing, principal.id, state))
     after, limit = _page_parameters(request)
     return JSONResponse(await in_thread(batch_store.listing, principal.id, after, limit))
 
