@@ -197,6 +197,22 @@ class BatchWorker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
                 await in_thread(claims.release, batch.id, self.id)
-            elif running.exception() is not None:
-                logger.error("batch %s failed", batch.id, exc_info=running.exception())
-                await in_thread(claims.release, batch.id, self.id)
+            elif (error := running.exception()) is not None:
+                # Failed, not released: another claim would fail the same way, forever.
+                logger.error("batch %s failed", batch.id, exc_info=error)
+                await in_thread(
+                    claims.move,
+                    batch.id,
+                    self.id,
+                    status.FAILED,
+                    errors=_errors(batch, f"The batch could not run: {error}"),
+                    claimed_by="",
+                    claim_expires_at=None,
+                )
+
+
+def _errors(batch: Batch, message: str) -> dict[str, object]:
+    """A failed batch's `errors`, in the shape of the API that made it."""
+    if batch.kind == "cluster":
+        return {"message": message[:4000]}
+    return {"object": "list", "data": [{"code": "batch_failed", "message": message[:4000]}]}

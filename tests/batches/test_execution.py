@@ -93,3 +93,21 @@ def test_kill_9_of_the_worker_and_a_new_one_answer_every_line_exactly_once(
     assert sorted(line["custom_id"] for line in output) == sorted(ids)
     # The model server answered each line once: none answered before the kill was resent.
     assert {i: backend.answered[i] for i in ids} == dict.fromkeys(ids, 1)
+
+
+def test_a_batch_that_cannot_run_fails_with_the_reason_and_is_not_retried(
+    gateway: GatewayServer, workers: Workers, new_key: Callable[[str], str]
+) -> None:
+    api = client(gateway, new_key("unlucky"))
+    uploaded = api.files.create(file=("gone.jsonl", jsonl([chat_line("g")])), purpose="batch")
+    # The operator lost the storage directory's copy of the input.
+    (gateway.tmp_path / "data" / "batch-files" / f"{uploaded.id}.jsonl").unlink()
+    batch_id = api.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    ).id
+    workers.start()
+    wait_until(lambda: _status(api, batch_id).status == "failed", timeout=30)
+    failed = _status(api, batch_id)
+    assert failed.failed_at and failed.errors and failed.errors.data
+    assert failed.errors.data[0].code == "batch_failed"
+    assert "could not run" in (failed.errors.data[0].message or "")
