@@ -20,8 +20,7 @@ from resource_server_async.batches.database import in_thread
 from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.endpoints.globus_compute import GlobusComputeEndpointConfig
 from resource_server_async.errors import GatewayError
-from resource_server_async.inference.pipeline import find_cluster
-from resource_server_async.inference.visibility import listing, usable_models
+from resource_server_async.inference.pipeline import find_cluster, model_not_found
 
 
 async def create_cluster_batch(request: Request) -> JSONResponse:
@@ -32,14 +31,7 @@ async def create_cluster_batch(request: Request) -> JSONResponse:
     model = body.get("model")
     endpoint = catalog.lookup(cluster, framework, model) if isinstance(model, str) else None
     if endpoint is None:
-        models = usable_models(principal, cluster=cluster, framework=framework)
-        raise GatewayError(
-            404,
-            "model_not_found",
-            f"Model {model!r} is not served by {framework!r} on cluster {cluster!r}. "
-            f"Models you may use there: {listing(models, 'none')}.",
-            param="model",
-        )
+        raise model_not_found(principal, cluster, framework, model)
     authorize_endpoint(principal, endpoint)
     config = endpoint.config
     if not (isinstance(config, GlobusComputeEndpointConfig) and config.supports_batch):
