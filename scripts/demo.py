@@ -219,7 +219,7 @@ class Demo:
         """`manage.py batch_worker`: runs the batches created through the gateway."""
         self.say("Starting the batch worker...")
         self.start(
-            "batch worker",
+            "batch-worker",
             [sys.executable, str(ROOT / "manage.py"), "batch_worker"],
             self.environment(),
         )
