@@ -6,8 +6,10 @@ Runs in a worker thread (database.in_thread): ORM calls and the copy to storage 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from django.conf import settings
 from django.db.models import Count, Sum
 
@@ -45,6 +47,22 @@ def _quota_check(principal_id: str, new_bytes: int) -> None:
         )
 
 
+def _first_line_of(path: Path, custom_id: str, before: int) -> int | None:
+    """The first line before `before` of the file at `path` with this custom_id (a rescan: it
+    runs only for a custom_id whose hash was seen before)."""
+    with path.open("rb") as written:
+        for number, raw in storage.numbered_lines(written):
+            if number >= before:
+                return None
+            try:
+                line = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(line, dict) and line.get("custom_id") == custom_id:
+                return number
+    return None
+
+
 def store_upload(
     principal_id: str,
     filename: str,
@@ -56,10 +74,15 @@ def store_upload(
     storage.ensure_directory()
     file_id = storage.new_file_id()
     partial = storage.partial_path_of(file_id)
-    check = InputCheck(models_for)
     size = 0
     try:
         with partial.open("wb") as target:
+
+            def first_line_of(custom_id: str, before: int) -> int | None:
+                target.flush()
+                return _first_line_of(partial, custom_id, before)
+
+            check = InputCheck(models_for, first_line_of)
             for number, raw in storage.numbered_lines(source):
                 if number > settings.BATCH_FILE_MAX_LINES:
                     raise GatewayError(
