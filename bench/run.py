@@ -43,7 +43,7 @@ GATEWAY_CORE, DRIVER_CORE = 0, 1
 WHOAMI_PATH = "/resource_server/whoami"
 # The connection count of the flood measured in the hardening issue (item 3).
 AUTH_CONNECTIONS = 128
-SCENARIOS = ("proxy", "auth", "accounting", "fair_share", "routing", "admission")
+SCENARIOS = ("proxy", "auth", "accounting", "fair_share", "routing", "admission", "batches")
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
 # metrics on vs off) and `routing` one with two backends (bench/routing.py): asked for by name.
 DEFAULT_SCENARIOS = ("proxy", "auth")
@@ -731,7 +731,8 @@ def main() -> None:
         "section to --output when run alone), fair_share (the noisy neighbour, fair share on "
         "vs off; a dated section when run alone), routing (load-aware vs round-robin over a "
         "fast and a 5x slower server; the same), admission (limits + an allocation on vs off, "
-        "PostgreSQL + Redis; the same)",
+        "PostgreSQL + Redis; the same), batches (lines/s with one worker, peak memory for a "
+        "1,000,000-line input; PostgreSQL + Redis)",
     )
     parser.add_argument(
         "--records",
@@ -790,6 +791,11 @@ def main() -> None:
 
                 (workdir / "admission").mkdir()
                 bench_admission(args, workdir / "admission", backend_port, report)
+            if "batches" in args.scenarios:
+                from bench.batches import bench_batches
+
+                (workdir / "batches").mkdir()
+                bench_batches(workdir / "batches", backend_port, report)
             if "litellm" in args.compare:
                 (workdir / "litellm").mkdir()
                 bench_litellm(args, workdir / "litellm", backend_port, report)

@@ -414,3 +414,32 @@ USAGE_MAX_DAYS = env.get_int("USAGE_MAX_DAYS", 366)
 USAGE_MAX_ROWS = env.get_int("USAGE_MAX_ROWS", 10_000)
 # Usage queries waiting for the usage thread (per worker); more answer 503 usage_busy.
 USAGE_MAX_PENDING = env.get_int("USAGE_MAX_PENDING", 8)
+
+# --- Batches: files, batches, the batch worker (docs/batches.md) ------------------------------
+
+# One file per upload or output; never in the database.
+BATCH_STORAGE_DIR = Path(env.get_str("BATCH_STORAGE_DIR") or DATA_DIR / "batch-files")
+# One upload: bytes and lines at most (OpenAI's own limits: 200 MB, 50,000 requests).
+BATCH_FILE_MAX_BYTES = env.get_int("BATCH_FILE_MAX_BYTES", 200 * 1024 * 1024)
+BATCH_FILE_MAX_LINES = env.get_int("BATCH_FILE_MAX_LINES", 50_000)
+# Per principal: bytes and number of files stored (inputs and outputs together).
+BATCH_QUOTA_BYTES = env.get_int("BATCH_QUOTA_BYTES", 2 * 1024 * 1024 * 1024)
+BATCH_QUOTA_FILES = env.get_int("BATCH_QUOTA_FILES", 500)
+# Batches per principal not yet finished (both APIs; the reference gateway's name).
+MAX_BATCHES_PER_USER = env.get_int("MAX_BATCHES_PER_USER", 10)
+# The worker: lines in flight per endpoint, and in all.
+BATCH_CONCURRENCY_PER_ENDPOINT = env.get_int("BATCH_CONCURRENCY_PER_ENDPOINT", 16)
+BATCH_MAX_IN_FLIGHT = env.get_int("BATCH_MAX_IN_FLIGHT", 64)
+# A worker's claim on a batch lasts this long unless renewed (a crashed worker's expires).
+BATCH_CLAIM_SECONDS = env.get_float("BATCH_CLAIM_SECONDS", 30.0)
+# Seconds between looks for work while idle.
+BATCH_POLL_SECONDS = env.get_float("BATCH_POLL_SECONDS", 1.0)
+# The reference gateway's cluster batch route: JSON {"cluster": ["/root", ...]}; a batch's paths
+# must lie inside one of its cluster's roots (none: the cluster takes no batches).
+BATCH_CLUSTER_ROOTS = env.get_json_object(
+    "BATCH_CLUSTER_ROOTS",
+    lambda roots: isinstance(roots, list) and all(isinstance(r, str) and r for r in roots),
+    '["/path/one", "/path/two"]',
+)
+# How long the worker waits for a cluster batch's function before the batch fails (s).
+BATCH_TASK_TIMEOUT_SECONDS = env.get_float("BATCH_TASK_TIMEOUT_SECONDS", 7 * 24 * 3600.0)

@@ -12,6 +12,8 @@ from django.utils import timezone
 from resource_server_async.models import (
     Allocation,
     ApiKey,
+    Batch,
+    BatchFile,
     Cluster,
     Endpoint,
     LimitOverride,
@@ -200,3 +202,23 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
             window.save(update_fields=["ends_at"])
             ended += 1
         self.message_user(request, f"Ended {ended} window(s).", messages.SUCCESS)
+
+
+@admin.register(BatchFile)
+class BatchFileAdmin(admin.ModelAdmin):
+    list_display = ["id", "principal_id", "purpose", "filename", "bytes", "lines", "created_at"]
+    list_filter = ["purpose"]
+    search_fields = ["id", "principal_id", "filename"]
+    readonly_fields = ["id", "principal_id", "purpose", "bytes", "lines", "urls", "created_at"]
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    """Read-only: the worker owns a batch's state (cancel through the API)."""
+
+    list_display = ["id", "principal_id", "endpoint", "status", "total", "completed", "failed"]
+    list_filter = ["status", "endpoint"]
+    search_fields = ["id", "principal_id", "input_file_id"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -287,6 +287,95 @@ class RequestRecord(models.Model):
         return f"{self.request_id} {self.operation} {self.status}"
 
 
+# --- Batches (docs/batches.md): file metadata, batches, per-line outcomes ---------------------
+
+
+class BatchFile(models.Model):
+    """An uploaded or produced JSONL file; its bytes are one file under BATCH_STORAGE_DIR."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    principal_id = models.CharField(max_length=128, db_index=True)
+    purpose = models.CharField(max_length=32)  # "batch" (input), "batch_output"
+    filename = models.CharField(max_length=255)
+    bytes = models.BigIntegerField()
+    lines = models.PositiveIntegerField(default=0)
+    # The operations (`url` of the lines, e.g. "/v1/chat/completions") an input file uses.
+    urls = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.filename}"
+
+
+class Batch(models.Model):
+    """One batch: its status machine, progress, and the worker's expiring claim on it."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    principal_id = models.CharField(max_length=128, db_index=True)
+    # Principal.as_dict() of the creator: the worker authorizes and accounts every line as them.
+    principal = models.JSONField(default=dict)
+    endpoint = models.CharField(max_length=64)  # "/v1/chat/completions"
+    input_file_id = models.CharField(max_length=40)
+    output_file_id = models.CharField(max_length=40, blank=True, default="")
+    error_file_id = models.CharField(max_length=40, blank=True, default="")
+    completion_window = models.CharField(max_length=16, default="24h")
+    metadata = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, default="validating", db_index=True)
+    errors = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    in_progress_at = models.DateTimeField(null=True, blank=True)
+    finalizing_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True)
+    cancelling_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    # "openai" (Files and Batches API, run line by line by the worker) or "cluster" (the
+    # reference gateway's route: the batch function on the cluster, tracked by the worker).
+    kind = models.CharField(max_length=16, default="openai")
+    cluster = models.CharField(max_length=100, blank=True, default="")
+    framework = models.CharField(max_length=100, blank=True, default="")
+    model = models.CharField(max_length=250, blank=True, default="")
+    # Cluster batches: paths on the cluster's filesystem (inside its BATCH_CLUSTER_ROOTS).
+    input_path = models.CharField(max_length=4096, blank=True, default="")
+    output_path = models.CharField(max_length=4096, blank=True, default="")
+    task_ids = models.JSONField(default=list, blank=True)
+    result = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.status}"
+
+
+class BatchLine(models.Model):
+    """The outcome of one input line, stored as it arrives: a line with one is never resent."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="lines")
+    line = models.PositiveIntegerField()  # 1-based line number in the input file
+    ok = models.BooleanField()  # a 2xx answer: goes to the output file, else the error file
+    output = models.TextField()  # the output (or error) file's JSON line, without newline
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "line"], name="batch_line_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}:{self.line}"
+
+
 def database_problems() -> list[Problem]:
     """Every problem of the clusters and endpoints already in the database."""
     clusters = {c.cluster_name: c.as_fields() for c in Cluster.objects.all()}

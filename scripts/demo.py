@@ -215,6 +215,15 @@ class Demo:
 
         wait_until(healthy, "the gateway", 60, child)
 
+    def start_batch_worker(self) -> None:
+        """`manage.py batch_worker`: runs the batches created through the gateway."""
+        self.say("Starting the batch worker...")
+        self.start(
+            "batch-worker",
+            [sys.executable, str(ROOT / "manage.py"), "batch_worker"],
+            self.environment(),
+        )
+
     def api_key(self) -> str:
         """The stored demo key if the gateway still accepts it, else a new one, stored 0600."""
         if self.key_file.exists():
@@ -277,6 +286,16 @@ Python, anthropic client:
       model="{model}", max_tokens=50, messages=[{{"role": "user", "content": "Hello!"}}])
   print(message.content[0].text)
 
+A batch (the batch worker runs it; output and error files as in OpenAI's Batch API):
+  client = OpenAI(base_url="{self.url}/resource_server/v1", api_key="{key}")
+  line = {{"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions",
+          "body": {{"model": "{model}", "messages": [{{"role": "user", "content": "Hi"}}]}}}}
+  upload = client.files.create(file=("q.jsonl", json.dumps(line).encode()), purpose="batch")
+  batch = client.batches.create(input_file_id=upload.id,
+      endpoint="/v1/chat/completions", completion_window="24h")
+  # poll client.batches.retrieve(batch.id) until "completed", then
+  # client.files.content(batch.output_file_id).text
+
 The same model through the Globus Compute path (run here by the local executor):
   base_url="{self.url}/resource_server/local-compute/llama-cpp/v1"
 
@@ -292,6 +311,7 @@ Press Ctrl-C to stop the demo (and what it started).
             model_started = self.ensure_model_server()
             self.prepare_database()
             self.start_gateway()
+            self.start_batch_worker()
             key = self.api_key()
             self.say(f"\nAsked {self.target.model}: {PROMPT}")
             self.say(f"It answered: {self.first_answer(key)}")

@@ -108,6 +108,8 @@ def _routes() -> list[BaseRoute]:
     from resource_server_async.api.views import (
         anthropic,
         auth,
+        batches,
+        cluster_batches,
         core,
         discovery,
         docs,
@@ -129,6 +131,8 @@ def _routes() -> list[BaseRoute]:
         *anthropic.routes,
         *streaming.routes,
         *jobs.routes,
+        *batches.routes,
+        *cluster_batches.routes,
         *usage.routes,
         *metrics.routes,
     ]

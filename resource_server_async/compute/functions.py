@@ -50,7 +50,13 @@ SLURM_STATUS = ProjectFunction(
     "6c98b4a9-f044-518c-aaec-0adf030b005f",
     "Model jobs of the service user on a Slurm cluster, and its idle nodes",
 )
-PROJECT_FUNCTIONS = (INFERENCE, PBS_STATUS, SLURM_STATUS)
+BATCH = ProjectFunction(
+    "batch",
+    "compute_functions.batch.batch_function",
+    "0d9f3c36-5b1e-5c43-a8f4-2f6c1c8e7a51",
+    "Runs a batch input file on the cluster's filesystem through the node's model server",
+)
+PROJECT_FUNCTIONS = (INFERENCE, PBS_STATUS, SLURM_STATUS, BATCH)
 
 
 class FunctionPathError(ValueError):

@@ -100,15 +100,22 @@ def resolve(
         )
     endpoint = catalog.lookup(cluster_name, framework, model)
     if endpoint is None:
-        models = usable_models(principal, cluster=cluster_name, framework=framework)
-        raise GatewayError(
-            404,
-            "model_not_found",
-            f"Model {model!r} is not served by {framework!r} on cluster {cluster_name!r}. "
-            f"Models you may use there: {listing(models, 'none')}.",
-            param="model",
-        )
+        raise model_not_found(principal, cluster_name, framework, model)
     return endpoint
+
+
+def model_not_found(
+    principal: Principal, cluster: str, framework: str, model: object
+) -> GatewayError:
+    """404 for a model the cluster's framework does not serve, naming those the caller may use."""
+    models = usable_models(principal, cluster=cluster, framework=framework)
+    return GatewayError(
+        404,
+        "model_not_found",
+        f"Model {model!r} is not served by {framework!r} on cluster {cluster!r}. "
+        f"Models you may use there: {listing(models, 'none')}.",
+        param="model",
+    )
 
 
 def prepare(endpoint: BaseEndpoint, operation: str, parsed: ParsedRequest) -> InferenceRequest:

@@ -32,7 +32,7 @@ def test_registers_every_function_and_prints_where_the_uuids_go(
     lines = out.getvalue().splitlines()
     printed = {line.split()[0]: line.split()[1] for line in lines if not line.startswith(" ")}
     printed.pop("Endpoints", None)
-    assert set(printed) == {"inference", "pbs-status", "slurm-status"}
+    assert set(printed) == {"inference", "pbs-status", "slurm-status", "batch"}
     assert set(printed.values()) == set(service.functions)
     assert '-> fixtures/endpoints.json: "config": {"function_uuid": ...}' in out.getvalue()
     # What was registered is the module's source: it runs where this project is not installed.

@@ -14,12 +14,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from openai import OpenAI
 
 from scripts import demo
 from tests.model_server import MODEL_NAME, needs_model_server
 from tests.servers import ROOT, free_port
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model, needs_model_server]
 
@@ -103,8 +105,26 @@ def test_demo_serves_smollm2_and_reuses_what_it_made(tmp_path: Path) -> None:
         )
         assert via_compute.choices[0].message.content
 
+        # The demo's batch worker runs a batch made with the openai client.
+        federated = OpenAI(
+            base_url=f"http://127.0.0.1:{port}/resource_server/v1", api_key=key[1], timeout=120
+        )
+        body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}]}
+        line = {"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions", "body": body}
+        upload = federated.files.create(file=("q.jsonl", orjson.dumps(line)), purpose="batch")
+        batch = federated.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        wait_until(lambda: federated.batches.retrieve(batch.id).status == "completed", 120)
+        output_id = federated.batches.retrieve(batch.id).output_file_id
+        assert output_id and '"custom_id":"q1"' in federated.files.content(output_id).text
+
         tail = stop(process)
-    stopped = "Stopped: gateway." if model_was_running else "Stopped: gateway, model-server."
+    stopped = (
+        "Stopped: batch-worker, gateway."
+        if model_was_running
+        else "Stopped: batch-worker, gateway, model-server."
+    )
     assert stopped in tail
 
     # Again: the same database and key, nothing new to install.

@@ -15,6 +15,7 @@ _FIXTURE_FIELD = {
     "inference": 'fixtures/endpoints.json: "config": {"function_uuid": ...}',
     "pbs-status": 'fixtures/clusters.json: "config": {"qstat_function_uuid": ...}',
     "slurm-status": 'fixtures/clusters.json: "config": {"qstat_function_uuid": ...}',
+    "batch": 'fixtures/endpoints.json: "config": {"batch_function_uuid": ...}',
 }
 
 
