@@ -112,6 +112,8 @@ class LineRunner:
                     usage.apply(outcome)
                 return answer
             except admission.LimitRefusal as refusal:
+                if refusal.code == "allocation_exhausted":
+                    raise  # not before the period renews: the line fails, the batch goes on
                 wait = float(refusal.headers.get("Retry-After", "1"))
             finally:
                 # With the usage known: admission charges what the line really used.
