@@ -607,10 +607,10 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
 
         append_admission_section(report, args)
         return
+    # A dated section added to the file (its earlier sections are the record of past runs).
     lines = [
-        "# Benchmark results",
+        f"## Proxy and auth, {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
-        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}  ",
         f"Machine: {machine()}  ",
         f"Command: `make bench` (python -m bench.run --seconds {args.seconds:g} --repeats "
         f"{args.repeats} --soak {args.soak:g}"
@@ -636,7 +636,7 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
     if report.budget:
         lines += [
             "",
-            "## Budget (one worker, API-key auth, fake backend)",
+            "### Budget (one worker, API-key auth, fake backend)",
             "",
             "| target | budget | measured | met |",
             "|---|---|---|---|",
@@ -652,8 +652,13 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
         ]
     if report.notes:
         lines += ["", "Notes:", *[f"- {note}" for note in report.notes]]
-    args.output.write_text("\n".join(lines) + "\n")
-    print(f"\nwrote {args.output}")
+    section = "\n".join(lines) + "\n"
+    if args.output.exists():
+        with args.output.open("a") as results:
+            results.write("\n" + section)
+    else:
+        args.output.write_text("# Benchmark results\n\n" + section)
+    print(f"\nadded a section to {args.output}")
 
 
 def append_accounting_section(report: Report, args: argparse.Namespace) -> None:
