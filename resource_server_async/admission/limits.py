@@ -142,11 +142,6 @@ def start_limits(request: AdmissionRequest, endpoint: BaseEndpoint) -> PendingLi
     return PendingLimits(limiter, ticket_id, buckets, slots, decision)
 
 
-async def check_limits(request: AdmissionRequest, endpoint: BaseEndpoint) -> Ticket | None:
-    """Charge the request's limits (one limiter call), or raise the caller's 429."""
-    return await finish_limits(request, endpoint, start_limits(request, endpoint))
-
-
 async def finish_limits(
     request: AdmissionRequest, endpoint: BaseEndpoint, pending: PendingLimits | None
 ) -> Ticket | None:
