@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from resource_server_async.admission.allocation_books import AllocationBooks
     from resource_server_async.admission.capacity import Capacity
     from resource_server_async.admission.limiter import Limiter
+    from resource_server_async.admission.redis_scripts import RedisScripts
     from resource_server_async.auth.api_keys import ApiKeyValidator
     from resource_server_async.auth.globus import GlobusTokenValidator
     from resource_server_async.clusters.live_state import LiveStates
@@ -44,6 +45,7 @@ class Runtime:
     the catalog's refresher task. Built outside any event loop's concerns; used in one loop."""
 
     __slots__ = (
+        "_admission_redis",
         "_allocations",
         "_capacity",
         "_catalog_refreshing",
@@ -80,6 +82,7 @@ class Runtime:
         self.globus = globus
         self._executor = executor
         self._response_store: ResponseStore | None = None
+        self._admission_redis: RedisScripts | None = None
         self._limiter: Limiter | None = None
         self._allocations: AllocationBooks | None = None
         self._capacity: Capacity | None = None
@@ -153,6 +156,16 @@ class Runtime:
 
             self._response_store = build_store()
         return self._response_store
+
+    @property
+    def admission_redis(self) -> RedisScripts:
+        """The one Redis connection of admission's scripts (limits, allocations, fair queue):
+        a request's calls to all three share its writes. Built on first use."""
+        if self._admission_redis is None:
+            from resource_server_async.admission.redis_scripts import RedisScripts
+
+            self._admission_redis = RedisScripts.from_settings()
+        return self._admission_redis
 
     @property
     def limiter(self) -> Limiter:
@@ -262,6 +275,8 @@ class Runtime:
             closers.append(self._executor.close)
         if self._response_store is not None:
             closers.append(self._response_store.close)
+        if self._admission_redis is not None:  # closed after the three that use it
+            closers.append(self._admission_redis.close)
         if self._limiter is not None:
             closers.append(self._limiter.close)
         if self._allocations is not None:
@@ -289,6 +304,7 @@ class Runtime:
                 logger.exception("runtime: closing %r failed", close)
         self._executor = None
         self._response_store = None
+        self._admission_redis = None
         self._limiter = None
         self._allocations = None
         self._capacity = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from resource_server_async.admission.limiter import LimiterUnavailable
+from resource_server_async.admission.redis_pipe import RedisUnavailable
 from resource_server_async.admission.redis_scripts import RedisScripts
 
 
@@ -30,7 +31,7 @@ class Account:
     expires_at: float  # epoch seconds: the period's end, plus a margin
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: not frozen (limiter.py says why)
 class Spent:
     tokens: int
     gpu_seconds: float
@@ -38,7 +39,7 @@ class Spent:
     created: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: not frozen (limiter.py says why)
 class Charge:
     refused_by: int  # index of the first spent account, -1: admitted (and charged)
     fresh: bool  # an account was new: the reconciler should rebuild it soon
@@ -64,8 +65,9 @@ class Ledger(Protocol):
 
     def settle(
         self, accounts: Sequence[Account], tokens: int, gpu_seconds: float
-    ) -> Awaitable[None]:
-        """Add `tokens` (negative: give back) and `gpu_seconds` to the accounts that exist."""
+    ) -> Awaitable[None] | None:
+        """Add `tokens` (negative: give back) and `gpu_seconds` to the accounts that exist
+        (None: sent, with no reply to wait for)."""
         ...
 
     async def read(self, keys: Sequence[str]) -> list[Spent | None]: ...
@@ -213,10 +215,10 @@ return 0
 
 
 class RedisLedger:
-    def __init__(self, url: str, *, timeout: float, pending: int) -> None:
-        self._calls = RedisScripts(url, timeout=timeout, pending=pending)
+    def __init__(self, calls: RedisScripts) -> None:
+        self._calls = calls  # shared with the other admission checks; closed by its owner
         self._charge = self._calls.register(_CHARGE)
-        self._settle = self._calls.register(_SETTLE)
+        self._settle = self._calls.register_release(_SETTLE)
         self._reconcile = self._calls.register(_RECONCILE)
 
     def charge(self, accounts: Sequence[Account], tokens: int, now: float) -> Awaitable[Charge]:
@@ -227,19 +229,19 @@ class RedisLedger:
         return self._charged(self._calls.start(self._charge, keys, args))
 
     async def _charged(self, sent: Any) -> Charge:
-        out = await self._calls.reply(sent)
+        try:
+            out = await sent
+        except RedisUnavailable as exc:
+            raise self._calls.failed(exc) from exc
         spent = tuple(
             Spent(int(out[i]), float(out[i + 1]), bool(int(out[i + 2])), int(out[i + 3]) / 1000)
             for i in range(2, len(out), 4)
         )
         return Charge(int(out[0]) - 1, bool(int(out[1])), spent)
 
-    def settle(
-        self, accounts: Sequence[Account], tokens: int, gpu_seconds: float
-    ) -> Awaitable[None]:
+    def settle(self, accounts: Sequence[Account], tokens: int, gpu_seconds: float) -> None:
         keys = [a.key for a in accounts]
-        sent = self._calls.start(self._settle, keys, [tokens, repr(float(gpu_seconds))])
-        return self._calls.reply(sent)
+        self._calls.send(self._settle, keys, [tokens, repr(float(gpu_seconds))])
 
     async def read(self, keys: Sequence[str]) -> list[Spent | None]:
         try:
@@ -272,7 +274,7 @@ class RedisLedger:
         await self._calls.run(self._reconcile, [account.key], args)
 
     async def close(self) -> None:
-        await self._calls.close()
+        """Nothing of its own to close: the connection is its owner's."""
 
 
 def _budget(value: int | None) -> int:
@@ -284,9 +286,7 @@ def build_ledger() -> Ledger:
     from django.conf import settings
 
     if settings.REDIS_URL:
-        return RedisLedger(
-            settings.REDIS_URL,
-            timeout=settings.LIMITS_REDIS_TIMEOUT,
-            pending=settings.LIMITS_REDIS_MAX_PENDING,
-        )
+        from resource_server_async import runtime
+
+        return RedisLedger(runtime.current.admission_redis)
     return MemoryLedger()

@@ -12,13 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from django.conf import settings
-
 from resource_server_async import runtime
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.admission.allocation_ledger import Account, Charge, Ledger
 from resource_server_async.admission.allocation_periods import period_bounds
-from resource_server_async.admission.demand import reserved_tokens
+from resource_server_async.admission.demand import request_reservation
 from resource_server_async.admission.limiter import LimiterUnavailable
 from resource_server_async.admission.limits import (
     UNLIMITED_OPERATIONS,
@@ -132,9 +130,7 @@ def start_allocations(request: AllocationRequest, endpoint: BaseEndpoint) -> Pen
     now = time.time()
     books = runtime.current.allocations
     accounts = tuple(books.account(rule, now) for rule in applying)
-    tokens = reserved_tokens(
-        request.operation, request.body, len(request.raw), settings.LIMITS_RESERVE_COMPLETION_TOKENS
-    )
+    tokens = request_reservation(request)
     try:
         charge = books.ledger.charge(accounts, tokens, now)
     except LimiterUnavailable as exc:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from resource_server_async.admission.limits import AdmissionRequest
 
 # The prompt's tokens, before any tokenizer has seen it: one per 4 bytes of the request body
 # (JSON syntax included). English text runs at about 4 characters a token, so this errs high,
@@ -22,3 +27,16 @@ def reserved_tokens(operation: str, body: dict[str, Any], body_bytes: int, defau
         if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 0:
             return prompt + cap
     return prompt + default
+
+
+def request_reservation(request: AdmissionRequest) -> int:
+    """The request's reservation, computed once: the limits and the allocations both charge it."""
+    state = request.admission
+    if state is not None and state.reserved >= 0:
+        return state.reserved
+    tokens = reserved_tokens(
+        request.operation, request.body, len(request.raw), settings.LIMITS_RESERVE_COMPLETION_TOKENS
+    )
+    if state is not None:
+        state.reserved = tokens
+    return tokens

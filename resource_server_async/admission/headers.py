@@ -36,11 +36,24 @@ def _tightest(
     return found
 
 
+# The names per kind, encoded once: (limit, remaining, reset).
+_OPENAI = {
+    kind: tuple(f"x-ratelimit-{part}-{kind}".encode() for part in ("limit", "remaining", "reset"))
+    for kind in ("requests", "tokens")
+}
+_ANTHROPIC = {
+    kind: tuple(
+        f"anthropic-ratelimit-{kind}-{part}".encode() for part in ("limit", "remaining", "reset")
+    )
+    for kind in ("requests", "tokens")
+}
+_KINDS: tuple[Kind, ...] = ("requests", "tokens")
+
+
 def rate_limit_headers(buckets: tuple[Bucket, ...], decision: Decision, anthropic: bool) -> Headers:
     headers: Headers = []
     now = datetime.now(UTC) if anthropic else None
-    kinds: tuple[Kind, ...] = ("requests", "tokens")
-    for kind in kinds:
+    for kind in _KINDS:
         found = _tightest(buckets, decision, kind)
         if found is None:
             continue
@@ -48,16 +61,10 @@ def rate_limit_headers(buckets: tuple[Bucket, ...], decision: Decision, anthropi
         limit, remaining = str(bucket.capacity).encode(), str(level.remaining).encode()
         if now is not None:
             at = (now + timedelta(seconds=level.reset)).isoformat(timespec="seconds")
+            names = _ANTHROPIC[kind]
             reset = at.replace("+00:00", "Z").encode()
-            headers += [
-                (f"anthropic-ratelimit-{kind}-limit".encode(), limit),
-                (f"anthropic-ratelimit-{kind}-remaining".encode(), remaining),
-                (f"anthropic-ratelimit-{kind}-reset".encode(), reset),
-            ]
         else:
-            headers += [
-                (f"x-ratelimit-limit-{kind}".encode(), limit),
-                (f"x-ratelimit-remaining-{kind}".encode(), remaining),
-                (f"x-ratelimit-reset-{kind}".encode(), openai_duration(level.reset).encode()),
-            ]
+            names = _OPENAI[kind]
+            reset = openai_duration(level.reset).encode()
+        headers += ((names[0], limit), (names[1], remaining), (names[2], reset))
     return headers

@@ -15,8 +15,11 @@ from typing import Literal, Protocol
 Kind = Literal["requests", "tokens"]
 Scope = Literal["user", "model"]
 
+# Made per request, so not frozen: a frozen dataclass's __init__ sets each field through
+# object.__setattr__, about three times the cost. Nothing changes them after they are made.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Bucket:
     """One rate limit that applies to a request, and what the request costs in it."""
 
@@ -27,7 +30,7 @@ class Bucket:
     scope: Scope
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Slot:
     """One concurrency limit that applies to a request."""
 
@@ -35,7 +38,7 @@ class Slot:
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Level:
     """A bucket after the decision (before it, for a refusal)."""
 
@@ -43,7 +46,7 @@ class Level:
     reset: float  # seconds until the bucket is full again
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     # Index of the first limit that refused (buckets first, then slots), or -1: admitted.
     refused_by: int
@@ -70,8 +73,9 @@ class Limiter(Protocol):
 
     def settle(
         self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str
-    ) -> Awaitable[None]:
-        """Give back (or, negative, charge more of) token reservations; free the slots."""
+    ) -> Awaitable[None] | None:
+        """Give back (or, negative, charge more of) token reservations; free the slots
+        (None: sent, with no reply to wait for)."""
         ...
 
     async def close(self) -> None: ...

@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from resource_server_async import runtime
-from resource_server_async.admission.demand import reserved_tokens
+from resource_server_async.admission.demand import request_reservation
 from resource_server_async.admission.limiter import (
     Bucket,
     Decision,
-    Kind,
     Limiter,
     LimiterUnavailable,
-    Scope,
     Slot,
 )
 from resource_server_async.admission.ticket import AdmissionState, Ticket, redis_failed
@@ -73,6 +73,42 @@ def _pick(override: int | None, row: int, default: int) -> int:
     return row or default
 
 
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """The gateway-wide limits (LIMITS_DEFAULT_*) and key prefix, read once from settings: a
+    Django setting costs a lazy-object lookup per read, and plan() runs per request."""
+
+    rpm_user: int
+    tpm_user: int
+    concurrent: int
+    rpm_model: int
+    tpm_model: int
+    prefix: str
+
+
+_defaults: Defaults | None = None
+
+
+def defaults() -> Defaults:
+    global _defaults
+    if _defaults is None:
+        _defaults = Defaults(
+            settings.LIMITS_DEFAULT_RPM_USER,
+            settings.LIMITS_DEFAULT_TPM_USER,
+            settings.LIMITS_DEFAULT_MAX_CONCURRENT_USER,
+            settings.LIMITS_DEFAULT_RPM_MODEL,
+            settings.LIMITS_DEFAULT_TPM_MODEL,
+            settings.LIMITS_REDIS_PREFIX,
+        )
+    return _defaults
+
+
+@receiver(setting_changed)
+def _forget_defaults(**_: Any) -> None:
+    global _defaults
+    _defaults = None
+
+
 def plan(
     request: AdmissionRequest, endpoint: BaseEndpoint
 ) -> tuple[tuple[Bucket, ...], tuple[Slot, ...]]:
@@ -80,35 +116,27 @@ def plan(
     row = endpoint.row
     principal = request.principal
     own = catalog.snapshot.limit_overrides.for_principal(principal) or NO_OVERRIDE
-    rpm_user = _pick(own.rpm, row.rpm_user, settings.LIMITS_DEFAULT_RPM_USER)
-    tpm_user = _pick(own.tpm, row.tpm_user, settings.LIMITS_DEFAULT_TPM_USER)
-    concurrent = _pick(
-        own.concurrent, row.max_concurrent_user, settings.LIMITS_DEFAULT_MAX_CONCURRENT_USER
-    )
-    rpm_model = row.rpm_model or settings.LIMITS_DEFAULT_RPM_MODEL
-    tpm_model = row.tpm_model or settings.LIMITS_DEFAULT_TPM_MODEL
+    gateway = _defaults or defaults()
+    rpm_user = _pick(own.rpm, row.rpm_user, gateway.rpm_user)
+    tpm_user = _pick(own.tpm, row.tpm_user, gateway.tpm_user)
+    concurrent = _pick(own.concurrent, row.max_concurrent_user, gateway.concurrent)
+    rpm_model = row.rpm_model or gateway.rpm_model
+    tpm_model = row.tpm_model or gateway.tpm_model
     if not (rpm_user or tpm_user or concurrent or rpm_model or tpm_model):
         return (), ()
-    prefix = f"{settings.LIMITS_REDIS_PREFIX}{row.slug}:"
+    prefix = f"{gateway.prefix}{row.slug}:"
     user = f"{prefix}u:{principal.id}:"
     buckets: list[Bucket] = []
-    tokens = 0
+    if rpm_user:
+        buckets.append(Bucket(user + "r", rpm_user, 1, "requests", "user"))
     if tpm_user or tpm_model:
-        tokens = reserved_tokens(
-            request.operation,
-            request.body,
-            len(request.raw),
-            settings.LIMITS_RESERVE_COMPLETION_TOKENS,
-        )
-
-    def add(limit: int, key: str, kind: Kind, scope: Scope, cost: int) -> None:
-        if limit:
-            buckets.append(Bucket(key, limit, min(cost, limit), kind, scope))
-
-    add(rpm_user, user + "r", "requests", "user", 1)
-    add(tpm_user, user + "t", "tokens", "user", tokens)
-    add(rpm_model, prefix + "r", "requests", "model", 1)
-    add(tpm_model, prefix + "t", "tokens", "model", tokens)
+        tokens = request_reservation(request)
+        if tpm_user:
+            buckets.append(Bucket(user + "t", tpm_user, min(tokens, tpm_user), "tokens", "user"))
+    if rpm_model:
+        buckets.append(Bucket(prefix + "r", rpm_model, 1, "requests", "model"))
+    if tpm_model:
+        buckets.append(Bucket(prefix + "t", tpm_model, min(tokens, tpm_model), "tokens", "model"))
     slots = (Slot(user + "c", concurrent),) if concurrent else ()
     return tuple(buckets), slots
 

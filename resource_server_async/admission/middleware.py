@@ -3,8 +3,11 @@ headers, and the release of what admission charged, once the request has ended.
 
 It sits outside the accounting capture, so that the real usage (filled by the capture at the
 end) is known when the tickets are released. The last body message of an answer that holds a
-ticket waits for the release (one limiter call): a client that sends its next request on
-reading the end of this one sees its limits already corrected.
+ticket waits until the release is started: on Redis, its script call is then queued on the
+process's one admission connection ahead of any later request's call, and written in the same
+turn of the event loop, so a client that sends its next request on reading the end of this one
+sees its limits already corrected (on this worker strictly, on another one as soon as that one's
+call reaches Redis, which it cannot before this one's: the client has not read the end yet).
 """
 
 from __future__ import annotations

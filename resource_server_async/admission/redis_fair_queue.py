@@ -197,15 +197,13 @@ _DEADLINE_MARGIN_MS = 5000
 class RedisFairQueue:
     def __init__(
         self,
-        url: str,
+        calls: RedisScripts,
         *,
         prefix: str,
         lease: float,
-        timeout: float,
-        pending: int,
         grace: float = 0.0,
     ) -> None:
-        self._calls = RedisScripts(url, timeout=timeout, pending=pending)
+        self._calls = calls  # shared with the other admission checks; closed by its owner
         self._redis: Any = self._calls.redis
         self._enter = self._calls.register(_ENTER)
         self._leave = self._calls.register(_LEAVE)
@@ -215,7 +213,7 @@ class RedisFairQueue:
         self.lease_ms = int(lease * 1000)
         self.grace_ms = int(grace * 1000)
         self._serving: set[asyncio.Task[None]] = set()
-        self._timeout = timeout
+        self._timeout = calls.timeout
         # Tickets of this process's waiters -> the future their grant resolves, their held set.
         self._waiting: dict[str, tuple[asyncio.Future[None], str]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -225,12 +223,12 @@ class RedisFairQueue:
     def from_settings(cls) -> RedisFairQueue:
         from django.conf import settings
 
+        from resource_server_async import runtime
+
         return cls(
-            settings.REDIS_URL,
+            runtime.current.admission_redis,
             prefix=settings.LIMITS_REDIS_PREFIX,
             lease=settings.LIMITS_SLOT_LEASE_SECONDS,
-            timeout=settings.LIMITS_REDIS_TIMEOUT,
-            pending=settings.LIMITS_REDIS_MAX_PENDING,
             grace=settings.FAIR_SHARE_GRACE_SECONDS,
         )
 
@@ -379,4 +377,4 @@ class RedisFairQueue:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
-        await self._calls.close()
+        # The connection is the runtime's (shared with limits and allocations): it closes it.

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from resource_server_async.admission.limiter import Bucket, Decision, Level, Slot
+from resource_server_async.admission.redis_pipe import RedisUnavailable
 from resource_server_async.admission.redis_scripts import RedisScripts
 
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, lease (ms), then
@@ -101,25 +102,23 @@ return 0
 
 
 class RedisLimiter:
-    def __init__(
-        self, url: str, *, window: float, lease: float, timeout: float, pending: int
-    ) -> None:
+    def __init__(self, calls: RedisScripts, *, window: float, lease: float) -> None:
         self.window_ms = int(window * 1000)
         self.lease_ms = int(lease * 1000)
-        self._calls = RedisScripts(url, timeout=timeout, pending=pending)
+        self._calls = calls  # shared with the other admission checks; closed by its owner
         self._acquire = self._calls.register(_ACQUIRE)
-        self._settle = self._calls.register(_SETTLE)
+        self._settle = self._calls.register_release(_SETTLE)
 
     @classmethod
     def from_settings(cls) -> RedisLimiter:
         from django.conf import settings
 
+        from resource_server_async import runtime
+
         return cls(
-            settings.REDIS_URL,
+            runtime.current.admission_redis,
             window=settings.LIMITS_WINDOW_SECONDS,
             lease=settings.LIMITS_SLOT_LEASE_SECONDS,
-            timeout=settings.LIMITS_REDIS_TIMEOUT,
-            pending=settings.LIMITS_REDIS_MAX_PENDING,
         )
 
     # acquire and settle send their call when called (not when awaited): calls made before
@@ -136,20 +135,25 @@ class RedisLimiter:
         return self._decision(self._calls.start(self._acquire, keys, args))
 
     async def _decision(self, sent: Any) -> Decision:
-        out = await self._calls.reply(sent)
+        try:
+            out = await sent
+        except RedisUnavailable as exc:
+            raise self._calls.failed(exc) from exc
+        # hiredis gives Lua's numbers as ints already.
         levels = tuple(
-            Level(max(0, int(out[i])), int(out[i + 1]) / 1000) for i in range(2, len(out), 2)
+            Level(left if left > 0 else 0, reset / 1000)
+            for left, reset in zip(out[2::2], out[3::2], strict=True)
         )
-        return Decision(int(out[0]) - 1, int(out[1]) / 1000, levels)
+        return Decision(out[0] - 1, out[1] / 1000, levels)
 
     def settle(
         self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str
-    ) -> Awaitable[None]:
+    ) -> None:
         args: list[Any] = [len(refunds), self.window_ms, ticket]
         for bucket, refund in refunds:
             args += (bucket.capacity, refund)
         keys = [b.key for b, _ in refunds] + [s.key for s in slots]
-        return self._calls.reply(self._calls.start(self._settle, keys, args))
+        self._calls.send(self._settle, keys, args)
 
     async def close(self) -> None:
-        await self._calls.close()
+        """Nothing of its own to close: the connection is the runtime's."""

@@ -19,7 +19,7 @@ import hashlib
 import ssl
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,15 +97,27 @@ class ScriptPipe:
         self._flush_soon = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._gather: Callable[[], None] | None = None
 
-    def call(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """A future of the script's reply (integers, bytes and lists, as Redis sends them)."""
-        loop = asyncio.get_running_loop()
+    def call(
+        self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, first: bool = False
+    ) -> Any:
+        """A future of the script's reply (integers, bytes and lists, as Redis sends them).
+        `first`: ahead of the calls queued so far (the outbox's releases)."""
+        # The pipe belongs to the loop of its first call (its connection does). Kept, because
+        # asyncio.get_running_loop() makes a getpid() system call on Python 3.11.
+        loop = self._loop or self._bind_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue(_Call(script, keys, args, future, time.monotonic() + self._timeout), loop)
+        call = _Call(script, keys, args, future, time.monotonic() + self._timeout)
+        self._queue(call, loop, first)
         return future
 
-    def _queue(self, call: _Call, loop: asyncio.AbstractEventLoop) -> None:
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _queue(self, call: _Call, loop: asyncio.AbstractEventLoop, first: bool = False) -> None:
         if self._closed:
             call.future.set_exception(RedisUnavailable("the gateway is shutting down"))
             return
@@ -114,18 +126,35 @@ class ScriptPipe:
                 RedisUnavailable(f"{self._max_pending} calls already wait for Redis")
             )
             return
-        self._unsent.append(call)
+        if first:
+            self._unsent.insert(0, call)
+        else:
+            self._unsent.append(call)
         if not self._flush_soon:
             self._flush_soon = True
             loop.call_soon(self._flush)
 
+    def before_flush(self, gather: Callable[[], None]) -> None:
+        """`gather` runs at each flush before the calls are taken, and may queue more (the
+        outbox's bundle of this turn's releases, ahead of the rest), in the same write."""
+        self._gather = gather
+
+    def want_flush(self) -> None:
+        """Flush in this turn of the loop though no call may be queued (the outbox has some)."""
+        if not self._flush_soon:
+            self._flush_soon = True
+            (self._loop or self._bind_loop()).call_soon(self._flush)
+
     def _flush(self) -> None:
         """Write what this iteration queued, in one write (connecting first if need be)."""
-        self._flush_soon = False
         if self._transport is None:
+            self._flush_soon = False
             if self._connecting is None:
                 self._connecting = asyncio.get_running_loop().create_task(self._connect())
             return
+        if self._gather is not None:
+            self._gather()  # its calls schedule no other flush: this one is still on
+        self._flush_soon = False
         calls, self._unsent = self._unsent, []
         calls = [c for c in calls if not c.future.done()]  # a caller that went away
         if not calls:
@@ -147,7 +176,7 @@ class ScriptPipe:
             return
         self._transport, self._replies = transport, replies
         self._connecting = None
-        # AUTH and SELECT go first, in the same write as the calls that were waiting.
+        # AUTH and SELECT go first, written before anything a flush may put in front.
         setup: list[_Call] = []
         password, username = options.get("password"), options.get("username")
         if password:
@@ -155,7 +184,9 @@ class ScriptPipe:
             setup.append(self._command(auth, loop))
         if options.get("db"):
             setup.append(self._command(("SELECT", options["db"]), loop))
-        self._unsent[:0] = setup
+        if setup:
+            self._waiting.extend(setup)
+            transport.write(b"".join(call.packed() for call in setup))
         self._flush()
 
     async def _open(

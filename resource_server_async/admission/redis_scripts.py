@@ -1,7 +1,11 @@
 """Admission's Redis calls: Lua scripts through the process's pipelined connection
 (redis_pipe.py), each under a timeout, and a pause after a failure so that an outage fails each
 decision at once, not after a timeout. A small redis-py client beside it serves what is not on
-a request's path (the fair queue's pub/sub and its introspection)."""
+a request's path (the fair queue's pub/sub and its introspection).
+
+One RedisScripts per process (`runtime.current.admission_redis`) serves the limiter, the
+allocation ledger and the fair queue, so that a request's limit and allocation calls, and its
+releases, go out in one write and come back in one read on one connection."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import time
 from typing import Any
 
 from resource_server_async.admission.limiter import LimiterUnavailable
+from resource_server_async.admission.redis_outbox import Outbox
 from resource_server_async.admission.redis_pipe import RedisUnavailable, Script, ScriptPipe
 
 # After a failure, calls fail at once for this long instead of each waiting for a timeout.
@@ -22,8 +27,19 @@ class RedisScripts:
         self._url = url
         self.timeout = timeout
         self._pipe = ScriptPipe(url, timeout=timeout, max_pending=pending)
+        self._outbox = Outbox(self._pipe, max_pending=pending)
         self._side: Any = None
         self._paused_until = 0.0
+
+    @classmethod
+    def from_settings(cls) -> RedisScripts:
+        from django.conf import settings
+
+        return cls(
+            settings.REDIS_URL,
+            timeout=settings.LIMITS_REDIS_TIMEOUT,
+            pending=settings.LIMITS_REDIS_MAX_PENDING,
+        )
 
     @property
     def redis(self) -> Any:
@@ -51,6 +67,23 @@ class RedisScripts:
             raise LimiterUnavailable("Redis failed a moment ago")
         return self._pipe.call(script, keys, args)
 
+    def register_release(self, source: str) -> Script:
+        """A script whose calls need no reply (a release): `send` bundles them (redis_outbox)."""
+        script = Script(source)
+        self._outbox.register(script)
+        return script
+
+    def send(self, script: Script, keys: list[str], args: list[Any]) -> None:
+        """Queue a release (a script of `register_release`) for this turn's bundle; a failure
+        is logged when Redis answers. LimiterUnavailable when Redis failed a moment ago or too
+        many releases wait."""
+        if self._paused_until > time.monotonic():
+            raise LimiterUnavailable("Redis failed a moment ago")
+        try:
+            self._outbox.post(script, keys, args)
+        except RedisUnavailable as exc:
+            raise LimiterUnavailable(str(exc)) from exc
+
     async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """The script's answer; LimiterUnavailable when Redis fails or is slow."""
         return await self.reply(self.start(script, keys, args))
@@ -60,8 +93,13 @@ class RedisScripts:
         try:
             return await started
         except RedisUnavailable as exc:
-            self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
-            raise LimiterUnavailable(str(exc)) from exc
+            raise self.failed(exc) from exc
+
+    def failed(self, exc: RedisUnavailable) -> LimiterUnavailable:
+        """Pause the calls after a failure; the error for the caller. (Callers on the request
+        path await `start`'s future themselves: one coroutine less per call than `reply`.)"""
+        self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+        return LimiterUnavailable(str(exc))
 
     async def close(self) -> None:
         await self._pipe.close()

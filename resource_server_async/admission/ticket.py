@@ -67,13 +67,14 @@ class AdmissionState:
     """One per inference request (admission/middleware.py): the tickets taken, and the last
     decision with its buckets, for the rate-limit headers."""
 
-    __slots__ = ("buckets", "decision", "last_attempt", "tickets")
+    __slots__ = ("buckets", "decision", "last_attempt", "reserved", "tickets")
 
     def __init__(self) -> None:
         self.tickets: list[Hold] = []
         self.buckets: tuple[Bucket, ...] = ()
         self.decision: Decision | None = None
         self.last_attempt = 0  # index of the first ticket of the last endpoint tried
+        self.reserved = -1  # the request's token reservation, once computed (demand.py)
 
     def begin_attempt(self) -> None:
         """Admission of one more endpoint starts: the tickets before are of endpoints left."""
@@ -84,11 +85,12 @@ class AdmissionState:
 
     async def release(self, outcome: RequestOutcome | None) -> None:
         """Release every ticket: endpoints left for another (failover) used nothing, the last
-        one's tickets what the request used."""
+        one's tickets what the request used. Every release is started before any is awaited;
+        on Redis, limits and allocations are not awaited at all: they join this turn's bundle of
+        releases (redis_outbox.py), and a failure is logged when Redis answers."""
         last = self.last_attempt
         used = used_tokens(outcome)
         started: list[Awaitable[None]] = []
-        # Every release is started before any is awaited: on Redis they share one write.
         for index, ticket in enumerate(self.tickets):
             try:
                 release = ticket.release(used if index >= last else 0)

@@ -24,6 +24,7 @@ from resource_server_async.admission.allocation_ledger import (
 )
 from resource_server_async.admission.allocation_periods import account_for, period_bounds
 from resource_server_async.admission.allocations import AllocationRefusal, check_allocations
+from resource_server_async.admission.redis_scripts import RedisScripts
 from resource_server_async.admission.ticket import AdmissionState
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.projects import AllocationRule, ProjectRef, build_projects
@@ -32,6 +33,7 @@ from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
 from resource_server_async.inference.pipeline import ParsedRequest
 from resource_server_async.runtime import Runtime
+from tests.admission.releases import settled
 from tests.config.helpers import DIRECT_CLUSTER, DIRECT_ENDPOINT
 
 FAR = 4_000_000_000.0  # an expiry far in the future
@@ -43,11 +45,14 @@ async def ledger(request: pytest.FixtureRequest) -> AsyncIterator[Ledger]:
         url = os.environ.get("REDIS_URL", "")
         if not url:
             pytest.skip("REDIS_URL is not set (the CI's second run sets it)")
-        built: Ledger = RedisLedger(url, timeout=1, pending=100)
+        calls = RedisScripts(url, timeout=1, pending=100)
+        built: Ledger = RedisLedger(calls)
     else:
         built = MemoryLedger()
     yield built
     await built.close()
+    if request.param == "redis":
+        await calls.close()
 
 
 def account(tokens: int | None = None, gpu: int | None = None) -> Account:
@@ -65,8 +70,8 @@ async def test_admits_while_something_is_left_then_refuses(ledger: Ledger) -> No
     assert third.refused_by == 0
     assert third.spent[0].tokens == 12
     # The real usage corrects the reservations: 2 and 3 used, 5 left.
-    await ledger.settle([budget], 2 - 6, 0.0)
-    await ledger.settle([budget], 3 - 6, 0.0)
+    await settled(ledger.settle([budget], 2 - 6, 0.0))
+    await settled(ledger.settle([budget], 3 - 6, 0.0))
     assert (await ledger.charge([budget], 1, 1003.0)).admitted
     assert (await ledger.read([budget.key]))[0] == Spent(6, 0.0, False, 1000.0)
 
@@ -74,7 +79,7 @@ async def test_admits_while_something_is_left_then_refuses(ledger: Ledger) -> No
 async def test_one_spent_account_refuses_and_charges_none(ledger: Ledger) -> None:
     tokens, gpu = account(tokens=100), account(gpu=5)
     assert (await ledger.charge([tokens, gpu], 10, 1.0)).admitted
-    await ledger.settle([tokens, gpu], 0, 5.5)  # the Compute function took 5.5 GPU-seconds
+    await settled(ledger.settle([tokens, gpu], 0, 5.5))  # the Compute function took 5.5 GPU-seconds
     refused = await ledger.charge([tokens, gpu], 10, 2.0)
     assert refused.refused_by == 1
     spent = await ledger.read([tokens.key, gpu.key])
@@ -84,7 +89,7 @@ async def test_one_spent_account_refuses_and_charges_none(ledger: Ledger) -> Non
 
 async def test_settling_a_lost_account_leaves_it_to_the_records(ledger: Ledger) -> None:
     lost = account(tokens=10)
-    await ledger.settle([lost], 5, 1.0)
+    await settled(ledger.settle([lost], 5, 1.0))
     assert (await ledger.read([lost.key])) == [None]
 
 

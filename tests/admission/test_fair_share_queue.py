@@ -16,6 +16,7 @@ import pytest
 from resource_server_async.admission.capacity import PRIORITIES, Capacity, Place, QueueFull
 from resource_server_async.admission.fair_queue import MemoryFairQueue
 from resource_server_async.admission.redis_fair_queue import RedisFairQueue
+from resource_server_async.admission.redis_scripts import RedisScripts
 from tests.waiting import PATIENCE, wait_until_async
 
 WAIT = 10.0  # a queue wait that never runs out in these tests, unless a test says otherwise
@@ -27,13 +28,14 @@ async def capacity(request: pytest.FixtureRequest) -> AsyncIterator[Capacity]:
         url = os.environ.get("REDIS_URL", "")
         if not url:
             pytest.skip("REDIS_URL is not set (the CI's second run sets it)")
-        built: Capacity = RedisFairQueue(
-            url, prefix=f"test-fs:{uuid.uuid4().hex}:", lease=30, timeout=1, pending=1000
-        )
+        calls = RedisScripts(url, timeout=1, pending=1000)
+        built: Capacity = RedisFairQueue(calls, prefix=f"test-fs:{uuid.uuid4().hex}:", lease=30)
     else:
         built = MemoryFairQueue()
     yield built
     await built.close()
+    if request.param == "redis":
+        await calls.close()
 
 
 class Endpoint:

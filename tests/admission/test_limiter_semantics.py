@@ -14,6 +14,8 @@ import pytest
 from resource_server_async.admission.limiter import Bucket, Limiter, Slot
 from resource_server_async.admission.memory_limiter import MemoryLimiter
 from resource_server_async.admission.redis_limiter import RedisLimiter
+from resource_server_async.admission.redis_scripts import RedisScripts
+from tests.admission.releases import settled
 from tests.waiting import PATIENCE
 
 WINDOW = 1.0  # seconds: a full bucket refills in one second
@@ -25,11 +27,14 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
         url = os.environ.get("REDIS_URL", "")
         if not url:
             pytest.skip("REDIS_URL is not set (the CI's second run sets it)")
-        built: Limiter = RedisLimiter(url, window=WINDOW, lease=30, timeout=1, pending=100)
+        calls = RedisScripts(url, timeout=1, pending=100)
+        built: Limiter = RedisLimiter(calls, window=WINDOW, lease=30)
     else:
         built = MemoryLimiter(window=WINDOW, max_keys=1000, lease=30)
     yield built
     await built.close()
+    if request.param == "redis":
+        await calls.close()
 
 
 async def until_admitted(limiter: Limiter, buckets: list[Bucket], slots: list[Slot]) -> None:
@@ -96,7 +101,7 @@ async def test_a_reservation_is_corrected_to_the_usage(limiter: Limiter) -> None
     first = await limiter.acquire([tokens(1000, 300, name)], [], "a")
     assert first.levels[0].remaining == 700
 
-    await limiter.settle([(tokens(1000, 300, name), 300 - 50)], [], "a")  # used 50
+    await settled(limiter.settle([(tokens(1000, 300, name), 300 - 50)], [], "a"))  # used 50
 
     later = await limiter.acquire([tokens(1000, 10, name)], [], "b")
     # 1000 - 50 - 10, and what refilled meanwhile (a token a millisecond).
@@ -106,7 +111,7 @@ async def test_a_reservation_is_corrected_to_the_usage(limiter: Limiter) -> None
 async def test_usage_beyond_the_reservation_is_a_debt(limiter: Limiter) -> None:
     name = key()
     assert (await limiter.acquire([tokens(100, 10, name)], [], "a")).admitted
-    await limiter.settle([(tokens(100, 10, name), 10 - 150)], [], "a")  # used 150
+    await settled(limiter.settle([(tokens(100, 10, name), 10 - 150)], [], "a"))  # used 150
 
     refused = await limiter.acquire([tokens(100, 10, name)], [], "b")
 
@@ -133,15 +138,13 @@ async def test_slots_bound_requests_in_flight_until_released(limiter: Limiter) -
     refused = await limiter.acquire([], [slot], "c")
     assert refused.refused_by == 0 and refused.retry_after == 1.0
 
-    await limiter.settle([], [slot], "a")
+    await settled(limiter.settle([], [slot], "a"))
     assert (await limiter.acquire([], [slot], "c")).admitted
 
 
 async def test_a_slot_never_released_frees_itself_when_its_lease_ends(limiter: Limiter) -> None:
     if isinstance(limiter, RedisLimiter):
-        short: Limiter = RedisLimiter(
-            os.environ["REDIS_URL"], window=WINDOW, lease=0.3, timeout=1, pending=100
-        )
+        short: Limiter = RedisLimiter(limiter._calls, window=WINDOW, lease=0.3)
     else:
         short = MemoryLimiter(window=WINDOW, max_keys=10, lease=0.3)
     slot = Slot(key(), 1)
@@ -157,7 +160,7 @@ async def test_a_slot_never_released_frees_itself_when_its_lease_ends(limiter: L
 async def test_a_refused_request_charges_nothing(limiter: Limiter) -> None:
     bucket, slot = requests(1), Slot(key(), 1)
     assert (await limiter.acquire([bucket], [slot], "a")).admitted
-    await limiter.settle([], [slot], "a")
+    await settled(limiter.settle([], [slot], "a"))
     assert not (await limiter.acquire([bucket], [slot], "b")).admitted
     # The slot was not taken by the refusal.
     assert (await limiter.acquire([], [slot], "c")).admitted

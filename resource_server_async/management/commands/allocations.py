@@ -17,6 +17,7 @@ from resource_server_async.accounting.usage import allocation_usage
 from resource_server_async.admission.allocation_ledger import RedisLedger, Spent
 from resource_server_async.admission.allocation_periods import account_for
 from resource_server_async.admission.allocations import describe
+from resource_server_async.admission.redis_scripts import RedisScripts
 from resource_server_async.catalog.projects import AllocationRule, allocation_rule
 from resource_server_async.models import Allocation, ApiKey, Project
 
@@ -28,13 +29,11 @@ def _live(rules: list[AllocationRule], now: datetime) -> list[Spent | None]:
     keys = [account_for(r, now, settings.ALLOCATIONS_REDIS_PREFIX).key for r in rules]
 
     async def read() -> list[Spent | None]:
-        ledger = RedisLedger(
-            settings.REDIS_URL, timeout=settings.LIMITS_REDIS_TIMEOUT, pending=len(keys)
-        )
+        calls = RedisScripts(settings.REDIS_URL, timeout=settings.LIMITS_REDIS_TIMEOUT, pending=1)
         try:
-            return await ledger.read(keys)
+            return await RedisLedger(calls).read(keys)
         finally:
-            await ledger.close()
+            await calls.close()
 
     return asyncio.run(read())
 
