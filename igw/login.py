@@ -85,7 +85,9 @@ def login(url: str, no_browser: bool, client_id: str = "") -> dict[str, Any]:
             "No authorization code was entered; the login was cancelled.", errors.USAGE
         ) from None
     except globus_sdk.GlobusAPIError as exc:
-        raise CliError(f"Globus refused the login: {exc.message}", errors.LOGIN_NEEDED) from None
+        raise CliError(
+            f"Globus refused the login (HTTP {exc.http_status}, {exc.code}).", errors.LOGIN_NEEDED
+        ) from None
     record = _record(tokens, globus["resource_server"], client_id)
     saved = state.load()
     saved["gateway"] = url
