@@ -20,6 +20,7 @@ import openai
 import pytest
 import requests
 
+from scripts import processes
 from tests.auth import globus_data as gd
 from tests.auth.globus_standin import GlobusStandIn
 from tests.cli.igw_runner import ROOT, Igw
@@ -216,6 +217,42 @@ def test_usage_counts_the_researchers_requests(igw: Igw) -> None:
 
     wait_until(counted)
     assert "requests" in igw.ok("usage")
+
+
+def test_batch_submit_status_and_download(igw: Igw, gateway: GatewayServer, tmp_path: Path) -> None:
+    lines = [
+        {
+            "custom_id": f"line-{n}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": MODEL, "messages": [{"role": "user", "content": f"batch {n}"}]},
+        }
+        for n in range(3)
+    ]
+    source = tmp_path / "requests.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    worker = processes.start(
+        [sys.executable, str(ROOT / "manage.py"), "batch_worker"],
+        tmp_path / "worker.log",
+        env=gateway.environment(),
+        cwd=ROOT,
+    )
+    try:
+        batch_id = igw.ok("batch", "submit", str(source)).strip()
+
+        def finished() -> bool:
+            return bool(json.loads(igw.ok("batch", "status", batch_id))["status"] == "completed")
+
+        wait_until(finished, timeout=30)
+    finally:
+        processes.stop(worker)
+    assert batch_id in igw.ok("batch", "status")
+    target = tmp_path / "out.jsonl"
+    igw.ok("batch", "download", batch_id, "-o", str(target))
+    answers = {row["custom_id"]: row for row in map(json.loads, target.read_text().splitlines())}
+    assert set(answers) == {"line-0", "line-1", "line-2"}
+    body = answers["line-1"]["response"]["body"]
+    assert "batch 1" in body["choices"][0]["message"]["content"]
 
 
 # --- personal keys ----------------------------------------------------------------------------
