@@ -123,6 +123,9 @@ def _principal_of(row: ApiKey) -> Principal:
         kind="api_key",
         idp_domain=row.domain,
         groups=frozenset(row.groups),
+        # An operator may narrow an operator key in the admin too.
+        key_models=frozenset(row.scope_models),
+        key_clusters=frozenset(row.scope_clusters),
     )
 
 
