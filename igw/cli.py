@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from igw import __version__, agents, commands
+from igw import __version__, agents, commands, state
 from igw.errors import CliError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     p = _command(keys_sub, "create", commands.cmd_keys_create, "create a key; printed once")
     p.add_argument("--name", help="what the key is for (default: igw on HOST)")
-    p.add_argument("--expires", default="30d", help="lifetime such as 30d, 12h, 2w (default 30d)")
+    p.add_argument(
+        "--expires", help="lifetime such as 30d, 12h, 2w (default: the gateway's, 30d at most)"
+    )
     p.add_argument("--models", action="append", help="only these models (comma-separated)")
     p.add_argument("--clusters", action="append", help="only these clusters (comma-separated)")
     _json_option(p)
@@ -106,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", help="the agent's default model (default: the first)")
     p.add_argument("--models", action="append", help="only these models (comma-separated)")
     p.add_argument("--key", help="use this key instead of creating a personal key")
-    p.add_argument("--expires", default="30d", help="the new key's lifetime (default 30d)")
+    p.add_argument("--expires", help="the new key's lifetime (default: the gateway's)")
     return parser
 
 
@@ -115,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.handler(args)
     except CliError as error:
+        if error.requirements is not None and error.gateway:
+            # The next `igw login` asks Globus for exactly the session the gateway named.
+            state.remember_requirements(error.gateway, error.requirements)
         print(f"igw: {error.message}", file=sys.stderr)
         return error.status
     except KeyboardInterrupt:

@@ -303,9 +303,11 @@ def cmd_batch_download(args: argparse.Namespace) -> int:
 
 
 def create_key(
-    gateway: Gateway, name: str, expires: str, models: list[str], clusters: list[str]
+    gateway: Gateway, name: str, expires: str | None, models: list[str], clusters: list[str]
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": name, "expires": expires}
+    body: dict[str, Any] = {"name": name}
+    if expires:
+        body["expires"] = expires
     if models:
         body["models"] = models
     if clusters:

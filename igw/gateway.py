@@ -45,7 +45,7 @@ def _login_hint(body: Any) -> str:
     )
 
 
-def failure(answer: requests.Response, with_key: bool = False) -> CliError:
+def failure(answer: requests.Response, with_key: bool = False, gateway: str = "") -> CliError:
     """A refused request as a CliError: its message, and the exit status that says what to do."""
     try:
         body: Any = answer.json()
@@ -59,7 +59,13 @@ def failure(answer: requests.Response, with_key: bool = False) -> CliError:
             if with_key
             else _login_hint(body)
         )
-        return CliError(f"{message} ({code}). {hint}", errors.LOGIN_NEEDED)
+        parameters = body.get("authorization_parameters") if isinstance(body, dict) else None
+        return CliError(
+            f"{message} ({code}). {hint}",
+            errors.LOGIN_NEEDED,
+            requirements=parameters if isinstance(parameters, dict) and not with_key else None,
+            gateway=gateway,
+        )
     if status == 403:
         return CliError(f"{message} ({code})", errors.FORBIDDEN)
     if status in (429, 502, 503, 504):
@@ -102,7 +108,7 @@ class Gateway:
                 f"The gateway at {self.url} did not answer in time.", errors.UNAVAILABLE
             ) from None
         if answer.status_code >= 400:
-            raise failure(answer, self._with_key)
+            raise failure(answer, self._with_key, self.url)
         return answer
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -69,10 +69,20 @@ def login(url: str, no_browser: bool, client_id: str = "") -> dict[str, Any]:
             errors.USAGE,
         )
     client = globus_sdk.NativeAppAuthClient(client_id)
+    # What the gateway always requires, and what its last 401 asked for (a GARE), if any.
+    asked = state.take_requirements(url)
     parameters = GlobusAuthorizationParameters(
         required_scopes=[globus["scope"]],
-        session_required_single_domain=globus.get("required_idp_domains") or None,
-        session_required_policies=globus.get("required_policies") or None,
+        session_message=asked.get("session_message"),
+        session_required_identities=asked.get("session_required_identities"),
+        session_required_single_domain=asked.get("session_required_single_domain")
+        or globus.get("required_idp_domains")
+        or None,
+        session_required_policies=asked.get("session_required_policies")
+        or globus.get("required_policies")
+        or None,
+        session_required_mfa=asked.get("session_required_mfa"),
+        prompt="login" if asked else None,
     )
     try:
         try:

@@ -56,3 +56,19 @@ def save(data: dict[str, Any]) -> Path:
 
 def normalize_url(url: str) -> str:
     return url.strip().rstrip("/")
+
+
+def remember_requirements(gateway: str, requirements: dict[str, Any]) -> None:
+    """A session the gateway asked for (a GARE's authorization parameters), kept for login."""
+    data = load()
+    data.setdefault("requirements", {})[gateway] = requirements
+    save(data)
+
+
+def take_requirements(gateway: str) -> dict[str, Any]:
+    """The requirements remembered for `gateway` (forgotten once a login used them)."""
+    data = load()
+    found = data.get("requirements", {}).pop(gateway, None)
+    if found is not None:
+        save(data)
+    return found if isinstance(found, dict) else {}

@@ -24,6 +24,7 @@ class Igw:
     home: Path
     gateway_url: str
     standin: GlobusStandIn
+    last_authorize_url: str = ""
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {
@@ -77,6 +78,7 @@ class Igw:
                 url = line.strip()
                 break
         assert url, process.communicate(timeout=30)
+        self.last_authorize_url = url
         page = requests.get(url, timeout=10)
         assert page.status_code == 200, page.text
         code = page.text.splitlines()[1]

@@ -177,6 +177,18 @@ def test_a_session_the_gateway_refuses_says_what_login_to_do(
     assert done.returncode == 3, (done.stdout, done.stderr)
     assert "session_idp_not_allowed" in done.stderr
     assert "an identity from anl.gov" in done.stderr and "igw login" in done.stderr
+    assert runner.state()["requirements"][gateway.url]["session_required_single_domain"] == [
+        "anl.gov"
+    ]
+
+    # The next login asks Globus for that session (and a fresh sign-in), then forgets it.
+    standin.expect_login(gd.argonne_user(), [gd.GATEWAY_GROUP])
+    again = runner.login()
+
+    assert again.returncode == 0, again.stderr
+    assert "session_required_single_domain=anl.gov" in runner.last_authorize_url
+    assert "prompt=login" in runner.last_authorize_url
+    assert "requirements" not in runner.state() or not runner.state()["requirements"]
 
 
 def test_without_a_login_commands_exit_3(tmp_path: Path, igw: Igw) -> None:
