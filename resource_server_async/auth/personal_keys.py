@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from resource_server_async.auth.api_keys import PREFIX_SHOWN, generate_key, hash_key
@@ -108,12 +108,21 @@ def _active(owner_id: str) -> Any:
     )
 
 
+def _serialize_owner(owner_id: str) -> None:
+    """One key creation per owner at a time, so two concurrent requests cannot both pass the
+    bound: a transaction-scoped advisory lock on PostgreSQL (SQLite, for development, takes its
+    database-wide write lock at the insert)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ["igw-keys:" + owner_id])
+
+
 def create(owner: Principal, wanted: KeyRequest, sealed_groups_token: str) -> dict[str, Any]:
     """A new key of `owner`; 409 past PERSONAL_KEYS_PER_OWNER active keys. Shows the key once."""
     key = generate_key()
     with transaction.atomic():
-        # The owner's rows are locked (PostgreSQL) so two concurrent requests cannot both pass.
-        held = list(_active(owner.id).select_for_update().values_list("pk", flat=True))
+        _serialize_owner(owner.id)
+        held = list(_active(owner.id).values_list("pk", flat=True))
         if len(held) >= settings.PERSONAL_KEYS_PER_OWNER:
             raise GatewayError(
                 409,
