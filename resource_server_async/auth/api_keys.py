@@ -11,6 +11,7 @@ import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -325,9 +326,14 @@ class ApiKeyValidator:
         except Exception as exc:  # every waiter must get the failure (503 outage, 401)
             self._settle(key_hash, exc)
             return
+        principal = None
+        if checked.principal is not None and row_outcome.principal is not None:
+            # The owner's groups from the re-check; the rest (scope, names) from the row as
+            # read now, so an operator's change to the row shows without waiting for Globus.
+            principal = replace(row_outcome.principal, groups=checked.principal.groups)
         outcome = Outcome(
             until=min(row_outcome.until, checked.until),
-            principal=checked.principal,
+            principal=principal,
             denial=checked.denial,
         )
         remember(self._known if outcome.principal is not None else self._unknown, key_hash, outcome)

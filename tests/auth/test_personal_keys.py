@@ -135,9 +135,16 @@ async def test_the_owner_is_rechecked_once_per_period_and_a_warm_key_asks_nobody
     await set_revoked(key_id, True)
     assert await runtime.api_keys.validate(key) == principal
     await set_revoked(key_id, False)
-    # The key row is read again; the owner's re-check is still fresh: no Globus call.
+    # The key row is read again (an operator narrowed it meanwhile: that shows at once); the
+    # owner's re-check is still fresh: no Globus call.
+    await asyncio.to_thread(
+        lambda: (
+            ApiKey.objects.filter(pk=key_id).update(scope_models=["m2"]) and connections.close_all()
+        )
+    )
     runtime.api_keys.clear()
-    assert await runtime.api_keys.validate(key) == principal
+    reread = await runtime.api_keys.validate(key)
+    assert reread.key_models == {"m2"} and reread.groups == principal.groups
     assert calls_to(globus, "/v2/oauth2/token") == 1
     assert calls_to(globus, "/v2/groups/my_groups") == 1
     # Once the period is over (here: forgotten), Globus is asked again.
