@@ -19,8 +19,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from resource_server_async import runtime
-from resource_server_async.auth.key_owners import KeyOwner
-from resource_server_async.auth.principal import Principal
+from resource_server_async.auth.principal import KeyOwner, Principal
 from resource_server_async.auth.principal_cache import Outcome, outcome_cache, remember
 from resource_server_async.errors import GatewayError
 

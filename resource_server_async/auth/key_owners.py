@@ -16,7 +16,7 @@ import asyncio
 import base64
 import hashlib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -24,7 +24,7 @@ from django.conf import settings
 
 from resource_server_async.auth import globus_api
 from resource_server_async.auth.globus_rules import AuthRules, check_groups
-from resource_server_async.auth.principal import Principal
+from resource_server_async.auth.principal import KeyOwner, Principal
 from resource_server_async.auth.principal_cache import Outcome, PrincipalCache
 from resource_server_async.errors import GatewayError
 
@@ -53,15 +53,6 @@ def unseal(sealed: str) -> str | None:
         return _fernet().decrypt(sealed.encode()).decode()
     except InvalidToken:
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class KeyOwner:
-    """What a personal key's row says of its owner, read with the key."""
-
-    key_id: int
-    sealed_token: str
-    principal: Principal  # groups as last stored; replaced by the re-check
 
 
 def globus_settings() -> globus_api.GlobusSettings:

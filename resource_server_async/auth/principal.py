@@ -57,3 +57,13 @@ class Principal:
             key_models=frozenset(key["models"]) if key else frozenset(),
             key_clusters=frozenset(key["clusters"]) if key else frozenset(),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    """What a personal key's row says of its owner, read with the key (auth/key_owners.py
+    re-checks it; defined here so that key validation does not import the Globus SDK)."""
+
+    key_id: int
+    sealed_token: str
+    principal: Principal  # groups as last stored; replaced by the re-check

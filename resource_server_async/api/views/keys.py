@@ -14,7 +14,6 @@ from starlette.routing import Route
 
 from resource_server_async import runtime
 from resource_server_async.api.http import JSONResponse, read_json_object
-from resource_server_async.auth import globus_api, key_owners
 from resource_server_async.auth.authenticate import authenticate, credential
 from resource_server_async.auth.principal import Principal
 from resource_server_async.batches.database import in_thread
@@ -38,7 +37,8 @@ async def _signed_in(request: Request) -> Principal:
 
 
 async def create_key(request: Request) -> JSONResponse:
-    from resource_server_async.auth import personal_keys
+    # Imported on use: the Globus SDK is loaded only where Globus is configured (runtime.py).
+    from resource_server_async.auth import globus_api, key_owners, personal_keys
 
     owner = await _signed_in(request)
     body, _ = await read_json_object(request, _BODY_LIMIT)
@@ -73,7 +73,7 @@ async def list_keys(request: Request) -> JSONResponse:
 
 
 async def revoke_key(request: Request) -> JSONResponse:
-    from resource_server_async.auth import personal_keys
+    from resource_server_async.auth import key_owners, personal_keys
 
     owner = await _signed_in(request)
     raw = request.path_params["key_id"]
@@ -93,6 +93,8 @@ async def revoke_key(request: Request) -> JSONResponse:
 
 async def _revoke_at_globus(token: str) -> None:
     """Best effort: the row no longer holds the grant either way."""
+    from resource_server_async.auth import globus_api, key_owners
+
     globus = runtime.current.globus
     if globus is None:
         return
