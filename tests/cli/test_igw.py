@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -421,3 +422,35 @@ def test_igw_imports_nothing_of_the_server() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_keys_route_refuses_bad_input_clearly(
+    igw: Igw, gateway: GatewayServer, standin: GlobusStandIn
+) -> None:
+    token = igw.ok("token").strip()
+    url = f"{gateway.url}/resource_server/v1/keys"
+    auth = {"Authorization": f"Bearer {token}"}
+    for body, param in (
+        ({"expires": "soon"}, "expires"),
+        ({"expires": 30}, "expires"),
+        ({"name": "x" * 151}, "name"),
+        ({"models": "m"}, "models"),
+        ({"colour": "red"}, "colour"),
+    ):
+        answer = requests.post(url, json=body, headers=auth, timeout=10)
+        assert answer.status_code == 400, (body, answer.text)
+        assert answer.json()["error"]["param"] == param
+    not_json = requests.post(url, data=b"{", headers=auth, timeout=10)
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "invalid_json"
+
+    # Another researcher's key: not found for this one.
+    other = gd.argonne_user()
+    other_token = "Ag" + uuid.uuid4().hex
+    standin.add_token(other_token, gd.introspection(other), [gd.GATEWAY_GROUP], other)
+    theirs = requests.post(
+        url, json={}, headers={"Authorization": f"Bearer {other_token}"}, timeout=10
+    ).json()
+    gone = requests.delete(f"{url}/{theirs['id']}", headers=auth, timeout=10)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "key_not_found"
+    assert requests.delete(f"{url}/abc", headers=auth, timeout=10).status_code == 400
+    assert igw.json("keys", "list") == []
