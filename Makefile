@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,cli]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,7 +42,7 @@ test: $(STAMP) agents
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy inference_gateway resource_server_async compute_functions
+	$(VENV)/bin/mypy inference_gateway resource_server_async compute_functions igw
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

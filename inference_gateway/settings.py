@@ -223,6 +223,15 @@ API_KEY_NEGATIVE_CACHE_SECONDS = env.get_float("API_KEY_NEGATIVE_CACHE_SECONDS",
 API_KEY_NEGATIVE_CACHE_SIZE = env.get_int("API_KEY_NEGATIVE_CACHE_SIZE", 10_000)
 # Distinct uncached keys waiting for the database per worker; beyond it, 503 with Retry-After.
 API_KEY_MAX_PENDING_LOOKUPS = env.get_int("API_KEY_MAX_PENDING_LOOKUPS", 256)
+# Personal keys (POST /resource_server/v1/keys, docs/auth.md): the longest expiry (days) a
+# researcher may ask for, how many active keys one owner may hold, and how often (s) the gateway
+# re-reads a key owner's group memberships from Globus (the owner's rules are re-applied then).
+PERSONAL_KEY_MAX_DAYS = env.get_int("PERSONAL_KEY_MAX_DAYS", 90)
+PERSONAL_KEYS_PER_OWNER = env.get_int("PERSONAL_KEYS_PER_OWNER", 10)
+PERSONAL_KEY_RECHECK_SECONDS = env.get_int("PERSONAL_KEY_RECHECK_SECONDS", 300)
+# What `igw login` asks the gateway for (GET /resource_server/v1/auth/config): the Globus
+# native-app client id the command logs in with (registered by the operator, a "thick client").
+GLOBUS_CLI_CLIENT_ID = env.get_str("GLOBUS_CLI_CLIENT_ID")
 
 # --- Globus Compute ---------------------------------------------------------------------------
 

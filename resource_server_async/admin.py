@@ -97,6 +97,21 @@ class ApiKeyStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+class PersonalKeyFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("personal", "personal (a researcher's)"), ("operator", "issued by an operator")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+        if self.value() == "personal":
+            return queryset.exclude(owner_id="")
+        if self.value() == "operator":
+            return queryset.filter(owner_id="")
+        return queryset
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     """Lists and revokes keys; keys are created with `manage.py create_api_key` (shown once)."""
@@ -105,6 +120,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "name",
         "prefix",
         "status",
+        "owner_username",
         "checksummed",
         "groups",
         "domain",
@@ -114,12 +130,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "expires_at",
         "revoked_at",
     ]
-    list_filter = [ApiKeyStatusFilter, "operator"]
-    search_fields = ["name", "prefix"]
-    readonly_fields = ["prefix", "created_at", "revoked_at"]
+    list_filter = [ApiKeyStatusFilter, "operator", PersonalKeyFilter]
+    search_fields = ["name", "prefix", "owner_username", "owner_id"]
+    readonly_fields = ["prefix", "owner_username", "owner_id", "created_at", "revoked_at"]
     fields = [
         "name",
         "prefix",
+        "owner_username",
+        "owner_id",
+        "scope_models",
+        "scope_clusters",
         "groups",
         "domain",
         "operator",
@@ -141,7 +161,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        # A personal key's stored Globus grant is of no further use once revoked.
+        count = queryset.filter(revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), owner_groups_token=""
+        )
         self.message_user(
             request,
             f"Revoked {count} key(s). They stop working within API_KEY_CACHE_SECONDS.",

@@ -139,6 +139,26 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A personal key (POST /resource_server/v1/keys) acts as its owner, a Globus identity;
+    # operator keys (create_api_key) have no owner.
+    owner_id = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_index=True,
+        editable=False,
+        help_text="Globus identity id of the researcher who created this personal key",
+    )
+    owner_username = models.CharField(max_length=255, blank=True, default="", editable=False)
+    owner_name = models.CharField(max_length=255, blank=True, default="", editable=False)
+    # The owner's Groups refresh token (a dependent token), encrypted: how the gateway re-checks
+    # the owner's memberships without the owner's own token (auth/key_owners.py).
+    owner_groups_token = models.TextField(blank=True, default="", editable=False)
+    # Optional narrower scope of a personal key; empty = whatever its owner may use.
+    scope_models = StringListField(default=list, blank=True, help_text="models this key may use")
+    scope_clusters = StringListField(
+        default=list, blank=True, help_text="clusters this key may use"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -146,6 +166,10 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_personal(self) -> bool:
+        return bool(self.owner_id)
 
     @property
     def is_active(self) -> bool:

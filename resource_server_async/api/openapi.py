@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from resource_server_async.api.openapi_keys import keys_paths
 from resource_server_async.api.openapi_usage import usage_path
 from resource_server_async.catalog.capabilities import Capabilities
 from resource_server_async.errors import Dialect
@@ -303,6 +304,7 @@ def openapi_document() -> dict[str, Any]:
         "Clusters, frameworks, models and operations you may use.", _LIST_ENDPOINTS_SCHEMA
     )
     paths["/resource_server/v1/usage"] = usage_path(_errors())
+    paths.update(keys_paths(_errors()))
     components: dict[str, Any] = {
         request.schema.title: request.schema.json_schema(request.forwarded_note)
         for request in requests.values()

@@ -11,19 +11,21 @@ import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from resource_server_async.auth.principal import Principal
+from resource_server_async import runtime
+from resource_server_async.auth.principal import KeyOwner, Principal
 from resource_server_async.auth.principal_cache import Outcome, outcome_cache, remember
 from resource_server_async.errors import GatewayError
 
 # Keys start with this so that they are told from Globus tokens without a network call.
 KEY_PREFIX = "igw_"
-_PREFIX_SHOWN = len(KEY_PREFIX) + 8
+PREFIX_SHOWN = len(KEY_PREFIX) + 8
 _RANDOM_LENGTH = 43  # secrets.token_urlsafe(32)
 _CHECKSUM_LENGTH = 6  # a CRC32 (4 bytes) in unpadded URL-safe base64
 KEY_LENGTH = len(KEY_PREFIX) + _RANDOM_LENGTH + _CHECKSUM_LENGTH
@@ -32,6 +34,9 @@ LEGACY_KEY_LENGTH = len(KEY_PREFIX) + _RANDOM_LENGTH
 _URLSAFE = frozenset(string.ascii_letters + string.digits + "-_")
 # Hashes per database query; stays under SQLite's limit on bound parameters.
 _LOOKUP_BATCH = 500
+
+if TYPE_CHECKING:
+    from resource_server_async.models import ApiKey
 
 KeyFormat = Literal["checksummed", "legacy"]
 
@@ -84,7 +89,7 @@ def create_key(
     key = generate_key()
     row = ApiKey.objects.create(
         name=name,
-        prefix=key[:_PREFIX_SHOWN],
+        prefix=key[:PREFIX_SHOWN],
         key_hash=hash_key(key),
         checksummed=True,
         groups=list(groups or []),
@@ -95,14 +100,47 @@ def create_key(
     return key, row.pk
 
 
-def _outcomes_for(key_hashes: list[str], now: float) -> dict[str, Outcome]:
-    """What the database says of each hash, in one query (runs in the reader thread)."""
+def _principal_of(row: ApiKey) -> Principal:
+    if row.is_personal:
+        # A personal key acts as its owner: the owner's id, so the owner's limits, allocations
+        # and projects apply; the groups are replaced by the owner re-check (key_owners.py).
+        return Principal(
+            id=row.owner_id,
+            username=row.owner_username,
+            name=row.owner_name,
+            kind="user",
+            idp_domain=row.domain,
+            groups=frozenset(row.groups),
+            identity_source="personal_api_key",
+            key_id=row.pk,
+            key_models=frozenset(row.scope_models),
+            key_clusters=frozenset(row.scope_clusters),
+        )
+    return Principal(
+        id=f"api_key:{row.pk}",
+        username=row.name,
+        name=row.name,
+        kind="api_key",
+        idp_domain=row.domain,
+        groups=frozenset(row.groups),
+        # An operator may narrow an operator key in the admin too.
+        key_models=frozenset(row.scope_models),
+        key_clusters=frozenset(row.scope_clusters),
+    )
+
+
+def _outcomes_for(
+    key_hashes: list[str], now: float
+) -> tuple[dict[str, Outcome], dict[str, KeyOwner]]:
+    """What the database says of each hash, in one query (runs in the reader thread); and for
+    personal keys, what their owner re-check needs."""
     from resource_server_async.models import ApiKey
 
     close_old_connections()
     rows = {row.key_hash: row for row in ApiKey.objects.filter(key_hash__in=key_hashes)}
     unknown = Outcome(until=now + settings.API_KEY_NEGATIVE_CACHE_SECONDS)
     outcomes: dict[str, Outcome] = {}
+    owners: dict[str, KeyOwner] = {}
     for key_hash in key_hashes:
         row = rows.get(key_hash)
         if row is None or not row.is_active:
@@ -111,16 +149,22 @@ def _outcomes_for(key_hashes: list[str], now: float) -> dict[str, Outcome]:
         until = now + settings.API_KEY_CACHE_SECONDS
         if row.expires_at is not None:
             until = min(until, row.expires_at.timestamp())
-        principal = Principal(
-            id=f"api_key:{row.pk}",
-            username=row.name,
-            name=row.name,
-            kind="api_key",
-            idp_domain=row.domain,
-            groups=frozenset(row.groups),
-        )
+        principal = _principal_of(row)
         outcomes[key_hash] = Outcome(until=until, principal=principal)
-    return outcomes
+        if row.is_personal:
+            owners[key_hash] = KeyOwner(row.pk, row.owner_groups_token, principal)
+    return outcomes, owners
+
+
+def _copy(error: GatewayError) -> GatewayError:
+    # A cached denial is raised by many requests; each gets its own exception object.
+    return GatewayError(
+        error.status,
+        error.code,
+        error.message,
+        headers=dict(error.headers),
+        extra=dict(error.extra),
+    )
 
 
 def _malformed() -> GatewayError:
@@ -176,6 +220,7 @@ class ApiKeyValidator:
         self._pending: dict[str, asyncio.Future[Outcome]] = {}
         self._queued: list[str] = []
         self._reading: asyncio.Task[None] | None = None
+        self._owner_checks: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_settings(cls) -> ApiKeyValidator:
@@ -216,6 +261,8 @@ class ApiKeyValidator:
         outcome = self._known.get(key_hash) or self._unknown.get(key_hash)
         if outcome is None:
             outcome = await self._shared_lookup(key_hash)
+        if outcome.denial is not None:
+            raise _copy(outcome.denial)
         if outcome.principal is None:
             raise _unknown()
         return outcome.principal
@@ -242,7 +289,7 @@ class ApiKeyValidator:
             batch = self._queued[:_LOOKUP_BATCH]
             del self._queued[:_LOOKUP_BATCH]
             try:
-                outcomes = await loop.run_in_executor(
+                outcomes, owners = await loop.run_in_executor(
                     self._database_thread(), _outcomes_for, batch, self._clock()
                 )
             except Exception as exc:  # the database's errors vary; every waiter must get one
@@ -251,9 +298,51 @@ class ApiKeyValidator:
                 continue
             for key_hash in batch:
                 outcome = outcomes[key_hash]
+                if key_hash in owners:
+                    # Globus may take a while: the next batch does not wait for it.
+                    task = asyncio.create_task(
+                        self._check_owner(key_hash, outcome, owners[key_hash])
+                    )
+                    self._owner_checks.add(task)
+                    task.add_done_callback(self._owner_checks.discard)
+                    continue
                 cache = self._known if outcome.principal is not None else self._unknown
                 remember(cache, key_hash, outcome)
                 self._settle(key_hash, outcome)
+
+    async def _check_owner(self, key_hash: str, row_outcome: Outcome, owner: KeyOwner) -> None:
+        """A personal key: its owner's current groups and the gateway's rules (cached)."""
+        globus = runtime.current.globus
+        try:
+            if globus is None:
+                raise GatewayError(
+                    401,
+                    "globus_not_configured",
+                    "This gateway no longer accepts Globus logins, so personal API keys do not "
+                    "work (GLOBUS_APPLICATION_ID is not set); use a key from the operator.",
+                )
+            checked = await globus.key_owners.check(owner)
+        except Exception as exc:  # every waiter must get the failure (503 outage, 401)
+            self._settle(key_hash, exc)
+            return
+        principal = None
+        if checked.principal is not None and row_outcome.principal is not None:
+            # The owner's groups from the re-check; the rest (scope, names) from the row as
+            # read now, so an operator's change to the row shows without waiting for Globus.
+            principal = replace(row_outcome.principal, groups=checked.principal.groups)
+        outcome = Outcome(
+            until=min(row_outcome.until, checked.until),
+            principal=principal,
+            denial=checked.denial,
+        )
+        remember(self._known if outcome.principal is not None else self._unknown, key_hash, outcome)
+        self._settle(key_hash, outcome)
+
+    def forget(self, key: str) -> None:
+        """Drop this process's cached answer for a key (revoked here: refused at once)."""
+        key_hash = hash_key(key) if is_api_key(key) else key
+        self._known.pop(key_hash, None)
+        self._unknown.pop(key_hash, None)
 
     def _settle(self, key_hash: str, result: Outcome | BaseException) -> None:
         future = self._pending.pop(key_hash, None)

@@ -68,6 +68,10 @@ class GlobusTokenValidator:
         )
         self._semaphore = asyncio.Semaphore(settings.GLOBUS_INTROSPECT_CONCURRENCY)
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+        # Personal API keys re-check their owner through this validator's pool.
+        from resource_server_async.auth.key_owners import KeyOwnerChecks
+
+        self.key_owners = KeyOwnerChecks(self, redis_url=settings.REDIS_URL)
 
     async def validate(self, token: str) -> Principal:
         digest = token_digest(token)
@@ -134,6 +138,10 @@ class GlobusTokenValidator:
         await self.cache.put(digest, accepted)
         return accepted
 
+    async def in_thread(self, call: Callable[..., T], *args: Any) -> T:
+        """A blocking Globus call in this validator's bounded pool (personal keys use it)."""
+        return await self._in_thread(call, *args)
+
     async def _in_thread(self, call: Callable[..., T], *args: Any) -> T:
         """Run a blocking SDK call in the Globus pool, at most GLOBUS_INTROSPECT_CONCURRENCY."""
         loop = asyncio.get_running_loop()
@@ -157,4 +165,5 @@ class GlobusTokenValidator:
 
     async def aclose(self) -> None:
         await self.cache.aclose()
+        await self.key_owners.aclose()
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -142,14 +142,81 @@ def my_group_ids(conf: GlobusSettings, token: str) -> list[str]:
     groups_token = tokens.by_resource_server.get(_GROUPS_RESOURCE_SERVER, {}).get("access_token")
     if not groups_token:
         raise _groups_refused(200, "no Groups token in the dependent token grant")
+    return _active_group_ids(
+        groups_token, lambda exc: _groups_refused(exc.http_status, "Groups API")
+    )
+
+
+def _active_group_ids(
+    groups_token: str, refused: Callable[[globus_sdk.GlobusAPIError], GatewayError]
+) -> list[str]:
     groups = globus_sdk.GroupsClient(
         authorizer=globus_sdk.AccessTokenAuthorizer(groups_token),
         transport=_clients.transport,
         retry_config=no_retries(),
     )
-    with _calling("my_groups", lambda exc: _groups_refused(exc.http_status, "Groups API")):
+    with _calling("my_groups", refused):
         listing = groups.get_my_groups(statuses="active")
     return [str(group["id"]) for group in listing if _active_member(group)]
+
+
+# --- personal keys: the owner's memberships without the owner's token ----------------------
+
+
+def _offline_refused(error: globus_sdk.GlobusAPIError) -> GatewayError:
+    return GatewayError(
+        401,
+        "groups_consent_required",
+        "Globus would not let the gateway keep reading your group memberships (needed for a "
+        f"personal API key; HTTP {error.http_status}). Log in again (igw login) and consent, "
+        "then retry.",
+    )
+
+
+def groups_refresh_token(conf: GlobusSettings, token: str) -> str:
+    """A refresh token for the Groups scope, dependent on the user's `token` (offline access):
+    what lets the gateway re-read a personal key owner's memberships later."""
+    with _calling("dependent token grant (offline)", _offline_refused):
+        tokens = _auth_client(conf).oauth2_get_dependent_tokens(
+            token, scope=_GROUPS_SCOPE, refresh_tokens=True
+        )
+    refresh = tokens.by_resource_server.get(_GROUPS_RESOURCE_SERVER, {}).get("refresh_token")
+    if not refresh:
+        raise GatewayError(
+            500,
+            "personal_keys_not_configured",
+            "Globus granted no Groups refresh token, so the gateway could not re-check the "
+            "owner of a personal key. The gateway operator must declare the Groups dependency "
+            "of the gateway's scope with requires_refresh_token=true (docs/auth.md).",
+        )
+    return str(refresh)
+
+
+def _owner_refused(error: globus_sdk.GlobusAPIError) -> GatewayError:
+    return GatewayError(
+        401,
+        "key_owner_consent_revoked",
+        "The owner of this personal API key has withdrawn the gateway's access to their Globus "
+        f"groups, or logged out (HTTP {error.http_status}); the key no longer works. Log in "
+        "again (igw login) and create a new key (igw keys create).",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def owner_group_ids(conf: GlobusSettings, refresh_token: str) -> list[str]:
+    """The active groups of a personal key's owner, read with the stored Groups refresh token."""
+    with _calling("Groups token refresh", _owner_refused):
+        tokens = _auth_client(conf).oauth2_refresh_token(refresh_token)
+    groups_token = tokens.by_resource_server.get(_GROUPS_RESOURCE_SERVER, {}).get("access_token")
+    if not groups_token:
+        raise GlobusOutage("Groups token refresh: no Groups access token in the answer")
+    return _active_group_ids(str(groups_token), _owner_refused)
+
+
+def revoke(conf: GlobusSettings, token: str) -> None:
+    """Revoke a token the gateway holds (a revoked key's Groups refresh token)."""
+    with _calling("token revocation", _introspection_refused):
+        _auth_client(conf).oauth2_revoke_token(token)
 
 
 def _active_member(group: dict[str, Any]) -> bool:

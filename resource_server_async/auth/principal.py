@@ -18,9 +18,14 @@ class Principal:
     groups: frozenset[str] = field(default_factory=frozenset)
     # Globus: which identity of the user's set authenticated this session (for audit).
     identity_source: str = ""
+    # A personal API key acting as its owner: the key's id and its optional narrower scope
+    # (empty = everything the owner may use).
+    key_id: int | None = None
+    key_models: frozenset[str] = field(default_factory=frozenset)
+    key_clusters: frozenset[str] = field(default_factory=frozenset)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "id": self.id,
             "username": self.username,
             "name": self.name,
@@ -29,6 +34,13 @@ class Principal:
             "groups": sorted(self.groups),
             "identity_source": self.identity_source,
         }
+        if self.key_id is not None:
+            body["personal_key"] = {
+                "id": self.key_id,
+                "models": sorted(self.key_models),
+                "clusters": sorted(self.key_clusters),
+            }
+        return body
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Principal:
@@ -41,4 +53,17 @@ class Principal:
             idp_domain=str(data.get("idp_domain", "")),
             groups=frozenset(data.get("groups", ())),
             identity_source=str(data.get("identity_source", "")),
+            key_id=int(key["id"]) if (key := data.get("personal_key")) else None,
+            key_models=frozenset(key["models"]) if key else frozenset(),
+            key_clusters=frozenset(key["clusters"]) if key else frozenset(),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    """What a personal key's row says of its owner, read with the key (auth/key_owners.py
+    re-checks it; defined here so that key validation does not import the Globus SDK)."""
+
+    key_id: int
+    sealed_token: str
+    principal: Principal  # groups as last stored; replaced by the re-check

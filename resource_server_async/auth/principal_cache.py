@@ -154,6 +154,9 @@ class PrincipalCache:
         except Exception as exc:  # redis errors vary by cause; the answer must not depend on them
             self._warn("write", exc)
 
+    def forget_local(self, digest: str) -> None:
+        self._memory.pop(digest, None)
+
     def clear_local(self) -> None:
         self._memory.clear()
 

@@ -307,6 +307,7 @@ def test_list_shows_status_and_never_the_key() -> None:
         "NAME",
         "PREFIX",
         "STATUS",
+        "OWNER",
         "FORMAT",
         "GROUPS",
         "DOMAIN",

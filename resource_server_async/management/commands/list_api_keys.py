@@ -1,4 +1,5 @@
-"""`manage.py list_api_keys [--active] [--json]`: the gateway's API keys (never the keys).
+"""`manage.py list_api_keys [--active] [--owner USERNAME] [--json]`: the gateway's API keys
+(never the keys); OWNER is the researcher of a personal key, "-" for an operator's key.
 
 FORMAT tells keys with a checksum from legacy keys issued before it (API_KEY_ACCEPT_LEGACY).
 """
@@ -22,13 +23,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--active", action="store_true", help="only keys that still work")
+        parser.add_argument("--owner", help="only the personal keys of this username")
         parser.add_argument("--json", action="store_true", help="one JSON array, for scripts")
 
     def handle(self, *args: Any, **options: Any) -> None:
         from resource_server_async.models import ApiKey
 
         rows: list[dict[str, Any]] = []
-        for key in ApiKey.objects.order_by("pk"):
+        keys = ApiKey.objects.order_by("pk")
+        if options["owner"]:
+            keys = keys.filter(owner_username=options["owner"])
+        for key in keys:
             status = key_status(key)
             if options["active"] and status != "active":
                 continue
@@ -38,6 +43,10 @@ class Command(BaseCommand):
                     "name": key.name,
                     "prefix": key.prefix,
                     "status": status,
+                    "owner": key.owner_username or None,
+                    "owner_id": key.owner_id or None,
+                    "models": list(key.scope_models),
+                    "clusters": list(key.scope_clusters),
                     "format": "checksummed" if key.checksummed else "legacy",
                     "groups": list(key.groups),
                     "domain": key.domain,
@@ -57,6 +66,7 @@ class Command(BaseCommand):
             "NAME",
             "PREFIX",
             "STATUS",
+            "OWNER",
             "FORMAT",
             "GROUPS",
             "DOMAIN",
@@ -69,6 +79,7 @@ class Command(BaseCommand):
                 r["name"],
                 r["prefix"],
                 r["status"],
+                r["owner"] or "-",
                 r["format"],
                 ",".join(r["groups"]) or "-",
                 r["domain"] or "-",

@@ -1,4 +1,5 @@
-"""`manage.py revoke_api_key ID|PREFIX|KEY ... [--name NAME]`: revoke gateway API keys."""
+"""`manage.py revoke_api_key ID|PREFIX|KEY ... [--name NAME] [--owner USERNAME]`: revoke gateway
+API keys (--owner: every personal key of a researcher, e.g. one who left)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,19 @@ def key_filter(reference: str) -> Q:
     )
 
 
+def _revoke_grant(sealed: str) -> None:
+    """A personal key's Groups grant, revoked at Globus (best effort: the row forgot it)."""
+    from resource_server_async.auth import globus_api, key_owners
+
+    token = key_owners.unseal(sealed)
+    if not token:
+        return
+    try:
+        globus_api.revoke(key_owners.globus_settings(), token)
+    except Exception as exc:  # Globus may be unreachable; the key is revoked regardless
+        print(f"note: the key's Globus grant could not be revoked at Globus ({exc})")
+
+
 class Command(BaseCommand):
     help = (
         "Revoke gateway API keys. A revoked key stops working within API_KEY_CACHE_SECONDS "
@@ -36,17 +50,20 @@ class Command(BaseCommand):
             "keys", nargs="*", help="key id, prefix (as list_api_keys shows it) or the key itself"
         )
         parser.add_argument("--name", help="revoke every key with this name")
+        parser.add_argument("--owner", help="revoke every personal key of this username")
 
     def handle(self, *args: Any, **options: Any) -> None:
         from resource_server_async.models import ApiKey
 
-        if not options["keys"] and not options["name"]:
-            raise CommandError("name at least one key (id, prefix or key) or use --name")
+        if not options["keys"] and not options["name"] and not options["owner"]:
+            raise CommandError("name at least one key (id, prefix or key) or use --name/--owner")
         query = Q(pk__in=[])
         for reference in options["keys"]:
             query |= key_filter(reference)
         if options["name"]:
             query |= Q(name=options["name"])
+        if options["owner"]:
+            query |= Q(owner_username=options["owner"])
         matched = list(ApiKey.objects.filter(query).order_by("pk"))
         if not matched:
             raise CommandError("no API key matches; see list_api_keys")
@@ -59,5 +76,7 @@ class Command(BaseCommand):
                 )
                 continue
             key.revoked_at = now
-            key.save(update_fields=["revoked_at"])
+            sealed, key.owner_groups_token = key.owner_groups_token, ""
+            key.save(update_fields=["revoked_at", "owner_groups_token"])
+            _revoke_grant(sealed)
             self.stdout.write(f"Revoked key {key.pk} ({key.name!r}, {key.prefix}).")
