@@ -7,6 +7,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from resource_server_async.api.openapi_batches import (
+    ANSWER_HEADERS,
+    ANTHROPIC_ANSWER_HEADERS,
+    INFERENCE_HEADERS,
+    batch_paths,
+)
 from resource_server_async.api.openapi_keys import keys_paths
 from resource_server_async.api.openapi_usage import usage_path
 from resource_server_async.catalog.capabilities import Capabilities
@@ -243,12 +249,19 @@ def _inference(request: DocumentedRequest, federated: bool) -> dict[str, Any]:
                 "application/json": {"schema": {"$ref": f"#/components/schemas/{schema.title}"}}
             },
         },
-        "responses": {"200": {"description": "The model server's answer.", "content": answer}}
+        "responses": {
+            "200": {
+                "description": "The model server's answer.",
+                "content": answer,
+                "headers": ANTHROPIC_ANSWER_HEADERS
+                if dialect is Dialect.ANTHROPIC
+                else ANSWER_HEADERS,
+            }
+        }
         | _errors(dialect),
         "security": _SECURITY[dialect],
+        "parameters": INFERENCE_HEADERS if federated else _CLUSTER_PARAMS + INFERENCE_HEADERS,
     }
-    if not federated:
-        operation["parameters"] = _CLUSTER_PARAMS
     return {"post": operation}
 
 
@@ -305,6 +318,8 @@ def openapi_document() -> dict[str, Any]:
     )
     paths["/resource_server/v1/usage"] = usage_path(_errors())
     paths.update(keys_paths(_errors()))
+    for path, operations in batch_paths(_errors()).items():
+        paths.setdefault(path, {}).update(operations)
     components: dict[str, Any] = {
         request.schema.title: request.schema.json_schema(request.forwarded_note)
         for request in requests.values()

@@ -99,11 +99,15 @@ def test_messages_routes_are_documented(gateway: GatewayServer) -> None:
             assert post["responses"][status]["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/AnthropicError"
             }
+    headers = ["x-project", "x-priority", "x-session-id"]
     assert [p["name"] for p in document["paths"][CLUSTER_PATH]["post"]["parameters"]] == [
         "cluster",
         "framework",
+        *headers,
     ]
-    assert "parameters" not in document["paths"][FEDERATED_PATH]["post"]
+    federated = document["paths"][FEDERATED_PATH]["post"]
+    assert [p["name"] for p in federated["parameters"]] == headers
+    assert "anthropic-ratelimit-tokens-remaining" in federated["responses"]["200"]["headers"]
     assert document["components"]["securitySchemes"]["apiKey"] == {
         "type": "apiKey",
         "in": "header",

@@ -51,3 +51,22 @@ def test_docs_page_renders_the_routes_without_external_assets(gateway: GatewaySe
     assert "<code>temperature</code>" in page
     assert "<script" not in page
     assert not re.search(r"""(src|href)=["']?https?://""", page)
+
+
+def test_batch_routes_and_inference_headers_are_documented(gateway: GatewayServer) -> None:
+    from resource_server_async.api.views import batches, cluster_batches
+
+    document = httpx2.get(f"{gateway.url}/resource_server/openapi.json").json()
+    paths = document["paths"]
+    for route in [*batches.routes, *cluster_batches.routes]:
+        for method in route.methods or ():
+            if method != "HEAD":
+                assert method.lower() in paths[route.path], (method, route.path)
+    federated = paths["/resource_server/v1/chat/completions"]["post"]
+    assert {"x-project", "x-priority", "x-session-id"} <= {
+        p["name"] for p in federated["parameters"]
+    }
+    answer_headers = federated["responses"]["200"]["headers"]
+    assert {"x-request-id", "x-served-by", "x-ratelimit-remaining-tokens"} <= set(answer_headers)
+    scoped = paths["/resource_server/{cluster}/{framework}/v1/chat/completions"]["post"]
+    assert {"cluster", "framework", "x-project"} <= {p["name"] for p in scoped["parameters"]}
