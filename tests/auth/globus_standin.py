@@ -2,7 +2,10 @@
 
 It serves the three calls the gateway makes (token introspection, the dependent token grant,
 my_groups) from tokens the test registers, checks the gateway's client credentials like Globus
-does, and can be switched into an outage.
+does, and can be switched into an outage. For the dashboard's sign-in it also plays the
+authorization-code flow: /v2/oauth2/authorize signs in the identity of `sign_in_as` at once (as
+Globus does for a user with a session who consented before) and the token endpoint exchanges
+the code for an Auth and a Groups token.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from tests.auth import globus_data as gd
 from tests.servers import free_port
@@ -38,6 +42,9 @@ class GlobusStandIn:
     calls: Counter[str] = field(default_factory=Counter)
     _tokens: dict[str, _Grant] = field(default_factory=dict)
     _groups_tokens: dict[str, str] = field(default_factory=dict)
+    # Who the authorize endpoint signs in, and the codes it handed out (code -> redirect_uri, grant).
+    _signing_in: _Grant | None = None
+    _codes: dict[str, tuple[str, _Grant]] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
@@ -54,6 +61,10 @@ class GlobusStandIn:
         identity: gd.Identity | None = None,
     ) -> None:
         self._tokens[token] = _Grant(introspection, identity or gd.argonne_user(), groups or [])
+
+    def sign_in_as(self, identity: gd.Identity, groups: list[str]) -> None:
+        """The user the next authorization-code sign-ins are made by."""
+        self._signing_in = _Grant(gd.introspection(identity), identity, groups)
 
     # --- the three Globus calls ---------------------------------------------------------------
 
@@ -78,6 +89,8 @@ class GlobusStandIn:
         if not self._client_ok(request):
             return web.json_response({"error": "invalid_client"}, status=401)
         form = await request.post()
+        if form.get("grant_type") == "authorization_code":
+            return self._code_grant(str(form.get("code", "")), str(form.get("redirect_uri", "")))
         token = str(form.get("token", ""))
         grant_type = form.get("grant_type")
         if grant_type != "urn:globus:auth:grant_type:dependent_token" or token not in self._tokens:
@@ -97,6 +110,43 @@ class GlobusStandIn:
         grant = self._tokens[token]
         return web.json_response(gd.my_groups(grant.identity, grant.groups))
 
+    # --- the authorization-code flow (the dashboard's Globus sign-in) -------------------------
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        self.calls["authorize"] += 1
+        query = request.query
+        if query.get("client_id") != self.client_id or query.get("response_type") != "code":
+            return web.Response(status=400, text="unknown client or response_type")
+        if self._signing_in is None:
+            return web.Response(status=400, text="nobody signs in (call sign_in_as first)")
+        code = "code-" + uuid.uuid4().hex
+        redirect_uri = query.get("redirect_uri", "")
+        self._codes[code] = (redirect_uri, self._signing_in)
+        back = URL(redirect_uri).update_query(code=code, state=query.get("state", ""))
+        raise web.HTTPFound(str(back))
+
+    def _code_grant(self, code: str, redirect_uri: str) -> web.Response:
+        self.calls["code_grant"] += 1
+        issued = self._codes.pop(code, None)  # a code is good once
+        if issued is None or issued[0] != redirect_uri:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        grant = issued[1]
+        auth_token = "auth-" + uuid.uuid4().hex
+        groups_token = "groups-" + uuid.uuid4().hex
+        self._tokens[auth_token] = grant
+        self._groups_tokens[groups_token] = auth_token
+        return web.json_response(
+            {
+                "access_token": auth_token,
+                "scope": "openid profile email",
+                "resource_server": "auth.globus.org",
+                "expires_in": 172800,
+                "token_type": "Bearer",
+                "state": "_default",
+                "other_tokens": gd.dependent_tokens(groups_token),
+            }
+        )
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> GlobusStandIn:
@@ -110,6 +160,7 @@ class GlobusStandIn:
             app.router.add_post("/v2/oauth2/token/introspect", self._introspect)
             app.router.add_post("/v2/oauth2/token", self._token)
             app.router.add_get("/v2/groups/my_groups", self._my_groups)
+            app.router.add_get("/v2/oauth2/authorize", self._authorize)
             self._runner = web.AppRunner(app, access_log=None)
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", self.port)

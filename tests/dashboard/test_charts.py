@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import Client
@@ -22,8 +24,11 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _no_cache() -> None:
+def _clock_and_cache() -> Iterator[None]:
+    """Half past an hour, so that the records of "minutes ago" share the last hour's bucket."""
     cache.clear()
+    with time_machine.travel(datetime(2026, 6, 15, 12, 30, tzinfo=UTC), tick=False):
+        yield
 
 
 @pytest.fixture
