@@ -42,7 +42,7 @@ class GlobusStandIn:
     calls: Counter[str] = field(default_factory=Counter)
     _tokens: dict[str, _Grant] = field(default_factory=dict)
     _groups_tokens: dict[str, str] = field(default_factory=dict)
-    # Who the authorize endpoint signs in, and the codes it handed out (code -> redirect_uri, grant).
+    # Who the authorize endpoint signs in; the codes it handed out (code -> redirect_uri, grant).
     _signing_in: _Grant | None = None
     _codes: dict[str, tuple[str, _Grant]] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
