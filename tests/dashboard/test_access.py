@@ -3,8 +3,11 @@ staff sign in through the one sign-in page; the answers carry the CSP and CSRF p
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
@@ -114,6 +117,20 @@ def test_next_must_stay_on_the_dashboard() -> None:
     assert answer["Location"] == "/dashboard/"
 
 
-def test_globus_button_only_where_configured(settings: object) -> None:
+def test_globus_button_only_where_configured() -> None:
     assert b"globus-login" not in Client().get("/dashboard/login/").content
     assert Client().get("/dashboard/login/globus/").status_code == 404
+
+
+def test_sign_in_is_throttled_per_address(settings: Any) -> None:
+    """The dashboard's form goes through the same throttled backend as the admin's."""
+    cache.clear()
+    settings.ADMIN_LOGIN_MAX_FAILURES = 3
+    get_user_model().objects.create_user("ops6", password="ops-password-6", is_staff=True)
+    client = Client(REMOTE_ADDR="198.51.100.7")
+    for _ in range(3):
+        client.post("/dashboard/login/", {"username": "ops6", "password": "wrong"})
+    right = {"username": "ops6", "password": "ops-password-6"}
+    assert client.post("/dashboard/login/", right).status_code == 400  # locked out
+    assert Client(REMOTE_ADDR="198.51.100.8").post("/dashboard/login/", right).status_code == 302
+    cache.clear()

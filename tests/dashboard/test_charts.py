@@ -7,6 +7,7 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import time_machine
@@ -124,3 +125,17 @@ def test_charts_are_cached_a_few_seconds(records: list[RequestRecord]) -> None:
     assert queries.traffic(RANGES["day"]).totals() == first  # the cached aggregate
     cache.clear()
     assert queries.traffic(RANGES["day"]).totals()[0] == first[0] + 1
+
+
+def test_tables_are_bounded_by_their_settings(settings: Any) -> None:
+    """DASHBOARD_TOP_ROWS and DASHBOARD_RECENT_ROWS bound what a page lists, however many
+    users and failures there are."""
+    settings.DASHBOARD_TOP_ROWS = 3
+    settings.DASHBOARD_RECENT_ROWS = 4
+    RequestRecord.objects.bulk_create(
+        [record(username=f"user{i}", status=500, error_code=f"code{i}") for i in range(8)]
+    )
+    day = RANGES["day"]
+    assert len(queries.by_field(day, "username").labels) == 3
+    assert len(queries.error_groups(day).labels) == 3
+    assert len(queries.recent(day, failed=True)) == 4
