@@ -139,3 +139,22 @@ def test_tables_are_bounded_by_their_settings(settings: Any) -> None:
     assert len(queries.by_field(day, "username").labels) == 3
     assert len(queries.error_groups(day).labels) == 3
     assert len(queries.recent(day, failed=True)) == 4
+
+
+def test_allocations_spent_and_remaining() -> None:
+    from resource_server_async.dashboard.allocations import allocation_rows
+    from resource_server_async.models import Allocation, Project
+
+    project = Project.objects.create(name="climate")
+    Allocation.objects.create(name="climate-month", project=project, period="month", tokens=100)
+    RequestRecord.objects.bulk_create(
+        [
+            record(project="climate", prompt=20, completion=10),  # 30 tokens
+            record(project="climate", prompt=5, completion=5),  # 10 tokens
+            record(project="other", prompt=50, completion=50),  # another project's
+            record(project="climate", ago=timedelta(days=40)),  # an earlier month's
+        ]
+    )
+    (row,) = allocation_rows()
+    assert row["project"] == "climate" and row["period"] == "2026-06-01 to 2026-07-01"
+    assert (row["tokens"], row["tokens_spent"], row["tokens_left"]) == (100, 40, 60)
