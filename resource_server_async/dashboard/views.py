@@ -76,7 +76,7 @@ def users(request: HttpRequest) -> HttpResponse:
     username = request.GET.get("user", "")[:250]
     extra = {
         "allocations": allocation_rows(),
-        "user": username,
+        "selected_user": username,
         "recent": queries.recent(span, username=username) if username else [],
     }
     return _page(request, "users", extra)
