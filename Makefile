@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean model-venv agents
+.PHONY: install demo test lint format bench clean model-venv agents dashboard-assets system-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,15 @@ model-venv: $(MODEL_STAMP)
 agents: $(STAMP)
 	$(PY) -m tests.agents.install
 
-test: $(STAMP) agents
+# --- Operator dashboard: Chart.js from npm (resource_server_async/dashboard/assets) -----------
+dashboard-assets: $(STAMP)
+	$(PY) -m resource_server_async.dashboard.assets
+
+# --- Debian packages the tests need (chromium for the dashboard's browser tests) ------------
+system-packages:
+	bash scripts/system_packages.sh
+
+test: $(STAMP) agents dashboard-assets system-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -48,7 +56,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-demo: $(STAMP) $(MODEL_STAMP)
+demo: $(STAMP) $(MODEL_STAMP) dashboard-assets
 	$(PY) -m scripts.demo
 
 bench: $(STAMP)

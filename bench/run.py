@@ -43,7 +43,9 @@ GATEWAY_CORE, DRIVER_CORE = 0, 1
 WHOAMI_PATH = "/resource_server/whoami"
 # The connection count of the flood measured in the hardening issue (item 3).
 AUTH_CONNECTIONS = 128
-SCENARIOS = ("proxy", "auth", "accounting", "fair_share", "routing", "admission", "batches")
+SCENARIOS = (
+    "proxy", "auth", "accounting", "fair_share", "routing", "admission", "batches", "dashboard",
+)  # fmt: skip
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
 # metrics on vs off) and `routing` one with two backends (bench/routing.py): asked for by name.
 DEFAULT_SCENARIOS = ("proxy", "auth")
@@ -602,6 +604,11 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
 
         routing.append_section(report, args.output)
         return
+    if args.scenarios == ["dashboard"]:
+        from bench.dashboard import append_dashboard_section
+
+        append_dashboard_section(report, args)
+        return
     if args.scenarios == ["admission"]:
         from bench.admission import append_admission_section
 
@@ -737,7 +744,8 @@ def main() -> None:
         "vs off; a dated section when run alone), routing (load-aware vs round-robin over a "
         "fast and a 5x slower server; the same), admission (limits + an allocation on vs off, "
         "PostgreSQL + Redis; the same), batches (lines/s with one worker, peak memory for a "
-        "1,000,000-line input; PostgreSQL + Redis)",
+        "1,000,000-line input; PostgreSQL + Redis), dashboard (each page's answer with "
+        "1,000,000 records in PostgreSQL, chart cache off and on; a dated section when run alone)",
     )
     parser.add_argument(
         "--records",
@@ -801,6 +809,11 @@ def main() -> None:
 
                 (workdir / "batches").mkdir()
                 bench_batches(workdir / "batches", backend_port, report)
+            if "dashboard" in args.scenarios:
+                from bench.dashboard import bench_dashboard
+
+                (workdir / "dashboard").mkdir()
+                bench_dashboard(workdir / "dashboard", backend_port, report)
             if "litellm" in args.compare:
                 (workdir / "litellm").mkdir()
                 bench_litellm(args, workdir / "litellm", backend_port, report)

@@ -1,5 +1,5 @@
-"""The one ASGI entry point: the API under /resource_server and /metrics, Django (the admin)
-for the rest.
+"""The one ASGI entry point: the API under /resource_server and /metrics, Django (the admin,
+the dashboard) for the rest.
 
 Run with: uvicorn inference_gateway.asgi:application
 """
@@ -34,8 +34,22 @@ api_application = build_app()
 # The admin's CSS and scripts, served from the installed Django package (no collectstatic
 # needed). Mounted in an application of its own, whose error handling answers a missing file
 # with 404 (StaticFiles raises it as an exception, a 500 when called bare).
+# The dashboard's own files come from its package, Chart.js from its npm install.
+from resource_server_async.dashboard.assets import VENDOR_DIR  # noqa: E402
+
 static_application = Starlette(
-    routes=[Mount("/static", app=StaticFiles(packages=[("django.contrib.admin", "static")]))]
+    routes=[
+        Mount("/static/dashboard/vendor", app=StaticFiles(directory=VENDOR_DIR, check_dir=False)),
+        Mount(
+            "/static",
+            app=StaticFiles(
+                packages=[
+                    ("django.contrib.admin", "static"),
+                    ("resource_server_async.dashboard", "static"),
+                ]
+            ),
+        ),
+    ]
 )
 
 _API_PREFIXES = ("/resource_server/",)

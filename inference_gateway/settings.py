@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The dashboard's Content-Security-Policy (own scripts only) and no-store.
+    "resource_server_async.dashboard.security.DashboardHeaders",
 ]
 
 ROOT_URLCONF = "inference_gateway.urls"
@@ -75,7 +77,8 @@ ADMIN_LOGIN_LOCKOUT_SECONDS = env.get_int("ADMIN_LOGIN_LOCKOUT_SECONDS", 900)
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The dashboard is a package of the app, not an app: its templates are named here.
+        "DIRS": [BASE_DIR / "resource_server_async/dashboard/templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -121,6 +124,13 @@ else:
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+# Chart.js for the dashboard (installed from npm by `make dashboard-assets`), for collectstatic;
+# the gateway itself serves it from there too (inference_gateway/asgi.py).
+_DASHBOARD = BASE_DIR / "resource_server_async/dashboard"
+STATICFILES_DIRS = [
+    _DASHBOARD / "static",
+    ("dashboard/vendor", _DASHBOARD / "assets/node_modules/chart.js/dist"),
+]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -452,3 +462,19 @@ BATCH_CLUSTER_ROOTS = env.get_json_object(
 )
 # How long the worker waits for a cluster batch's function before the batch fails (s).
 BATCH_TASK_TIMEOUT_SECONDS = env.get_float("BATCH_TASK_TIMEOUT_SECONDS", 7 * 24 * 3600.0)
+
+# --- Operator dashboard (docs/dashboard.md) -------------------------------------------------------
+
+# Globus groups whose active members may sign in to /dashboard/ with Globus (with
+# GLOBUS_APPLICATION_ID/SECRET); empty = staff accounts only.
+DASHBOARD_OPERATOR_GROUPS = env.get_list("DASHBOARD_OPERATOR_GROUPS")
+# How long a chart's aggregate is reused (s): each chart is one query, at most once per this.
+DASHBOARD_CACHE_SECONDS = env.get_int("DASHBOARD_CACHE_SECONDS", 5)
+# Rows of the "busiest" charts (users, projects, models, clusters, error groups).
+DASHBOARD_TOP_ROWS = env.get_int("DASHBOARD_TOP_ROWS", 10)
+# Rows of the recent-request and recent-batch tables.
+DASHBOARD_RECENT_ROWS = env.get_int("DASHBOARD_RECENT_ROWS", 50)
+# How often the clusters page re-reads the live state (s).
+DASHBOARD_REFRESH_SECONDS = env.get_int("DASHBOARD_REFRESH_SECONDS", 5)
+# How long a Globus sign-in lasts (s) before the group membership is checked again.
+DASHBOARD_GLOBUS_SESSION_SECONDS = env.get_int("DASHBOARD_GLOBUS_SESSION_SECONDS", 8 * 3600)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -30,6 +31,8 @@ ROOT = model_server.ROOT
 DEMO_FIXTURES = ROOT / "fixtures" / "demo"
 DIRECT_API_ENDPOINT = "resource_server_async.endpoints.direct_api.DirectAPIEndpoint"
 PROMPT = "In one sentence, what is a supercomputer?"
+# The staff account `make demo` signs in to the operator dashboard with (docs/dashboard.md).
+DASHBOARD_USER = "demo-operator"
 
 
 class Stop(Exception):
@@ -237,6 +240,19 @@ class Demo:
         os.chmod(self.key_file, 0o600)  # an older file keeps its mode through O_TRUNC
         return key
 
+    def dashboard_password(self) -> str:
+        """A new random password for the demo's staff account (created on first run): the
+        operator dashboard's sign-in. The demo runs in development mode only."""
+        password = secrets.token_urlsafe(16)
+        self.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; "
+            f"u, _ = User.objects.get_or_create(username={DASHBOARD_USER!r}); "
+            f"u.is_staff = True; u.set_password({password!r}); u.save()",
+        )
+        return password
+
     def first_answer(self, key: str) -> str:
         status, body = http(
             f"{self.base_url}/chat/completions",
@@ -256,7 +272,7 @@ class Demo:
     def base_url(self) -> str:
         return f"{self.url}/resource_server/{self.target.cluster}/{self.target.framework}/v1"
 
-    def instructions(self, key: str, model_started: bool) -> str:
+    def instructions(self, key: str, model_started: bool, password: str = "") -> str:
         model = self.target.model
         model_log = self.logs / "model-server.log"
         owner = f"log {model_log}" if model_started else "already running, left running"
@@ -265,6 +281,8 @@ Inference gateway demo
   model server  {self.target.api_url}  ({model} on llama-cpp-python; {owner})
   gateway       {self.url}  (log {self.logs / "gateway.log"})
   API key       {key}  (stored in {self.key_file})
+  dashboard     {self.url}/dashboard/  (sign in as {DASHBOARD_USER}, password {password};
+                a new password each run)
 
 curl:
   curl {self.base_url}/chat/completions \\
@@ -313,9 +331,10 @@ Press Ctrl-C to stop the demo (and what it started).
             self.start_gateway()
             self.start_batch_worker()
             key = self.api_key()
+            password = self.dashboard_password()
             self.say(f"\nAsked {self.target.model}: {PROMPT}")
             self.say(f"It answered: {self.first_answer(key)}")
-            self.say(self.instructions(key, model_started))
+            self.say(self.instructions(key, model_started, password))
             while True:
                 for child in self.children:
                     if child.process.poll() is not None:

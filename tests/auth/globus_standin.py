@@ -6,6 +6,10 @@ does, and can be switched into an outage. For `igw` it also serves a native app'
 authorize page (it signs in the identity the test chose with `expect_login`, and shows the code
 as Globus's auth-code page does), the code exchange with PKCE, refresh tokens (the CLI's, and the
 gateway's offline Groups grant) and revocation.
+For the dashboard's sign-in it also plays the web authorization-code flow: the authorize
+endpoint, asked without PKCE, signs in the identity of `sign_in_as` at once (as Globus does for a
+user with a session who consented before) and the token endpoint exchanges that code, with the
+gateway's client credentials, for an Auth and a Groups token.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from tests.auth import globus_data as gd
 from tests.servers import free_port
@@ -75,6 +80,9 @@ class GlobusStandIn:
     _cli_refresh: dict[str, _Login] = field(default_factory=dict)
     _groups_refresh: dict[str, str] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
+    # Who the authorize endpoint signs in; the codes it handed out (code -> redirect_uri, grant).
+    _signing_in: _Grant | None = None
+    _web_codes: dict[str, tuple[str, _Grant]] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
@@ -105,6 +113,10 @@ class GlobusStandIn:
             if login.identity.id == identity_id:
                 login.groups[:] = groups
 
+    def sign_in_as(self, identity: gd.Identity, groups: list[str]) -> None:
+        """The user the next authorization-code sign-ins are made by."""
+        self._signing_in = _Grant(gd.introspection(identity), identity, groups)
+
     # --- the three Globus calls ---------------------------------------------------------------
 
     def _client_ok(self, request: web.Request) -> bool:
@@ -127,13 +139,15 @@ class GlobusStandIn:
         form = await request.post()
         grant_type = form.get("grant_type")
         # A native app (igw) sends its client id in the form, with no client secret.
-        if grant_type == "authorization_code":
+        if grant_type == "authorization_code" and "Authorization" not in request.headers:
             return self._exchange_code(form)
         if grant_type == "refresh_token" and "Authorization" not in request.headers:
             return self._refresh_cli(form)
         self.calls["dependent_token"] += 1
         if not self._client_ok(request):
             return web.json_response({"error": "invalid_client"}, status=401)
+        if grant_type == "authorization_code":  # the dashboard (a confidential client)
+            return self._code_grant(str(form.get("code", "")), str(form.get("redirect_uri", "")))
         if grant_type == "refresh_token":
             return self._refresh_groups(form)
         token = str(form.get("token", ""))
@@ -150,7 +164,7 @@ class GlobusStandIn:
 
     # --- native-app login, refresh and revocation (igw) ---------------------------------------
 
-    async def _authorize(self, request: web.Request) -> web.Response:
+    async def _authorize_native(self, request: web.Request) -> web.Response:
         """The browser's page: signs in the expected identity, shows the code to paste."""
         self.calls["authorize"] += 1
         query = request.query
@@ -235,6 +249,49 @@ class GlobusStandIn:
             return web.json_response({"code": "AUTHENTICATION_ERROR"}, status=401)
         grant = self._tokens[token]
         return web.json_response(gd.my_groups(grant.identity, grant.groups))
+
+    # --- the authorization-code flow (the dashboard's Globus sign-in) -------------------------
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        """A native app (igw) asks with a PKCE challenge; the dashboard, a web app, without."""
+        if "code_challenge" in request.query:
+            return await self._authorize_native(request)
+        return await self._authorize_web(request)
+
+    async def _authorize_web(self, request: web.Request) -> web.Response:
+        self.calls["authorize"] += 1
+        query = request.query
+        if query.get("client_id") != self.client_id or query.get("response_type") != "code":
+            return web.Response(status=400, text="unknown client or response_type")
+        if self._signing_in is None:
+            return web.Response(status=400, text="nobody signs in (call sign_in_as first)")
+        code = "code-" + uuid.uuid4().hex
+        redirect_uri = query.get("redirect_uri", "")
+        self._web_codes[code] = (redirect_uri, self._signing_in)
+        back = URL(redirect_uri).update_query(code=code, state=query.get("state", ""))
+        raise web.HTTPFound(str(back))
+
+    def _code_grant(self, code: str, redirect_uri: str) -> web.Response:
+        self.calls["code_grant"] += 1
+        issued = self._web_codes.pop(code, None)  # a code is good once
+        if issued is None or issued[0] != redirect_uri:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        grant = issued[1]
+        auth_token = "auth-" + uuid.uuid4().hex
+        groups_token = "groups-" + uuid.uuid4().hex
+        self._tokens[auth_token] = grant
+        self._groups_tokens[groups_token] = auth_token
+        return web.json_response(
+            {
+                "access_token": auth_token,
+                "scope": "openid profile email",
+                "resource_server": "auth.globus.org",
+                "expires_in": 172800,
+                "token_type": "Bearer",
+                "state": "_default",
+                "other_tokens": gd.dependent_tokens(groups_token),
+            }
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""The operator dashboard under /dashboard/ (docs/dashboard.md): server-rendered Django pages."""
