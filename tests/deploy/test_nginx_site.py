@@ -139,3 +139,11 @@ def test_plain_http_redirects_to_https(proxied: tuple[str, Path, GatewayServer])
     answer = httpx2.get(f"{http_url}:{port}/resource_server/health", timeout=5)
     assert answer.status_code == 301
     assert answer.headers["location"].startswith("https://")
+
+
+def test_site_body_limit_matches_the_gateway_setting() -> None:
+    from django.conf import settings
+
+    limit = re.search(r"client_max_body_size (\d+)m;", SITE.read_text())
+    assert limit is not None
+    assert int(limit.group(1)) * 1024 * 1024 == settings.MAX_REQUEST_BODY_BYTES
