@@ -40,7 +40,7 @@ agents: $(STAMP)
 dashboard-assets: $(STAMP)
 	$(PY) -m resource_server_async.dashboard.assets
 
-# --- Debian packages the tests need (chromium for the dashboard's browser tests) ------------
+# --- Debian packages the tests need (chromium: dashboard; nginx-light: deploy), when missing ----
 system-packages:
 	bash scripts/system_packages.sh
 
