@@ -116,11 +116,30 @@ USE_TZ = True
 # --- Logging ----------------------------------------------------------------------------------
 
 LOG_LEVEL = _cfg.LOG_LEVEL
+# JSON lines on stdout for log collectors; plain lines for a developer's terminal.
+LOG_FORMAT = _cfg.LOG_FORMAT or ("text" if DEV_MODE else "json")
+# One line per API request, from the accounting capture (accounting/request_log.py).
+REQUEST_LOG = _cfg.REQUEST_LOG
+REQUEST_LOG_QUEUE = _cfg.REQUEST_LOG_QUEUE
+REQUEST_LOG_INTERVAL = _cfg.REQUEST_LOG_INTERVAL
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
