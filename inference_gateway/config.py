@@ -735,14 +735,15 @@ def worker_count(
     return 1, ""
 
 
-def check_workers(settings: GatewaySettings, workers: int, source: str) -> None:
+def check_workers(workers: int, source: str, redis_url: str, streaming: str) -> None:
     """Several workers without Redis would each hold their own streams: a chunk posted to one
-    worker never reaches the client waiting on another. Refused at start."""
-    if workers > 1 and not settings.REDIS_URL and settings.compute_streaming:
+    worker never reaches the client waiting on another. Refused at start; `streaming` says why
+    compute streams may run ("" when they cannot)."""
+    if workers > 1 and not redis_url and streaming:
         raise ConfigurationError(
             f"{workers} workers ({source}) without REDIS_URL while Globus Compute streaming is "
-            f"configured ({settings.compute_streaming}): streamed chunks would reach the wrong "
-            "worker. Set REDIS_URL, or run one worker (GATEWAY_WORKERS=1)."
+            f"configured ({streaming}): streamed chunks would reach the wrong worker. "
+            "Set REDIS_URL, or run one worker (GATEWAY_WORKERS=1)."
         )
 
 
@@ -772,5 +773,5 @@ def load(argv: list[str] | None = None) -> GatewaySettings:
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc)) from None
     workers, source = worker_count(settings, os.environ, sys.argv if argv is None else argv)
-    check_workers(settings, workers, source)
+    check_workers(workers, source, settings.REDIS_URL, settings.compute_streaming)
     return settings

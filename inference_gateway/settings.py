@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,10 @@ _cfg = config.load()
 
 # Development mode allows insecure defaults (secret key, streaming secret). Never in production.
 DEV_MODE = _cfg.GATEWAY_DEV_MODE
+# Worker processes sharing this gateway's state (GATEWAY_WORKERS, else WEB_CONCURRENCY or the
+# server's --workers); with several, Globus Compute streaming needs REDIS_URL (checked at start
+# here for configured executors, and by the runtime once the catalog names an endpoint).
+GATEWAY_WORKERS, GATEWAY_WORKERS_SOURCE = config.worker_count(_cfg, os.environ, sys.argv)
 DEBUG = _cfg.DEBUG
 DATA_DIR = Path(_cfg.GATEWAY_DATA_DIR or BASE_DIR / "var")
 SECRET_KEY = _cfg.SECRET_KEY or "dev-only-insecure-secret-key-do-not-use-in-production"

@@ -241,7 +241,15 @@ class Runtime:
     def start_compute(self) -> None:
         """Build the executor now (importing the Globus Compute SDK) if the catalog uses it."""
         if self._executor is None and _catalog_uses_compute():
+            from inference_gateway.config import check_workers
             from resource_server_async.compute import build_executor
+
+            check_workers(
+                settings.GATEWAY_WORKERS,
+                settings.GATEWAY_WORKERS_SOURCE,
+                settings.REDIS_URL,
+                "a Globus Compute endpoint is in the catalog",
+            )
 
             self._executor = build_executor()
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +111,85 @@ def test_streaming_secret_required_and_strong_outside_dev_mode(tmp_path: Path) -
     assert read(tmp_path, "print(bool(s.INTERNAL_STREAMING_SECRET))", GATEWAY_DEV_MODE="1") == [
         "True"
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "expected"),
+    [
+        ({"GATEWAY_WORKERS": "6"}, ["uvicorn", "--workers", "2"], (6, "GATEWAY_WORKERS")),
+        ({"WEB_CONCURRENCY": "3"}, ["uvicorn"], (3, "WEB_CONCURRENCY")),
+        ({}, ["uvicorn", "app", "--workers", "4"], (4, "the server's --workers option")),
+        ({}, ["uvicorn", "app", "--workers=5"], (5, "the server's --workers option")),
+        ({}, ["gunicorn", "-w", "2", "app"], (2, "the server's -w option")),
+        ({}, ["gunicorn", "-w3", "app"], (3, "the server's -w3 option")),
+        ({}, ["uvicorn", "app"], (1, "")),
+    ],
+)
+def test_the_worker_count_is_read_from_setting_env_or_argv(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], argv: list[str], expected: object
+) -> None:
+    from inference_gateway import config
+
+    monkeypatch.delenv("GATEWAY_WORKERS", raising=False)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GATEWAY_DEV_MODE", "1")
+    assert config.worker_count(config.GatewaySettings(), os.environ, argv) == expected
+
+
+def test_several_workers_without_redis_are_refused_when_compute_streams(tmp_path: Path) -> None:
+    secret = {"INTERNAL_STREAMING_SECRET": secrets.token_urlsafe(40)}
+    result = run_settings(
+        {
+            "SECRET_KEY": STRONG_KEY,
+            "GATEWAY_DATA_DIR": str(tmp_path),
+            **secret,
+            "COMPUTE_EXECUTOR": "local",
+            "WEB_CONCURRENCY": "4",
+        }
+    )
+    assert result.returncode != 0
+    assert (
+        "4 workers (WEB_CONCURRENCY) without REDIS_URL while Globus Compute streaming is "
+        "configured (COMPUTE_EXECUTOR=local)" in result.stderr
+    )
+    # With Redis, with one worker, or without compute streaming, the same start is fine.
+    base = {"SECRET_KEY": STRONG_KEY, "GATEWAY_DATA_DIR": str(tmp_path), "WEB_CONCURRENCY": "4"}
+    assert (
+        run_settings(
+            {**base, **secret, "COMPUTE_EXECUTOR": "local", "REDIS_URL": "redis://127.0.0.1:6379/7"}
+        ).returncode
+        == 0
+    )
+    assert (
+        run_settings(
+            {**base, **secret, "COMPUTE_EXECUTOR": "local", "GATEWAY_WORKERS": "1"}
+        ).returncode
+        == 0
+    )
+    assert run_settings(base).returncode == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_compute_endpoint_in_the_catalog_refuses_several_workers_without_redis(
+    settings: Any,
+) -> None:
+    from inference_gateway.env import ConfigurationError
+    from resource_server_async.runtime import Runtime, installed
+    from tests.auth.test_api_keys import orm
+    from tests.compute.catalog import create_hpc_rows
+
+    settings.COMPUTE_EXECUTOR = "globus"
+    settings.REDIS_URL = ""
+    settings.GATEWAY_WORKERS, settings.GATEWAY_WORKERS_SOURCE = 2, "GATEWAY_WORKERS"
+    endpoint = str(uuid.uuid4())
+    await orm(lambda: create_hpc_rows(9, endpoint, str(uuid.uuid4()), endpoint, ["completions"]))
+    async with installed(Runtime.from_settings()) as started:
+        await started.start_catalog(60)
+        with pytest.raises(ConfigurationError, match=r"2 workers \(GATEWAY_WORKERS\) without"):
+            started.start_compute()
+        assert started._executor is None
+        settings.GATEWAY_WORKERS = 1  # one worker keeps its streams to itself
+        started.start_compute()
+        assert started._executor is not None
