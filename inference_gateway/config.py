@@ -171,6 +171,8 @@ class GatewaySettings(BaseSettings):
         extra="ignore",
         frozen=True,
     )
+
+    # --- Core ---------------------------------------------------------------------------------
     GATEWAY_DEV_MODE: bool = False
     """Development mode: insecure defaults (secret key, streaming secret), plain-text logs,
     DEBUG allowed. Never in production."""
