@@ -255,11 +255,11 @@ class GatewaySettings(BaseSettings):
     """
     UPSTREAM_KEEPALIVE_SECONDS: PositiveFloat = 30.0
     """Seconds an idle pooled connection to a model server stays open."""
-    MODEL_STATUS_CACHE_SECONDS: PositiveFloat = 5.0
+    MODEL_STATUS_CACHE_SECONDS: NonNegativeFloat = 5.0
     """Seconds a cluster's model status page (Metis status_url) is reused before it is fetched
     again.
     """
-    MODEL_STATUS_STALE_SECONDS: PositiveFloat = 60.0
+    MODEL_STATUS_STALE_SECONDS: NonNegativeFloat = 60.0
     """Seconds an expired status page reading may still answer while one fetch replaces it (and
     while the page fails); past that, requests wait for a fresh read.
     """
@@ -271,7 +271,7 @@ class GatewaySettings(BaseSettings):
     share their in-flight counts and open circuits every ROUTING_SHARE_SECONDS under
     ROUTING_REDIS_PREFIX.
     """
-    ROUTING_CIRCUIT_COOLDOWN_SECONDS: PositiveFloat = 15.0
+    ROUTING_CIRCUIT_COOLDOWN_SECONDS: NonNegativeFloat = 15.0
     """Federated routing (inference/routing.py): an endpoint whose calls failed (unreachable, not
     live, timed out, ...) ROUTING_CIRCUIT_FAILURES times in a row is ranked last for
     ROUTING_CIRCUIT_COOLDOWN_SECONDS, then one request probes it. A request moves on to the next
@@ -308,7 +308,7 @@ class GatewaySettings(BaseSettings):
     completions bodies sent to vllm endpoints), so that one user's cached prefixes cannot speed
     up, and so reveal themselves to, another's requests. Costs a re-serialised body per request.
     """
-    LIVE_STATE_SECONDS: PositiveFloat = 5.0
+    LIVE_STATE_SECONDS: NonNegativeFloat = 5.0
     """Live state of endpoints (clusters/live_state.py): re-read in the background at most once per
     LIVE_STATE_SECONDS; a direct server without a status page is probed (GET /v1/models) with
     LIVE_STATE_PROBE_TIMEOUT; the first request for an endpoint never read waits at most
@@ -320,7 +320,7 @@ class GatewaySettings(BaseSettings):
     LIVE_STATE_PROBE_TIMEOUT; the first request for an endpoint never read waits at most
     LIVE_STATE_FIRST_WAIT seconds for its state (then ranks it "unknown").
     """
-    LIVE_STATE_FIRST_WAIT: PositiveFloat = 1.0
+    LIVE_STATE_FIRST_WAIT: NonNegativeFloat = 1.0
     """Live state of endpoints (clusters/live_state.py): re-read in the background at most once per
     LIVE_STATE_SECONDS; a direct server without a status page is probed (GET /v1/models) with
     LIVE_STATE_PROBE_TIMEOUT; the first request for an endpoint never read waits at most
@@ -343,7 +343,7 @@ class GatewaySettings(BaseSettings):
     """Globus Auth policy ids evaluated at introspection (list)."""
     AUTHORIZED_GLOBUS_SERVICE_USERNAMES: JsonStrList = []
     """JSON list of service-account usernames allowed without session checks."""
-    AUTH_CACHE_MAX_SECONDS: PositiveInt = 300
+    AUTH_CACHE_MAX_SECONDS: NonNegativeInt = 300
     """Upper bound (s) on how long a validated Globus token is trusted without asking Globus again.
 """
     GLOBUS_INTROSPECT_TIMEOUT: PositiveFloat = 10.0
@@ -352,7 +352,7 @@ class GatewaySettings(BaseSettings):
     GLOBUS_INTROSPECT_CONCURRENCY: PositiveInt = 8
     """Upper bound (s) on how long a validated Globus token is trusted without asking Globus again.
 """
-    API_KEY_CACHE_SECONDS: PositiveInt = 30
+    API_KEY_CACHE_SECONDS: NonNegativeInt = 30
     """How long (s) a validated gateway API key is trusted before the database is asked again; a
     revoked key stops working within this time.
     """
@@ -360,7 +360,7 @@ class GatewaySettings(BaseSettings):
     """Accept keys issued before keys carried a checksum (they reach the database when unknown);
     turn off once `list_api_keys` shows no active legacy key.
     """
-    API_KEY_NEGATIVE_CACHE_SECONDS: PositiveFloat = 5.0
+    API_KEY_NEGATIVE_CACHE_SECONDS: NonNegativeFloat = 5.0
     """Seconds, and how many, unknown key hashes are remembered, so a repeated guess skips the
     database.
     """
@@ -383,7 +383,7 @@ class GatewaySettings(BaseSettings):
     gateway re-reads a key owner's group memberships from Globus (the owner's rules are re-
     applied then).
     """
-    PERSONAL_KEY_RECHECK_SECONDS: PositiveInt = 300
+    PERSONAL_KEY_RECHECK_SECONDS: NonNegativeInt = 300
     """Personal keys (POST /resource_server/v1/keys, docs/auth.md): the longest expiry (days) a
     researcher may ask for, how many active keys one owner may hold, and how often (s) the
     gateway re-reads a key owner's group memberships from Globus (the owner's rules are re-
@@ -425,7 +425,7 @@ class GatewaySettings(BaseSettings):
     COMPUTE_POLL_INTERVAL: PositiveFloat = 0.5
     """How often (s) the results of pending Globus Compute tasks are asked for (one call for all).
 """
-    COMPUTE_STATUS_CACHE_SECONDS: PositiveFloat = 10.0
+    COMPUTE_STATUS_CACHE_SECONDS: NonNegativeFloat = 10.0
     """How long (s) an endpoint's status from the Compute service is reused before a background
     refresh; after 10x this long without a refresh, a request waits for a fresh answer.
     """
@@ -473,7 +473,7 @@ class GatewaySettings(BaseSettings):
     """With REDIS_URL: streams open at once per worker process, each waiting on a Redis connection
     of its own; a stream request beyond answers 503 stream_hub_busy.
     """
-    JOBS_CACHE_SECONDS: PositiveFloat = 60.0
+    JOBS_CACHE_SECONDS: NonNegativeFloat = 60.0
     """/resource_server/{cluster}/jobs: seconds a cluster's job list is reused, and the timeout of
     the cluster's status function.
     """
@@ -514,7 +514,7 @@ class GatewaySettings(BaseSettings):
     LEGACY_ENDPOINT_SLUG_MAPPING: StrMap = {}
     """JSON {"<old endpoint slug>": "<new endpoint slug>"}: requests for a renamed model (same
     cluster and framework) reach the new endpoint."""
-    READY_CACHE_SECONDS: PositiveFloat = 1.0
+    READY_CACHE_SECONDS: NonNegativeFloat = 1.0
     """GET /resource_server/ready: seconds an answer is reused, and the longest wait for the
     database or Redis before it counts as down.
     """
@@ -599,7 +599,7 @@ class GatewaySettings(BaseSettings):
     """Spool files (records kept on disk while the database is down), per process; past it,
     dropped.
     """
-    RECORD_SHUTDOWN_SECONDS: PositiveFloat = 5.0
+    RECORD_SHUTDOWN_SECONDS: NonNegativeFloat = 5.0
     """At shutdown: seconds to write what is queued before spooling the rest."""
     RECORD_PROMPTS: bool = False
     """Prompts and answers are stored only when on; each cut to this many characters."""

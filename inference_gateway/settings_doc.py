@@ -28,6 +28,8 @@ lists every wrong variable at once. Secrets and URLs are never echoed in that me
 - Lists: separated by whitespace, `;` or `,`, or a JSON list (`["a", "b"]`).
 - Booleans: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
 - An empty value (`NAME=`) means the default.
+- Sizes, counts and timeouts must be greater than 0; a cache's lifetime, and the settings whose
+  meaning says so, may be 0 (no caching, off, unlimited).
 - Outside development mode (`GATEWAY_DEV_MODE=false`): `SECRET_KEY` is required and must be
   strong (32 characters or more, about 80 bits of entropy); `INTERNAL_STREAMING_SECRET` must be
   as strong when set, and is required when Globus Compute streaming is configured; a client id
