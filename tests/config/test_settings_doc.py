@@ -27,4 +27,9 @@ def test_every_setting_is_in_the_page_with_its_bound() -> None:
 def test_env_example_names_every_setting_and_only_those() -> None:
     text = (ROOT / ".env.example").read_text()
     named = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.M))
-    assert named == set(GatewaySettings.model_fields)
+    declared = set(GatewaySettings.model_fields)
+    # A setting still read the old way (env.get_*) until it is declared in config.py.
+    settings_py = (ROOT / "inference_gateway" / "settings.py").read_text()
+    legacy = set(re.findall(r'env\.get_\w+\(\s*"([A-Z][A-Z0-9_]+)"', settings_py))
+    assert declared <= named, declared - named
+    assert named - declared <= legacy, (named - declared) - legacy
