@@ -4,15 +4,35 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean model-venv agents dashboard-assets system-packages
+.PHONY: install demo test lint format bench clean model-venv agents dashboard-assets system-packages lock
 
-$(STAMP): pyproject.toml
+# Installs exactly the locked versions, each checked against its hash (requirements/dev.txt:
+# server, cli and dev; requirements/server.txt: the server alone, for images), then the
+# project itself without resolving anything again.
+LOCK := requirements/dev.txt
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,cli]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve the lock after a change to pyproject.toml's dependencies: uv keeps every pin it
+# can (UPGRADE=--upgrade moves them all to the newest allowed). One resolution for every
+# platform and Python >= 3.11 (--universal); uv runs from a throw-away venv.
+UV_VENV ?= /tmp/igw-uv
+UV_VERSION := 0.13.9
+lock:
+	test -x $(UV_VENV)/bin/uv || ($(PYTHON) -m venv $(UV_VENV) && \
+		$(UV_VENV)/bin/pip install --quiet 'uv==$(UV_VERSION)')
+	$(UV_VENV)/bin/uv pip compile pyproject.toml --extra dev --extra cli --generate-hashes \
+		--universal --python-version 3.11 --custom-compile-command "make lock" $(UPGRADE) \
+		-q -o requirements/dev.txt
+	$(UV_VENV)/bin/uv pip compile pyproject.toml --generate-hashes \
+		--universal --python-version 3.11 --custom-compile-command "make lock" $(UPGRADE) \
+		-q -o requirements/server.txt
 
 # --- Demo model server (Anthropic/demo helper) ---------------------------------------------
 # SmolLM2 served by llama-cpp-python in its own virtualenv: its FastAPI/starlette pins must not

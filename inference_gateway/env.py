@@ -1,4 +1,8 @@
-"""Typed readers for settings that come from the environment (CONTRACT.md §6 list syntax)."""
+"""Typed readers of single environment variables, and the secret-strength rule.
+
+The gateway's settings are declared and checked in inference_gateway/config.py; these readers
+remain for code that reads one variable on its own (and for a setting added the old way, until
+it is declared there). get_int refuses values below `minimum` like config.py's bounds do."""
 
 from __future__ import annotations
 
@@ -34,14 +38,17 @@ def get_bool(name: str, default: bool = False) -> bool:
     raise ConfigurationError(f"{name}={raw!r} is not a boolean (use true/false)")
 
 
-def get_int(name: str, default: int) -> int:
+def get_int(name: str, default: int, minimum: int | None = 1) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw.strip())
+        value = int(raw.strip())
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ConfigurationError(f"{name}={raw!r} must be at least {minimum}")
+    return value
 
 
 def get_float(name: str, default: float) -> float:

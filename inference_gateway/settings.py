@@ -2,46 +2,39 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
-from inference_gateway import env
+from inference_gateway import config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# Every variable is parsed and checked once here (inference_gateway/config.py declares them,
+# docs/settings.md lists them): a wrong value stops manage.py, the ASGI app and the batch worker
+# at start with a message naming it.
+_cfg = config.load()
+
 # Development mode allows insecure defaults (secret key, streaming secret). Never in production.
-DEV_MODE = env.get_bool("GATEWAY_DEV_MODE", False)
-DEBUG = env.get_bool("DEBUG", False)
-if DEBUG and not DEV_MODE:
-    # Debug pages show settings and tracebacks to anyone who reaches the admin.
-    raise env.ConfigurationError(
-        "DEBUG=true is refused outside development mode; unset it in production "
-        "(or set GATEWAY_DEV_MODE=true on a developer's machine)."
-    )
+DEV_MODE = _cfg.GATEWAY_DEV_MODE
+# Worker processes sharing this gateway's state (GATEWAY_WORKERS, else WEB_CONCURRENCY or the
+# server's --workers); with several, Globus Compute streaming needs REDIS_URL (checked at start
+# here for configured executors, and by the runtime once the catalog names an endpoint).
+GATEWAY_WORKERS, GATEWAY_WORKERS_SOURCE = config.worker_count(_cfg, os.environ, sys.argv)
+DEBUG = _cfg.DEBUG
+DATA_DIR = Path(_cfg.GATEWAY_DATA_DIR or BASE_DIR / "var")
+SECRET_KEY = _cfg.SECRET_KEY or "dev-only-insecure-secret-key-do-not-use-in-production"
 
-DATA_DIR = Path(env.get_str("GATEWAY_DATA_DIR") or BASE_DIR / "var")
-
-SECRET_KEY = env.get_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEV_MODE:
-        raise env.ConfigurationError(
-            "SECRET_KEY is not set. Set it to a long random string, "
-            "or set GATEWAY_DEV_MODE=true for a local development run."
-        )
-    SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
-elif not DEV_MODE and (weakness := env.secret_weakness(SECRET_KEY)):
-    # It signs the side channel's task tokens: a guessable key lets anyone forge them.
-    raise env.ConfigurationError(
-        f"SECRET_KEY is too weak: {weakness}. Set it to a long random string: "
-        'python -c "import secrets; print(secrets.token_urlsafe(50))"'
-    )
-
-ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS")
+ALLOWED_HOSTS = _cfg.ALLOWED_HOSTS
+CSRF_TRUSTED_ORIGINS = _cfg.CSRF_TRUSTED_ORIGINS
 # Admin session and CSRF cookies only over HTTPS (behind a TLS proxy, run uvicorn with
 # --proxy-headers so that Django sees the original scheme). Off in development mode.
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.get_bool("SECURE_COOKIES", not DEV_MODE)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = (
+    not DEV_MODE if _cfg.SECURE_COOKIES is None else _cfg.SECURE_COOKIES
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -71,8 +64,8 @@ ROOT_URLCONF = "inference_gateway.urls"
 AUTHENTICATION_BACKENDS = ["resource_server_async.login_throttle.ThrottledModelBackend"]
 # Failed sign-ins allowed from one address, and the window (s) after which the count restarts;
 # past the limit, that address cannot sign in until the window ends.
-ADMIN_LOGIN_MAX_FAILURES = env.get_int("ADMIN_LOGIN_MAX_FAILURES", 5)
-ADMIN_LOGIN_LOCKOUT_SECONDS = env.get_int("ADMIN_LOGIN_LOCKOUT_SECONDS", 900)
+ADMIN_LOGIN_MAX_FAILURES = _cfg.ADMIN_LOGIN_MAX_FAILURES
+ADMIN_LOGIN_LOCKOUT_SECONDS = _cfg.ADMIN_LOGIN_LOCKOUT_SECONDS
 
 TEMPLATES = [
     {
@@ -92,13 +85,13 @@ TEMPLATES = [
 
 # --- Data -------------------------------------------------------------------------------------
 
-DATABASE_URL = env.get_str("DATABASE_URL")
+DATABASE_URL = _cfg.DATABASE_URL
 if not DATABASE_URL:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASE_URL = f"sqlite:///{DATA_DIR / 'gateway.sqlite3'}"
 DATABASES = {
     "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=env.get_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        DATABASE_URL, conn_max_age=_cfg.DB_CONN_MAX_AGE, conn_health_checks=True
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -108,13 +101,13 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env.get_str("REDIS_URL")
+REDIS_URL = _cfg.REDIS_URL
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env.get_str("CACHE_KEY_PREFIX", "gateway"),
+            "KEY_PREFIX": _cfg.CACHE_KEY_PREFIX,
         }
     }
 else:
@@ -138,12 +131,31 @@ USE_TZ = True
 
 # --- Logging ----------------------------------------------------------------------------------
 
-LOG_LEVEL = env.get_str("LOG_LEVEL", "INFO").upper()
+LOG_LEVEL = _cfg.LOG_LEVEL
+# JSON lines on stdout for log collectors; plain lines for a developer's terminal.
+LOG_FORMAT = _cfg.LOG_FORMAT or ("text" if DEV_MODE else "json")
+# One line per API request, from the accounting capture (accounting/request_log.py).
+REQUEST_LOG = _cfg.REQUEST_LOG
+REQUEST_LOG_QUEUE = _cfg.REQUEST_LOG_QUEUE
+REQUEST_LOG_INTERVAL = _cfg.REQUEST_LOG_INTERVAL
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
@@ -151,171 +163,155 @@ LOGGING = {
 # --- API --------------------------------------------------------------------------------------
 
 # Largest request body the API reads (bytes); larger bodies answer 413.
-MAX_REQUEST_BODY_BYTES = env.get_int("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024)
+MAX_REQUEST_BODY_BYTES = _cfg.MAX_REQUEST_BODY_BYTES
 # Deepest nesting of arrays and objects in a JSON body; deeper answers 400 (orjson itself
 # cannot re-encode more than 254 levels, so this must stay well below).
-MAX_JSON_DEPTH = env.get_int("MAX_JSON_DEPTH", 64)
+MAX_JSON_DEPTH = _cfg.MAX_JSON_DEPTH
 # Largest request line plus headers (bytes) a worker reads; larger answers 431. Enforced by
 # the HTTP protocol of inference_gateway/server.py (uvicorn --http ...), not by the app.
-MAX_REQUEST_HEADER_BYTES = env.get_int("MAX_REQUEST_HEADER_BYTES", 64 * 1024)
+MAX_REQUEST_HEADER_BYTES = _cfg.MAX_REQUEST_HEADER_BYTES
 # How often (s) each worker checks whether clusters or endpoints changed in the database.
-CATALOG_REFRESH_SECONDS = env.get_float("CATALOG_REFRESH_SECONDS", 1.0)
+CATALOG_REFRESH_SECONDS = _cfg.CATALOG_REFRESH_SECONDS
 
 # --- Model servers (direct API endpoints) -----------------------------------------------------
 
 # Seconds to open a TCP connection to a model server (the whole call uses api_request_timeout).
-UPSTREAM_CONNECT_TIMEOUT = env.get_float("UPSTREAM_CONNECT_TIMEOUT", 10.0)
+UPSTREAM_CONNECT_TIMEOUT = _cfg.UPSTREAM_CONNECT_TIMEOUT
 # Open connections kept per model server (one pool per server, shared by all its endpoints).
-UPSTREAM_MAX_CONNECTIONS = env.get_int("UPSTREAM_MAX_CONNECTIONS", 256)
+UPSTREAM_MAX_CONNECTIONS = _cfg.UPSTREAM_MAX_CONNECTIONS
 # Seconds a call waits for a free pooled connection once all are in use (then 503
 # upstream_busy with Retry-After); never longer than the endpoint's api_request_timeout.
-UPSTREAM_POOL_WAIT_SECONDS = env.get_float("UPSTREAM_POOL_WAIT_SECONDS", 10.0)
+UPSTREAM_POOL_WAIT_SECONDS = _cfg.UPSTREAM_POOL_WAIT_SECONDS
 # Largest non-streaming answer read from a model server (bytes); larger ones answer 502
 # upstream_response_too_large without being read whole.
-UPSTREAM_MAX_RESPONSE_BYTES = env.get_int("UPSTREAM_MAX_RESPONSE_BYTES", 64 * 1024 * 1024)
+UPSTREAM_MAX_RESPONSE_BYTES = _cfg.UPSTREAM_MAX_RESPONSE_BYTES
 # Seconds an idle pooled connection to a model server stays open.
-UPSTREAM_KEEPALIVE_SECONDS = env.get_float("UPSTREAM_KEEPALIVE_SECONDS", 30.0)
+UPSTREAM_KEEPALIVE_SECONDS = _cfg.UPSTREAM_KEEPALIVE_SECONDS
 # Seconds a cluster's model status page (Metis status_url) is reused before it is fetched again.
-MODEL_STATUS_CACHE_SECONDS = env.get_float("MODEL_STATUS_CACHE_SECONDS", 5.0)
+MODEL_STATUS_CACHE_SECONDS = _cfg.MODEL_STATUS_CACHE_SECONDS
 # Seconds an expired status page reading may still answer while one fetch replaces it (and
 # while the page fails); past that, requests wait for a fresh read.
-MODEL_STATUS_STALE_SECONDS = env.get_float("MODEL_STATUS_STALE_SECONDS", 60.0)
+MODEL_STATUS_STALE_SECONDS = _cfg.MODEL_STATUS_STALE_SECONDS
 # Federated routing (inference/routing.py): an endpoint whose calls failed (unreachable, not
 # live, timed out, ...) ROUTING_CIRCUIT_FAILURES times in a row is ranked last for
 # ROUTING_CIRCUIT_COOLDOWN_SECONDS, then one request probes it. A request moves on to the next
 # candidate only within ROUTING_FAILOVER_SECONDS of its first try. With REDIS_URL, workers share
 # their in-flight counts and open circuits every ROUTING_SHARE_SECONDS under ROUTING_REDIS_PREFIX.
-ROUTING_CIRCUIT_FAILURES = env.get_int("ROUTING_CIRCUIT_FAILURES", 3)
-ROUTING_CIRCUIT_COOLDOWN_SECONDS = env.get_float("ROUTING_CIRCUIT_COOLDOWN_SECONDS", 15.0)
-ROUTING_FAILOVER_SECONDS = env.get_float("ROUTING_FAILOVER_SECONDS", 30.0)
-ROUTING_SHARE_SECONDS = env.get_float("ROUTING_SHARE_SECONDS", 0.5)
-ROUTING_REDIS_PREFIX = env.get_str("ROUTING_REDIS_PREFIX", "igw:routing:")
+ROUTING_CIRCUIT_FAILURES = _cfg.ROUTING_CIRCUIT_FAILURES
+ROUTING_CIRCUIT_COOLDOWN_SECONDS = _cfg.ROUTING_CIRCUIT_COOLDOWN_SECONDS
+ROUTING_FAILOVER_SECONDS = _cfg.ROUTING_FAILOVER_SECONDS
+ROUTING_SHARE_SECONDS = _cfg.ROUTING_SHARE_SECONDS
+ROUTING_REDIS_PREFIX = _cfg.ROUTING_REDIS_PREFIX
 # vLLM's prefix cache salted per principal (`cache_salt` added to chat/completions and
 # completions bodies sent to vllm endpoints), so that one user's cached prefixes cannot speed up,
 # and so reveal themselves to, another's requests. Costs a re-serialised body per request.
-VLLM_CACHE_SALT = env.get_bool("VLLM_CACHE_SALT", False)
+VLLM_CACHE_SALT = _cfg.VLLM_CACHE_SALT
 # Live state of endpoints (clusters/live_state.py): re-read in the background at most once per
 # LIVE_STATE_SECONDS; a direct server without a status page is probed (GET /v1/models) with
 # LIVE_STATE_PROBE_TIMEOUT; the first request for an endpoint never read waits at most
 # LIVE_STATE_FIRST_WAIT seconds for its state (then ranks it "unknown").
-LIVE_STATE_SECONDS = env.get_float("LIVE_STATE_SECONDS", 5.0)
-LIVE_STATE_PROBE_TIMEOUT = env.get_float("LIVE_STATE_PROBE_TIMEOUT", 2.0)
-LIVE_STATE_FIRST_WAIT = env.get_float("LIVE_STATE_FIRST_WAIT", 1.0)
+LIVE_STATE_SECONDS = _cfg.LIVE_STATE_SECONDS
+LIVE_STATE_PROBE_TIMEOUT = _cfg.LIVE_STATE_PROBE_TIMEOUT
+LIVE_STATE_FIRST_WAIT = _cfg.LIVE_STATE_FIRST_WAIT
 
 # --- Authentication (CONTRACT.md §6 names) ----------------------------------------------------
 
-GLOBUS_APPLICATION_ID = env.get_str("GLOBUS_APPLICATION_ID")
-GLOBUS_APPLICATION_SECRET = env.get_str("GLOBUS_APPLICATION_SECRET")
-AUTHORIZED_IDP_DOMAINS = env.get_list("AUTHORIZED_IDP_DOMAINS")
-AUTHORIZED_GROUPS_PER_IDP = env.get_json_object(
-    "AUTHORIZED_GROUPS_PER_IDP",
-    lambda groups: (
-        isinstance(groups, str)
-        or (isinstance(groups, list) and all(isinstance(g, str) for g in groups))
-    ),
-    "groups as a string or a list of strings",
-)
-GLOBUS_GROUPS = env.get_list("GLOBUS_GROUPS")
-GLOBUS_POLICIES = env.get_list("GLOBUS_POLICIES")
-AUTHORIZED_GLOBUS_SERVICE_USERNAMES = env.get_json_list("AUTHORIZED_GLOBUS_SERVICE_USERNAMES")
+GLOBUS_APPLICATION_ID = _cfg.GLOBUS_APPLICATION_ID
+GLOBUS_APPLICATION_SECRET = _cfg.GLOBUS_APPLICATION_SECRET
+AUTHORIZED_IDP_DOMAINS = _cfg.AUTHORIZED_IDP_DOMAINS
+AUTHORIZED_GROUPS_PER_IDP: dict[str, Any] = dict(_cfg.AUTHORIZED_GROUPS_PER_IDP)
+GLOBUS_GROUPS = _cfg.GLOBUS_GROUPS
+GLOBUS_POLICIES = _cfg.GLOBUS_POLICIES
+AUTHORIZED_GLOBUS_SERVICE_USERNAMES = _cfg.AUTHORIZED_GLOBUS_SERVICE_USERNAMES
 # Upper bound (s) on how long a validated Globus token is trusted without asking Globus again.
-AUTH_CACHE_MAX_SECONDS = env.get_int("AUTH_CACHE_MAX_SECONDS", 300)
-GLOBUS_INTROSPECT_TIMEOUT = env.get_float("GLOBUS_INTROSPECT_TIMEOUT", 10.0)
-GLOBUS_INTROSPECT_CONCURRENCY = env.get_int("GLOBUS_INTROSPECT_CONCURRENCY", 8)
+AUTH_CACHE_MAX_SECONDS = _cfg.AUTH_CACHE_MAX_SECONDS
+GLOBUS_INTROSPECT_TIMEOUT = _cfg.GLOBUS_INTROSPECT_TIMEOUT
+GLOBUS_INTROSPECT_CONCURRENCY = _cfg.GLOBUS_INTROSPECT_CONCURRENCY
 # How long (s) a validated gateway API key is trusted before the database is asked again;
 # a revoked key stops working within this time.
-API_KEY_CACHE_SECONDS = env.get_int("API_KEY_CACHE_SECONDS", 30)
+API_KEY_CACHE_SECONDS = _cfg.API_KEY_CACHE_SECONDS
 # Accept keys issued before keys carried a checksum (they reach the database when unknown);
 # turn off once `list_api_keys` shows no active legacy key.
-API_KEY_ACCEPT_LEGACY = env.get_bool("API_KEY_ACCEPT_LEGACY", True)
+API_KEY_ACCEPT_LEGACY = _cfg.API_KEY_ACCEPT_LEGACY
 # Seconds, and how many, unknown key hashes are remembered, so a repeated guess skips the database.
-API_KEY_NEGATIVE_CACHE_SECONDS = env.get_float("API_KEY_NEGATIVE_CACHE_SECONDS", 5.0)
-API_KEY_NEGATIVE_CACHE_SIZE = env.get_int("API_KEY_NEGATIVE_CACHE_SIZE", 10_000)
+API_KEY_NEGATIVE_CACHE_SECONDS = _cfg.API_KEY_NEGATIVE_CACHE_SECONDS
+API_KEY_NEGATIVE_CACHE_SIZE = _cfg.API_KEY_NEGATIVE_CACHE_SIZE
 # Distinct uncached keys waiting for the database per worker; beyond it, 503 with Retry-After.
-API_KEY_MAX_PENDING_LOOKUPS = env.get_int("API_KEY_MAX_PENDING_LOOKUPS", 256)
+API_KEY_MAX_PENDING_LOOKUPS = _cfg.API_KEY_MAX_PENDING_LOOKUPS
 # Personal keys (POST /resource_server/v1/keys, docs/auth.md): the longest expiry (days) a
 # researcher may ask for, how many active keys one owner may hold, and how often (s) the gateway
 # re-reads a key owner's group memberships from Globus (the owner's rules are re-applied then).
-PERSONAL_KEY_MAX_DAYS = env.get_int("PERSONAL_KEY_MAX_DAYS", 90)
-PERSONAL_KEYS_PER_OWNER = env.get_int("PERSONAL_KEYS_PER_OWNER", 10)
-PERSONAL_KEY_RECHECK_SECONDS = env.get_int("PERSONAL_KEY_RECHECK_SECONDS", 300)
+PERSONAL_KEY_MAX_DAYS = _cfg.PERSONAL_KEY_MAX_DAYS
+PERSONAL_KEYS_PER_OWNER = _cfg.PERSONAL_KEYS_PER_OWNER
+PERSONAL_KEY_RECHECK_SECONDS = _cfg.PERSONAL_KEY_RECHECK_SECONDS
 # What `igw login` asks the gateway for (GET /resource_server/v1/auth/config): the Globus
 # native-app client id the command logs in with (registered by the operator, a "thick client").
-GLOBUS_CLI_CLIENT_ID = env.get_str("GLOBUS_CLI_CLIENT_ID")
+GLOBUS_CLI_CLIENT_ID = _cfg.GLOBUS_CLI_CLIENT_ID
 
 # --- Globus Compute ---------------------------------------------------------------------------
 
-SERVICE_ACCOUNT_ID = env.get_str("SERVICE_ACCOUNT_ID")
-SERVICE_ACCOUNT_SECRET = env.get_str("SERVICE_ACCOUNT_SECRET")
-GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES = env.get_json_object(
-    "GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES",
-    lambda item: (
-        isinstance(item, dict)
-        and all(
-            isinstance(item.get(key), str) and item[key] for key in ("client_id", "client_secret")
-        )
-    ),
-    '{"client_id": "...", "client_secret": "..."}',
+SERVICE_ACCOUNT_ID = _cfg.SERVICE_ACCOUNT_ID
+SERVICE_ACCOUNT_SECRET = _cfg.SERVICE_ACCOUNT_SECRET
+GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES: dict[str, Any] = dict(
+    _cfg.GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES
 )
 # "globus" submits to Globus Compute; "local" runs the same functions on this machine.
-COMPUTE_EXECUTOR = env.get_str("COMPUTE_EXECUTOR", "globus")
-LOCAL_COMPUTE_FUNCTIONS = env.get_json_object(
-    "LOCAL_COMPUTE_FUNCTIONS", env.is_str, "a dotted path to a function"
-)
-COMPUTE_RESULT_TIMEOUT = env.get_float("COMPUTE_RESULT_TIMEOUT", 300.0)
+COMPUTE_EXECUTOR = _cfg.COMPUTE_EXECUTOR
+LOCAL_COMPUTE_FUNCTIONS: dict[str, Any] = dict(_cfg.LOCAL_COMPUTE_FUNCTIONS)
+COMPUTE_RESULT_TIMEOUT = _cfg.COMPUTE_RESULT_TIMEOUT
 
 # --- Streaming side channel -------------------------------------------------------------------
 
-STREAMING_SERVER_HOST = env.get_str("STREAMING_SERVER_HOST", "127.0.0.1")
-STREAMING_SERVER_PORT = env.get_int("STREAMING_SERVER_PORT", 8000)
-STREAMING_SERVER_PROTOCOL = env.get_str("STREAMING_SERVER_PROTOCOL", "https")
-INTERNAL_STREAMING_SECRET = env.get_str("INTERNAL_STREAMING_SECRET")
+STREAMING_SERVER_HOST = _cfg.STREAMING_SERVER_HOST
+STREAMING_SERVER_PORT = _cfg.STREAMING_SERVER_PORT
+STREAMING_SERVER_PROTOCOL = _cfg.STREAMING_SERVER_PROTOCOL
+INTERNAL_STREAMING_SECRET = _cfg.INTERNAL_STREAMING_SECRET
 if not INTERNAL_STREAMING_SECRET and DEV_MODE:
     INTERNAL_STREAMING_SECRET = "dev-only-insecure-streaming-secret"
 
 # --- Compute executors, stream hub and /jobs ---------------------------------------------------
 
 # How often (s) the results of pending Globus Compute tasks are asked for (one call for all).
-COMPUTE_POLL_INTERVAL = env.get_float("COMPUTE_POLL_INTERVAL", 0.5)
+COMPUTE_POLL_INTERVAL = _cfg.COMPUTE_POLL_INTERVAL
 # How long (s) an endpoint's status from the Compute service is reused before a background
 # refresh; after 10x this long without a refresh, a request waits for a fresh answer.
-COMPUTE_STATUS_CACHE_SECONDS = env.get_float("COMPUTE_STATUS_CACHE_SECONDS", 10.0)
+COMPUTE_STATUS_CACHE_SECONDS = _cfg.COMPUTE_STATUS_CACHE_SECONDS
 # Timeout (s) of one call to the Globus Compute web service (submit, status, results).
-COMPUTE_SERVICE_TIMEOUT = env.get_float("COMPUTE_SERVICE_TIMEOUT", 30.0)
+COMPUTE_SERVICE_TIMEOUT = _cfg.COMPUTE_SERVICE_TIMEOUT
 # Threads for the synchronous Globus SDKs, and tasks allowed to wait for submission (per
 # endpoint).
-COMPUTE_SDK_THREADS = env.get_int("COMPUTE_SDK_THREADS", 8)
+COMPUTE_SDK_THREADS = _cfg.COMPUTE_SDK_THREADS
 # ...of which one endpoint's calls (submissions, status) may hold at once, so that a slow or
 # hung endpoint leaves the rest of the threads to the others.
-COMPUTE_SDK_THREADS_PER_ENDPOINT = env.get_int("COMPUTE_SDK_THREADS_PER_ENDPOINT", 2)
-COMPUTE_SUBMIT_QUEUE = env.get_int("COMPUTE_SUBMIT_QUEUE", 1000)
+COMPUTE_SDK_THREADS_PER_ENDPOINT = _cfg.COMPUTE_SDK_THREADS_PER_ENDPOINT
+COMPUTE_SUBMIT_QUEUE = _cfg.COMPUTE_SUBMIT_QUEUE
 # Retry-After (s) answered while a model's batch job starts (endpoint online, no workers).
-COMPUTE_STARTING_RETRY_AFTER = env.get_int("COMPUTE_STARTING_RETRY_AFTER", 60)
+COMPUTE_STARTING_RETRY_AFTER = _cfg.COMPUTE_STARTING_RETRY_AFTER
 # At most one wake-up probe per endpoint in this many seconds (it makes the endpoint scale up).
-COMPUTE_WAKE_INTERVAL = env.get_float("COMPUTE_WAKE_INTERVAL", 600.0)
+COMPUTE_WAKE_INTERVAL = _cfg.COMPUTE_WAKE_INTERVAL
 # COMPUTE_EXECUTOR=local: functions run in this many threads; more waiting tasks answer 503.
-LOCAL_COMPUTE_WORKERS = env.get_int("LOCAL_COMPUTE_WORKERS", 8)
-LOCAL_COMPUTE_QUEUE = env.get_int("LOCAL_COMPUTE_QUEUE", 64)
+LOCAL_COMPUTE_WORKERS = _cfg.LOCAL_COMPUTE_WORKERS
+LOCAL_COMPUTE_QUEUE = _cfg.LOCAL_COMPUTE_QUEUE
 # Streaming: seconds to wait for the first chunk (the task may queue), then between chunks.
-STREAMING_FIRST_CHUNK_TIMEOUT = env.get_float("STREAMING_FIRST_CHUNK_TIMEOUT", 300.0)
-STREAMING_IDLE_TIMEOUT = env.get_float("STREAMING_IDLE_TIMEOUT", 120.0)
+STREAMING_FIRST_CHUNK_TIMEOUT = _cfg.STREAMING_FIRST_CHUNK_TIMEOUT
+STREAMING_IDLE_TIMEOUT = _cfg.STREAMING_IDLE_TIMEOUT
 # After a compute stream ended, how long its task's result (the function's response_time and
 # throughput, for the record) is awaited; the answer is not held. 0: not awaited.
-STREAMING_RESULT_WAIT_SECONDS = env.get_float("STREAMING_RESULT_WAIT_SECONDS", 10.0)
+STREAMING_RESULT_WAIT_SECONDS = _cfg.STREAMING_RESULT_WAIT_SECONDS
 # Longest life (s) of one stream; its task token expires then.
-STREAMING_MAX_SECONDS = env.get_int("STREAMING_MAX_SECONDS", 3600)
+STREAMING_MAX_SECONDS = _cfg.STREAMING_MAX_SECONDS
 # Largest side-channel POST body (bytes), and chunk posts held for a slow client per stream.
-STREAMING_MAX_BODY_BYTES = env.get_int("STREAMING_MAX_BODY_BYTES", 1024 * 1024)
-STREAMING_BACKLOG = env.get_int("STREAMING_BACKLOG", 2000)
+STREAMING_MAX_BODY_BYTES = _cfg.STREAMING_MAX_BODY_BYTES
+STREAMING_BACKLOG = _cfg.STREAMING_BACKLOG
 # ...and bytes of chunk text held per stream for a slow client (posts beyond answer 503).
-STREAMING_BACKLOG_BYTES = env.get_int("STREAMING_BACKLOG_BYTES", 4 * 1024 * 1024)
+STREAMING_BACKLOG_BYTES = _cfg.STREAMING_BACKLOG_BYTES
 # With REDIS_URL: streams open at once per worker process, each waiting on a Redis connection
 # of its own; a stream request beyond answers 503 stream_hub_busy.
-STREAMING_REDIS_READERS = env.get_int("STREAMING_REDIS_READERS", 500)
+STREAMING_REDIS_READERS = _cfg.STREAMING_REDIS_READERS
 # /resource_server/{cluster}/jobs: seconds a cluster's job list is reused, and the timeout of
 # the cluster's status function.
-JOBS_CACHE_SECONDS = env.get_float("JOBS_CACHE_SECONDS", 60.0)
-JOBS_FUNCTION_TIMEOUT = env.get_float("JOBS_FUNCTION_TIMEOUT", 60.0)
+JOBS_CACHE_SECONDS = _cfg.JOBS_CACHE_SECONDS
+JOBS_FUNCTION_TIMEOUT = _cfg.JOBS_FUNCTION_TIMEOUT
 
 # --- Responses API ----------------------------------------------------------------------------
 
@@ -323,158 +319,139 @@ JOBS_FUNCTION_TIMEOUT = env.get_float("JOBS_FUNCTION_TIMEOUT", 60.0)
 # (response_store.py): off by default (the gateway is stateless); with REDIS_URL in
 # Redis, shared by all workers, else per process. Bounded by entries (least recently stored go
 # first), bytes per stored response (larger ones are not stored) and seconds kept.
-RESPONSES_STORE = env.get_bool("RESPONSES_STORE", False)
-RESPONSES_STORE_MAX_ENTRIES = env.get_int("RESPONSES_STORE_MAX_ENTRIES", 10000)
-RESPONSES_STORE_MAX_BYTES = env.get_int("RESPONSES_STORE_MAX_BYTES", 1024 * 1024)
-RESPONSES_STORE_TTL = env.get_int("RESPONSES_STORE_TTL", 3600)
+RESPONSES_STORE = _cfg.RESPONSES_STORE
+RESPONSES_STORE_MAX_ENTRIES = _cfg.RESPONSES_STORE_MAX_ENTRIES
+RESPONSES_STORE_MAX_BYTES = _cfg.RESPONSES_STORE_MAX_BYTES
+RESPONSES_STORE_TTL = _cfg.RESPONSES_STORE_TTL
 
 # --- Operations -------------------------------------------------------------------------------
 
 # JSON {"<cluster>": "<notice>"}: the cluster's requests answer 503 with the notice.
-MAINTENANCE_ERROR_NOTICES = env.get_json_object(
-    "MAINTENANCE_ERROR_NOTICES", env.is_str, "a notice string"
-)
+MAINTENANCE_ERROR_NOTICES: dict[str, Any] = dict(_cfg.MAINTENANCE_ERROR_NOTICES)
 # JSON {"<old endpoint slug>": "<new endpoint slug>"}: requests for a renamed model (same cluster
 # and framework) reach the new endpoint, which receives its own model name.
-LEGACY_ENDPOINT_SLUG_MAPPING = env.get_json_object(
-    "LEGACY_ENDPOINT_SLUG_MAPPING", env.is_str, "a new endpoint slug"
-)
+LEGACY_ENDPOINT_SLUG_MAPPING: dict[str, Any] = dict(_cfg.LEGACY_ENDPOINT_SLUG_MAPPING)
 # GET /resource_server/ready: seconds an answer is reused, and the longest wait for the
 # database or Redis before it counts as down.
-READY_CACHE_SECONDS = env.get_float("READY_CACHE_SECONDS", 1.0)
-READY_TIMEOUT_SECONDS = env.get_float("READY_TIMEOUT_SECONDS", 2.0)
+READY_CACHE_SECONDS = _cfg.READY_CACHE_SECONDS
+READY_TIMEOUT_SECONDS = _cfg.READY_TIMEOUT_SECONDS
 
 # --- Admission limits (docs/limits.md) ---------------------------------------------------------
 
 # The period of the per-minute limits (rpm_*, tpm_*), in seconds: a full bucket refills in it.
-LIMITS_WINDOW_SECONDS = env.get_float("LIMITS_WINDOW_SECONDS", 60.0)
+LIMITS_WINDOW_SECONDS = _cfg.LIMITS_WINDOW_SECONDS
 # Gateway-wide limits for endpoints whose own field is 0 (0 here = unlimited).
-LIMITS_DEFAULT_RPM_USER = env.get_int("LIMITS_DEFAULT_RPM_USER", 0)
-LIMITS_DEFAULT_TPM_USER = env.get_int("LIMITS_DEFAULT_TPM_USER", 0)
-LIMITS_DEFAULT_MAX_CONCURRENT_USER = env.get_int("LIMITS_DEFAULT_MAX_CONCURRENT_USER", 0)
-LIMITS_DEFAULT_RPM_MODEL = env.get_int("LIMITS_DEFAULT_RPM_MODEL", 0)
-LIMITS_DEFAULT_TPM_MODEL = env.get_int("LIMITS_DEFAULT_TPM_MODEL", 0)
+LIMITS_DEFAULT_RPM_USER = _cfg.LIMITS_DEFAULT_RPM_USER
+LIMITS_DEFAULT_TPM_USER = _cfg.LIMITS_DEFAULT_TPM_USER
+LIMITS_DEFAULT_MAX_CONCURRENT_USER = _cfg.LIMITS_DEFAULT_MAX_CONCURRENT_USER
+LIMITS_DEFAULT_RPM_MODEL = _cfg.LIMITS_DEFAULT_RPM_MODEL
+LIMITS_DEFAULT_TPM_MODEL = _cfg.LIMITS_DEFAULT_TPM_MODEL
 # Completion tokens reserved for a request that names no max_tokens (corrected at its end).
-LIMITS_RESERVE_COMPLETION_TOKENS = env.get_int("LIMITS_RESERVE_COMPLETION_TOKENS", 1024)
+LIMITS_RESERVE_COMPLETION_TOKENS = _cfg.LIMITS_RESERVE_COMPLETION_TOKENS
 # With REDIS_URL, when Redis does not answer: "open" admits (a warning, at most once a minute),
 # "closed" answers 503 limits_unavailable. Seconds to wait for Redis per decision.
-LIMITS_REDIS_FAILURE = env.get_str("LIMITS_REDIS_FAILURE", "open").lower()
-if LIMITS_REDIS_FAILURE not in ("open", "closed"):
-    raise env.ConfigurationError(
-        f"LIMITS_REDIS_FAILURE must be 'open' or 'closed', not {LIMITS_REDIS_FAILURE!r}."
-    )
-LIMITS_REDIS_TIMEOUT = env.get_float("LIMITS_REDIS_TIMEOUT", 0.5)
+LIMITS_REDIS_FAILURE = _cfg.LIMITS_REDIS_FAILURE
+LIMITS_REDIS_TIMEOUT = _cfg.LIMITS_REDIS_TIMEOUT
 # Admission's Redis calls waiting for their reply, per worker process (one pipelined
 # connection); past it a decision fails at once, as when Redis is down (LIMITS_REDIS_FAILURE).
-LIMITS_REDIS_MAX_PENDING = env.get_int("LIMITS_REDIS_MAX_PENDING", 10_000)
+LIMITS_REDIS_MAX_PENDING = _cfg.LIMITS_REDIS_MAX_PENDING
 # Prefix of the limiter's Redis keys (two gateways sharing one Redis keep apart by it).
-LIMITS_REDIS_PREFIX = env.get_str("LIMITS_REDIS_PREFIX", "igw:limits:")
+LIMITS_REDIS_PREFIX = _cfg.LIMITS_REDIS_PREFIX
 # Without Redis: limit states kept per process (least recently used forgotten first).
-LIMITS_MEMORY_MAX_KEYS = env.get_int("LIMITS_MEMORY_MAX_KEYS", 100_000)
+LIMITS_MEMORY_MAX_KEYS = _cfg.LIMITS_MEMORY_MAX_KEYS
 # A concurrency slot whose request never released it (a worker that died) frees itself then.
-LIMITS_SLOT_LEASE_SECONDS = env.get_int("LIMITS_SLOT_LEASE_SECONDS", 3600)
+LIMITS_SLOT_LEASE_SECONDS = _cfg.LIMITS_SLOT_LEASE_SECONDS
 # Allocations: seconds between rebuilds of what each allocation spent from the request records
 # (a Redis restart, other workers without Redis); a new period's or a lost count's sooner.
-ALLOCATIONS_RECONCILE_SECONDS = env.get_float("ALLOCATIONS_RECONCILE_SECONDS", 60.0)
+ALLOCATIONS_RECONCILE_SECONDS = _cfg.ALLOCATIONS_RECONCILE_SECONDS
 # Prefix of the allocations' Redis keys (one hash per allocation and period).
-ALLOCATIONS_REDIS_PREFIX = env.get_str("ALLOCATIONS_REDIS_PREFIX", "igw:alloc:")
+ALLOCATIONS_REDIS_PREFIX = _cfg.ALLOCATIONS_REDIS_PREFIX
 
 # --- Fair share: endpoint capacity and its queue (docs/limits.md#fair-share) -------------------
 
 # How long a request may wait for a slot on an endpoint at its max_concurrent (503 queue_timeout).
-FAIR_SHARE_QUEUE_TIMEOUT_SECONDS = env.get_float("FAIR_SHARE_QUEUE_TIMEOUT_SECONDS", 30.0)
+FAIR_SHARE_QUEUE_TIMEOUT_SECONDS = _cfg.FAIR_SHARE_QUEUE_TIMEOUT_SECONDS
 # Requests that may wait per endpoint, and per project on one endpoint (503 queue_full beyond).
-FAIR_SHARE_MAX_QUEUED = env.get_int("FAIR_SHARE_MAX_QUEUED", 1000)
-FAIR_SHARE_MAX_QUEUED_PER_PROJECT = env.get_int("FAIR_SHARE_MAX_QUEUED_PER_PROJECT", 200)
+FAIR_SHARE_MAX_QUEUED = _cfg.FAIR_SHARE_MAX_QUEUED
+FAIR_SHARE_MAX_QUEUED_PER_PROJECT = _cfg.FAIR_SHARE_MAX_QUEUED_PER_PROJECT
 # A slot given back by a project below its share, with nothing waiting while others wait, is
 # kept this long for the project's next request (anticipation; 0 = off). Measured in the
 # noisy-neighbour test: without it a one-at-a-time user waits a whole service time each time.
-FAIR_SHARE_GRACE_SECONDS = env.get_float("FAIR_SHARE_GRACE_SECONDS", 0.05)
+FAIR_SHARE_GRACE_SECONDS = _cfg.FAIR_SHARE_GRACE_SECONDS
 
 # --- Accounting: request records (docs/accounting.md) -----------------------------------------
 
 # Off: no record is written at all (the benchmark's comparison; metrics still count).
-RECORDS_ENABLED = env.get_bool("RECORDS_ENABLED", True)
+RECORDS_ENABLED = _cfg.RECORDS_ENABLED
 # Records waiting for the database, in memory, per process; past it they go to the spool file.
-RECORD_QUEUE_SIZE = env.get_int("RECORD_QUEUE_SIZE", 10_000)
+RECORD_QUEUE_SIZE = _cfg.RECORD_QUEUE_SIZE
 # Records per insert (one multi-row INSERT each).
-RECORD_BATCH_SIZE = env.get_int("RECORD_BATCH_SIZE", 500)
+RECORD_BATCH_SIZE = _cfg.RECORD_BATCH_SIZE
 # While the database is down: seconds between attempts.
-RECORD_RETRY_SECONDS = env.get_float("RECORD_RETRY_SECONDS", 2.0)
+RECORD_RETRY_SECONDS = _cfg.RECORD_RETRY_SECONDS
 # Spool files (records kept on disk while the database is down), per process; past it, dropped.
-RECORD_SPOOL_DIR = Path(env.get_str("RECORD_SPOOL_DIR") or DATA_DIR / "record-spool")
-RECORD_SPOOL_MAX_BYTES = env.get_int("RECORD_SPOOL_MAX_BYTES", 256 * 1024 * 1024)
+RECORD_SPOOL_DIR = Path(_cfg.RECORD_SPOOL_DIR or DATA_DIR / "record-spool")
+RECORD_SPOOL_MAX_BYTES = _cfg.RECORD_SPOOL_MAX_BYTES
 # At shutdown: seconds to write what is queued before spooling the rest.
-RECORD_SHUTDOWN_SECONDS = env.get_float("RECORD_SHUTDOWN_SECONDS", 5.0)
+RECORD_SHUTDOWN_SECONDS = _cfg.RECORD_SHUTDOWN_SECONDS
 # Prompts and answers are stored only when on; each cut to this many characters.
-RECORD_PROMPTS = env.get_bool("RECORD_PROMPTS", False)
-RECORD_PROMPT_MAX_CHARS = env.get_int("RECORD_PROMPT_MAX_CHARS", 16_384)
+RECORD_PROMPTS = _cfg.RECORD_PROMPTS
+RECORD_PROMPT_MAX_CHARS = _cfg.RECORD_PROMPT_MAX_CHARS
 # `purge_records` deletes records older than this (days; 0 keeps them forever).
-RECORD_RETENTION_DAYS = env.get_int("RECORD_RETENTION_DAYS", 365)
+RECORD_RETENTION_DAYS = _cfg.RECORD_RETENTION_DAYS
 # Peers whose X-Forwarded-For is believed for the recorded client address (nginx's address).
-TRUSTED_PROXY_NETWORKS = env.get_networks("TRUSTED_PROXY_NETWORKS")
+TRUSTED_PROXY_NETWORKS = _cfg.TRUSTED_PROXY_NETWORKS
 
 # --- Metrics and usage (docs/accounting.md) ---------------------------------------------------
 
 # Off: no series are kept and GET /metrics answers 404 (for measuring their cost).
-METRICS_ENABLED = env.get_bool("METRICS_ENABLED", True)
+METRICS_ENABLED = _cfg.METRICS_ENABLED
 # GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` when set, and a client address in
 # METRICS_ALLOWED_NETWORKS when set (both when both are set); with neither, it answers 404
 # outside development mode.
-METRICS_TOKEN = env.get_str("METRICS_TOKEN")
-METRICS_ALLOWED_NETWORKS = env.get_networks("METRICS_ALLOWED_NETWORKS")
+METRICS_TOKEN = _cfg.METRICS_TOKEN
+METRICS_ALLOWED_NETWORKS = _cfg.METRICS_ALLOWED_NETWORKS
 # Where the worker processes keep their metric values (one subdirectory per server start).
-METRICS_DIR = Path(env.get_str("METRICS_DIR") or DATA_DIR / "metrics")
+METRICS_DIR = Path(_cfg.METRICS_DIR or DATA_DIR / "metrics")
 # GET /resource_server/v1/usage: the window when none is asked for (days, ending today), and
 # the longest window one request may ask for (days).
-USAGE_DEFAULT_DAYS = env.get_int("USAGE_DEFAULT_DAYS", 30)
-USAGE_MAX_DAYS = env.get_int("USAGE_MAX_DAYS", 366)
+USAGE_DEFAULT_DAYS = _cfg.USAGE_DEFAULT_DAYS
+USAGE_MAX_DAYS = _cfg.USAGE_MAX_DAYS
 # Most rows (groups of model x day, or of the `by` key) one usage answer holds; beyond, 400.
-USAGE_MAX_ROWS = env.get_int("USAGE_MAX_ROWS", 10_000)
+USAGE_MAX_ROWS = _cfg.USAGE_MAX_ROWS
 # Usage queries waiting for the usage thread (per worker); more answer 503 usage_busy.
-USAGE_MAX_PENDING = env.get_int("USAGE_MAX_PENDING", 8)
+USAGE_MAX_PENDING = _cfg.USAGE_MAX_PENDING
 
 # --- Batches: files, batches, the batch worker (docs/batches.md) ------------------------------
 
 # One file per upload or output; never in the database.
-BATCH_STORAGE_DIR = Path(env.get_str("BATCH_STORAGE_DIR") or DATA_DIR / "batch-files")
+BATCH_STORAGE_DIR = Path(_cfg.BATCH_STORAGE_DIR or DATA_DIR / "batch-files")
 # One upload: bytes and lines at most (OpenAI's own limits: 200 MB, 50,000 requests).
-BATCH_FILE_MAX_BYTES = env.get_int("BATCH_FILE_MAX_BYTES", 200 * 1024 * 1024)
-BATCH_FILE_MAX_LINES = env.get_int("BATCH_FILE_MAX_LINES", 50_000)
+BATCH_FILE_MAX_BYTES = _cfg.BATCH_FILE_MAX_BYTES
+BATCH_FILE_MAX_LINES = _cfg.BATCH_FILE_MAX_LINES
 # Per principal: bytes and number of files stored (inputs and outputs together).
-BATCH_QUOTA_BYTES = env.get_int("BATCH_QUOTA_BYTES", 2 * 1024 * 1024 * 1024)
-BATCH_QUOTA_FILES = env.get_int("BATCH_QUOTA_FILES", 500)
+BATCH_QUOTA_BYTES = _cfg.BATCH_QUOTA_BYTES
+BATCH_QUOTA_FILES = _cfg.BATCH_QUOTA_FILES
 # Batches per principal not yet finished (both APIs; the reference gateway's name).
-MAX_BATCHES_PER_USER = env.get_int("MAX_BATCHES_PER_USER", 10)
+MAX_BATCHES_PER_USER = _cfg.MAX_BATCHES_PER_USER
 # The worker: lines in flight per endpoint, and in all.
-BATCH_CONCURRENCY_PER_ENDPOINT = env.get_int("BATCH_CONCURRENCY_PER_ENDPOINT", 16)
-BATCH_MAX_IN_FLIGHT = env.get_int("BATCH_MAX_IN_FLIGHT", 64)
+BATCH_CONCURRENCY_PER_ENDPOINT = _cfg.BATCH_CONCURRENCY_PER_ENDPOINT
+BATCH_MAX_IN_FLIGHT = _cfg.BATCH_MAX_IN_FLIGHT
 # A worker's claim on a batch lasts this long unless renewed (a crashed worker's expires).
-BATCH_CLAIM_SECONDS = env.get_float("BATCH_CLAIM_SECONDS", 30.0)
+BATCH_CLAIM_SECONDS = _cfg.BATCH_CLAIM_SECONDS
 # Seconds between looks for work while idle.
-BATCH_POLL_SECONDS = env.get_float("BATCH_POLL_SECONDS", 1.0)
+BATCH_POLL_SECONDS = _cfg.BATCH_POLL_SECONDS
 # The reference gateway's cluster batch route: JSON {"cluster": ["/root", ...]}; a batch's paths
 # must lie inside one of its cluster's roots (none: the cluster takes no batches).
-BATCH_CLUSTER_ROOTS = env.get_json_object(
-    "BATCH_CLUSTER_ROOTS",
-    lambda roots: isinstance(roots, list) and all(isinstance(r, str) and r for r in roots),
-    '["/path/one", "/path/two"]',
-)
+BATCH_CLUSTER_ROOTS: dict[str, Any] = dict(_cfg.BATCH_CLUSTER_ROOTS)
 # How long the worker waits for a cluster batch's function before the batch fails (s).
-BATCH_TASK_TIMEOUT_SECONDS = env.get_float("BATCH_TASK_TIMEOUT_SECONDS", 7 * 24 * 3600.0)
+BATCH_TASK_TIMEOUT_SECONDS = _cfg.BATCH_TASK_TIMEOUT_SECONDS
 
 # --- Operator dashboard (docs/dashboard.md) -------------------------------------------------------
 
-# Globus groups whose active members may sign in to /dashboard/ with Globus (with
-# GLOBUS_APPLICATION_ID/SECRET); empty = staff accounts only.
-DASHBOARD_OPERATOR_GROUPS = env.get_list("DASHBOARD_OPERATOR_GROUPS")
-# How long a chart's aggregate is reused (s): each chart is one query, at most once per this.
-DASHBOARD_CACHE_SECONDS = env.get_int("DASHBOARD_CACHE_SECONDS", 5)
-# Rows of the "busiest" charts (users, projects, models, clusters, error groups).
-DASHBOARD_TOP_ROWS = env.get_int("DASHBOARD_TOP_ROWS", 10)
-# Rows of the recent-request and recent-batch tables.
-DASHBOARD_RECENT_ROWS = env.get_int("DASHBOARD_RECENT_ROWS", 50)
-# How often the clusters page re-reads the live state (s).
-DASHBOARD_REFRESH_SECONDS = env.get_int("DASHBOARD_REFRESH_SECONDS", 5)
-# How long a Globus sign-in lasts (s) before the group membership is checked again.
-DASHBOARD_GLOBUS_SESSION_SECONDS = env.get_int("DASHBOARD_GLOBUS_SESSION_SECONDS", 8 * 3600)
+DASHBOARD_OPERATOR_GROUPS = _cfg.DASHBOARD_OPERATOR_GROUPS
+DASHBOARD_CACHE_SECONDS = _cfg.DASHBOARD_CACHE_SECONDS
+DASHBOARD_TOP_ROWS = _cfg.DASHBOARD_TOP_ROWS
+DASHBOARD_RECENT_ROWS = _cfg.DASHBOARD_RECENT_ROWS
+DASHBOARD_REFRESH_SECONDS = _cfg.DASHBOARD_REFRESH_SECONDS
+DASHBOARD_GLOBUS_SESSION_SECONDS = _cfg.DASHBOARD_GLOBUS_SESSION_SECONDS

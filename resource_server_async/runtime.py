@@ -92,7 +92,8 @@ class Runtime:
         self._usage_reader: UsageReader | None = None
         # None when RECORDS_ENABLED is off; its `stats` are the records' metrics.
         self.record_writer = record_writer
-        # Where accounting.account sends each finished request (record writer, metrics).
+        # Where accounting.account sends each finished request (record writer, metrics, the
+        # request log).
         if record_writer is not None and not accounting_sinks:
             accounting_sinks = (record_writer.submit,)
         self.accounting_sinks = accounting_sinks
@@ -125,6 +126,10 @@ class Runtime:
         )
         if settings.METRICS_ENABLED:
             runtime.record_metrics()
+        if settings.REQUEST_LOG:
+            from resource_server_async.accounting.request_log import RequestLog
+
+            runtime.accounting_sinks = (*runtime.accounting_sinks, RequestLog.shared().observe)
         return runtime
 
     def record_metrics(self) -> None:
@@ -236,7 +241,15 @@ class Runtime:
     def start_compute(self) -> None:
         """Build the executor now (importing the Globus Compute SDK) if the catalog uses it."""
         if self._executor is None and _catalog_uses_compute():
+            from inference_gateway.config import check_workers
             from resource_server_async.compute import build_executor
+
+            check_workers(
+                settings.GATEWAY_WORKERS,
+                settings.GATEWAY_WORKERS_SOURCE,
+                settings.REDIS_URL,
+                "a Globus Compute endpoint is in the catalog",
+            )
 
             self._executor = build_executor()
 
