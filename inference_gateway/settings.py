@@ -140,6 +140,9 @@ LOGGING = {
 
 # --- API --------------------------------------------------------------------------------------
 
+# On SIGTERM, how long (seconds) open streams may run on before they are ended with a final
+# error event; run the server with a longer graceful-shutdown timeout (deploy/).
+GATEWAY_DRAIN_SECONDS = env.get_float("GATEWAY_DRAIN_SECONDS", 30.0)
 # Largest request body the API reads (bytes); larger bodies answer 413.
 MAX_REQUEST_BODY_BYTES = env.get_int("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024)
 # Deepest nesting of arrays and objects in a JSON body; deeper answers 400 (orjson itself
