@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean model-venv agents
+.PHONY: install demo test lint format bench clean model-venv agents system-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ model-venv: $(MODEL_STAMP)
 agents: $(STAMP)
 	$(PY) -m tests.agents.install
 
-test: $(STAMP) agents
+# Debian packages tests start for real (nginx); installed only when missing.
+system-packages:
+	sh scripts/system_packages.sh
+
+test: $(STAMP) agents system-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
