@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match
 
+from resource_server_async import drain
 from resource_server_async.accounting.capture import CaptureMiddleware, answer_headers
 from resource_server_async.admission.middleware import AdmissionMiddleware
-from resource_server_async.api import drain
 from resource_server_async.api.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.runtime import Runtime, installed

@@ -25,11 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from resource_server_async import admission
+from resource_server_async import admission, drain
 from resource_server_async.accounting import stream_usage
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.admission.ticket import AdmissionState
-from resource_server_async.api import drain
 from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.projects import ProjectRef

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
-from resource_server_async.api import drain
+from resource_server_async import drain
 from resource_server_async.api.http import JSONResponse
 from resource_server_async.api.readiness import ReadinessProbe
 
