@@ -225,6 +225,9 @@ class GatewaySettings(BaseSettings):
     path)."""
 
     # --- API --------------------------------------------------------------------------------------
+    GATEWAY_DRAIN_SECONDS: PositiveFloat = 30.0
+    """On SIGTERM, how long (s) open streams may run on before they end with a final error
+    event; run the server with a longer graceful-shutdown timeout (deploy/)."""
     MAX_REQUEST_BODY_BYTES: PositiveInt = 20 * 1024 * 1024
     """Largest request body the API reads (bytes); larger bodies answer 413."""
     MAX_JSON_DEPTH: PositiveInt = 64

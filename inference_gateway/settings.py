@@ -162,6 +162,9 @@ LOGGING = {
 
 # --- API --------------------------------------------------------------------------------------
 
+# On SIGTERM, how long (seconds) open streams may run on before they are ended with a final
+# error event; run the server with a longer graceful-shutdown timeout (deploy/).
+GATEWAY_DRAIN_SECONDS = _cfg.GATEWAY_DRAIN_SECONDS
 # Largest request body the API reads (bytes); larger bodies answer 413.
 MAX_REQUEST_BODY_BYTES = _cfg.MAX_REQUEST_BODY_BYTES
 # Deepest nesting of arrays and objects in a JSON body; deeper answers 400 (orjson itself

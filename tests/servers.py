@@ -48,6 +48,7 @@ class GatewayServer:
     fixtures: Sequence[Path | str] = ()
     env: dict[str, str] = field(default_factory=dict)
     workers: int = 1
+    options: Sequence[str] = ()  # more uvicorn options
     port: int = 0
     api_key: str = ""
     process: subprocess.Popen[bytes] | None = None
@@ -89,7 +90,11 @@ class GatewayServer:
         self.port = self.port or free_port()
         self.process = processes.start(
             processes.gateway_command(
-                self.port, "--workers", str(self.workers), *processes.SERVING_OPTIONS
+                self.port,
+                "--workers",
+                str(self.workers),
+                *processes.SERVING_OPTIONS,
+                *self.options,
             ),
             self.log,
             env=self.environment(),

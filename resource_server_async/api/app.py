@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match
 
+from resource_server_async import drain
 from resource_server_async.accounting.capture import CaptureMiddleware, answer_headers
 from resource_server_async.admission.middleware import AdmissionMiddleware
 from resource_server_async.api.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
@@ -170,7 +172,11 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start_catalog(settings.CATALOG_REFRESH_SECONDS)
         runtime.start_compute()
         freeze_startup_objects()
-        yield
+        drain.install_signal_hook(asyncio.get_running_loop(), settings.GATEWAY_DRAIN_SECONDS)
+        try:
+            yield
+        finally:
+            drain.current().stop()
 
 
 def build_app() -> Starlette:

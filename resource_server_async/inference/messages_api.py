@@ -35,7 +35,8 @@ async def translated(endpoint: BaseEndpoint, parsed: pipeline.ParsedRequest) -> 
         chunks = await endpoint.open_stream(call)
         stream = MessagesStream(parsed.model, stops)
         return pipeline.EventStreamResponse(
-            native_or_translated.translate_stream(chunks, stream, endpoint, call)
+            native_or_translated.translate_stream(chunks, stream, endpoint, call),
+            dialect=Dialect.ANTHROPIC,
         )
     answer = await native_or_translated.chat_answer(endpoint, call)
     message = chat_to_message(answer, parsed.model, stops)

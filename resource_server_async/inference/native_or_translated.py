@@ -98,7 +98,7 @@ class Family:
             return pipeline.json_response(await endpoint.complete(call), endpoint, call)
         chunks = await endpoint.open_stream(call)
         events = pipeline.relay(self._until_whole(chunks, endpoint), self.dialect, endpoint, call)
-        return pipeline.EventStreamResponse(events)
+        return pipeline.EventStreamResponse(events, dialect=self.dialect)
 
     async def _until_whole(
         self, chunks: AsyncIterator[bytes], endpoint: BaseEndpoint

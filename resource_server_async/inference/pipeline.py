@@ -12,6 +12,7 @@ inside `cancel_on_disconnect` (`admit_then`), since admission may wait in a fair
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from resource_server_async import admission
+from resource_server_async import admission, drain
 from resource_server_async.accounting import stream_usage
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.admission.ticket import AdmissionState
@@ -277,9 +278,15 @@ class EventStreamResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, events: AsyncIterator[bytes], headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        events: AsyncIterator[bytes],
+        headers: dict[str, str] | None = None,
+        dialect: Dialect = Dialect.OPENAI,
+    ):
         super().__init__(events, headers={**SSE_HEADERS, **(headers or {})})
         self._events = events
+        self._dialect = dialect
         self._on_close: Callable[[], None] | None = None
 
     def on_close(self, callback: Callable[[], None]) -> None:
@@ -299,19 +306,42 @@ class EventStreamResponse(StreamingResponse):
             relaying.cancel()
 
         watcher = asyncio.get_running_loop().create_task(watch_for_disconnect())
+        draining = drain.current()
+        draining.track(relaying)
         try:
             await self.stream_response(send)
         except asyncio.CancelledError:
-            if not disconnected:
+            if draining.was_cut(relaying) and not disconnected:
+                relaying.uncancel()  # the drain's deadline: tell the client, then end
+                await self._send_drain_error(send)
+            elif not disconnected:
                 raise
-            relaying.uncancel()  # our own cancellation, not the server's: end quietly
+            else:
+                relaying.uncancel()  # our own cancellation, not the server's: end quietly
         finally:
+            draining.untrack(relaying)
             watcher.cancel()
             if self._on_close is not None:
                 self._on_close()
             aclose = getattr(self._events, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def _send_drain_error(self, send: Send) -> None:
+        error = GatewayError(
+            503,
+            "gateway_shutting_down",
+            "The gateway is shutting down and ended this stream; retry the request.",
+        )
+        with contextlib.suppress(OSError, RuntimeError):
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": sse_error_event(error, self._dialect),
+                    "more_body": True,
+                }
+            )
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 # Never sent (the client is gone); nginx's code for it, should anything log the status.
@@ -374,7 +404,7 @@ async def execute(endpoint: BaseEndpoint, call: InferenceRequest, dialect: Diale
     caller's HTTP error); errors during a stream end it with an error event."""
     if call.stream:
         return EventStreamResponse(
-            relay(await open_stream(endpoint, call), dialect, endpoint, call)
+            relay(await open_stream(endpoint, call), dialect, endpoint, call), dialect=dialect
         )
     return json_response(await endpoint.complete(call), endpoint, call)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
+from resource_server_async import drain
 from resource_server_async.api.http import JSONResponse
 from resource_server_async.api.readiness import ReadinessProbe
 
@@ -15,6 +16,12 @@ def ready_route() -> Route:
 
     async def ready(request: Request) -> JSONResponse:
         nonlocal probe
+        if drain.current().draining:  # SIGTERM came: the proxy should send elsewhere now
+            return JSONResponse(
+                {"status": "draining", "detail": "this gateway process is shutting down"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
         if probe is None:  # built in the serving loop: its lock belongs to that loop
             probe = ReadinessProbe.from_settings()
         answer = await probe.check()

@@ -1,0 +1,1 @@
+"""Deployment files; render_site.py fills in the nginx site template."""
