@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import threading
 import time
 import traceback
 import uuid
@@ -39,6 +38,14 @@ from resource_server_async.compute.functions import PROJECT_FUNCTIONS
 CLIENT_ID = "6d2d3a1e-5f3a-4d58-9f3b-6c1c8b0a1f00"
 CLIENT_SECRET = "standin-client-secret"
 TOKEN = "standin-compute-token"
+# The relay probe (bench/compute_probe.py), registered at start like the project's functions.
+PROBE_FUNCTION = "a9d3c2b1-0e4f-4a6b-8c7d-1f2e3d4c5b6a"
+PROBE_CHUNKS = 20  # bench/compute_probe.py CHUNKS
+PROBE_SOURCE = (
+    "def relay_probe(parameters):\n"
+    "    from bench.compute_probe import relay_probe as run\n"
+    "    return run(parameters)\n"
+)
 FUNCX_SCOPE = "https://auth.globus.org/scopes/facd7ccc-c5f4-42aa-916b-a0e270e2c2a9/all"
 
 
@@ -63,7 +70,8 @@ class StandinState:
     tasks: dict[str, Task] = field(default_factory=dict)
     serializer: ComputeSerializer = field(default_factory=ComputeSerializer)
     counts: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # While set, finished tasks still answer "running" (requests held in flight on purpose).
+    holding: bool = False
     _pool: ThreadPoolExecutor | None = None
 
     def __post_init__(self) -> None:
@@ -72,6 +80,9 @@ class StandinState:
             self.functions[function.local_uuid] = (
                 PureSourceTextInspect.identifier + f"{function.entry_point}:{function.source()}"
             )
+        self.functions[PROBE_FUNCTION] = PureSourceTextInspect.identifier + (
+            f"relay_probe:{PROBE_SOURCE}"
+        )
 
     def count(self, route: str) -> None:
         self.counts[route] = self.counts.get(route, 0) + 1
@@ -90,7 +101,8 @@ class StandinState:
         doc: dict[str, Any] = {"task_id": task.task_id}
         future = task.future
         ready = future is not None and future.done()
-        if not ready or time.monotonic() < task.submitted + self.result_delay:
+        early = time.monotonic() < task.submitted + self.result_delay
+        if not ready or early or self.holding:
             doc["status"] = "running" if future is not None else "waiting-for-ep"
             doc["pending"] = True
             return doc
@@ -226,6 +238,10 @@ def build_app(state: StandinState) -> Starlette:
     async def health(request: Request) -> Response:
         return _json({"ok": True, "counts": state.counts, "tasks": len(state.tasks)})
 
+    async def hold(request: Request) -> Response:
+        state.holding = request.url.path.endswith("/hold")
+        return _json({"holding": state.holding})
+
     return Starlette(
         routes=[
             Route("/v2/oauth2/token", token, methods=["POST"]),
@@ -236,6 +252,8 @@ def build_app(state: StandinState) -> Starlette:
             Route("/v2/tasks/{task_id}", task_status, methods=["GET"]),
             Route("/v2/endpoints/{endpoint_id}/status", endpoint_status, methods=["GET"]),
             Route("/standin/health", health, methods=["GET"]),
+            Route("/standin/hold", hold, methods=["POST"]),
+            Route("/standin/release", hold, methods=["POST"]),
         ]
     )
 
@@ -252,13 +270,18 @@ def gateway_env(url: str) -> dict[str, str]:
 
 
 def command(
-    port: int, endpoints: list[str], latency: float = 0.0, result_delay: float = 0.0
+    port: int,
+    endpoints: list[str],
+    latency: float = 0.0,
+    result_delay: float = 0.0,
+    workers: int = 64,
 ) -> list[str]:
     """The command line that starts a stand-in (run it with scripts.processes.start)."""
     import sys
 
     args = [sys.executable, "-m", "bench.compute_standin", "--port", str(port)]
     args += ["--latency", str(latency), "--result-delay", str(result_delay)]
+    args += ["--workers", str(workers)]
     for endpoint in endpoints:
         args += ["--endpoint", endpoint]
     return args
