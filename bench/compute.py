@@ -370,6 +370,10 @@ def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Re
                     in_flight(tag, target, standin, report)
     finally:
         process.stop()
+    from bench import compute_streams
+
+    print(f"\nopen streams, {compute_streams.OPEN_STREAMS} (direct path)", flush=True)
+    compute_streams.bench(workdir / "open_streams", report)
     report.notes.append(
         f"compute: stand-in at {SERVICE_LATENCY * 1000:g} ms per service call, "
         f"COMPUTE_POLL_INTERVAL={POLL_INTERVAL:g} s (production default 0.5 s); 'added' is the "
