@@ -44,11 +44,19 @@ WHOAMI_PATH = "/resource_server/whoami"
 # The connection count of the flood measured in the hardening issue (item 3).
 AUTH_CONNECTIONS = 128
 SCENARIOS = (
-    "proxy", "auth", "accounting", "fair_share", "routing", "admission", "batches", "dashboard",
-)  # fmt: skip
+    "proxy",
+    "auth",
+    "accounting",
+    "fair_share",
+    "routing",
+    "admission",
+    "batches",
+    "dashboard",
+    "compute",
+)
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
 # metrics on vs off) and `routing` one with two backends (bench/routing.py): asked for by name.
-DEFAULT_SCENARIOS = ("proxy", "auth")
+DEFAULT_SCENARIOS = ("proxy", "auth", "compute")
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/gateway_bench"
 # The production configuration against the same gateway without accounting (--scenarios
 # accounting): the issue's budget for what records and metrics add.
@@ -281,6 +289,7 @@ def gateway(
     overrides: dict[str, str] | None = None,
     database: str = "",
     fixtures: Path | None = None,
+    port: int = 0,
 ) -> Iterator[Target]:
     env = {**gateway_env(workdir, store, database), **(overrides or {})}
     if store == "postgres":
@@ -288,7 +297,7 @@ def gateway(
     manage(env, "migrate", "--no-input", "-v0")
     manage(env, "loaddata", str(fixtures or write_fixtures(workdir, backend_port)))
     key = manage(env, "create_api_key", "--name", "bench", "--quiet").strip().splitlines()[-1]
-    port = free_port()
+    port = port or free_port()
     process = start(
         "gateway",
         gateway_command(port, *SERVING_OPTIONS, "--log-level", "warning"),
@@ -609,6 +618,11 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
 
         append_dashboard_section(report, args)
         return
+    if args.scenarios == ["compute"]:
+        from bench import compute
+
+        compute.append_section(report, args)
+        return
     if args.scenarios == ["admission"]:
         from bench.admission import append_admission_section
 
@@ -745,7 +759,10 @@ def main() -> None:
         "fast and a 5x slower server; the same), admission (limits + an allocation on vs off, "
         "PostgreSQL + Redis; the same), batches (lines/s with one worker, peak memory for a "
         "1,000,000-line input; PostgreSQL + Redis), dashboard (each page's answer with "
-        "1,000,000 records in PostgreSQL, chart cache off and on; a dated section when run alone)",
+        "1,000,000 records in PostgreSQL, chart cache off and on; a dated section when run "
+        "alone), compute (the Globus Compute path against bench/compute_standin.py: CPU per "
+        "task at concurrency 1/32/256, side-channel relay "
+        "with Redis and in-process, 1,000 requests in flight)",
     )
     parser.add_argument(
         "--records",
@@ -814,6 +831,10 @@ def main() -> None:
 
                 (workdir / "dashboard").mkdir()
                 bench_dashboard(workdir / "dashboard", backend_port, report)
+            if "compute" in args.scenarios:
+                from bench import compute
+
+                compute.bench(args, workdir / "compute", backend_port, report)
             if "litellm" in args.compare:
                 (workdir / "litellm").mkdir()
                 bench_litellm(args, workdir / "litellm", backend_port, report)

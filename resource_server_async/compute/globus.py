@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -169,7 +170,9 @@ def connect(credentials: Credentials, timeout: float) -> Clients:
         ) from None
     sdk = Client(authorizer=authorizer, do_version_check=False)
     common: dict[str, Any] = {
-        "base_url": sdk.web_service_address,
+        # globus-sdk's own override of a service's address (a stand-in, a test deployment);
+        # the Compute SDK's Client reads only GLOBUS_SDK_ENVIRONMENT.
+        "base_url": os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE") or sdk.web_service_address,
         "authorizer": authorizer,
         "transport": transport,
         "retry_config": no_retries(),

@@ -1,0 +1,415 @@
+"""The compute scenario: what the gateway adds to a Globus Compute round trip, and to its streams.
+
+`bench.run --scenarios compute` starts the Compute stand-in (bench/compute_standin.py, its own
+process on the driver's core, SERVICE_LATENCY per call) and one gateway worker (core 0) whose
+catalog has one Globus Compute endpoint served by it, so the gateway's real SDK code submits,
+polls and reads results over HTTP. Measured, each from the gateway's own /proc figures:
+1. non-streaming at concurrency 1, 32, 256: gateway CPU per task, tasks/s, and the latency the
+   gateway adds over the stand-in's own time (its two service calls plus the function's call to
+   the model, measured directly);
+2. streaming, 20 chunks, with Redis and with the in-process hub: the time from a chunk's
+   side-channel POST (the probe function stamps its wall-clock start into the chunk) to the
+   client reading it, and gateway CPU per relayed chunk;
+3. 1,000 Compute-path requests in flight (results held back by the stand-in): the gateway's
+   memory, threads and Redis connections before, at 1,000 and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import time
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from bench import compute_standin
+from bench.processes import rss_megabytes, start, tree_cpu_seconds
+from resource_server_async.compute.functions import INFERENCE
+from scripts.processes import free_port, wait_for_http
+
+if TYPE_CHECKING:
+    import argparse
+
+    from bench.run import Report, Target
+
+CLUSTER = "bench-hpc"
+MODEL = "bench-model"
+ENDPOINT = "5b0b9c83-3c55-4a0e-9c55-6f1d5c2f3b11"
+PROBE_ENDPOINT = "8d1f2e4a-7b6c-4d3e-a1f0-2c9b8e7d6a55"
+SECRET = "bench-streaming-secret-0123456789"
+SERVICE_LATENCY = 0.005  # seconds per stand-in call: a fast service, so the gateway shows
+POLL_INTERVAL = 0.02
+CONCURRENCY = (1, 32, 256)
+TASKS = {1: 40, 32: 320, 256: 768}
+STREAMS = 40
+IN_FLIGHT = 1000
+DATABASE = "postgres://postgres@127.0.0.1:5432/gateway_bench_compute"
+BUDGET_TASK_MS = 1.0
+BUDGET_CHUNK_MS = 0.05
+BUDGET_RELAY_P50_MS = 1.0
+BUDGET_INFLIGHT_KB = 50.0
+
+
+def fixtures(workdir: Path, backend_port: int) -> Path:
+    """A Globus Compute cluster with two models: the inference function and the relay probe."""
+    cluster = {
+        "model": "resource_server_async.cluster",
+        "pk": 1,
+        "fields": {
+            "cluster_name": CLUSTER,
+            "cluster_adapter": "resource_server_async.clusters.globus_compute.GlobusComputeCluster",
+            "frameworks": ["vllm"],
+            "openai_endpoints": ["chat/completions"],
+            # No scheduler behind the stand-in: /jobs comes from the endpoints' status.
+            "config": {"jobs_from": "endpoints"},
+        },
+    }
+    rows: list[dict[str, Any]] = [cluster]
+    for pk, (model, endpoint, function) in enumerate(
+        [
+            (MODEL, ENDPOINT, INFERENCE.local_uuid),
+            ("probe-model", PROBE_ENDPOINT, compute_standin.PROBE_FUNCTION),
+        ],
+        start=1,
+    ):
+        rows.append(
+            {
+                "model": "resource_server_async.endpoint",
+                "pk": pk,
+                "fields": {
+                    "endpoint_slug": f"{CLUSTER}-vllm-{model}",
+                    "cluster": CLUSTER,
+                    "framework": "vllm",
+                    "model": model,
+                    "endpoint_adapter": (
+                        "resource_server_async.endpoints.globus_compute.GlobusComputeEndpoint"
+                    ),
+                    "config": {
+                        "api_port": backend_port,
+                        "endpoint_uuid": endpoint,
+                        "function_uuid": function,
+                    },
+                },
+            }
+        )
+    path = workdir / "compute_fixtures.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def proc_threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+def redis_connections(pid: int) -> int:
+    """TCP connections of `pid` to port 6379 (its sockets matched against /proc/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[2].endswith(":18EB") and fields[3] == "01" and fields[9] in inodes:
+                count += 1
+    return count
+
+
+class Driver:
+    """The caller: aiohttp on the driver's core, one session for all requests."""
+
+    def __init__(self, target: Target) -> None:
+        self.url = (
+            f"http://127.0.0.1:{target.port}/resource_server/{CLUSTER}/vllm/v1/chat/completions"
+        )
+        self.headers = {"Authorization": target.auth, "Content-Type": "application/json"}
+
+    async def chat(self, http: aiohttp.ClientSession, model: str = MODEL) -> float:
+        body = {"model": model, "messages": [{"role": "user", "content": "hello bench"}]}
+        started = time.perf_counter()
+        async with http.post(self.url, json=body, headers=self.headers) as answer:
+            await answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"gateway answered {answer.status}: {await answer.text()}")
+        return time.perf_counter() - started
+
+    async def probe_stream(self, http: aiohttp.ClientSession) -> list[float]:
+        """Relay delays (s) of one probe stream: receipt wall time minus the stamped POST start."""
+        body = {
+            "model": "probe-model",
+            "messages": [{"role": "user", "content": "probe"}],
+            "stream": True,
+        }
+        delays = []
+        async with http.post(self.url, json=body, headers=self.headers) as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"gateway answered {answer.status}: {await answer.text()}")
+            async for raw in answer.content:
+                received = time.time()
+                line = raw.decode().strip()
+                if not line.startswith("data: {"):
+                    continue
+                event = json.loads(line[6:])
+                if "error" in event:
+                    raise RuntimeError(f"the stream failed: {event['error']}")
+                if not event.get("choices"):
+                    continue
+                content = event["choices"][0]["delta"].get("content") or ""
+                if content.startswith("t="):
+                    delays.append(received - float(content[2:]))
+        return delays
+
+
+async def _concurrent(driver: Driver, concurrency: int, total: int) -> list[float]:
+    latencies: list[float] = []
+    queue = iter(range(total))
+    connector = aiohttp.TCPConnector(limit=concurrency + 8)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def worker() -> None:
+            for _ in queue:
+                latencies.append(await driver.chat(http))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+async def _direct_model(port: int, count: int) -> float:
+    """p50 of the function's own call: the fake model directly."""
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hello bench"}]}
+    times = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(count):
+            started = time.perf_counter()
+            async with http.post(url, json=body) as answer:
+                await answer.read()
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def non_streaming(target: Target, backend_port: int, report: Report) -> None:
+    assert target.pid is not None
+    driver = Driver(target)
+    asyncio.run(_concurrent(driver, 4, 20))  # sign-in, connections, caches warm
+    floor = 2 * SERVICE_LATENCY + asyncio.run(_direct_model(backend_port, 30))
+    for concurrency in CONCURRENCY:
+        total = TASKS[concurrency]
+        cpu = tree_cpu_seconds(target.pid)
+        started = time.perf_counter()
+        latencies = asyncio.run(_concurrent(driver, concurrency, total))
+        seconds = time.perf_counter() - started
+        cpu_ms = (tree_cpu_seconds(target.pid) - cpu) * 1000 / total
+        p50 = statistics.median(latencies)
+        added = (p50 - floor) * 1000
+        report.add(
+            f"compute c={concurrency}: CPU/task, tasks/s",
+            f"{cpu_ms:.3f} ms",
+            f"{total / seconds:.0f}/s",
+            f"p50 {p50 * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms, "
+            f"added {added:.1f} ms over {floor * 1000:.1f} ms",
+        )
+        report.check(
+            f"compute c={concurrency}", "gateway CPU ≤ 1 ms/task", cpu_ms, BUDGET_TASK_MS, "ms"
+        )
+
+
+async def _streams(driver: Driver, count: int) -> list[float]:
+    delays: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(count):
+            delays += await driver.probe_stream(http)
+    return delays
+
+
+def streaming(tag: str, target: Target, report: Report) -> None:
+    assert target.pid is not None
+    driver = Driver(target)
+    asyncio.run(_streams(driver, 3))
+    cpu = tree_cpu_seconds(target.pid)
+    delays = asyncio.run(_streams(driver, STREAMS))
+    cpu_s = tree_cpu_seconds(target.pid) - cpu
+    chunks = len(delays)
+    if chunks != STREAMS * compute_standin.PROBE_CHUNKS:
+        raise RuntimeError(f"{chunks} chunks arrived of {STREAMS * compute_standin.PROBE_CHUNKS}")
+    # The whole stream's gateway CPU (submit, poll, result) over its chunks: an upper bound.
+    per_chunk = cpu_s * 1000 / chunks
+    p50, p99 = percentile(delays, 0.5) * 1000, percentile(delays, 0.99) * 1000
+    report.add(
+        f"compute stream 20 chunks ({tag}): relay p50/p99",
+        f"{p50:.2f} ms",
+        f"{p99:.2f} ms",
+        f"CPU {per_chunk:.3f} ms/chunk (whole stream incl. submit+poll)",
+    )
+    report.check(f"stream relay ({tag})", "relay p50 ≤ 1 ms", p50, BUDGET_RELAY_P50_MS, "ms")
+    report.check(f"stream chunk ({tag})", "CPU ≤ 0.05 ms/chunk", per_chunk, BUDGET_CHUNK_MS, "ms")
+
+
+async def _hold(driver: Driver, count: int, pid: int, standin: str) -> dict[str, float]:
+    """Start `count` requests whose results the stand-in holds; sample the gateway at the top."""
+    connector = aiohttp.TCPConnector(limit=count + 8)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as http,
+        aiohttp.ClientSession(timeout=timeout) as control,
+    ):
+        tasks = [asyncio.ensure_future(driver.chat(http)) for _ in range(count)]
+
+        async def held() -> int:
+            async with control.get(f"{standin}/standin/health") as answer:
+                return int((await answer.json())["tasks"])
+
+        for _ in range(600):  # at most two minutes for all of them to be submitted
+            if await held() >= count:
+                break
+            await asyncio.sleep(0.2)
+        top = {
+            "held": float(await held()),
+            "rss": rss_megabytes(pid),
+            "threads": float(proc_threads(pid)),
+            "redis": float(redis_connections(pid)),
+        }
+        async with control.post(f"{standin}/standin/release") as answer:
+            await answer.read()
+        await asyncio.gather(*tasks)
+    return top
+
+
+def in_flight(tag: str, target: Target, standin: str, report: Report) -> None:
+    assert target.pid is not None
+    pid = target.pid
+    driver = Driver(target)
+    before = (rss_megabytes(pid), proc_threads(pid), redis_connections(pid))
+    urllib.request.urlopen(
+        urllib.request.Request(f"{standin}/standin/hold", method="POST"), timeout=5
+    ).read()
+    top = asyncio.run(_hold(driver, IN_FLIGHT, pid, standin))
+    after = (rss_megabytes(pid), proc_threads(pid), redis_connections(pid))
+    per_request_kb = (top["rss"] - before[0]) * 1024 / IN_FLIGHT
+    report.add(
+        f"compute {IN_FLIGHT} in flight ({tag}): RSS MB, threads, Redis conns",
+        f"before {before[0]:.0f} MB, {before[1]} thr, {before[2]} redis",
+        f"at {top['held']:.0f}: {top['rss']:.0f} MB, {top['threads']:.0f} thr, "
+        f"{top['redis']:.0f} redis",
+        f"{per_request_kb:.1f} kB/request; after {after[0]:.0f} MB, {after[1]} thr, "
+        f"{after[2]} redis",
+    )
+    report.check(
+        f"in flight ({tag})", "memory ≤ 50 kB/request", per_request_kb, BUDGET_INFLIGHT_KB, "kB"
+    )
+
+
+def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Report) -> None:
+    from bench.run import DRIVER_CORE, gateway
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    standin_env = {
+        **os.environ,
+        "INFERENCE_API_BASE_URL": "http://127.0.0.1:{api_port}",
+        "INTERNAL_STREAMING_SECRET": SECRET,
+    }
+    process = start(
+        "compute-standin",
+        compute_standin.command(
+            port, [ENDPOINT, PROBE_ENDPOINT], latency=SERVICE_LATENCY, workers=128
+        ),
+        standin_env,
+        workdir / "standin.log",
+        DRIVER_CORE,
+    )
+    standin = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{standin}/standin/health")
+        for store, tag in (("postgres", "Redis"), ("sqlite", "in-process")):
+            gateway_port = free_port()
+            overrides = {
+                **compute_standin.gateway_env(standin),
+                "STREAMING_SERVER_HOST": "127.0.0.1",
+                "STREAMING_SERVER_PORT": str(gateway_port),
+                "STREAMING_SERVER_PROTOCOL": "http",
+                "INTERNAL_STREAMING_SECRET": SECRET,
+                "COMPUTE_POLL_INTERVAL": str(POLL_INTERVAL),
+                "COMPUTE_SUBMIT_QUEUE": str(IN_FLIGHT + 100),
+                "COMPUTE_RESULT_TIMEOUT": "300",
+            }
+            sub = workdir / store
+            sub.mkdir(exist_ok=True)
+            with gateway(
+                sub,
+                store,
+                backend_port,
+                overrides,
+                database=DATABASE if store == "postgres" else "",
+                fixtures=fixtures(sub, backend_port),
+                port=gateway_port,
+            ) as target:
+                print(f"\ncompute scenario, {tag} ({store})", flush=True)
+                if store == "postgres":
+                    non_streaming(target, backend_port, report)
+                streaming(tag, target, report)
+                if store == "postgres":
+                    in_flight(tag, target, standin, report)
+    finally:
+        process.stop()
+    from bench import compute_streams
+
+    print(f"\nopen streams, {compute_streams.OPEN_STREAMS} (direct path)", flush=True)
+    compute_streams.bench(workdir / "open_streams", report)
+    report.notes.append(
+        f"compute: stand-in at {SERVICE_LATENCY * 1000:g} ms per service call, "
+        f"COMPUTE_POLL_INTERVAL={POLL_INTERVAL:g} s (production default 0.5 s); 'added' is the "
+        "client's p50 minus the stand-in's floor (two service calls + the function's model call "
+        "measured directly), so it includes waiting for the next poll (≤ one interval)."
+    )
+
+
+def append_section(report: Report, args: argparse.Namespace) -> None:
+    """A dated section at the end of --output (the scenario run alone)."""
+    from datetime import UTC, datetime
+
+    from bench.run import machine
+
+    lines = [
+        "",
+        f"## Globus Compute path (stand-in), {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
+        "",
+        f"Machine: {machine()}  ",
+        "Command: `python -m bench.run --scenarios compute`",
+        "",
+        (__doc__ or "").split("\n\n", 1)[1].strip().replace("\n", " "),
+        "",
+        "| scenario | figure | figure | detail |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in report.rows],
+        "",
+        "| target | budget | measured | met |",
+        "|---|---|---|---|",
+        *[
+            f"| {tag} | {line} | {value} | {'yes' if met else '**no**'} |"
+            for tag, line, value, met in report.budget
+        ],
+    ]
+    if report.notes:
+        lines += ["", "Notes:", *[f"- {note}" for note in report.notes]]
+    existing = args.output.read_text() if args.output.exists() else "# Benchmark results\n"
+    args.output.write_text(existing.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+    print(f"\nadded a section to {args.output}")
