@@ -384,32 +384,14 @@ def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Re
 
 def append_section(report: Report, args: argparse.Namespace) -> None:
     """A dated section at the end of --output (the scenario run alone)."""
-    from datetime import UTC, datetime
+    from bench.run import append_section as append
 
-    from bench.run import machine
-
-    lines = [
-        "",
-        f"## Globus Compute path (stand-in), {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
-        "",
-        f"Machine: {machine()}  ",
-        "Command: `python -m bench.run --scenarios compute`",
-        "",
+    append(
+        report,
+        args,
+        "Globus Compute path (stand-in)",
+        "python -m bench.run --scenarios compute",
         (__doc__ or "").split("\n\n", 1)[1].strip().replace("\n", " "),
-        "",
-        "| scenario | figure | figure | detail |",
-        "|---|---|---|---|",
-        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in report.rows],
-        "",
-        "| target | budget | measured | met |",
-        "|---|---|---|---|",
-        *[
-            f"| {tag} | {line} | {value} | {'yes' if met else '**no**'} |"
-            for tag, line, value, met in report.budget
-        ],
-    ]
-    if report.notes:
-        lines += ["", "Notes:", *[f"- {note}" for note in report.notes]]
-    existing = args.output.read_text() if args.output.exists() else "# Benchmark results\n"
-    args.output.write_text(existing.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
-    print(f"\nadded a section to {args.output}")
+        "detail",
+        columns=("figure", "figure"),
+    )

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from bench.processes import python, rss_megabytes, start, tree_cpu_seconds
-from scripts.processes import free_port, wait_for_http
+from bench.processes import rss_megabytes, tree_cpu_seconds
 
 if TYPE_CHECKING:
     from bench.run import Report, Target
@@ -104,25 +103,13 @@ async def _load(target: Target, pid: int) -> dict[str, float]:
 
 
 def bench(workdir: Path, report: Report) -> None:
-    from bench.run import DRIVER_CORE, gateway
+    from bench.run import fake_backend, gateway
 
     raise_fd_limit(4 * OPEN_STREAMS + 1024)  # the gateway and model inherit it
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    model = start(
-        "open-streams-backend",
-        [python(), "-m", "tests.fake_backend", "--port", str(port)],
-        dict(os.environ),
-        workdir / "backend.log",
-        DRIVER_CORE,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/v1/models")
-        with gateway(workdir, "sqlite", port) as target:
-            assert target.pid is not None
-            figures = asyncio.run(_load(target, target.pid))
-    finally:
-        model.stop()
+    with fake_backend(workdir) as port, gateway(workdir, "sqlite", port) as target:
+        assert target.pid is not None
+        figures = asyncio.run(_load(target, target.pid))
     n = int(figures["opened"])
     report.add(
         f"{n} open streams (direct, 1 token/100 ms): kB/stream, CPU/chunk",

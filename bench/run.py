@@ -700,10 +700,16 @@ def append_accounting_section(report: Report, args: argparse.Namespace) -> None:
 
 
 def append_section(
-    report: Report, args: argparse.Namespace, title: str, command: str, about: str, compare: str
+    report: Report,
+    args: argparse.Namespace,
+    title: str,
+    command: str,
+    about: str,
+    compare: str,
+    columns: tuple[str, str] = ("off", "on"),
 ) -> None:
     """A dated section at the end of --output (a scenario run alone), the rest of the file
-    kept: what ran, then its rows (off, on, `compare`) and budget."""
+    kept: what ran, then its rows (`columns`, `compare`) and budget."""
     lines = [
         "",
         f"## {title}, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
@@ -713,7 +719,7 @@ def append_section(
         "",
         about,
         "",
-        f"| scenario | off | on | {compare} |",
+        f"| scenario | {columns[0]} | {columns[1]} | {compare} |",
         "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in report.rows],
         "",
