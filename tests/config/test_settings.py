@@ -15,11 +15,12 @@ STRONG_KEY = secrets.token_urlsafe(50)
 
 
 def run_settings(env: dict[str, str], code: str = "") -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "GATEWAY_DEV_MODE", "DATABASE_URL", "REDIS_URL"}
-    }
+    # Only what the test names: no gateway setting of the test process (a suite run sets some,
+    # e.g. INTERNAL_STREAMING_SECRET or REDIS_URL) reaches the process that is checked.
+    from inference_gateway.config import GatewaySettings
+
+    declared = set(GatewaySettings.model_fields) | {"GATEWAY_DEV_MODE", "DATABASE_URL", "REDIS_URL"}
+    clean = {k: v for k, v in os.environ.items() if k not in declared}
     clean.update(env)
     script = "import inference_gateway.settings as s\n" + code
     return subprocess.run(
