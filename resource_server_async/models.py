@@ -318,16 +318,14 @@ USAGE_DIMENSIONS = (
 )  # fmt: skip
 
 
-class UsageHour(models.Model):
-    """Request records summed per hour and (cluster, model, principal, project, status, ...):
+class UsageSums(models.Model):
+    """Request records summed per period and (cluster, model, principal, project, status, ...):
     what the dashboard's day and month ranges read instead of every record.
 
     Kept by the record writer in the statement that inserts the records (accounting/rollup.py),
     so it always agrees with them; outlives them by ROLLUP_RETENTION_DAYS (purge_records).
     """
 
-    # Ranges of hours use the unique key's index, which starts with the hour.
-    hour = models.DateTimeField()
     cluster = models.CharField(max_length=100, blank=True, default="")
     framework = models.CharField(max_length=100, blank=True, default="")
     model = models.CharField(max_length=250, blank=True, default="")
@@ -348,12 +346,37 @@ class UsageHour(models.Model):
     ttft_count = models.BigIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class UsageHour(UsageSums):
+    """The records of each hour summed (the dashboard's last day)."""
+
+    # Ranges of hours use the unique key's index, which starts with the hour.
+    hour = models.DateTimeField()
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(fields=["hour", *USAGE_DIMENSIONS], name="usage_hour_key")
         ]
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h {self.model} {self.username} {self.status}"
+
+
+class UsageDay(UsageSums):
+    """The records of each UTC day summed (the dashboard's 30 days): ~24 times fewer rows than
+    UsageHour, which took ~370 ms over 30 days for the overview with 1,000,000 records."""
+
+    day = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", *USAGE_DIMENSIONS], name="usage_day_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.model} {self.username} {self.status}"
 
 
 class LatencyHour(models.Model):

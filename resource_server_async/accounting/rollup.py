@@ -1,5 +1,5 @@
-"""The hourly roll-up of request records (UsageHour, LatencyHour): the SQL that folds records
-into it, one statement per table, shared by the record writer (accounting/rows.py), the
+"""The roll-up of request records (UsageHour, UsageDay, LatencyHour): the SQL that folds
+records into it, one statement per table, shared by the record writer (accounting/rows.py), the
 migration's backfill, `rebuild` (tests, the dashboard bench) and the same on PostgreSQL and
 SQLite.
 
@@ -28,15 +28,19 @@ RECORD_COLUMNS = (
 )  # fmt: skip
 
 
-def usage_statement(connection: Any, source: str, where: str = "true") -> str:
+# The periods of the usage roll-up: their model's name and its time column.
+USAGE_PERIODS = ("hour", "day")
+
+
+def usage_statement(connection: Any, source: str, where: str = "true", period: str = "hour") -> str:
     """INSERT ... SELECT ... GROUP BY over `source` (a table or CTE with RECORD_COLUMNS) into
-    UsageHour, adding to the rows already there."""
-    from resource_server_async.models import USAGE_DIMENSIONS, UsageHour
+    UsageHour or UsageDay (`period`), adding to the rows already there."""
+    from resource_server_async.models import USAGE_DIMENSIONS, UsageDay, UsageHour
 
     q = connection.ops.quote_name
-    table = q(UsageHour._meta.db_table)
+    table = q((UsageHour if period == "hour" else UsageDay)._meta.db_table)
     dimensions = [q(name) for name in USAGE_DIMENSIONS]
-    key = [q("hour"), *dimensions]
+    key = [q(period), *dimensions]
     sums = {
         "request_count": "COUNT(*)",
         "prompt_tokens": f"COALESCE(SUM({q('prompt_tokens')}), 0)",
@@ -48,7 +52,7 @@ def usage_statement(connection: Any, source: str, where: str = "true") -> str:
         "ttft_count": f"COUNT({q('time_to_first_token')})",
     }
     columns = ", ".join([*key, *(q(name) for name in sums)])
-    chosen = ", ".join([_hour(connection), *dimensions, *sums.values()])
+    chosen = ", ".join([_start(connection, period), *dimensions, *sums.values()])
     numbered = ", ".join(str(i + 1) for i in range(len(key)))
     added = ", ".join(f"{q(n)} = {table}.{q(n)} + excluded.{q(n)}" for n in sums)
     # ORDER BY: concurrent writers (one per worker process) take the rows' locks in one order.
@@ -66,7 +70,7 @@ def latency_statement(connection: Any, source: str, where: str = "true") -> str:
     q = connection.ops.quote_name
     table = q(LatencyHour._meta.db_table)
     arms = " UNION ALL ".join(
-        f"SELECT {_hour(connection)} AS {q('hour')}, '{measure}' AS {q('measure')}, "
+        f"SELECT {_start(connection, 'hour')} AS {q('hour')}, '{measure}' AS {q('measure')}, "
         f"{_bin_of(q(measure))} AS {q('bin')} FROM {source} "
         f"WHERE ({where}) AND {q(measure)} IS NOT NULL"
         for measure in LATENCY_MEASURES
@@ -86,23 +90,27 @@ def rebuild(using: str = "default") -> None:
     the bench after filling records without the writer). Records already purged are lost."""
     from django.db import connections, transaction
 
-    from resource_server_async.models import LatencyHour, RequestRecord, UsageHour
+    from resource_server_async.models import LatencyHour, RequestRecord, UsageDay, UsageHour
 
     connection = connections[using]
     records = connection.ops.quote_name(RequestRecord._meta.db_table)
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        UsageHour.objects.using(using).all().delete()
-        LatencyHour.objects.using(using).all().delete()
-        cursor.execute(usage_statement(connection, records))
+        for model in (UsageHour, UsageDay, LatencyHour):
+            model.objects.using(using).all().delete()
+        for period in USAGE_PERIODS:
+            cursor.execute(usage_statement(connection, records, period=period))
         cursor.execute(latency_statement(connection, records))
 
 
-def _hour(connection: Any) -> str:
-    """The start of a record's hour; SQLite holds times as 'YYYY-MM-DD HH:MM:SS...' in UTC."""
+def _start(connection: Any, period: str) -> str:
+    """The start of a record's hour or (UTC) day; SQLite holds times as
+    'YYYY-MM-DD HH:MM:SS...' in UTC."""
     column = connection.ops.quote_name("received_at")
     if connection.vendor == "postgresql":
-        return f"date_trunc('hour', {column})"  # the session's time zone is UTC (Django)
-    return f"substr({column}, 1, 13) || ':00:00'"
+        return f"date_trunc('{period}', {column})"  # the session's time zone is UTC (Django)
+    if period == "hour":
+        return f"substr({column}, 1, 13) || ':00:00'"
+    return f"substr({column}, 1, 10) || ' 00:00:00'"
 
 
 def _bin_of(column: str) -> str:

@@ -133,12 +133,15 @@ def _postgres_statement() -> str:
     table = ops.quote_name(RequestRecord._meta.db_table)
     returned = ", ".join(ops.quote_name(name) for name in rollup.RECORD_COLUMNS)
     # The roll-up reads what the INSERT returns: only the records it did not skip.
-    usage = rollup.usage_statement(connection, "inserted")
+    usage = ", ".join(
+        f"usage_{period} AS ({rollup.usage_statement(connection, 'inserted', period=period)})"
+        for period in rollup.USAGE_PERIODS
+    )
     latency = rollup.latency_statement(connection, "inserted")
     return (
         f"WITH inserted AS (INSERT INTO {table} ({columns}) SELECT {chosen} "
         f"FROM json_to_recordset(%s::json) AS r({kinds}) ON CONFLICT DO NOTHING "
-        f"RETURNING {returned}), usage AS ({usage}) {latency}"
+        f"RETURNING {returned}), {usage} {latency}"
     )
 
 
@@ -156,7 +159,8 @@ def _fold(cursor: Any, connection: Any, keys: str) -> None:
 
     table = connection.ops.quote_name(RequestRecord._meta.db_table)
     where = "request_key IN (SELECT value FROM json_each(%s))"
-    cursor.execute(rollup.usage_statement(connection, table, where), [keys])
+    for period in rollup.USAGE_PERIODS:
+        cursor.execute(rollup.usage_statement(connection, table, where, period), [keys])
     # The latency statement reads the records once per measure.
     cursor.execute(rollup.latency_statement(connection, table, where), [keys] * 2)
 

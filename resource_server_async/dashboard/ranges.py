@@ -17,8 +17,8 @@ class TimeRange:
     bucket: str  # Trunc kind: "minute" | "hour" | "day"
     step: timedelta
     buckets: int
-    # Read from the hourly roll-up (dashboard/sources.py): buckets of an hour or more.
-    from_rollup: bool
+    # The roll-up the range reads (dashboard/sources.py): "hour", "day", or "" for the records.
+    rollup: str
 
     def starts(self, now: datetime) -> list[datetime]:
         """The start of every bucket, oldest first; the last one holds `now`."""
@@ -38,9 +38,9 @@ class TimeRange:
 RANGES = {
     r.key: r
     for r in (
-        TimeRange("hour", "last hour", "minute", timedelta(minutes=1), 60, False),
-        TimeRange("day", "last day", "hour", timedelta(hours=1), 24, True),
-        TimeRange("month", "last 30 days", "day", timedelta(days=1), 30, True),
+        TimeRange("hour", "last hour", "minute", timedelta(minutes=1), 60, ""),
+        TimeRange("day", "last day", "hour", timedelta(hours=1), 24, "hour"),
+        TimeRange("month", "last 30 days", "day", timedelta(days=1), 30, "day"),
     )
 }
 DEFAULT_RANGE = "day"

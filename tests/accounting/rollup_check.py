@@ -1,5 +1,5 @@
-"""The hourly roll-up as it should be: the records summed in Python, to compare with the tables
-the writer (or the backfill) kept."""
+"""The roll-up as it should be: the records summed in Python, to compare with the tables the
+writer (or the backfill) kept."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from resource_server_async.accounting.rollup import LATENCY_BINS, LATENCY_MEASURES
-from resource_server_async.models import USAGE_DIMENSIONS, LatencyHour, RequestRecord, UsageHour
+from resource_server_async.models import (
+    USAGE_DIMENSIONS,
+    LatencyHour,
+    RequestRecord,
+    UsageDay,
+    UsageHour,
+)
 
 _SUMS = ("request_count", "prompt_tokens", "completion_tokens", "total_tokens", "duration_sum",
          "duration_count", "ttft_sum", "ttft_count")  # fmt: skip
@@ -19,12 +25,19 @@ def _hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def expected_usage(since: datetime | None = None) -> dict[tuple[Any, ...], tuple[float, ...]]:
+def _start(moment: datetime, period: str) -> datetime:
+    return _hour(moment) if period == "hour" else _hour(moment).replace(hour=0)
+
+
+def expected_usage(
+    since: datetime | None = None, period: str = "hour"
+) -> dict[tuple[Any, ...], tuple[float, ...]]:
     sums: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * len(_SUMS))
     for record in RequestRecord.objects.all():
-        if since is not None and _hour(record.received_at) < since:
+        start = _start(record.received_at, period)
+        if since is not None and start < since:
             continue
-        key = (_hour(record.received_at), *(getattr(record, n) for n in USAGE_DIMENSIONS))
+        key = (start, *(getattr(record, n) for n in USAGE_DIMENSIONS))
         row = sums[key]
         row[0] += 1
         row[1] += record.prompt_tokens or 0
@@ -39,10 +52,13 @@ def expected_usage(since: datetime | None = None) -> dict[tuple[Any, ...], tuple
     return {key: tuple(round(v, 6) for v in row) for key, row in sums.items()}
 
 
-def kept_usage(since: datetime | None = None) -> dict[tuple[Any, ...], tuple[float, ...]]:
-    rows = UsageHour.objects.filter(hour__gte=since) if since else UsageHour.objects.all()
+def kept_usage(
+    since: datetime | None = None, period: str = "hour"
+) -> dict[tuple[Any, ...], tuple[float, ...]]:
+    model = UsageHour if period == "hour" else UsageDay
+    rows = model.objects.filter(**{f"{period}__gte": since}) if since else model.objects.all()
     return {
-        (row.hour, *(getattr(row, n) for n in USAGE_DIMENSIONS)): tuple(
+        (getattr(row, period), *(getattr(row, n) for n in USAGE_DIMENSIONS)): tuple(
             round(float(getattr(row, n)), 6) for n in _SUMS
         )
         for row in rows
@@ -69,6 +85,8 @@ def kept_latency(since: datetime | None = None) -> Counter[tuple[datetime, str, 
 
 
 def assert_rollup_matches_records(since: datetime | None = None) -> None:
-    """The roll-up of every hour from `since` (all hours when None) equals the records'."""
+    """The roll-up of every hour (and day) from `since` (all when None) equals the records'."""
     assert kept_usage(since) == expected_usage(since)
+    day = since.replace(hour=0) if since else None
+    assert kept_usage(day, "day") == expected_usage(day, "day")
     assert kept_latency(since) == expected_latency(since)

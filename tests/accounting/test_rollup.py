@@ -1,4 +1,4 @@
-"""The hourly roll-up the record writer keeps (UsageHour, LatencyHour) equals the records summed,
+"""The roll-up the record writer keeps (UsageHour, UsageDay, LatencyHour) equals the records summed,
 on the suite's database (SQLite or PostgreSQL): after batches, a batch written twice, a spool
 replayed, the backfill, and purge_records with its two retentions."""
 
@@ -82,10 +82,10 @@ def test_a_spool_replayed_after_an_outage_counts_each_record_once(tmp_path: Path
 
 def test_the_backfill_makes_the_roll_up_the_writer_keeps() -> None:
     insert_rows(_rows(50))
-    kept = kept_usage()
+    kept = kept_usage(), kept_usage(period="day")
     latency = sorted(LatencyHour.objects.values_list("hour", "measure", "bin", "count"))
     rebuild()  # what the migration runs over the records already there
-    assert kept_usage() == kept
+    assert (kept_usage(), kept_usage(period="day")) == kept
     assert sorted(LatencyHour.objects.values_list("hour", "measure", "bin", "count")) == latency
 
 
@@ -95,10 +95,10 @@ def test_purge_keeps_the_roll_up_past_the_records_until_its_own_retention(
     insert_rows(_rows(30, hours_ago=24 * 50))  # 50 days ago
     insert_rows(_rows(30, hours_ago=24 * 5))
     insert_rows(_rows(30))
-    before = kept_usage()
+    before = kept_usage(), kept_usage(period="day")
     call_command("purge_records", "--days", "30", "--rollup-days", "90", "--batch", "7")
     assert RequestRecord.objects.count() == 60
-    assert kept_usage() == before  # 50 days ago is summed still
+    assert (kept_usage(), kept_usage(period="day")) == before  # 50 days ago is summed still
     recent = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=29)
     assert_rollup_matches_records(since=recent)
     call_command("purge_records", "--days", "30", "--rollup-days", "40")

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Model
 from django.utils import timezone
 
-from resource_server_async.models import LatencyHour, RequestRecord, UsageHour
+from resource_server_async.models import LatencyHour, RequestRecord, UsageDay, UsageHour
 
 
 class Command(BaseCommand):
@@ -51,8 +51,13 @@ class Command(BaseCommand):
         rollup_days = max(rollup_days, days) if rollup_days and days else 0
         if rollup_days:
             cutoff = now - timedelta(days=rollup_days)
-            hours = sum(_purge(model, "hour", cutoff, batch) for model in (UsageHour, LatencyHour))
-            self.stdout.write(f"Deleted {hours} roll-up rows of hours before {cutoff:%Y-%m-%d}.")
+            rows = _purge(UsageHour, "hour", cutoff, batch) + _purge(
+                LatencyHour, "hour", cutoff, batch
+            )
+            # A day is kept while any of its hours is.
+            day = cutoff.replace(hour=0, minute=0, second=0, microsecond=0)
+            rows += _purge(UsageDay, "day", day, batch)
+            self.stdout.write(f"Deleted {rows} roll-up rows of hours before {cutoff:%Y-%m-%d}.")
 
 
 def _purge(model: type[Model], field: str, cutoff: datetime, batch: int) -> int:
