@@ -106,7 +106,8 @@ def bench_dashboard(workdir: Path, backend_port: int, report: Report) -> None:
             seconds = fill(t.env["DATABASE_URL"], RECORDS)
             report.notes.append(f"{RECORDS:,} records inserted in {seconds:.1f} s")
             seconds, rows = roll_up(t.env)
-            report.notes.append(f"hourly roll-up made in {seconds:.1f} s: {rows:,} UsageHour rows")
+            made = f"roll-up (hour, day) made in {seconds:.1f} s: {rows:,} UsageHour rows"
+            report.notes.append(made)
             manage(
                 t.env, "shell", "-c",
                 "from django.contrib.auth.models import User; "
