@@ -6,6 +6,10 @@ SQLite.
 The fold is SQL rather than Python: on PostgreSQL it reads the rows the record INSERT returns
 (a data-modifying WITH), so a record skipped as already there (a batch written twice, a spool
 replayed) is not counted twice, and the gateway's process does no per-record work for it.
+Measured with bench/writer_cpu.py (10,000 records, batches of 500): PostgreSQL 3.5-3.9 µs of
+the gateway's CPU per record without the roll-up and 3.9 µs with it (the database's own time
+per record, in the writer's thread: ~60-95 µs before, ~90-125 µs after); SQLite, where the
+database runs in the process, 47 µs before and 63 µs after.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Inserted without the ORM, skipping keys already there: model instances and bulk_
 ~100-140 µs of the gateway's CPU per record (measured on PostgreSQL; psycopg parses a long
 multi-row statement with a regex per placeholder). On PostgreSQL a batch is one statement with
 one JSON parameter (~2 µs a record); elsewhere (SQLite) one executemany in a transaction.
-The records inserted (not those skipped) are folded into the hourly roll-up in the same
+The records inserted (not those skipped) are folded into the roll-up in the same
 transaction (accounting/rollup.py): on PostgreSQL in the same statement.
 """
 
