@@ -108,3 +108,29 @@ def test_purge_keeps_the_roll_up_past_the_records_until_its_own_retention(
     assert_rollup_matches_records()
     out = capsys.readouterr().out
     assert "Deleted 30 request records" in out and "roll-up rows of hours before" in out
+
+
+def test_the_migration_fills_the_roll_up_from_the_records_already_there() -> None:
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    app = "resource_server_async"
+    executor = MigrationExecutor(connection)
+    executor.migrate([(app, "0011_personal_keys")])  # before the roll-up existed
+    insert_rows_without_rollup(_rows(40))
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes(app))
+    assert RequestRecord.objects.count() == 40
+    assert_rollup_matches_records()
+
+
+def insert_rows_without_rollup(rows: list[dict[str, Any]]) -> None:
+    """Records as a gateway before the roll-up wrote them (through the ORM, as plain rows)."""
+    RequestRecord.objects.bulk_create(
+        RequestRecord(
+            **{name: value for name, value in row.items() if name != "received_at"},
+            received_at=datetime.fromtimestamp(row["received_at"], UTC),
+        )
+        for row in rows
+    )
