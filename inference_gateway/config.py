@@ -610,6 +610,9 @@ class GatewaySettings(BaseSettings):
     """Prompts and answers are stored only when on; each cut to this many characters."""
     RECORD_RETENTION_DAYS: NonNegativeInt = 365
     """`purge_records` deletes records older than this (days; 0 keeps them forever)."""
+    ROLLUP_RETENTION_DAYS: NonNegativeInt = 3 * 365
+    """`purge_records` deletes the hourly roll-up (the dashboard's day and 30-day charts) older
+    than this (days; 0 keeps it forever): summed usage outlives the records it came from."""
     TRUSTED_PROXY_NETWORKS: Networks = []
     """Peers whose X-Forwarded-For is believed for the recorded client address (nginx's address)."""
 

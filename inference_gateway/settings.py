@@ -402,6 +402,8 @@ RECORD_PROMPTS = _cfg.RECORD_PROMPTS
 RECORD_PROMPT_MAX_CHARS = _cfg.RECORD_PROMPT_MAX_CHARS
 # `purge_records` deletes records older than this (days; 0 keeps them forever).
 RECORD_RETENTION_DAYS = _cfg.RECORD_RETENTION_DAYS
+# `purge_records` deletes the hourly roll-up older than this (days; 0 keeps it forever).
+ROLLUP_RETENTION_DAYS = _cfg.ROLLUP_RETENTION_DAYS
 # Peers whose X-Forwarded-For is believed for the recorded client address (nginx's address).
 TRUSTED_PROXY_NETWORKS = _cfg.TRUSTED_PROXY_NETWORKS
 

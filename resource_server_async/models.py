@@ -311,6 +311,92 @@ class RequestRecord(models.Model):
         return f"{self.request_id} {self.operation} {self.status}"
 
 
+# Dimensions of a UsageHour row: its unique key with `hour` (accounting/rollup.py upserts on it).
+USAGE_DIMENSIONS = (
+    "cluster", "framework", "model", "endpoint_slug", "principal_id", "username", "project",
+    "status", "error_code",
+)  # fmt: skip
+
+
+class UsageSums(models.Model):
+    """Request records summed per period and (cluster, model, principal, project, status, ...):
+    what the dashboard's day and month ranges read instead of every record.
+
+    Kept by the record writer in the statement that inserts the records (accounting/rollup.py),
+    so it always agrees with them; outlives them by ROLLUP_RETENTION_DAYS (purge_records).
+    """
+
+    cluster = models.CharField(max_length=100, blank=True, default="")
+    framework = models.CharField(max_length=100, blank=True, default="")
+    model = models.CharField(max_length=250, blank=True, default="")
+    endpoint_slug = models.CharField(max_length=250, blank=True, default="")
+    principal_id = models.CharField(max_length=128, blank=True, default="")
+    username = models.CharField(max_length=250, blank=True, default="")
+    project = models.CharField(max_length=100, blank=True, default="")
+    status = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    request_count = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    # Sums and counts of the records that have one: means stay exact.
+    duration_sum = models.FloatField(default=0.0)
+    duration_count = models.BigIntegerField(default=0)
+    ttft_sum = models.FloatField(default=0.0)
+    ttft_count = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageHour(UsageSums):
+    """The records of each hour summed (the dashboard's last day)."""
+
+    # Ranges of hours use the unique key's index, which starts with the hour.
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", *USAGE_DIMENSIONS], name="usage_hour_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.model} {self.username} {self.status}"
+
+
+class UsageDay(UsageSums):
+    """The records of each UTC day summed (the dashboard's 30 days): ~24 times fewer rows than
+    UsageHour, which took ~370 ms over 30 days for the overview with 1,000,000 records."""
+
+    day = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", *USAGE_DIMENSIONS], name="usage_day_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.model} {self.username} {self.status}"
+
+
+class LatencyHour(models.Model):
+    """Records per hour and latency bin (accounting.rollup.LATENCY_BINS) of `measure`
+    ("duration" or "time_to_first_token"): p50/p95 per bucket from bin counts, as on records."""
+
+    hour = models.DateTimeField()
+    measure = models.CharField(max_length=32)
+    bin = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "measure", "bin"], name="latency_hour_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.measure} bin {self.bin}: {self.count}"
+
+
 # --- Batches (docs/batches.md): file metadata, batches, per-line outcomes ---------------------
 
 

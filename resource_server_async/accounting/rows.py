@@ -4,6 +4,8 @@ Inserted without the ORM, skipping keys already there: model instances and bulk_
 ~100-140 µs of the gateway's CPU per record (measured on PostgreSQL; psycopg parses a long
 multi-row statement with a regex per placeholder). On PostgreSQL a batch is one statement with
 one JSON parameter (~2 µs a record); elsewhere (SQLite) one executemany in a transaction.
+The records inserted (not those skipped) are folded into the roll-up in the same
+transaction (accounting/rollup.py): on PostgreSQL in the same statement.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from resource_server_async.accounting import rollup
 from resource_server_async.accounting.outcome import RequestOutcome
 
 # Fields of RequestRecord copied from the outcome as they are.
@@ -74,7 +77,8 @@ def as_row(outcome: RequestOutcome, key: str) -> dict[str, Any]:
 
 def insert_rows(rows: list[dict[str, Any]]) -> None:
     """One INSERT of the batch (PostgreSQL) or one executemany (SQLite); rows already there
-    (same request_key) are skipped. Runs in the writer's thread."""
+    (same request_key) are skipped, the others added to the roll-up. Runs in the writer's
+    thread."""
     from django.db import close_old_connections, connection, transaction
 
     if not rows:
@@ -90,7 +94,13 @@ def insert_rows(rows: list[dict[str, Any]]) -> None:
             ops = connection.ops  # once: each attribute of the connection proxy costs ~20 µs
             values = [_values(row, ops) for row in rows]
             with transaction.atomic(), connection.cursor() as cursor:
+                keys = orjson.dumps([row["request_key"] for row in rows]).decode()
+                cursor.execute(_present_statement(connection), [keys])
+                present = {key for (key,) in cursor.fetchall()}
                 cursor.executemany(sql, values)
+                fresh = [row["request_key"] for row in rows if row["request_key"] not in present]
+                if fresh:
+                    _fold(cursor, connection, orjson.dumps(fresh).decode())
     except Exception:
         # A broken connection is not reused for the next attempt.
         with contextlib.suppress(Exception):
@@ -121,10 +131,38 @@ def _postgres_statement() -> str:
         for name in COLUMNS
     )
     table = ops.quote_name(RequestRecord._meta.db_table)
-    return (
-        f"INSERT INTO {table} ({columns}) SELECT {chosen} "
-        f"FROM json_to_recordset(%s::json) AS r({kinds}) ON CONFLICT DO NOTHING"
+    returned = ", ".join(ops.quote_name(name) for name in rollup.RECORD_COLUMNS)
+    # The roll-up reads what the INSERT returns: only the records it did not skip.
+    usage = ", ".join(
+        f"usage_{period} AS ({rollup.usage_statement(connection, 'inserted', period=period)})"
+        for period in rollup.USAGE_PERIODS
     )
+    latency = rollup.latency_statement(connection, "inserted")
+    return (
+        f"WITH inserted AS (INSERT INTO {table} ({columns}) SELECT {chosen} "
+        f"FROM json_to_recordset(%s::json) AS r({kinds}) ON CONFLICT DO NOTHING "
+        f"RETURNING {returned}), {usage} {latency}"
+    )
+
+
+def _present_statement(connection: Any) -> str:
+    """SQLite: which keys of the batch (a JSON list) are recorded already."""
+    from resource_server_async.models import RequestRecord
+
+    table = connection.ops.quote_name(RequestRecord._meta.db_table)
+    return f"SELECT request_key FROM {table} WHERE request_key IN (SELECT value FROM json_each(%s))"
+
+
+def _fold(cursor: Any, connection: Any, keys: str) -> None:
+    """SQLite: add the records just inserted (their keys, a JSON list) to the roll-up."""
+    from resource_server_async.models import RequestRecord
+
+    table = connection.ops.quote_name(RequestRecord._meta.db_table)
+    where = "request_key IN (SELECT value FROM json_each(%s))"
+    for period in rollup.USAGE_PERIODS:
+        cursor.execute(rollup.usage_statement(connection, table, where, period), [keys])
+    # The latency statement reads the records once per measure.
+    cursor.execute(rollup.latency_statement(connection, table, where), [keys] * 2)
 
 
 def _statement(connection: Any) -> str:

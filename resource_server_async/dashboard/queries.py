@@ -1,5 +1,6 @@
-"""The dashboard's aggregations: one ORM query per chart over RequestRecord (indexed by time),
-the same on PostgreSQL and SQLite, each cached DASHBOARD_CACHE_SECONDS."""
+"""The dashboard's aggregations: one ORM query per chart, over the records (last hour) or the
+hourly roll-up (day, 30 days; see dashboard/sources.py), the same on PostgreSQL and SQLite,
+each cached DASHBOARD_CACHE_SECONDS."""
 
 from __future__ import annotations
 
@@ -9,20 +10,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Avg, Case, Count, IntegerField, Max, Q, QuerySet, Sum, Value, When
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
+from resource_server_async.accounting.rollup import LATENCY_BINS, OVERFLOW_BIN
+from resource_server_async.dashboard import sources
 from resource_server_async.dashboard.charts import Chart, Series
 from resource_server_async.dashboard.ranges import TimeRange
+from resource_server_async.dashboard.sources import FAILED
 from resource_server_async.models import RequestRecord
-
-# Latency bins (upper bounds, seconds): percentiles are read from a histogram the database
-# counts, since SQLite has no percentile aggregate. A percentile is its bin's upper bound.
-LATENCY_BINS = (
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0,
-)  # fmt: skip
-_OVERFLOW = len(LATENCY_BINS)  # slower than the last bound: shown as that bound
-FAILED = Q(status__gte=400)
 
 
 def cached(key: str, build: Callable[[], Chart]) -> Chart:
@@ -57,11 +53,11 @@ def traffic(span: TimeRange, now: datetime | None = None) -> Chart:
     now = now or timezone.now()
 
     def build() -> Chart:
+        source = sources.usage(span, now)
         rows = list(
-            records_in(span, now)
-            .annotate(bucket=span.trunc())
+            source.rows.annotate(bucket=source.bucket(span))
             .values("bucket")
-            .annotate(requests=Count("id"), errors=Count("id", filter=FAILED))
+            .annotate(requests=source.requests, errors=source.errors)
         )
         labels, series = _per_bucket(span, now, rows, {"requests": "requests", "errors": "errors"})
         return Chart("traffic", "Requests and errors", "line", labels, series)
@@ -73,11 +69,11 @@ def tokens(span: TimeRange, now: datetime | None = None) -> Chart:
     now = now or timezone.now()
 
     def build() -> Chart:
+        source = sources.usage(span, now)
         rows = list(
-            records_in(span, now)
-            .annotate(bucket=span.trunc())
+            source.rows.annotate(bucket=source.bucket(span))
             .values("bucket")
-            .annotate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+            .annotate(prompt=source.prompt_tokens, completion=source.completion_tokens)
         )
         names = {"prompt": "prompt tokens", "completion": "completion tokens"}
         labels, series = _per_bucket(span, now, rows, names)
@@ -90,9 +86,10 @@ def active_users(span: TimeRange, now: datetime | None = None) -> Chart:
     now = now or timezone.now()
 
     def build() -> Chart:
+        # Distinct principals of the bucket's records, or of its roll-up rows: the same set.
+        source = sources.usage(span, now)
         rows = list(
-            records_in(span, now)
-            .annotate(bucket=span.trunc())
+            source.rows.annotate(bucket=source.bucket(span))
             .values("bucket")
             .annotate(users=Count("principal_id", distinct=True))
         )
@@ -100,13 +97,6 @@ def active_users(span: TimeRange, now: datetime | None = None) -> Chart:
         return Chart("users", "Active users", "line", labels, series)
 
     return cached(f"users:{span.key}", build)
-
-
-def _bin_of(field: str) -> Case:
-    whens = [
-        When(**{f"{field}__lte": bound}, then=Value(i)) for i, bound in enumerate(LATENCY_BINS)
-    ]
-    return Case(*whens, default=Value(_OVERFLOW), output_field=IntegerField())
 
 
 def _percentile(counts: list[int], fraction: float) -> float:
@@ -127,16 +117,10 @@ def latency(span: TimeRange, field: str, now: datetime | None = None) -> Chart:
     now = now or timezone.now()
 
     def build() -> Chart:
-        rows = (
-            records_in(span, now)
-            .filter(**{f"{field}__isnull": False})
-            .annotate(bucket=span.trunc(), bin=_bin_of(field))
-            .values("bucket", "bin")
-            .annotate(n=Count("id"))
-        )
+        rows = sources.latency_bins(span, field, now)
         starts = span.starts(now)
         index = {start: i for i, start in enumerate(starts)}
-        histograms = [[0] * (_OVERFLOW + 1) for _ in starts]
+        histograms = [[0] * (OVERFLOW_BIN + 1) for _ in starts]
         for row in rows:
             i = index.get(row["bucket"])
             if i is not None:
@@ -159,12 +143,10 @@ def by_field(span: TimeRange, field: str, now: datetime | None = None) -> Chart:
     now = now or timezone.now()
 
     def build() -> Chart:
+        source = sources.usage(span, now)
         rows = list(
-            records_in(span, now)
-            .values(field)
-            .annotate(
-                requests=Count("id"), errors=Count("id", filter=FAILED), tokens=Sum("total_tokens")
-            )
+            source.rows.values(field)
+            .annotate(requests=source.requests, errors=source.errors, tokens=source.total_tokens)
             .order_by("-requests", field)[: settings.DASHBOARD_TOP_ROWS]
         )
         labels = [row[field] or "(none)" for row in rows]
@@ -182,15 +164,15 @@ def models_table(span: TimeRange, now: datetime | None = None) -> Chart:
     now = now or timezone.now()
 
     def build() -> Chart:
+        source = sources.usage(span, now)
         rows: list[Any] = list(
-            records_in(span, now)
-            .values("model")
+            source.rows.values("model")
             .annotate(
-                requests=Count("id"),
-                errors=Count("id", filter=FAILED),
-                tokens=Sum("total_tokens"),
-                latency=Avg("duration"),
-                ttft=Avg("time_to_first_token"),
+                requests=source.requests,
+                errors=source.errors,
+                tokens=source.total_tokens,
+                latency=source.mean_duration,
+                ttft=source.mean_ttft,
             )
             .order_by("-requests", "model")[: settings.DASHBOARD_TOP_ROWS]
         )
@@ -216,11 +198,11 @@ def error_groups(span: TimeRange, now: datetime | None = None) -> Chart:
     now = now or timezone.now()
 
     def build() -> Chart:
+        source = sources.usage(span, now)
         rows = list(
-            records_in(span, now)
-            .filter(FAILED)
+            source.rows.filter(FAILED)
             .values("status", "error_code", "endpoint_slug")
-            .annotate(failures=Count("id"), last=Max("received_at"))
+            .annotate(failures=source.requests)
             .order_by("-failures", "status", "error_code", "endpoint_slug")[
                 : settings.DASHBOARD_TOP_ROWS
             ]

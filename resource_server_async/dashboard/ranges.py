@@ -17,6 +17,8 @@ class TimeRange:
     bucket: str  # Trunc kind: "minute" | "hour" | "day"
     step: timedelta
     buckets: int
+    # The roll-up the range reads (dashboard/sources.py): "hour", "day", or "" for the records.
+    rollup: str
 
     def starts(self, now: datetime) -> list[datetime]:
         """The start of every bucket, oldest first; the last one holds `now`."""
@@ -36,9 +38,9 @@ class TimeRange:
 RANGES = {
     r.key: r
     for r in (
-        TimeRange("hour", "last hour", "minute", timedelta(minutes=1), 60),
-        TimeRange("day", "last day", "hour", timedelta(hours=1), 24),
-        TimeRange("month", "last 30 days", "day", timedelta(days=1), 30),
+        TimeRange("hour", "last hour", "minute", timedelta(minutes=1), 60, ""),
+        TimeRange("day", "last day", "hour", timedelta(hours=1), 24, "hour"),
+        TimeRange("month", "last 30 days", "day", timedelta(days=1), 30, "day"),
     )
 }
 DEFAULT_RANGE = "day"

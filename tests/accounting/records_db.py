@@ -20,3 +20,22 @@ def fetch_records(database_url: str, where: str = "", params: tuple[Any, ...] = 
 
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         return list(conn.execute(sql.replace("?", "%s"), params))
+
+
+def rollup_totals(database_url: str) -> list[tuple[int, int]]:
+    """(requests, tokens) as the records count them, then as UsageHour and UsageDay do."""
+    sqls = [
+        f"SELECT COUNT(*), COALESCE(SUM(total_tokens), 0) FROM {TABLE}",
+        *(
+            "SELECT COALESCE(SUM(request_count), 0), COALESCE(SUM(total_tokens), 0) "
+            f"FROM resource_server_async_{table}"
+            for table in ("usagehour", "usageday")
+        ),
+    ]
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            return [tuple(conn.execute(sql).fetchone()) for sql in sqls]
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        return [tuple(conn.execute(sql).fetchone() or (0, 0)) for sql in sqls]

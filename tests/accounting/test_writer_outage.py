@@ -1,6 +1,7 @@
 """The record writer through a real database outage: a private PostgreSQL server stopped for
 20 s while a gateway answers a few hundred requests, then started again. Every record arrives,
-none twice. Runs on both test passes: the gateway and its database are the test's own."""
+none twice, and the roll-up counts each once. Runs on both test passes: the gateway and its
+database are the test's own."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import openai
 import pytest
 
 from tests.accounting.private_postgres import PrivatePostgres, unavailable
-from tests.accounting.records_db import fetch_records
+from tests.accounting.records_db import fetch_records, rollup_totals
 from tests.fake_backend import FakeBackend
 from tests.inference.catalog_files import CatalogFiles
 from tests.servers import GatewayServer
@@ -117,3 +118,6 @@ def test_every_record_arrives_once_after_the_database_was_down_for_20_s(
             assert len({row["request_key"] for row in written}) == len(ids)
             assert all(row["status"] == 200 and row["total_tokens"] for row in written)
             assert _records_total(gw, "dropped") == 0
+            # The spool replayed into the roll-up as into the records: each record once.
+            records, by_hour, by_day = rollup_totals(url)
+            assert records == by_hour == by_day and records[0] >= len(ids)

@@ -7,6 +7,7 @@ from itertools import count
 
 from django.utils import timezone
 
+from resource_server_async.accounting.rollup import rebuild
 from resource_server_async.models import RequestRecord
 
 _ids = count()
@@ -50,3 +51,11 @@ def record(
         completion_tokens=completion if status < 400 else None,
         total_tokens=prompt + completion if status < 400 else None,
     )
+
+
+def store(records: list[RequestRecord]) -> list[RequestRecord]:
+    """Insert the records and make the hourly roll-up of the day and month charts again (by the
+    migration's backfill: the writer's own path is tested in tests/accounting/test_rollup.py)."""
+    stored = RequestRecord.objects.bulk_create(records)
+    rebuild()
+    return stored

@@ -243,3 +243,14 @@ def test_the_real_server_refuses_strangers_everywhere(site: Site) -> None:
     # The scripts come from the gateway itself.
     script = httpx.get(f"{base}/static/dashboard/vendor/chart.umd.min.js")
     assert script.status_code == 200 and b"Chart" in script.content
+
+
+def test_a_missing_static_file_is_not_found(site: Site) -> None:
+    """A file the npm install lacks, or any other missing one, answers 404, never 500."""
+    base = site.gateway.url
+    for path in (
+        "/static/dashboard/vendor/no-such-file.js",
+        "/static/dashboard/vendor/helpers/none.js",
+        "/static/dashboard/none.css",
+    ):
+        assert httpx.get(base + path).status_code == 404, path

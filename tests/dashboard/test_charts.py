@@ -19,7 +19,7 @@ from django.utils import timezone
 from resource_server_async.dashboard import queries
 from resource_server_async.dashboard.ranges import RANGES, range_of
 from resource_server_async.models import RequestRecord
-from tests.dashboard.records import record
+from tests.dashboard.records import record, store
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +47,7 @@ def records() -> list[RequestRecord]:
                error_code="rate_limited"),
         record(ago=timedelta(days=40), username="dave", model="model-a"),  # out of every range
     ]  # fmt: skip
-    return RequestRecord.objects.bulk_create(rows)
+    return store(rows)
 
 
 def test_traffic_counts_every_record_of_the_range_once(records: list[RequestRecord]) -> None:
@@ -114,14 +114,14 @@ def test_csv_and_json_say_what_the_chart_shows(records: list[RequestRecord]) -> 
 
 
 def test_csv_cells_cannot_become_formulas(records: list[RequestRecord]) -> None:
-    RequestRecord.objects.bulk_create([record(username="=HYPERLINK(1)", now=timezone.now())])
+    store([record(username="=HYPERLINK(1)", now=timezone.now())])
     text = queries.by_field(RANGES["day"], "username").as_csv()
     assert "'=HYPERLINK(1)" in text
 
 
 def test_charts_are_cached_a_few_seconds(records: list[RequestRecord]) -> None:
     first = queries.traffic(RANGES["day"]).totals()
-    RequestRecord.objects.bulk_create([record()])
+    store([record()])
     assert queries.traffic(RANGES["day"]).totals() == first  # the cached aggregate
     cache.clear()
     assert queries.traffic(RANGES["day"]).totals()[0] == first[0] + 1
@@ -132,9 +132,7 @@ def test_tables_are_bounded_by_their_settings(settings: Any) -> None:
     users and failures there are."""
     settings.DASHBOARD_TOP_ROWS = 3
     settings.DASHBOARD_RECENT_ROWS = 4
-    RequestRecord.objects.bulk_create(
-        [record(username=f"user{i}", status=500, error_code=f"code{i}") for i in range(8)]
-    )
+    store([record(username=f"user{i}", status=500, error_code=f"code{i}") for i in range(8)])
     day = RANGES["day"]
     assert len(queries.by_field(day, "username").labels) == 3
     assert len(queries.error_groups(day).labels) == 3
@@ -147,7 +145,7 @@ def test_allocations_spent_and_remaining() -> None:
 
     project = Project.objects.create(name="climate")
     Allocation.objects.create(name="climate-month", project=project, period="month", tokens=100)
-    RequestRecord.objects.bulk_create(
+    store(
         [
             record(project="climate", prompt=20, completion=10),  # 30 tokens
             record(project="climate", prompt=5, completion=5),  # 10 tokens
