@@ -108,6 +108,7 @@ class PendingCharge:
     """A ledger call sent and not answered yet (start_allocations, finish_allocations)."""
 
     applying: list[AllocationRule]
+    ledger: Ledger
     accounts: tuple[Account, ...]
     tokens: int
     now: float
@@ -136,7 +137,7 @@ def start_allocations(request: AllocationRequest, endpoint: BaseEndpoint) -> Pen
     except LimiterUnavailable as exc:
         redis_failed(exc, "allocations_unavailable", "allocations")
         return None
-    return PendingCharge(applying, accounts, tokens, now, charge)
+    return PendingCharge(applying, books.ledger, accounts, tokens, now, charge)
 
 
 async def check_allocations(request: AllocationRequest, endpoint: BaseEndpoint) -> None:
@@ -152,7 +153,6 @@ async def finish_allocations(
     at its end (as any endpoint left), and no error is raised."""
     if pending is None:
         return
-    books = runtime.current.allocations
     try:
         charge = await pending.charge
     except LimiterUnavailable as exc:
@@ -160,12 +160,12 @@ async def finish_allocations(
             redis_failed(exc, "allocations_unavailable", "allocations")
         return
     if charge.fresh:
-        books.wake()
+        runtime.current.allocations.wake()
     if not charge.admitted:
         if refused:
             return
         raise AllocationRefusal(pending.applying[charge.refused_by], pending.now)
     state = request.admission
     if state is not None:
-        ticket = AllocationTicket(books.ledger, pending.accounts, pending.tokens, request.outcome)
+        ticket = AllocationTicket(pending.ledger, pending.accounts, pending.tokens, request.outcome)
         state.tickets.append(ticket)

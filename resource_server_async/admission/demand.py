@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 if TYPE_CHECKING:
     from resource_server_async.admission.limits import AdmissionRequest
@@ -29,14 +31,25 @@ def reserved_tokens(operation: str, body: dict[str, Any], body_bytes: int, defau
     return prompt + default
 
 
+_default_completion: int | None = None  # LIMITS_RESERVE_COMPLETION_TOKENS, read once
+
+
+@receiver(setting_changed)
+def _forget_default(**_: Any) -> None:
+    global _default_completion
+    _default_completion = None
+
+
 def request_reservation(request: AdmissionRequest) -> int:
     """The request's reservation, computed once: the limits and the allocations both charge it."""
     state = request.admission
     if state is not None and state.reserved >= 0:
         return state.reserved
-    tokens = reserved_tokens(
-        request.operation, request.body, len(request.raw), settings.LIMITS_RESERVE_COMPLETION_TOKENS
-    )
+    global _default_completion
+    if _default_completion is None:
+        # A Django setting is a lazy-object lookup per read; this runs per request.
+        _default_completion = settings.LIMITS_RESERVE_COMPLETION_TOKENS
+    tokens = reserved_tokens(request.operation, request.body, len(request.raw), _default_completion)
     if state is not None:
         state.reserved = tokens
     return tokens

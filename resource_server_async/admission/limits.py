@@ -107,14 +107,30 @@ def defaults() -> Defaults:
 def _forget_defaults(**_: Any) -> None:
     global _defaults
     _defaults = None
+    _plans.clear()
 
 
-def plan(
-    request: AdmissionRequest, endpoint: BaseEndpoint
-) -> tuple[tuple[Bucket, ...], tuple[Slot, ...]]:
-    """The buckets (with this request's cost) and slots that apply; both empty: no limits."""
-    row = endpoint.row
-    principal = request.principal
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What plan() decides for one principal on one endpoint, but for the token costs: the
+    limits picked, the request buckets (cost 1 each, shared by every request) and the slots."""
+
+    requests_user: Bucket | None
+    tokens_user: tuple[str, int]  # (key, capacity); capacity 0: no limit
+    requests_model: Bucket | None
+    tokens_model: tuple[str, int]
+    slots: tuple[Slot, ...]
+
+
+# Plans by (endpoint slug, principal id), for the catalog snapshot `_plans_of`: a new snapshot
+# (limits edited) starts afresh. At most PLAN_CACHE_ENTRIES (one per principal and endpoint in
+# use); a full cache starts afresh too.
+PLAN_CACHE_ENTRIES = 10_000
+_plans: dict[tuple[str, str, frozenset[str]], _Plan | None] = {}
+_plans_of: object = None
+
+
+def _plan_of(row: Any, principal: Principal) -> _Plan | None:
     own = catalog.snapshot.limit_overrides.for_principal(principal) or NO_OVERRIDE
     gateway = _defaults or defaults()
     rpm_user = _pick(own.rpm, row.rpm_user, gateway.rpm_user)
@@ -123,22 +139,52 @@ def plan(
     rpm_model = row.rpm_model or gateway.rpm_model
     tpm_model = row.tpm_model or gateway.tpm_model
     if not (rpm_user or tpm_user or concurrent or rpm_model or tpm_model):
-        return (), ()
+        return None
     prefix = f"{gateway.prefix}{row.slug}:"
     user = f"{prefix}u:{principal.id}:"
+    return _Plan(
+        Bucket(user + "r", rpm_user, 1, "requests", "user") if rpm_user else None,
+        (user + "t", tpm_user),
+        Bucket(prefix + "r", rpm_model, 1, "requests", "model") if rpm_model else None,
+        (prefix + "t", tpm_model),
+        (Slot(user + "c", concurrent),) if concurrent else (),
+    )
+
+
+def plan(
+    request: AdmissionRequest, endpoint: BaseEndpoint
+) -> tuple[tuple[Bucket, ...], tuple[Slot, ...]]:
+    """The buckets (with this request's cost) and slots that apply; both empty: no limits."""
+    global _plans_of
+    row = endpoint.row
+    principal = request.principal
+    snapshot = catalog.snapshot
+    if _plans_of is not snapshot or len(_plans) >= PLAN_CACHE_ENTRIES:
+        _plans.clear()
+        _plans_of = snapshot
+    # Groups are part of the key: a Globus user's groups choose their override.
+    key = (row.slug, principal.id, principal.groups)
+    try:
+        found = _plans[key]
+    except KeyError:
+        found = _plans[key] = _plan_of(row, principal)
+    if found is None:
+        return (), ()
     buckets: list[Bucket] = []
-    if rpm_user:
-        buckets.append(Bucket(user + "r", rpm_user, 1, "requests", "user"))
+    if found.requests_user is not None:
+        buckets.append(found.requests_user)
+    tpm_user, tpm_model = found.tokens_user[1], found.tokens_model[1]
     if tpm_user or tpm_model:
         tokens = request_reservation(request)
         if tpm_user:
-            buckets.append(Bucket(user + "t", tpm_user, min(tokens, tpm_user), "tokens", "user"))
-    if rpm_model:
-        buckets.append(Bucket(prefix + "r", rpm_model, 1, "requests", "model"))
+            key_user = found.tokens_user[0]
+            buckets.append(Bucket(key_user, tpm_user, min(tokens, tpm_user), "tokens", "user"))
+    if found.requests_model is not None:
+        buckets.append(found.requests_model)
     if tpm_model:
-        buckets.append(Bucket(prefix + "t", tpm_model, min(tokens, tpm_model), "tokens", "model"))
-    slots = (Slot(user + "c", concurrent),) if concurrent else ()
-    return tuple(buckets), slots
+        key_model = found.tokens_model[0]
+        buckets.append(Bucket(key_model, tpm_model, min(tokens, tpm_model), "tokens", "model"))
+    return tuple(buckets), found.slots
 
 
 @dataclass(slots=True)

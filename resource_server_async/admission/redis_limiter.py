@@ -140,11 +140,10 @@ class RedisLimiter:
         except RedisUnavailable as exc:
             raise self._calls.failed(exc) from exc
         # hiredis gives Lua's numbers as ints already.
-        levels = tuple(
-            Level(left if left > 0 else 0, reset / 1000)
-            for left, reset in zip(out[2::2], out[3::2], strict=True)
-        )
-        return Decision(out[0] - 1, out[1] / 1000, levels)
+        levels = [
+            Level(out[i] if out[i] > 0 else 0, out[i + 1] / 1000) for i in range(2, len(out), 2)
+        ]
+        return Decision(out[0] - 1, out[1] / 1000, tuple(levels))
 
     def settle(
         self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str

@@ -50,13 +50,13 @@ class _Call:
         keys: Sequence[Any],
         args: Sequence[Any],
         future: asyncio.Future[Any],
-        deadline: float,
+        deadline: float = 0.0,
     ) -> None:
         self.script = script  # None: a plain command (AUTH, SELECT), in `args`
         self.keys = keys
         self.args = args
         self.future = future
-        self.deadline = deadline
+        self.deadline = deadline  # set when written (redis_pipe._flush)
         self.sent_whole = False
 
     def packed(self) -> bytes:
@@ -109,8 +109,7 @@ class ScriptPipe:
         # asyncio.get_running_loop() makes a getpid() system call on Python 3.11.
         loop = self._loop or self._bind_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        call = _Call(script, keys, args, future, time.monotonic() + self._timeout)
-        self._queue(call, loop, first)
+        self._queue(_Call(script, keys, args, future), loop, first)
         return future
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
@@ -156,11 +155,17 @@ class ScriptPipe:
             self._gather()  # its calls schedule no other flush: this one is still on
         self._flush_soon = False
         calls, self._unsent = self._unsent, []
-        calls = [c for c in calls if not c.future.done()]  # a caller that went away
-        if not calls:
+        # One clock read per write: every call of it has the same deadline.
+        deadline = time.monotonic() + self._timeout
+        packed = []
+        for call in calls:
+            if not call.future.done():  # else a caller that went away
+                call.deadline = deadline
+                self._waiting.append(call)
+                packed.append(call.packed())
+        if not packed:
             return
-        self._waiting.extend(calls)
-        self._transport.write(b"".join(call.packed() for call in calls))
+        self._transport.write(b"".join(packed))
         if self._watchdog is None:
             self._arm_watchdog()
 

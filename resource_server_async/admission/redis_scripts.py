@@ -63,7 +63,7 @@ class RedisScripts:
     def start(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """Send the call now (with the others of this loop iteration), await the reply later:
         calls started before awaiting any of them share one write."""
-        if self._paused_until > time.monotonic():
+        if self._paused_until and self._paused_until > time.monotonic():
             raise LimiterUnavailable("Redis failed a moment ago")
         return self._pipe.call(script, keys, args)
 
@@ -77,7 +77,7 @@ class RedisScripts:
         """Queue a release (a script of `register_release`) for this turn's bundle; a failure
         is logged when Redis answers. LimiterUnavailable when Redis failed a moment ago or too
         many releases wait."""
-        if self._paused_until > time.monotonic():
+        if self._paused_until and self._paused_until > time.monotonic():
             raise LimiterUnavailable("Redis failed a moment ago")
         try:
             self._outbox.post(script, keys, args)

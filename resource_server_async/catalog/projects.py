@@ -42,6 +42,9 @@ class AllocationRule:
         )
 
 
+MEMBERSHIP_CACHE_ENTRIES = 10_000
+
+
 @dataclass(frozen=True)
 class Projects:
     """Members by principal id ("api_key:<pk>") and by Globus group id; `rank` orders them."""
@@ -52,11 +55,25 @@ class Projects:
     refs: dict[str, ProjectRef] = field(default_factory=dict)
     rank: dict[str, int] = field(default_factory=dict)  # position by (order, name)
     allocations: dict[str, tuple[AllocationRule, ...]] = field(default_factory=dict)  # by project
+    # of()'s answers by (principal id, groups), at most MEMBERSHIP_CACHE_ENTRIES (then afresh):
+    # choose() asks per request. A new catalog snapshot builds new Projects, so edits show.
+    _known: dict[tuple[str, frozenset[str]], tuple[ProjectRef, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def of(self, principal: Principal) -> tuple[ProjectRef, ...]:
         """The principal's projects in the documented order (order, then name)."""
         if not self.refs:
             return ()
+        key = (principal.id, principal.groups)
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= MEMBERSHIP_CACHE_ENTRIES:
+                self._known.clear()
+            known = self._known[key] = self._find(principal)
+        return known
+
+    def _find(self, principal: Principal) -> tuple[ProjectRef, ...]:
         names = set(self.by_principal.get(principal.id, ()))
         if self.by_group:
             for group in principal.groups:
