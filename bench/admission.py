@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench import callgrind
 from scripts.processes import wait_until
 
 if TYPE_CHECKING:
@@ -183,3 +184,66 @@ def bench_admission(
             report.notes.append(
                 f"admission: {on.failures} failed with admission on, {off.failures} off"
             )
+    # After the wrk gateways have stopped: nothing else of the bench runs meanwhile.
+    if args.callgrind_requests and callgrind.available():
+        count_instructions(args, workdir / "callgrind", backend_port, report, cpu_off)
+
+
+def count_instructions(
+    args: argparse.Namespace, workdir: Path, backend_port: int, report: Report, cpu_off: float
+) -> None:
+    """The same three gateways again, each under callgrind: instructions per request, which
+    the machine's other load does not move. The added instructions are also put in ms at the
+    off gateway's CPU time per instruction in this run (its wrk figure above)."""
+    from bench import run
+
+    print(f"\n== admission under callgrind: {args.callgrind_requests} requests each", flush=True)
+    base = os.environ.get("BENCH_DATABASE_URL", run.DEFAULT_DATABASE)
+    body = json.dumps({"model": run.MODEL, "messages": run.MESSAGES, "max_tokens": 16}).encode()
+    counted: dict[str, float] = {}
+    for name, overrides in environments().items():
+        directory = workdir / name
+        directory.mkdir(parents=True)
+        gateway = run.gateway(
+            directory,
+            "postgres",
+            backend_port,
+            overrides,
+            f"{base}_cg_{name}",
+            command_prefix=callgrind.prefix(directory),
+            startup_seconds=callgrind.STARTUP_SECONDS,
+        )
+        with gateway as target:
+            assert target.pid is not None
+            if name != "off":
+                turn_on(target, allocation=name == "on")
+            headers = [("Authorization", target.auth), ("Content-Type", "application/json")]
+            counted[name] = callgrind.instructions_per_request(
+                directory,
+                target.pid,
+                target.port,
+                run.CHAT_PATH,
+                body,
+                headers,
+                count=args.callgrind_requests,
+                concurrency=32,
+            )
+        print(f"  {name}: {counted[name]:,.0f} instructions per request", flush=True)
+    off = counted["off"]
+    for name, label in (("limits", "limits only"), ("on", "limits + allocation")):
+        added = counted[name] - off
+        report.add(
+            f"[admission] chat, concurrency 32: instructions per request (callgrind), {label}",
+            f"{off:,.0f} off",
+            f"{counted[name]:,.0f} on",
+            f"{added:+,.0f} per request, {counted[name] / off:.3f}x; "
+            f"{added / off * cpu_off:+.3f} ms at this run's {cpu_off:.3f} ms per request off",
+        )
+    report.check(
+        "admission",
+        f"limits + allocation add <= {BUDGET_MS} ms per request (callgrind's instructions "
+        "at this run's CPU time per instruction)",
+        (counted["on"] - off) / off * cpu_off,
+        BUDGET_MS,
+        "ms",
+    )

@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -290,7 +290,11 @@ def gateway(
     database: str = "",
     fixtures: Path | None = None,
     port: int = 0,
+    command_prefix: Sequence[str] = (),
+    startup_seconds: float = 30.0,
 ) -> Iterator[Target]:
+    """A gateway of one worker on its own database; `command_prefix` runs it under another
+    program (bench/callgrind.py's valgrind)."""
     env = {**gateway_env(workdir, store, database), **(overrides or {})}
     if store == "postgres":
         prepare_postgres(env["DATABASE_URL"])
@@ -300,13 +304,13 @@ def gateway(
     port = port or free_port()
     process = start(
         "gateway",
-        gateway_command(port, *SERVING_OPTIONS, "--log-level", "warning"),
+        [*command_prefix, *gateway_command(port, *SERVING_OPTIONS, "--log-level", "warning")],
         env,
         workdir / f"gateway-{store}.log",
         GATEWAY_CORE,
     )
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/resource_server/health")
+        wait_for_http(f"http://127.0.0.1:{port}/resource_server/health", startup_seconds)
         yield Target("gateway", port, CHAT_PATH, f"Bearer {key}", process.pid, env)
     finally:
         process.stop()
@@ -788,6 +792,13 @@ def main() -> None:
         type=int,
         default=10_000,
         help="accounting scenario: requests sent after the load, each to leave one record",
+    )
+    parser.add_argument(
+        "--callgrind-requests",
+        type=int,
+        default=640,
+        help="admission scenario: requests counted under callgrind per gateway (0 = skip; "
+        "skipped without valgrind)",
     )
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md")
     args = parser.parse_args()
