@@ -28,10 +28,12 @@ from typing import Any, TypeVar
 
 import globus_sdk
 from globus_compute_sdk import Client
+from globus_compute_sdk.sdk.batch import UserRuntime
 from globus_compute_sdk.serialize import ComputeSerializer
 from globus_sdk.transport import RequestsTransport
 
 from resource_server_async.auth.globus_api import no_retries
+from resource_server_async.compute import once
 from resource_server_async.compute.base import (
     ComputeError,
     ComputeExecutor,
@@ -149,6 +151,7 @@ class Clients:
     sdk: Client
     v2: globus_sdk.ComputeClientV2
     v3: globus_sdk.ComputeClientV3
+    runtime: UserRuntime  # described once: each batch carries it
 
 
 def connect(credentials: Credentials, timeout: float) -> Clients:
@@ -169,15 +172,22 @@ def connect(credentials: Credentials, timeout: float) -> Clients:
             f"(HTTP {exc.http_status})"
         ) from None
     sdk = Client(authorizer=authorizer, do_version_check=False)
+    # globus-sdk's own override of a service's address (a stand-in, a test deployment);
+    # the Compute SDK's Client reads only GLOBUS_SDK_ENVIRONMENT.
+    base_url = os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE") or sdk.web_service_address
     common: dict[str, Any] = {
-        # globus-sdk's own override of a service's address (a stand-in, a test deployment);
-        # the Compute SDK's Client reads only GLOBUS_SDK_ENVIRONMENT.
-        "base_url": os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE") or sdk.web_service_address,
+        "base_url": base_url,
         "authorizer": authorizer,
-        "transport": transport,
+        # The status poll and submissions: their proxy looked up once (see once.py).
+        "transport": once.pinned_transport(base_url, timeout),
         "retry_config": no_retries(),
     }
-    return Clients(sdk, globus_sdk.ComputeClientV2(**common), globus_sdk.ComputeClientV3(**common))
+    return Clients(
+        sdk,
+        globus_sdk.ComputeClientV2(**common),
+        globus_sdk.ComputeClientV3(**common),
+        once.runtime(),
+    )
 
 
 class EndpointSlots:
@@ -432,7 +442,7 @@ def _submit_batch(
     clients: Clients, endpoint_uuid: str, function_uuid: str, arg_lists: list[tuple[Any, ...]]
 ) -> list[str]:
     """Submit one task per argument tuple in one call; their task ids in the same order."""
-    batch = clients.sdk.create_batch()
+    batch = once.new_batch(clients.sdk.fx_serializer, clients.runtime)
     for args in arg_lists:
         batch.add(function_uuid, args)
     response = clients.v3.submit(endpoint_uuid, batch.prepare()).data
