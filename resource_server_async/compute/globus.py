@@ -28,10 +28,12 @@ from typing import Any, TypeVar
 
 import globus_sdk
 from globus_compute_sdk import Client
+from globus_compute_sdk.sdk.batch import UserRuntime
 from globus_compute_sdk.serialize import ComputeSerializer
 from globus_sdk.transport import RequestsTransport
 
 from resource_server_async.auth.globus_api import no_retries
+from resource_server_async.compute import once
 from resource_server_async.compute.base import (
     ComputeError,
     ComputeExecutor,
@@ -149,6 +151,7 @@ class Clients:
     sdk: Client
     v2: globus_sdk.ComputeClientV2
     v3: globus_sdk.ComputeClientV3
+    runtime: UserRuntime  # described once: each batch carries it
 
 
 def connect(credentials: Credentials, timeout: float) -> Clients:
@@ -169,15 +172,22 @@ def connect(credentials: Credentials, timeout: float) -> Clients:
             f"(HTTP {exc.http_status})"
         ) from None
     sdk = Client(authorizer=authorizer, do_version_check=False)
+    # globus-sdk's own override of a service's address (a stand-in, a test deployment);
+    # the Compute SDK's Client reads only GLOBUS_SDK_ENVIRONMENT.
+    base_url = os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE") or sdk.web_service_address
     common: dict[str, Any] = {
-        # globus-sdk's own override of a service's address (a stand-in, a test deployment);
-        # the Compute SDK's Client reads only GLOBUS_SDK_ENVIRONMENT.
-        "base_url": os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE") or sdk.web_service_address,
+        "base_url": base_url,
         "authorizer": authorizer,
-        "transport": transport,
+        # The status poll and submissions: their proxy looked up once (see once.py).
+        "transport": once.pinned_transport(base_url, timeout),
         "retry_config": no_retries(),
     }
-    return Clients(sdk, globus_sdk.ComputeClientV2(**common), globus_sdk.ComputeClientV3(**common))
+    return Clients(
+        sdk,
+        globus_sdk.ComputeClientV2(**common),
+        globus_sdk.ComputeClientV3(**common),
+        once.runtime(),
+    )
 
 
 class EndpointSlots:
@@ -194,14 +204,36 @@ class EndpointSlots:
         return slots
 
 
-def _release_when_done(work: Future[Any], slots: asyncio.Semaphore) -> None:
+async def _outcome(work: Future[T], slots: asyncio.Semaphore | None) -> T:
+    """`work`'s result, waited for on the loop. Its slot (if any) is released when the thread is
+    done, not when the wait gives up: a call whose wait gave up still holds its thread. Both
+    happen in one callback on the loop: each wake-up of the loop from a thread costs (profiled
+    at one task at a time, the hand-offs to and from the pool were a third of the CPU)."""
     loop = asyncio.get_running_loop()
+    answer: asyncio.Future[T] = loop.create_future()
 
-    def release(_: Future[Any]) -> None:
+    def settle(done: Future[T]) -> None:
+        if slots is not None:
+            slots.release()
+        if answer.done():  # the wait gave up
+            return
+        if done.cancelled():
+            answer.cancel()
+        elif (error := done.exception()) is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(done.result())
+
+    def from_thread(done: Future[T]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed at shutdown
-            loop.call_soon_threadsafe(slots.release)
+            loop.call_soon_threadsafe(settle, done)
 
-    work.add_done_callback(release)
+    work.add_done_callback(from_thread)
+    try:
+        return await answer
+    except asyncio.CancelledError:
+        work.cancel()  # not started yet: it never runs
+        raise
 
 
 @dataclass(slots=True)
@@ -252,19 +284,16 @@ class ComputeSession:
             raise _service_error(exc, doing) from None
 
     async def _in_thread(self, endpoint: str, function: Callable[..., T], *args: Any) -> T:
-        if not endpoint:
-            return await asyncio.wrap_future(self._threads.submit(function, *args))
-        slots = self._slots.of(endpoint)
-        await slots.acquire()
+        slots = self._slots.of(endpoint) if endpoint else None
+        if slots is not None:
+            await slots.acquire()
         try:
             work = self._threads.submit(function, *args)
         except BaseException:
-            slots.release()
+            if slots is not None:
+                slots.release()
             raise
-        # The slot stays taken until the thread is done: a call whose wait gave up still holds
-        # its thread, and must still count against its endpoint.
-        _release_when_done(work, slots)
-        return await asyncio.wrap_future(work)
+        return await _outcome(work, slots)
 
     async def clients(self) -> Clients:
         if self._clients is None:
@@ -432,7 +461,7 @@ def _submit_batch(
     clients: Clients, endpoint_uuid: str, function_uuid: str, arg_lists: list[tuple[Any, ...]]
 ) -> list[str]:
     """Submit one task per argument tuple in one call; their task ids in the same order."""
-    batch = clients.sdk.create_batch()
+    batch = once.new_batch(clients.sdk.fx_serializer, clients.runtime)
     for args in arg_lists:
         batch.add(function_uuid, args)
     response = clients.v3.submit(endpoint_uuid, batch.prepare()).data
