@@ -75,15 +75,11 @@ class ImageRoot:
 
     def value(self, value: str) -> str:
         """An ENV value with the image's paths moved under the root ($PATH: the host's)."""
-        parts = value.replace("$PATH", os.environ["PATH"]).split(":")
         return ":".join(
-            str(self.path(part)) if part.startswith("/") and not _host_path(part) else part
-            for part in parts
-        )
-
-
-def _host_path(part: str) -> bool:
-    return part in os.environ["PATH"].split(":")
+            os.environ["PATH"] if part == "$PATH" else
+            str(self.path(part)) if part.startswith("/") else part
+            for part in value.split(":")
+        )  # fmt: skip
 
 
 def _ignored() -> Callable[[str, list[str]], set[str]]:
