@@ -9,7 +9,10 @@ takes every uvicorn option. It differs from the `uvicorn` command in two ways, b
   resource_server_async/drain.py), then puts back the handler it found and raises the signal
   again, "so that the expected behaviour happens". Under `uvicorn` that handler is the default
   one, so a drained one-process server still dies of the signal (status -15; 143 from a shell or
-  a container runtime) and looks killed to a supervisor. Here the handler it finds is `_stopped`.
+  a container runtime) and looks killed to a supervisor, and a process killed so skips its
+  atexit functions: a worker lost the request-log lines of the streams its drain had just cut.
+  Here the handler it finds is `_stopped`, in the supervisor and in each worker (spawned
+  workers import this module as their main module, which installs it).
 - With --workers N, the supervisor bound the listening socket and keeps it open while its
   workers drain: the kernel goes on accepting connections that no worker will ever take, so a
   proxy's request to a draining host waits for the whole drain instead of being refused and
@@ -53,8 +56,12 @@ class _Supervisor(Multiprocess):
             sock.close()
 
 
+# At import, not in main(): multiprocessing's spawn runs this module's top level (not main())
+# in every worker before uvicorn starts serving there.
+signal.signal(signal.SIGTERM, _stopped)
+
+
 def main() -> None:
-    signal.signal(signal.SIGTERM, _stopped)
     # What uvicorn.main.run starts for --workers N (a name it imports, not one it exports).
     _uvicorn_main.Multiprocess = _Supervisor  # type: ignore[attr-defined]
     _uvicorn_main.main()
