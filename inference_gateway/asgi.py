@@ -1,7 +1,8 @@
 """The one ASGI entry point: the API under /resource_server and /metrics, Django (the admin,
 the dashboard) for the rest.
 
-Run with: uvicorn inference_gateway.asgi:application
+Run with: python -m inference_gateway.serve inference_gateway.asgi:application (uvicorn's
+options; serve.py says why not the plain `uvicorn` command)
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 httptools keeps the request line and headers in memory until they end, without a limit: four
 connections sending 50 MB of headers took a worker from 86 to 338 MB. Serve with
 
-    uvicorn inference_gateway.asgi:application --http inference_gateway.server:HttpToolsProtocol
+    python -m inference_gateway.serve inference_gateway.asgi:application \
+        --http inference_gateway.server:HttpToolsProtocol
 
 (uvicorn imports a `module:Class` value of --http as the protocol class). The bound is the
 setting MAX_REQUEST_HEADER_BYTES; the reverse proxy should cap headers too (docs/deploy.md).

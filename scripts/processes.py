@@ -59,11 +59,12 @@ def port_is_free(port: int) -> bool:
 
 
 def gateway_command(port: int, *options: str) -> list[str]:
-    """uvicorn serving the gateway's one ASGI entry point on loopback `port`."""
+    """The gateway's server command (uvicorn's options, inference_gateway/serve.py) serving its
+    one ASGI entry point on loopback `port`."""
     return [
         sys.executable,
         "-m",
-        "uvicorn",
+        "inference_gateway.serve",
         "inference_gateway.asgi:application",
         "--host",
         LOOPBACK,

@@ -313,7 +313,7 @@ class EventStreamResponse(StreamingResponse):
         except asyncio.CancelledError:
             if draining.was_cut(relaying) and not disconnected:
                 relaying.uncancel()  # the drain's deadline: tell the client, then end
-                await self._send_drain_error(send)
+                await self._send_drain_error(scope, send)
             elif not disconnected:
                 raise
             else:
@@ -327,12 +327,16 @@ class EventStreamResponse(StreamingResponse):
             if aclose is not None:
                 await aclose()
 
-    async def _send_drain_error(self, send: Send) -> None:
+    async def _send_drain_error(self, scope: Scope, send: Send) -> None:
         error = GatewayError(
             503,
             "gateway_shutting_down",
             "The gateway is shutting down and ended this stream; retry the request.",
         )
+        # The record says why the answer stopped (the relay was cancelled, so it set nothing).
+        outcome: RequestOutcome | None = (scope.get("state") or {}).get("outcome")
+        if outcome is not None:
+            outcome.error_code = error.code
         with contextlib.suppress(OSError, RuntimeError):
             await send(
                 {
