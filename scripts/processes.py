@@ -58,12 +58,13 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def gateway_command(port: int, *options: str) -> list[str]:
-    """uvicorn serving the gateway's one ASGI entry point on loopback `port`."""
+def gateway_command(port: int, *options: str, server: str = "uvicorn") -> list[str]:
+    """uvicorn serving the gateway's one ASGI entry point on loopback `port`; `server`: the
+    module run (one that takes uvicorn's arguments, as the bench's traced launcher does)."""
     return [
         sys.executable,
         "-m",
-        "uvicorn",
+        server,
         "inference_gateway.asgi:application",
         "--host",
         LOOPBACK,
