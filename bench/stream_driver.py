@@ -14,12 +14,13 @@ from typing import cast
 class Tally:
     """What all the streams have seen so far."""
 
-    __slots__ = ("events", "failed", "opened")
+    __slots__ = ("events", "failed", "opened", "refusal")
 
     def __init__(self) -> None:
         self.opened = 0  # answered with a 200 head
         self.events = 0  # `data:` events received
         self.failed = 0  # answered with another status, or closed before their head
+        self.refusal = ""  # the status line of the first other answer
 
 
 class StreamClient(asyncio.Protocol):
@@ -48,6 +49,7 @@ class StreamClient(asyncio.Protocol):
                 self._tally.opened += 1
             else:
                 self._tally.failed += 1
+                self._tally.refusal = self._tally.refusal or data.split(b"\r\n", 1)[0].decode()
             if not self.opened.done():
                 self.opened.set_result(ok)
         # The last 4 bytes are kept: `data:` split between two reads is counted once.
@@ -71,16 +73,20 @@ def post_request(port: int, path: str, auth: str, body: bytes) -> bytes:
 
 
 async def open_streams(
-    port: int, request: bytes, count: int, tally: Tally, at_once: int
+    port: int, request: bytes, count: int, tally: Tally, at_once: int, seconds: float = 600.0
 ) -> list[StreamClient]:
     """`count` streams, at most `at_once` waiting for their head (the gateway's accept
-    backlog is finite: a burst of 10,000 connects would be retried after a second)."""
+    backlog is finite: a burst of 10,000 connects would be retried after a second); none
+    started after `seconds` (a machine shared with other loads opens fewer, not for ever)."""
     loop = asyncio.get_running_loop()
     room = asyncio.Semaphore(at_once)
     clients: list[StreamClient] = []
+    deadline = loop.time() + seconds
 
     async def one() -> None:
         async with room:
+            if loop.time() > deadline:
+                return
             try:
                 _, client = await loop.create_connection(
                     lambda: StreamClient(request, tally), "127.0.0.1", port
