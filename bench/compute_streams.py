@@ -7,8 +7,9 @@ bench/stream_model.py (a timer wheel on a raw asyncio server) to bench/stream_dr
 asyncio client that only counts events), both on core 1. Measured from the gateway's /proc
 figures: memory per open stream (RSS after all are open and flowing, minus before, over N),
 CPU per relayed chunk (a window without other requests), and the p99 of new short requests
-meanwhile. A last run at PROFILE_STREAMS under tracemalloc (bench/traced_gateway.py) says
-where the per-stream memory goes.
+meanwhile, with the full garbage collections (and their pauses) that fell among them. The
+gateway runs under bench/traced_gateway.py (uvicorn with a gc callback); a last run at
+PROFILE_STREAMS, with tracemalloc on, says where the per-stream memory goes.
 
 The issue's rate, one token per 100 ms per stream, is 100,000 chunks/s at 10,000 streams: at
 the gateway's ~0.05 ms per chunk that is 5 s of CPU per second, five cores, so one worker
@@ -118,7 +119,12 @@ async def _short_requests(target: Target) -> list[float]:
     return sorted(latencies)
 
 
-async def _hold(target: Target, streams: int, interval: float) -> dict[str, float]:
+def full_collections(log: Path) -> list[float]:
+    """The gateway's full garbage collections so far, ms each (bench/traced_gateway.py)."""
+    return [float(line) for line in log.read_text().split()] if log.exists() else []
+
+
+async def _hold(target: Target, streams: int, interval: float, gc_log: Path) -> dict[str, float]:
     pid = target.pid
     assert pid is not None
     request = post_request(target.port, target.path, target.auth, stream_body(interval))
@@ -144,10 +150,11 @@ async def _hold(target: Target, streams: int, interval: float) -> dict[str, floa
     await asyncio.sleep(CPU_WINDOW)
     cpu_s, relayed = tree_cpu_seconds(pid) - cpu, tally.events - seen
     elapsed = time.perf_counter() - started
-    waited = run_queue_seconds(pid)
+    waited, collected = run_queue_seconds(pid), len(full_collections(gc_log))
     short = await _short_requests(target)
     short_window = time.perf_counter() - started - elapsed
     waited = run_queue_seconds(pid) - waited
+    pauses = full_collections(gc_log)[collected:]
     print(f"  {len(short)} short requests timed", flush=True)
     close_all(clients)
     return {
@@ -155,6 +162,8 @@ async def _hold(target: Target, streams: int, interval: float) -> dict[str, floa
         "failed": float(tally.failed),
         "open_s": opening,
         "waited_share": waited / short_window,
+        "full_gcs": float(len(pauses)),
+        "longest_gc_ms": max(pauses, default=0.0),
         "kb_per_stream": (rss_open - rss_idle) * 1024 / max(1, tally.opened),
         "rss_open": rss_open,
         "cpu_ms_per_chunk": cpu_s * 1000 / max(1, relayed),
@@ -233,8 +242,10 @@ def bench(workdir: Path, report: Report) -> None:
             print(f"  {n} streams, one token per {interval:g} s each", flush=True)
             sub = workdir / f"streams-{n}"
             sub.mkdir(exist_ok=True)
-            with gateway(sub, "sqlite", model, pool_for(n)) as target:
-                figures = uvloop.run(_hold(target, n, interval))
+            gc_log = sub / "gc.log"
+            overrides = {**pool_for(n), "BENCH_GC_LOG": str(gc_log)}
+            with gateway(sub, "sqlite", model, overrides, server="bench.traced_gateway") as target:
+                figures = uvloop.run(_hold(target, n, interval, gc_log))
             _report(report, n, interval, figures)
             largest = figures
         traces = workdir / "traces"
@@ -281,7 +292,8 @@ def _report(report: Report, n: int, interval: float, figures: dict[str, float]) 
         f"{failed}; "
         f"{figures['short']:.0f} new requests: p50 {figures['p50_ms']:.1f} ms, "
         f"p99 {figures['p99_ms']:.1f} ms, the loop waiting for core 0 "
-        f"{figures['waited_share'] * 100:.0f} % of that time",
+        f"{figures['waited_share'] * 100:.0f} % of that time, {figures['full_gcs']:.0f} full "
+        f"garbage collections in it (longest {figures['longest_gc_ms']:.0f} ms)",
     )
     report.check(tag, "≤ 30 kB/stream", figures["kb_per_stream"], BUDGET_STREAM_KB, "kB")
     report.check(tag, "CPU ≤ 0.05 ms/chunk", figures["cpu_ms_per_chunk"], BUDGET_CHUNK_MS, "ms")
