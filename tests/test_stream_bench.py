@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -51,11 +52,8 @@ def test_the_openai_client_reads_its_stream_and_its_answer(model_port: int) -> N
         stream=True,
         extra_body={"fake": {"chunk_delay": 0.02}},
     )
-    deltas = []
-    for chunk in stream:
-        deltas.append(chunk.choices[0].delta)
-        if len(deltas) == 4:
-            break  # the stream runs until its reader leaves
+    # The stream runs until its reader leaves.
+    deltas = [chunk.choices[0].delta for chunk in itertools.islice(stream, 4)]
     stream.close()
     assert deltas[0].role == "assistant"
     assert [delta.content for delta in deltas[1:]] == [" tok"] * 3
