@@ -11,11 +11,12 @@ meanwhile, with the full garbage collections (and their pauses) that fell among 
 gateway runs under bench/traced_gateway.py (uvicorn with a gc callback); a last run at
 PROFILE_STREAMS, with tracemalloc on, says where the per-stream memory goes.
 
-The issue's rate, one token per 100 ms per stream, is 100,000 chunks/s at 10,000 streams: at
-the gateway's ~0.05 ms per chunk that is 5 s of CPU per second, five cores, so one worker
-cannot relay it. Each run asks for at most RELAYED_PER_S chunks/s (the token interval
-stretched to N / RELAYED_PER_S when that exceeds 100 ms); memory per open stream does not
-depend on the rate, and the CPU per chunk is measured at a rate the worker sustains.
+The issue's rate, one token per 100 ms per stream, is 100,000 chunks/s at 10,000 streams: even
+at the budget's 0.05 ms per chunk that is 5 s of CPU per second, five cores, so one worker
+cannot relay it (the notes give the figure at the measured cost). Each run asks for at most
+RELAYED_PER_S chunks/s (the token interval stretched to N / RELAYED_PER_S when that exceeds
+100 ms); memory per open stream does not depend on the rate, and the CPU per chunk is measured
+at a rate the worker sustains.
 """
 
 from __future__ import annotations
