@@ -53,6 +53,7 @@ SCENARIOS = (
     "batches",
     "dashboard",
     "compute",
+    "streams",
 )
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
 # metrics on vs off) and `routing` one with two backends (bench/routing.py): asked for by name.
@@ -200,11 +201,13 @@ def cpu_ms_per_request(run: Run) -> float:
 
 
 @contextmanager
-def fake_backend(workdir: Path) -> Iterator[int]:
+def fake_backend(workdir: Path, module: str = "tests.fake_backend") -> Iterator[int]:
+    """A model server on the driver's core (`module`: one with --port that serves
+    GET /v1/models, such as bench/stream_model.py); yields its port."""
     port = free_port()
     process = start(
         "backend",
-        [python(), "-m", "tests.fake_backend", "--port", str(port)],
+        [python(), "-m", module, "--port", str(port)],
         dict(os.environ),
         workdir / "backend.log",
         DRIVER_CORE,
@@ -292,6 +295,7 @@ def gateway(
     port: int = 0,
     command_prefix: Sequence[str] = (),
     startup_seconds: float = 30.0,
+    server: str = "inference_gateway.serve",
 ) -> Iterator[Target]:
     """A gateway of one worker on its own database; `command_prefix` runs it under another
     program (bench/callgrind.py's valgrind)."""
@@ -304,7 +308,10 @@ def gateway(
     port = port or free_port()
     process = start(
         "gateway",
-        [*command_prefix, *gateway_command(port, *SERVING_OPTIONS, "--log-level", "warning")],
+        [
+            *command_prefix,
+            *gateway_command(port, *SERVING_OPTIONS, "--log-level", "warning", server=server),
+        ],
         env,
         workdir / f"gateway-{store}.log",
         GATEWAY_CORE,
@@ -627,6 +634,11 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
 
         compute.append_section(report, args)
         return
+    if args.scenarios == ["streams"]:
+        from bench import compute_streams
+
+        compute_streams.append_section(report, args)
+        return
     if args.scenarios == ["admission"]:
         from bench.admission import append_admission_section
 
@@ -772,7 +784,9 @@ def main() -> None:
         "1,000,000 records in PostgreSQL, chart cache off and on; a dated section when run "
         "alone), compute (the Globus Compute path against bench/compute_standin.py: CPU per "
         "task at concurrency 1/32/256, side-channel relay "
-        "with Redis and in-process, 1,000 requests in flight)",
+        "with Redis and in-process, 1,000 requests in flight, then the open streams), streams "
+        "(the open streams alone: 100, 1,000, 10,000 held open on the direct path; a dated "
+        "section when run alone)",
     )
     parser.add_argument(
         "--records",
@@ -852,6 +866,10 @@ def main() -> None:
                 from bench import compute
 
                 compute.bench(args, workdir / "compute", backend_port, report)
+            if "streams" in args.scenarios and "compute" not in args.scenarios:
+                from bench import compute_streams
+
+                compute_streams.bench(workdir / "streams", report)
             if "litellm" in args.compare:
                 (workdir / "litellm").mkdir()
                 bench_litellm(args, workdir / "litellm", backend_port, report)

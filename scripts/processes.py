@@ -58,13 +58,14 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def gateway_command(port: int, *options: str) -> list[str]:
-    """The gateway's server command (uvicorn's options, inference_gateway/serve.py) serving its
-    one ASGI entry point on loopback `port`."""
+def gateway_command(port: int, *options: str, server: str = "inference_gateway.serve") -> list[str]:
+    """The gateway's server command serving its one ASGI entry point on loopback `port`:
+    `server` is the module run, one that takes uvicorn's options (inference_gateway/serve.py,
+    or the bench's traced launcher)."""
     return [
         sys.executable,
         "-m",
-        "inference_gateway.serve",
+        server,
         "inference_gateway.asgi:application",
         "--host",
         LOOPBACK,

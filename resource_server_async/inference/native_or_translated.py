@@ -128,7 +128,7 @@ def chat_call(parsed: pipeline.ParsedRequest, body: dict[str, Any]) -> Inference
     return InferenceRequest(
         operation="chat/completions",
         body=body,
-        raw=orjson.dumps(body),
+        raw=pipeline.encode_body(body),
         principal=parsed.principal,
         request_id=parsed.request_id,
         stream=parsed.stream,

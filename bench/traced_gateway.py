@@ -1,0 +1,65 @@
+"""uvicorn with the open-streams bench's instruments (bench/compute_streams.py).
+
+Run in place of `python -m uvicorn` (same arguments). With `BENCH_GC_LOG`, every full (gen2)
+garbage collection appends its duration in ms to that file, one line each: a callback per
+collection, cheap enough for the measured runs. With `BENCH_TRACE_DIR`, tracemalloc is on and
+SIGUSR1 collects garbage and writes a snapshot of the Python heap to
+`snapshot-<n>.trace` there (renamed into place once whole), so that the bench diffs the heap
+before and after opening streams; tracing slows the gateway, so that run is only profiled.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import time
+import tracemalloc
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+_TRACE_DIR = os.environ.get("BENCH_TRACE_DIR")
+_GC_LOG = os.environ.get("BENCH_GC_LOG")
+if _TRACE_DIR:
+    # One frame per allocation: the allocating line names the part (uvicorn, aiohttp, ours)
+    # at the lowest cost; started before uvicorn imports the application.
+    tracemalloc.start(1)
+_taken = 0
+_full_started = 0.0
+
+
+def _snapshot(signum: int, frame: FrameType | None) -> None:
+    global _taken
+    assert _TRACE_DIR is not None
+    gc.collect()
+    path = Path(_TRACE_DIR) / f"snapshot-{_taken}.trace"
+    tracemalloc.take_snapshot().dump(str(path) + ".part")
+    os.rename(str(path) + ".part", path)
+    _taken += 1
+
+
+def _time_full_collections(phase: str, info: dict[str, Any]) -> None:
+    global _full_started
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _full_started = time.perf_counter()
+        return
+    assert _GC_LOG is not None
+    with open(_GC_LOG, "a") as log:
+        log.write(f"{(time.perf_counter() - _full_started) * 1000:.1f}\n")
+
+
+def main() -> None:
+    from uvicorn.main import main as uvicorn_main
+
+    if _TRACE_DIR:
+        signal.signal(signal.SIGUSR1, _snapshot)
+    if _GC_LOG:
+        gc.callbacks.append(_time_full_collections)
+    uvicorn_main()
+
+
+if __name__ == "__main__":
+    main()
