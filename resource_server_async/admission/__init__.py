@@ -9,18 +9,27 @@ the request's AdmissionState and released at the end of the request (middleware.
 
 from __future__ import annotations
 
-from resource_server_async.admission.allocations import finish_allocations, start_allocations
+from resource_server_async import runtime
+from resource_server_async.admission.allocations import (
+    AllocationPlan,
+    allocation_plan,
+    finish_allocations,
+    send_allocations,
+)
 from resource_server_async.admission.capacity import (
     CapacityRequest,
     give_back_capacity,
     order_by_room,
     take_capacity,
 )
+from resource_server_async.admission.joint import admit_jointly, joint_admission
 from resource_server_async.admission.limits import (
     AdmissionRequest,
     LimitRefusal,
+    Plan,
     finish_limits,
-    start_limits,
+    limit_plan,
+    send_limits,
 )
 from resource_server_async.admission.maintenance import check_open
 from resource_server_async.endpoints.base import BaseEndpoint
@@ -37,10 +46,31 @@ async def admit(request: CapacityRequest, endpoint: BaseEndpoint) -> None:
     check_open(endpoint.row.cluster, endpoint)
     if request.admission is not None:
         request.admission.begin_attempt()
-    # Both calls are sent before either is awaited: on Redis they share one write and read.
-    limits = start_limits(request, endpoint)
+    planned = limit_plan(request, endpoint)
+    allocation = allocation_plan(request, endpoint)
+    joint = None
+    if planned is not None and allocation is not None:
+        # Both apply: on Redis, one script decides both (joint.py).
+        joint = joint_admission(runtime.current.limiter, runtime.current.allocations.ledger)
+        if joint is not None:
+            await admit_jointly(request, endpoint, joint, planned, allocation)
+    if joint is None:
+        await _admit_separately(request, endpoint, planned, allocation)
+    if endpoint.row.max_concurrent:
+        await take_capacity(request, endpoint)
+
+
+async def _admit_separately(
+    request: CapacityRequest,
+    endpoint: BaseEndpoint,
+    planned: Plan | None,
+    allocation: AllocationPlan | None,
+) -> None:
+    """Limits and allocations as two calls (in-process, or only one applies). Both calls are
+    sent before either is awaited: on Redis they share one write and read."""
+    limits = send_limits(planned)
     try:
-        allocations = start_allocations(request, endpoint)
+        allocations = send_allocations(allocation)
     except BaseException:
         await finish_limits(request, endpoint, limits)  # its ticket is released at the end
         raise
@@ -50,5 +80,3 @@ async def admit(request: CapacityRequest, endpoint: BaseEndpoint) -> None:
         await finish_allocations(request, allocations, refused=True)
         raise
     await finish_allocations(request, allocations)
-    if endpoint.row.max_concurrent:
-        await take_capacity(request, endpoint)

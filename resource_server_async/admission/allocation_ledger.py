@@ -154,7 +154,7 @@ class MemoryLedger:
 # GPU-seconds budget (-1: none) and expiry (epoch s). Returns the refusing account's 1-based
 # index (0: charged), whether one was new, then per account tokens, GPU-seconds (as a string:
 # Lua numbers become integers on the way out), built and created.
-_CHARGE = """
+CHARGE = """
 local cost = tonumber(ARGV[1])
 local out = {0, 0}
 for i = 1, #KEYS do
@@ -214,30 +214,43 @@ return 0
 """
 
 
+def charged(out: list[Any]) -> Charge:
+    """CHARGE's reply as a Charge."""
+    spent = tuple(
+        Spent(int(out[i]), float(out[i + 1]), bool(int(out[i + 2])), int(out[i + 3]) / 1000)
+        for i in range(2, len(out), 4)
+    )
+    return Charge(int(out[0]) - 1, bool(int(out[1])), spent)
+
+
 class RedisLedger:
     def __init__(self, calls: RedisScripts) -> None:
-        self._calls = calls  # shared with the other admission checks; closed by its owner
-        self._charge = self._calls.register(_CHARGE)
+        self.calls = calls  # shared with the other admission checks; closed by its owner
+        self._calls = calls
+        self._charge = self._calls.register(CHARGE)
         self._settle = self._calls.register_release(_SETTLE)
         self._reconcile = self._calls.register(_RECONCILE)
 
     def charge(self, accounts: Sequence[Account], tokens: int, now: float) -> Awaitable[Charge]:
+        keys, args = self.charge_call(accounts, tokens, now)
+        return self._charged(self._calls.start(self._charge, keys, args))
+
+    @staticmethod
+    def charge_call(
+        accounts: Sequence[Account], tokens: int, now: float
+    ) -> tuple[list[Any], list[Any]]:
+        """The KEYS and ARGV of CHARGE (also run inside the joint admission script)."""
         args: list[Any] = [tokens, int(now * 1000)]
         for a in accounts:
             args += (_budget(a.tokens), _budget(a.gpu_seconds), int(a.expires_at))
-        keys = [a.key for a in accounts]
-        return self._charged(self._calls.start(self._charge, keys, args))
+        return [a.key for a in accounts], args
 
     async def _charged(self, sent: Any) -> Charge:
         try:
             out = await sent
         except RedisUnavailable as exc:
             raise self._calls.failed(exc) from exc
-        spent = tuple(
-            Spent(int(out[i]), float(out[i + 1]), bool(int(out[i + 2])), int(out[i + 3]) / 1000)
-            for i in range(2, len(out), 4)
-        )
-        return Charge(int(out[0]) - 1, bool(int(out[1])), spent)
+        return charged(out)
 
     def settle(self, accounts: Sequence[Account], tokens: int, gpu_seconds: float) -> None:
         keys = [a.key for a in accounts]

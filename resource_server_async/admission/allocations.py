@@ -104,20 +104,26 @@ class AllocationTicket:
 
 
 @dataclass(slots=True)
-class PendingCharge:
-    """A ledger call sent and not answered yet (start_allocations, finish_allocations)."""
+class AllocationPlan:
+    """The allocations that apply to a request on an endpoint, and what it is to be charged."""
 
     applying: list[AllocationRule]
-    ledger: Ledger
     accounts: tuple[Account, ...]
     tokens: int
     now: float
+
+
+@dataclass(slots=True)
+class PendingCharge:
+    """A ledger call sent and not answered yet (send_allocations, finish_allocations)."""
+
+    planned: AllocationPlan
+    ledger: Ledger
     charge: Awaitable[Charge]
 
 
-def start_allocations(request: AllocationRequest, endpoint: BaseEndpoint) -> PendingCharge | None:
-    """Send the ledger call of the project's allocations that apply on `endpoint` (None: none
-    apply, or Redis failed and admission fails open)."""
+def allocation_plan(request: AllocationRequest, endpoint: BaseEndpoint) -> AllocationPlan | None:
+    """The project's allocations that apply on `endpoint` (None: no project, or none applies)."""
     project = request.project
     if project is None:
         return None
@@ -130,19 +136,27 @@ def start_allocations(request: AllocationRequest, endpoint: BaseEndpoint) -> Pen
         return None
     now = time.time()
     books = runtime.current.allocations
-    accounts = tuple(books.account(rule, now) for rule in applying)
-    tokens = request_reservation(request)
+    accounts = tuple([books.account(rule, now) for rule in applying])
+    return AllocationPlan(applying, accounts, request_reservation(request), now)
+
+
+def send_allocations(planned: AllocationPlan | None) -> PendingCharge | None:
+    """Send the ledger call of the allocations planned (None: none apply, or Redis failed and
+    admission fails open)."""
+    if planned is None:
+        return None
+    ledger = runtime.current.allocations.ledger
     try:
-        charge = books.ledger.charge(accounts, tokens, now)
+        charge = ledger.charge(planned.accounts, planned.tokens, planned.now)
     except LimiterUnavailable as exc:
         redis_failed(exc, "allocations_unavailable", "allocations")
         return None
-    return PendingCharge(applying, books.ledger, accounts, tokens, now, charge)
+    return PendingCharge(planned, ledger, charge)
 
 
 async def check_allocations(request: AllocationRequest, endpoint: BaseEndpoint) -> None:
     """Charge the project's allocations that apply on `endpoint`, or raise the caller's 429."""
-    await finish_allocations(request, start_allocations(request, endpoint))
+    await finish_allocations(request, send_allocations(allocation_plan(request, endpoint)))
 
 
 async def finish_allocations(
@@ -159,13 +173,29 @@ async def finish_allocations(
         if not refused:
             redis_failed(exc, "allocations_unavailable", "allocations")
         return
+    if refused:
+        if charge.fresh:
+            runtime.current.allocations.wake()
+        if charge.admitted:
+            _keep(request, pending.ledger, pending.planned)
+        return
+    accept_charge(request, pending.ledger, pending.planned, charge)
+
+
+def accept_charge(
+    request: AllocationRequest, ledger: Ledger, planned: AllocationPlan, charge: Charge
+) -> None:
+    """The ledger's answer: the 429 of the first spent allocation, or the charge kept on the
+    request's AdmissionState (released at its end)."""
     if charge.fresh:
         runtime.current.allocations.wake()
     if not charge.admitted:
-        if refused:
-            return
-        raise AllocationRefusal(pending.applying[charge.refused_by], pending.now)
+        raise AllocationRefusal(planned.applying[charge.refused_by], planned.now)
+    _keep(request, ledger, planned)
+
+
+def _keep(request: AllocationRequest, ledger: Ledger, planned: AllocationPlan) -> None:
     state = request.admission
     if state is not None:
-        ticket = AllocationTicket(pending.ledger, pending.accounts, pending.tokens, request.outcome)
+        ticket = AllocationTicket(ledger, planned.accounts, planned.tokens, request.outcome)
         state.tickets.append(ticket)

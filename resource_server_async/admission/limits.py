@@ -189,7 +189,7 @@ def plan(
 
 @dataclass(slots=True)
 class PendingLimits:
-    """A limiter call sent and not answered yet (start_limits, finish_limits)."""
+    """A limiter call sent and not answered yet (send_limits, finish_limits)."""
 
     limiter: Limiter
     ticket_id: str
@@ -198,14 +198,25 @@ class PendingLimits:
     decision: Awaitable[Decision]
 
 
-def start_limits(request: AdmissionRequest, endpoint: BaseEndpoint) -> PendingLimits | None:
-    """Send the request's limiter call (None: no limit applies, or Redis failed and admission
-    fails open). Another check's call started before finish_limits shares its write."""
+Plan = tuple[tuple[Bucket, ...], tuple[Slot, ...]]
+
+
+def limit_plan(request: AdmissionRequest, endpoint: BaseEndpoint) -> Plan | None:
+    """The buckets and slots the request is to be charged (None: no limit applies)."""
     if request.operation in UNLIMITED_OPERATIONS:
         return None
     buckets, slots = plan(request, endpoint)
     if not buckets and not slots:
         return None
+    return buckets, slots
+
+
+def send_limits(planned: Plan | None) -> PendingLimits | None:
+    """Send the request's limiter call (None: no limit applies, or Redis failed and admission
+    fails open). Another check's call sent before finish_limits shares its write."""
+    if planned is None:
+        return None
+    buckets, slots = planned
     limiter = runtime.current.limiter
     ticket_id = new_id()
     try:
@@ -222,17 +233,33 @@ async def finish_limits(
     """The limiter's answer: the ticket (kept on the request's AdmissionState), or a 429."""
     if pending is None:
         return None
-    limiter, ticket_id, buckets, slots = (
-        pending.limiter,
-        pending.ticket_id,
-        pending.buckets,
-        pending.slots,
-    )
     try:
         decision = await pending.decision
     except LimiterUnavailable as exc:
         redis_failed(exc, "limits_unavailable", "limits")
         return None
+    return accept_limits(
+        request,
+        endpoint,
+        pending.limiter,
+        pending.ticket_id,
+        pending.buckets,
+        pending.slots,
+        decision,
+    )
+
+
+def accept_limits(
+    request: AdmissionRequest,
+    endpoint: BaseEndpoint,
+    limiter: Limiter,
+    ticket_id: str,
+    buckets: tuple[Bucket, ...],
+    slots: tuple[Slot, ...],
+    decision: Decision,
+) -> Ticket:
+    """A decision made: recorded for the headers, then the 429, or the ticket kept on the
+    request's AdmissionState."""
     state = request.admission
     if state is not None:
         state.record(buckets, decision)

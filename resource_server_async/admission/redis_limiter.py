@@ -18,7 +18,7 @@ from resource_server_async.admission.redis_scripts import RedisScripts
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, lease (ms), then
 # capacity and cost per bucket, then the limit per slot set. Returns: the refusing limit's
 # 1-based index (0: admitted), the wait (ms), then remaining and reset (ms) per bucket.
-_ACQUIRE = """
+ACQUIRE = """
 local nb = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local lease = tonumber(ARGV[4])
@@ -71,7 +71,7 @@ return out
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, then capacity
 # and refund per bucket. A missing bucket is full: a refund to it is nothing, a charge starts
 # a debt.
-_SETTLE = """
+SETTLE = """
 local nb = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local clock = redis.call('TIME')
@@ -101,13 +101,20 @@ return 0
 """
 
 
+def decided(out: list[Any]) -> Decision:
+    """ACQUIRE's reply as a Decision (hiredis gives Lua's numbers as ints already)."""
+    levels = [Level(out[i] if out[i] > 0 else 0, out[i + 1] / 1000) for i in range(2, len(out), 2)]
+    return Decision(out[0] - 1, out[1] / 1000, tuple(levels))
+
+
 class RedisLimiter:
     def __init__(self, calls: RedisScripts, *, window: float, lease: float) -> None:
         self.window_ms = int(window * 1000)
         self.lease_ms = int(lease * 1000)
-        self._calls = calls  # shared with the other admission checks; closed by its owner
-        self._acquire = self._calls.register(_ACQUIRE)
-        self._settle = self._calls.register_release(_SETTLE)
+        self.calls = calls  # shared with the other admission checks; closed by its owner
+        self._calls = calls
+        self._acquire = self._calls.register(ACQUIRE)
+        self._settle = self._calls.register_release(SETTLE)
 
     @classmethod
     def from_settings(cls) -> RedisLimiter:
@@ -127,23 +134,25 @@ class RedisLimiter:
     def acquire(
         self, buckets: Sequence[Bucket], slots: Sequence[Slot], ticket: str
     ) -> Awaitable[Decision]:
+        keys, args = self.acquire_call(buckets, slots, ticket)
+        return self._decision(self._calls.start(self._acquire, keys, args))
+
+    def acquire_call(
+        self, buckets: Sequence[Bucket], slots: Sequence[Slot], ticket: str
+    ) -> tuple[list[Any], list[Any]]:
+        """The KEYS and ARGV of ACQUIRE (also run inside the joint admission script)."""
         args: list[Any] = [len(buckets), self.window_ms, ticket, self.lease_ms]
         for bucket in buckets:
             args += (bucket.capacity, bucket.cost)
         args += [slot.limit for slot in slots]
-        keys = [b.key for b in buckets] + [s.key for s in slots]
-        return self._decision(self._calls.start(self._acquire, keys, args))
+        return [b.key for b in buckets] + [s.key for s in slots], args
 
     async def _decision(self, sent: Any) -> Decision:
         try:
             out = await sent
         except RedisUnavailable as exc:
             raise self._calls.failed(exc) from exc
-        # hiredis gives Lua's numbers as ints already.
-        levels = [
-            Level(out[i] if out[i] > 0 else 0, out[i + 1] / 1000) for i in range(2, len(out), 2)
-        ]
-        return Decision(out[0] - 1, out[1] / 1000, tuple(levels))
+        return decided(out)
 
     def settle(
         self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str

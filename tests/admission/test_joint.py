@@ -1,0 +1,143 @@
+"""Limits and allocations decided in one Redis script (admission/joint.py): all or nothing,
+whichever refuses, and the same tickets as two separate calls would leave."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from resource_server_async import admission, runtime
+from resource_server_async.accounting.outcome import RequestOutcome
+from resource_server_async.admission.allocation_books import AllocationBooks
+from resource_server_async.admission.allocation_ledger import RedisLedger
+from resource_server_async.admission.allocations import AllocationRefusal, AllocationTicket
+from resource_server_async.admission.joint import joint_admission
+from resource_server_async.admission.limits import LimitRefusal
+from resource_server_async.admission.redis_limiter import RedisLimiter
+from resource_server_async.admission.redis_scripts import RedisScripts
+from resource_server_async.admission.ticket import AdmissionState, Ticket
+from resource_server_async.auth.principal import Principal
+from resource_server_async.catalog.projects import AllocationRule, ProjectRef, build_projects
+from resource_server_async.catalog.snapshot import build_snapshot, catalog
+from resource_server_async.clusters.base import ClusterRow
+from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
+from resource_server_async.inference.pipeline import ParsedRequest
+from resource_server_async.runtime import Runtime
+from tests.config.helpers import DIRECT_CLUSTER, DIRECT_ENDPOINT
+
+PRINCIPAL = Principal(id="api_key:1", username="k", kind="api_key")
+BUDGET = 6  # tokens per month
+
+
+@dataclass
+class Setup:
+    endpoint: BaseEndpoint
+    limiter: RedisLimiter
+    books: AllocationBooks
+    calls: RedisScripts
+    prefix: str  # LIMITS_REDIS_PREFIX of this test
+
+
+@pytest.fixture
+async def setup(settings: object) -> AsyncIterator[Setup]:
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        pytest.skip("REDIS_URL is not set (the CI's second run sets it)")
+    run = uuid.uuid4().hex
+    prefix = f"test-joint:{run}:"
+    settings.LIMITS_REDIS_PREFIX = prefix  # type: ignore[attr-defined]
+    calls = RedisScripts(url, timeout=1, pending=100)
+    limiter = RedisLimiter(calls, window=60, lease=60)
+    books = AllocationBooks(RedisLedger(calls), prefix=f"test-joint-alloc:{run}:", interval=60)
+    built = Runtime.from_settings()
+    built._limiter, built._allocations = limiter, books
+    previous = catalog.snapshot
+    rule = AllocationRule(1, "team-month", "team", "month", 1, BUDGET, None)
+    cluster = ClusterRow("c1", DIRECT_CLUSTER, ("vllm",), ("chat/completions",))
+    row = EndpointRow(
+        "c1-vllm-m",
+        "c1",
+        "vllm",
+        "m",
+        DIRECT_ENDPOINT,
+        config={"api_url": "http://127.0.0.1:9"},
+        rpm_user=2,
+    )
+    member = {"name": "team", "weight": 1, "order": 1, "globus_group": "", "api_key_ids": [1]}
+    projects = build_projects([{**member, "default_for": []}], (rule,))
+    catalog.install(build_snapshot([cluster], [row], projects=projects))
+    async with runtime.installed(built):
+        yield Setup(catalog.snapshot.endpoints["c1-vllm-m"], limiter, books, calls, prefix)
+    catalog.install(previous)
+    await calls.close()
+
+
+def request(max_tokens: int) -> ParsedRequest:
+    body = {"model": "m", "messages": [], "max_tokens": max_tokens}
+    outcome = RequestOutcome("r", 0.0, 0.0, "cluster", "chat/completions", status=200)
+    return ParsedRequest(
+        PRINCIPAL,
+        body,
+        b"{}",  # one token of prompt
+        "m",
+        "r",
+        False,
+        outcome,
+        "chat/completions",
+        AdmissionState(),
+        ProjectRef("team", 1),
+    )
+
+
+async def requests_left(setup: Setup) -> float:
+    """The user's request bucket (rpm_user = 2) as Redis holds it."""
+    level = await setup.calls.redis.hget(f"{setup.prefix}c1-vllm-m:u:{PRINCIPAL.id}:r", "l")
+    return float(level) if level is not None else 2.0  # a missing bucket is full
+
+
+async def tokens_spent(setup: Setup) -> int:
+    rule = catalog.snapshot.projects.allocations["team"][0]
+    account = setup.books.account(rule, time.time())
+    spent = (await setup.books.ledger.read([account.key]))[0]
+    return 0 if spent is None else spent.tokens
+
+
+async def test_both_apply_on_redis_so_one_script_decides_both(setup: Setup) -> None:
+    assert joint_admission(setup.limiter, setup.books.ledger) is not None
+    admitted = request(max_tokens=2)
+    await admission.admit(admitted, setup.endpoint)
+    assert admitted.admission is not None
+    kinds = [type(ticket) for ticket in admitted.admission.tickets]
+    assert kinds == [Ticket, AllocationTicket]
+    assert admitted.admission.decision is not None  # the headers' figures
+    assert await tokens_spent(setup) == 3
+    assert await requests_left(setup) == pytest.approx(1, abs=0.01)
+
+
+async def test_an_allocation_refusal_gives_the_limits_back(setup: Setup) -> None:
+    await admission.admit(request(max_tokens=5), setup.endpoint)  # 6 of 6 tokens reserved
+    assert await requests_left(setup) == pytest.approx(1, abs=0.01)
+    refused = request(max_tokens=1)
+    with pytest.raises(AllocationRefusal):
+        await admission.admit(refused, setup.endpoint)
+    assert refused.admission is not None and refused.admission.tickets == []
+    assert refused.admission.decision is not None  # its headers still say what is left
+    assert await requests_left(setup) == pytest.approx(1, abs=0.01)  # not charged
+    assert await tokens_spent(setup) == BUDGET
+
+
+async def test_a_limit_refusal_charges_no_allocation(setup: Setup) -> None:
+    await admission.admit(request(max_tokens=0), setup.endpoint)
+    await admission.admit(request(max_tokens=0), setup.endpoint)  # rpm_user = 2: both pass
+    assert await tokens_spent(setup) == 2
+    refused = request(max_tokens=0)
+    with pytest.raises(LimitRefusal) as raised:
+        await admission.admit(refused, setup.endpoint)
+    assert not isinstance(raised.value, AllocationRefusal)
+    assert refused.admission is not None and refused.admission.tickets == []
+    assert await tokens_spent(setup) == 2
