@@ -25,14 +25,14 @@ from resource_server_async.admission.allocation_ledger import (
 from resource_server_async.admission.allocation_periods import account_for, period_bounds
 from resource_server_async.admission.allocations import AllocationRefusal, check_allocations
 from resource_server_async.admission.redis_scripts import RedisScripts
-from resource_server_async.admission.ticket import AdmissionState
 from resource_server_async.auth.principal import Principal
-from resource_server_async.catalog.projects import AllocationRule, ProjectRef, build_projects
+from resource_server_async.catalog.projects import AllocationRule, build_projects
 from resource_server_async.catalog.snapshot import build_snapshot, catalog
 from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
 from resource_server_async.inference.pipeline import ParsedRequest
 from resource_server_async.runtime import Runtime
+from tests.admission.parsed import chat_request
 from tests.admission.releases import settled
 from tests.config.helpers import DIRECT_CLUSTER, DIRECT_ENDPOINT
 
@@ -165,19 +165,7 @@ def _endpoint(rule: AllocationRule = RULE) -> BaseEndpoint:
 
 
 def _request(outcome: RequestOutcome) -> ParsedRequest:
-    body = {"model": "m", "messages": [], "max_tokens": 0}
-    return ParsedRequest(
-        PRINCIPAL,
-        body,
-        b"{}",
-        "m",
-        "r",
-        False,
-        outcome,
-        "chat/completions",
-        AdmissionState(),
-        ProjectRef("team", 1),
-    )
+    return chat_request(PRINCIPAL, outcome, max_tokens=0)
 
 
 async def _spend(endpoint: BaseEndpoint, used: int) -> None:

@@ -20,14 +20,15 @@ from resource_server_async.admission.joint import joint_admission
 from resource_server_async.admission.limits import LimitRefusal
 from resource_server_async.admission.redis_limiter import RedisLimiter
 from resource_server_async.admission.redis_scripts import RedisScripts
-from resource_server_async.admission.ticket import AdmissionState, Ticket
+from resource_server_async.admission.ticket import Ticket
 from resource_server_async.auth.principal import Principal
-from resource_server_async.catalog.projects import AllocationRule, ProjectRef, build_projects
+from resource_server_async.catalog.projects import AllocationRule, build_projects
 from resource_server_async.catalog.snapshot import build_snapshot, catalog
 from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.endpoints.base import BaseEndpoint, EndpointRow
 from resource_server_async.inference.pipeline import ParsedRequest
 from resource_server_async.runtime import Runtime
+from tests.admission.parsed import chat_request
 from tests.config.helpers import DIRECT_CLUSTER, DIRECT_ENDPOINT
 
 PRINCIPAL = Principal(id="api_key:1", username="k", kind="api_key")
@@ -78,20 +79,8 @@ async def setup(settings: object) -> AsyncIterator[Setup]:
 
 
 def request(max_tokens: int) -> ParsedRequest:
-    body = {"model": "m", "messages": [], "max_tokens": max_tokens}
     outcome = RequestOutcome("r", 0.0, 0.0, "cluster", "chat/completions", status=200)
-    return ParsedRequest(
-        PRINCIPAL,
-        body,
-        b"{}",  # one token of prompt
-        "m",
-        "r",
-        False,
-        outcome,
-        "chat/completions",
-        AdmissionState(),
-        ProjectRef("team", 1),
-    )
+    return chat_request(PRINCIPAL, outcome, max_tokens)
 
 
 async def requests_left(setup: Setup) -> float:
