@@ -94,13 +94,23 @@ class AllocationTicket:
     def release(self, used_tokens: int | None) -> Awaitable[None] | None:
         """Set the reservation to `used_tokens` (None: keep it) and charge the GPU-seconds the
         Compute function reported; a request that used nothing is charged nothing."""
-        tokens = 0 if used_tokens is None else used_tokens - self.reserved
-        gpu = 0.0
-        if used_tokens != 0 and self.outcome is not None and self.outcome.response_time:
-            gpu = max(0.0, self.outcome.response_time)
+        tokens, gpu = correction(self.reserved, self.outcome, used_tokens)
         if tokens or gpu:
             return self.ledger.settle(self.accounts, tokens, gpu)
         return None
+
+
+def correction(
+    reserved: int, outcome: RequestOutcome | None, used_tokens: int | None
+) -> tuple[int, float]:
+    """(tokens, GPU-seconds) to add to the accounts at a request's end: the reservation set to
+    `used_tokens` (None: kept), and the GPU-seconds the Compute function reported (none for a
+    request that used nothing)."""
+    tokens = 0 if used_tokens is None else used_tokens - reserved
+    gpu = 0.0
+    if used_tokens != 0 and outcome is not None and outcome.response_time:
+        gpu = max(0.0, outcome.response_time)
+    return tokens, gpu
 
 
 @dataclass(slots=True)

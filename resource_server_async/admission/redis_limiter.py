@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from resource_server_async.admission.limiter import Bucket, Decision, Level, Slot
+from resource_server_async.admission.limiter import Bucket, Decision, Slot
 from resource_server_async.admission.redis_pipe import RedisUnavailable
 from resource_server_async.admission.redis_scripts import RedisScripts
 
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, lease (ms), then
-# capacity and cost per bucket, then the limit per slot set. Returns: the refusing limit's
+# capacity and cost per bucket, then the limit per slot set (ACQUIRE_TICKET, acquire_cost: the
+# places of what changes from request to request). Returns: the refusing limit's
 # 1-based index (0: admitted), the wait (ms), then remaining and reset (ms) per bucket.
 ACQUIRE = """
 local nb = tonumber(ARGV[1])
@@ -101,10 +102,18 @@ return 0
 """
 
 
+ACQUIRE_TICKET = 2
+
+
+def acquire_cost(index: int) -> int:
+    """The place of bucket `index`'s cost in ACQUIRE's ARGV (0-based)."""
+    return 5 + 2 * index
+
+
 def decided(out: list[Any]) -> Decision:
-    """ACQUIRE's reply as a Decision (hiredis gives Lua's numbers as ints already)."""
-    levels = [Level(out[i] if out[i] > 0 else 0, out[i + 1] / 1000) for i in range(2, len(out), 2)]
-    return Decision(out[0] - 1, out[1] / 1000, tuple(levels))
+    """ACQUIRE's reply as a Decision (hiredis gives Lua's numbers as ints already; the levels
+    are read from the reply itself)."""
+    return Decision(out[0] - 1, out[1] / 1000, out, 2)
 
 
 class RedisLimiter:
@@ -157,11 +166,17 @@ class RedisLimiter:
     def settle(
         self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str
     ) -> None:
+        keys, args = self.settle_call(refunds, slots, ticket)
+        self._calls.send(self._settle, keys, args)
+
+    def settle_call(
+        self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str
+    ) -> tuple[list[Any], list[Any]]:
+        """The KEYS and ARGV of SETTLE (also run inside the joint release script)."""
         args: list[Any] = [len(refunds), self.window_ms, ticket]
         for bucket, refund in refunds:
             args += (bucket.capacity, refund)
-        keys = [b.key for b, _ in refunds] + [s.key for s in slots]
-        self._calls.send(self._settle, keys, args)
+        return [b.key for b, _ in refunds] + [s.key for s in slots], args
 
     async def close(self) -> None:
         """Nothing of its own to close: the connection is the runtime's."""

@@ -25,6 +25,8 @@ from typing import Any
 
 import hiredis
 
+from resource_server_async.admission.resp import bulk, packed_call
+
 
 class RedisUnavailable(Exception):
     """Redis did not answer (in time), refused the connection, or failed the script."""
@@ -36,9 +38,15 @@ class Script:
 
     text: str
     sha: str = field(init=False)
+    # The command and script of a call, packed once (resp.py): EVALSHA, or EVAL with the text.
+    by_sha: bytes = field(init=False, repr=False)
+    whole: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+        sha = hashlib.sha1(self.text.encode()).hexdigest()
+        object.__setattr__(self, "sha", sha)
+        object.__setattr__(self, "by_sha", bulk("EVALSHA") + bulk(sha))
+        object.__setattr__(self, "whole", bulk("EVAL") + bulk(self.text))
 
 
 class _Call:
@@ -62,8 +70,8 @@ class _Call:
     def packed(self) -> bytes:
         if self.script is None:
             return hiredis.pack_command(tuple(self.args))
-        head = ("EVAL", self.script.text) if self.sent_whole else ("EVALSHA", self.script.sha)
-        return hiredis.pack_command((*head, len(self.keys), *self.keys, *self.args))
+        head = self.script.whole if self.sent_whole else self.script.by_sha
+        return packed_call(head, self.keys, self.args)
 
 
 class _Replies(asyncio.Protocol):
