@@ -9,7 +9,6 @@ the request's AdmissionState and released at the end of the request (middleware.
 
 from __future__ import annotations
 
-from resource_server_async import runtime
 from resource_server_async.admission.allocations import (
     AllocationPlan,
     allocation_plan,
@@ -24,8 +23,8 @@ from resource_server_async.admission.capacity import (
 )
 from resource_server_async.admission.joint import (
     decide_jointly,
-    joint_admission,
     joint_failed,
+    runtime_joint,
     send_jointly,
 )
 from resource_server_async.admission.limits import (
@@ -57,17 +56,16 @@ async def admit(request: CapacityRequest, endpoint: BaseEndpoint) -> None:
     joint = None
     if planned is not None and allocation is not None:
         # Both apply: on Redis, one script decides both (joint.py).
-        joint = joint_admission(runtime.current.limiter, runtime.current.allocations.ledger)
+        joint = runtime_joint()
         if joint is not None:
             sent = send_jointly(joint, planned, allocation)
             if sent is not None:
-                ticket_id, reply = sent
                 try:
-                    out = await reply
+                    out = await sent[3]
                 except RedisUnavailable as exc:
                     joint_failed(joint, exc)
                 else:
-                    decide_jointly(request, endpoint, joint, planned, allocation, ticket_id, out)
+                    decide_jointly(request, endpoint, joint, planned, allocation, sent, out)
     if joint is None:
         await _admit_separately(request, endpoint, planned, allocation)
     if endpoint.row.max_concurrent:

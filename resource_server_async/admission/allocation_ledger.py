@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Protocol
 
 from resource_server_async.admission.limiter import LimiterUnavailable
@@ -204,8 +205,9 @@ end
 return out
 """
 
-# KEYS: the accounts. ARGV: tokens (may be negative), GPU-seconds. Missing accounts (lost, or
-# of an ended period) are left alone: the records count this request when they are rebuilt.
+# KEYS: the accounts. ARGV: tokens (may be negative), GPU-seconds (SETTLE_TOKENS, SETTLE_GPU).
+# Missing accounts (lost, or of an ended period) are left alone: the records count this request
+# when they are rebuilt.
 SETTLE = """
 for i = 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
@@ -239,6 +241,7 @@ return 0
 
 
 CHARGE_TOKENS, CHARGE_NOW = 0, 1
+SETTLE_TOKENS, SETTLE_GPU = 0, 1
 
 
 def charged(out: list[Any]) -> Charge:
@@ -284,7 +287,7 @@ class RedisLedger:
         accounts: Sequence[Account], tokens: int, gpu_seconds: float
     ) -> tuple[list[Any], list[Any]]:
         """The KEYS and ARGV of SETTLE (also run inside the joint release script)."""
-        return [a.key for a in accounts], [tokens, repr(float(gpu_seconds))]
+        return [*map(_key, accounts)], [tokens, repr(float(gpu_seconds))]
 
     async def read(self, keys: Sequence[str]) -> list[Spent | None]:
         try:
@@ -318,6 +321,9 @@ class RedisLedger:
 
     async def close(self) -> None:
         """Nothing of its own to close: the connection is its owner's."""
+
+
+_key = attrgetter("key")  # in C: a comprehension is a function call of its own (Python 3.11)
 
 
 def _budget(value: int | None) -> int:

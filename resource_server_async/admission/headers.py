@@ -61,34 +61,38 @@ _durations = _Durations()
 
 
 def rate_limit_headers(buckets: tuple[Bucket, ...], decision: Decision, anthropic: bool) -> Headers:
-    # The tightest bucket of each kind as (units left, bucket, its place in the limiter's
-    # report: units left, then the reset in ms; limiter.py), a debt counting as 0. Read from
-    # the report as it is: this runs for every answer with limits.
-    reported, at = decision.reported, decision.start
-    requests: tuple[float, Bucket, int] | None = None
-    tokens: tuple[float, Bucket, int] | None = None
+    # The tightest bucket of each kind, by its place in the limiter's report (units left, then
+    # the reset in ms; limiter.py), a debt counting as 0. Read from the report as it is, in
+    # plain locals: this runs for every answer with limits.
+    reported, first = decision.reported, decision.start
+    requests_at = tokens_at = -1
+    requests_left = tokens_left = 0.0
+    at = first
     for bucket in buckets:
         left = reported[at]
         if left < 0:
             left = 0
         if bucket.kind == "requests":
-            if requests is None or left < requests[0]:
-                requests = (left, bucket, at)
-        elif tokens is None or left < tokens[0]:
-            tokens = (left, bucket, at)
+            if requests_at < 0 or left < requests_left:
+                requests_at, requests_left = at, left
+        elif tokens_at < 0 or left < tokens_left:
+            tokens_at, tokens_left = at, left
         at += 2
     names = _ANTHROPIC if anthropic else _OPENAI
     now = datetime.now(UTC) if anthropic else None
     headers: Headers = []
-    for kind, found in (("requests", requests), ("tokens", tokens)):
-        if found is None:
+    for kind, at, left in (
+        ("requests", requests_at, requests_left),
+        ("tokens", tokens_at, tokens_left),
+    ):
+        if at < 0:
             continue
-        left, bucket, at = found
         limit, remaining, reset = names[kind]
+        ms = reported[at + 1]
         headers += (
-            (limit, b"%d" % bucket.capacity),
+            (limit, b"%d" % buckets[(at - first) >> 1].capacity),
             (remaining, b"%d" % left),
-            (reset, _durations[reported[at + 1]] if now is None else _at(now, reported[at + 1])),
+            (reset, _durations[ms] if now is None else _at(now, ms)),
         )
     return headers
 

@@ -19,6 +19,8 @@ from resource_server_async.admission.allocation_ledger import (
     CHARGE,
     CHARGE_NOW,
     CHARGE_TOKENS,
+    SETTLE_GPU,
+    SETTLE_TOKENS,
     Account,
     RedisLedger,
     charged,
@@ -36,11 +38,14 @@ from resource_server_async.admission.redis_limiter import (
     ACQUIRE,
     ACQUIRE_TICKET,
     SETTLE,
+    SETTLE_TICKET,
     RedisLimiter,
     acquire_cost,
     decided,
+    settle_refund,
 )
 from resource_server_async.admission.redis_pipe import RedisUnavailable
+from resource_server_async.admission.resp import Packed, bulk, packed_value
 from resource_server_async.admission.ticket import redis_failed, token_refunds
 from resource_server_async.endpoints.base import BaseEndpoint
 from resource_server_async.unique_ids import new_id
@@ -112,17 +117,36 @@ PREPARED_CALLS = 10_000
 
 @dataclass(slots=True)
 class _Prepared:
-    """The joint call of one limit plan and one set of accounts: its KEYS and ARGV once, and
-    the places in ARGV of what each request changes (its ticket, costs, tokens and clock)."""
+    """The joint call of one limit plan and one set of accounts, packed once (resp.py): its key
+    count, keys and arguments as parts, None at the places of what each request changes (its
+    ticket, costs, tokens and clock), and those places."""
 
     shape: object  # the limits' cached plan (limits.Plan): held, so its id stays its own
     accounts: tuple[Account, ...]
-    keys: list[Any]
-    args: list[Any]
+    count: int  # items packed: the key count, the keys, the arguments
+    parts: list[bytes | None]
     ticket: int
     costs: list[int]
     tokens: int
     now: int
+    token_buckets: int  # how many of the plan's buckets count tokens
+    release: _PreparedRelease | None = None  # made at the first release that needs it all
+
+
+@dataclass(slots=True)
+class _PreparedRelease:
+    """The joint release of a prepared call that gives back to every token bucket, frees the
+    slots and corrects the accounts (a request that used other than it reserved: the usual
+    end), packed once: its keys, and its arguments as parts with None where each changes."""
+
+    key_count: int
+    keys: bytes
+    arg_count: int
+    parts: list[bytes | None]
+    ticket: int
+    refunds: list[int]
+    tokens: int
+    gpu: int
 
 
 class JointAdmission:
@@ -136,7 +160,11 @@ class JointAdmission:
         self._release = self._calls.register_release(JOINT_RELEASE)
         self._prepared: dict[int, _Prepared] = {}
 
-    def start(self, planned: Plan, allocation: AllocationPlan, ticket_id: str) -> Any:
+    def start(
+        self, planned: Plan, allocation: AllocationPlan, ticket: bytes
+    ) -> tuple[_Prepared, Any]:
+        """Send the call (`ticket`: the ticket id, packed): the prepared call it was made of,
+        and the reply's future."""
         buckets, _, shape = planned
         prepared = self._prepared.get(id(shape))
         # Accounts compare by identity first: the books return the same ones all period.
@@ -146,28 +174,36 @@ class JointAdmission:
             or prepared.accounts != allocation.accounts
         ):
             prepared = self._prepare(planned, allocation)
-        args = prepared.args.copy()
-        args[prepared.ticket] = ticket_id
+        parts = prepared.parts.copy()  # its None places filled below
+        parts[prepared.ticket] = ticket
         for at, bucket in zip(prepared.costs, buckets, strict=True):
-            args[at] = bucket.cost
-        args[prepared.tokens] = allocation.tokens
-        args[prepared.now] = int(allocation.now * 1000)
-        return self._calls.start(self._script, prepared.keys, args)
+            parts[at] = packed_value(bucket.cost)
+        parts[prepared.tokens] = packed_value(allocation.tokens)
+        parts[prepared.now] = bulk(int(allocation.now * 1000))
+        data = b"".join(parts)  # type: ignore[arg-type]
+        return prepared, self._calls.start(self._script, [], Packed(prepared.count, data))
 
     def _prepare(self, planned: Plan, allocation: AllocationPlan) -> _Prepared:
         buckets, slots, shape = planned
         limit_keys, limit_args = self.limiter.acquire_call(buckets, slots, "")
         charge_keys, charge_args = self.ledger.charge_call(allocation.accounts, 0, 0.0)
-        charge = 2 + len(limit_args)  # ARGV: the two counts, the limits' arguments, the ledger's
+        keys = limit_keys + charge_keys
+        # ARGV: the two counts, the limits' arguments, then the ledger's.
+        args = [len(limit_keys), len(limit_args), *limit_args, *charge_args]
+        charge = 2 + len(limit_args)
+        first = 1 + len(keys)  # the place of ARGV[1] among the items packed
+        ticket, tokens, now = (
+            first + 2 + ACQUIRE_TICKET,
+            first + charge + CHARGE_TOKENS,
+            first + charge + CHARGE_NOW,
+        )
+        costs = [first + 2 + acquire_cost(index) for index in range(len(buckets))]
+        parts: list[bytes | None] = [bulk(item) for item in (len(keys), *keys, *args)]
+        for changing in (ticket, tokens, now, *costs):
+            parts[changing] = None
+        token_buckets = sum(1 for bucket in buckets if bucket.kind == "tokens")
         prepared = _Prepared(
-            shape,
-            allocation.accounts,
-            limit_keys + charge_keys,
-            [len(limit_keys), len(limit_args), *limit_args, *charge_args],
-            2 + ACQUIRE_TICKET,
-            [2 + acquire_cost(index) for index in range(len(buckets))],
-            charge + CHARGE_TOKENS,
-            charge + CHARGE_NOW,
+            shape, allocation.accounts, len(parts), parts, ticket, costs, tokens, now, token_buckets
         )
         if len(self._prepared) >= PREPARED_CALLS:
             self._prepared.clear()
@@ -179,14 +215,29 @@ class JointAdmission:
 
     def release(
         self,
+        prepared: _Prepared,
         refunds: list[tuple[Bucket, int]],
         slots: tuple[Slot, ...],
         ticket_id: str,
-        accounts: tuple[Account, ...],
+        ticket: bytes,
         tokens: int,
         gpu_seconds: float,
     ) -> None:
-        """Post both releases as one (a part with nothing to do is left out)."""
+        """Post both releases as one (a part with nothing to do is left out); `ticket`: the
+        ticket id packed."""
+        if (tokens or gpu_seconds) and len(refunds) == prepared.token_buckets:
+            packed = prepared.release or self._prepare_release(prepared, refunds, slots)
+            parts = packed.parts.copy()  # its None places filled below
+            parts[packed.ticket] = ticket
+            for at, (_, refund) in zip(packed.refunds, refunds, strict=True):
+                parts[at] = packed_value(refund)
+            parts[packed.tokens] = packed_value(tokens)
+            parts[packed.gpu] = packed_value(repr(float(gpu_seconds)))
+            data = b"".join(parts)  # type: ignore[arg-type]
+            self._calls.send_packed(
+                self._release, packed.key_count, packed.keys, packed.arg_count, data
+            )
+            return
         limit_keys: list[Any] = []
         limit_args: list[Any] = []
         if refunds or slots:
@@ -194,12 +245,34 @@ class JointAdmission:
         charge_keys: list[Any] = []
         charge_args: list[Any] = []
         if tokens or gpu_seconds:
-            charge_keys, charge_args = self.ledger.settle_call(accounts, tokens, gpu_seconds)
+            charge_keys, charge_args = self.ledger.settle_call(
+                prepared.accounts, tokens, gpu_seconds
+            )
         self._calls.send(
             self._release,
             limit_keys + charge_keys,
             [len(limit_keys), len(limit_args), *limit_args, *charge_args],
         )
+
+    def _prepare_release(
+        self, prepared: _Prepared, refunds: list[tuple[Bucket, int]], slots: tuple[Slot, ...]
+    ) -> _PreparedRelease:
+        limit_keys, limit_args = self.limiter.settle_call(refunds, slots, "")
+        charge_keys, charge_args = self.ledger.settle_call(prepared.accounts, 0, 0.0)
+        keys = limit_keys + charge_keys
+        args = [len(limit_keys), len(limit_args), *limit_args, *charge_args]
+        charge = 2 + len(limit_args)
+        ticket, tokens, gpu = 2 + SETTLE_TICKET, charge + SETTLE_TOKENS, charge + SETTLE_GPU
+        places = [2 + settle_refund(index) for index in range(len(refunds))]
+        parts: list[bytes | None] = [bulk(arg) for arg in args]
+        for changing in (ticket, tokens, gpu, *places):
+            parts[changing] = None
+        packed_keys = b"".join(bulk(key) for key in keys)
+        release = _PreparedRelease(
+            len(keys), packed_keys, len(args), parts, ticket, places, tokens, gpu
+        )
+        prepared.release = release
+        return release
 
 
 @dataclass(slots=True)
@@ -208,21 +281,43 @@ class JointTicket:
     the request, as the limits' Ticket and the AllocationTicket would be, in one call."""
 
     joint: JointAdmission
+    prepared: _Prepared  # its call, and its accounts
     id: str
+    packed_id: bytes  # as the call carried it (resp.py)
     buckets: tuple[Bucket, ...]
     slots: tuple[Slot, ...]
-    accounts: tuple[Account, ...]
     reserved: int
     outcome: RequestOutcome | None
+
+    @property
+    def accounts(self) -> tuple[Account, ...]:
+        return self.prepared.accounts
 
     def release(self, used_tokens: int | None) -> None:
         refunds = token_refunds(self.buckets, used_tokens)
         tokens, gpu = correction(self.reserved, self.outcome, used_tokens)
         if refunds or self.slots or tokens or gpu:
-            self.joint.release(refunds, self.slots, self.id, self.accounts, tokens, gpu)
+            self.joint.release(
+                self.prepared, refunds, self.slots, self.id, self.packed_id, tokens, gpu
+            )
 
 
 _joint: JointAdmission | None = None  # of the runtime's limiter and ledger (tests make many)
+
+
+_runtime: object = None  # the runtime whose joint script `_of_runtime` is
+_of_runtime: JointAdmission | None = None
+
+
+def runtime_joint() -> JointAdmission | None:
+    """The joint script of the current runtime's limiter and ledger, found once per runtime
+    (the runtime builds each once; three function calls a request less)."""
+    global _runtime, _of_runtime
+    current = runtime.current
+    if current is not _runtime:
+        _of_runtime = joint_admission(current.limiter, current.allocations.ledger)
+        _runtime = current
+    return _of_runtime
 
 
 def joint_admission(limiter: Any, ledger: Any) -> JointAdmission | None:
@@ -239,13 +334,18 @@ def joint_admission(limiter: Any, ledger: Any) -> JointAdmission | None:
     return _joint
 
 
-def send_jointly(joint: JointAdmission, planned: Plan, allocation: AllocationPlan) -> Any:
-    """Send the joint call: (ticket id, the reply's future), or None when Redis failed a moment
-    ago and admission fails open. The caller awaits the future itself, then `decide_jointly`
-    (one coroutine less in the chain that each reply resumes)."""
+# The ticket id, packed too, the call prepared, and the reply's future.
+Sent = tuple[str, bytes, _Prepared, Any]
+
+
+def send_jointly(joint: JointAdmission, planned: Plan, allocation: AllocationPlan) -> Sent | None:
+    """Send the joint call, or None when Redis failed a moment ago and admission fails open.
+    The caller awaits the future itself, then `decide_jointly` (one coroutine less in the
+    chain that each reply resumes)."""
     ticket_id = new_id()
+    ticket = bulk(ticket_id)
     try:
-        return ticket_id, joint.start(planned, allocation, ticket_id)
+        return (ticket_id, ticket, *joint.start(planned, allocation, ticket))
     except LimiterUnavailable as exc:
         redis_failed(exc, "limits_unavailable", "limits and allocations")
         return None
@@ -262,10 +362,11 @@ def decide_jointly(
     joint: JointAdmission,
     planned: Plan,
     allocation: AllocationPlan,
-    ticket_id: str,
+    sent: Sent,
     out: list[Any],
 ) -> None:
     """The joint script's reply: the tickets kept, or the first refusal's 429."""
+    ticket_id, ticket, prepared, _ = sent
     buckets, slots, _ = planned
     limits = out[0]
     if len(out) == 1:  # the limits refused: accept_limits raises their 429
@@ -285,10 +386,11 @@ def decide_jointly(
         state.tickets.append(
             JointTicket(
                 joint,
+                prepared,
                 ticket_id,
+                ticket,
                 buckets,
                 slots,
-                allocation.accounts,
                 allocation.tokens,
                 request.outcome,
             )

@@ -70,8 +70,8 @@ return out
 """
 
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, then capacity
-# and refund per bucket. A missing bucket is full: a refund to it is nothing, a charge starts
-# a debt.
+# and refund per bucket (SETTLE_TICKET, settle_refund: their places). A missing bucket is
+# full: a refund to it is nothing, a charge starts a debt.
 SETTLE = """
 local nb = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -108,6 +108,14 @@ ACQUIRE_TICKET = 2
 def acquire_cost(index: int) -> int:
     """The place of bucket `index`'s cost in ACQUIRE's ARGV (0-based)."""
     return 5 + 2 * index
+
+
+SETTLE_TICKET = 2
+
+
+def settle_refund(index: int) -> int:
+    """The place of bucket `index`'s refund in SETTLE's ARGV (0-based)."""
+    return 4 + 2 * index
 
 
 def decided(out: list[Any]) -> Decision:
@@ -173,10 +181,16 @@ class RedisLimiter:
         self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str
     ) -> tuple[list[Any], list[Any]]:
         """The KEYS and ARGV of SETTLE (also run inside the joint release script)."""
+        # Loops, not comprehensions: each of those is a function call of its own (Python 3.11),
+        # and this runs at the end of every request with limits.
         args: list[Any] = [len(refunds), self.window_ms, ticket]
+        keys: list[Any] = []
         for bucket, refund in refunds:
+            keys.append(bucket.key)
             args += (bucket.capacity, refund)
-        return [b.key for b, _ in refunds] + [s.key for s in slots], args
+        for slot in slots:
+            keys.append(slot.key)
+        return keys, args
 
     async def close(self) -> None:
         """Nothing of its own to close: the connection is the runtime's."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import hiredis
 
-from resource_server_async.admission.resp import bulk, packed_call
+from resource_server_async.admission.resp import Packed, bulk, packed_call
 
 
 class RedisUnavailable(Exception):
@@ -56,7 +56,7 @@ class _Call:
         self,
         script: Script | None,
         keys: Sequence[Any],
-        args: Sequence[Any],
+        args: Sequence[Any] | Packed,
         future: asyncio.Future[Any],
         deadline: float = 0.0,
     ) -> None:
@@ -69,6 +69,7 @@ class _Call:
 
     def packed(self) -> bytes:
         if self.script is None:
+            assert not isinstance(self.args, Packed)
             return hiredis.pack_command(tuple(self.args))
         head = self.script.whole if self.sent_whole else self.script.by_sha
         return packed_call(head, self.keys, self.args)
@@ -109,9 +110,15 @@ class ScriptPipe:
         self._gather: Callable[[], None] | None = None
 
     def call(
-        self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, first: bool = False
+        self,
+        script: Script,
+        keys: Sequence[Any],
+        args: Sequence[Any] | Packed,
+        *,
+        first: bool = False,
     ) -> Any:
         """A future of the script's reply (integers, bytes and lists, as Redis sends them).
+        `args` a Packed: the key count, keys and arguments packed already (`keys` empty).
         `first`: ahead of the calls queued so far (the outbox's releases)."""
         # The pipe belongs to the loop of its first call (its connection does). Kept, because
         # asyncio.get_running_loop() makes a getpid() system call on Python 3.11.

@@ -46,11 +46,27 @@ class _Packed(dict[Any, bytes]):
 
 
 _packed = _Packed()
-_lookup = _packed.__getitem__
+# One argument packed, through the table of values remembered (for values that repeat): the
+# dictionary's own lookup, so that no Python function runs for a value already packed.
+packed_value = _lookup = _packed.__getitem__
 
 
-def packed_call(head: bytes, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
-    """`head` (the command and script, packed: two items) with the key count, keys and args."""
+class Packed:
+    """A call's key count, keys and arguments, packed already: `count` items in `data` (a call
+    whose parts are prepared once, joint.py)."""
+
+    __slots__ = ("count", "data")
+
+    def __init__(self, count: int, data: bytes) -> None:
+        self.count = count
+        self.data = data
+
+
+def packed_call(head: bytes, keys: Sequence[Any], args: Sequence[Any] | Packed) -> bytes:
+    """`head` (the command and script, packed: two items) with the key count, keys and args
+    (or, `args` a Packed, with those packed already)."""
+    if isinstance(args, Packed):
+        return b"*%d\r\n%b%b" % (args.count + 2, head, args.data)
     return b"*%d\r\n%b%b%b%b" % (
         3 + len(keys) + len(args),
         head,
