@@ -51,8 +51,18 @@ from resource_server_async.endpoints.base import BaseEndpoint
 from resource_server_async.unique_ids import new_id
 
 # ARGV[1], ARGV[2]: the limiter call's key and argument counts, then its arguments, then the
-# ledger call's; KEYS: the limiter call's, then the ledger call's. Returns {limits} when the
-# limits refused (nothing charged), else {limits, allocations}.
+# ledger call's; KEYS: the limiter call's, then the ledger call's. _SPLIT parts them: lk, la
+# (the limiter's KEYS and ARGV), ck, ca (the ledger's).
+_SPLIT = """local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+local lk, la, ck, ca = {}, {}, {}, {}
+for i = 1, #KEYS do
+  if i <= nk then lk[i] = KEYS[i] else ck[i - nk] = KEYS[i] end
+end
+for i = 3, #ARGV do
+  if i <= 2 + na then la[i - 2] = ARGV[i] else ca[i - 2 - na] = ARGV[i] end
+end"""
+
+# Returns {limits} when the limits refused (nothing charged), else {limits, allocations}.
 JOINT = f"""
 local acquire = function(KEYS, ARGV)
 {ACQUIRE}
@@ -63,14 +73,7 @@ end
 local settle = function(KEYS, ARGV)
 {SETTLE}
 end
-local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
-local lk, la, ck, ca = {{}}, {{}}, {{}}, {{}}
-for i = 1, #KEYS do
-  if i <= nk then lk[i] = KEYS[i] else ck[i - nk] = KEYS[i] end
-end
-for i = 3, #ARGV do
-  if i <= 2 + na then la[i - 2] = ARGV[i] else ca[i - 2 - na] = ARGV[i] end
-end
+{_SPLIT}
 local limits = acquire(lk, la)
 if limits[1] ~= 0 then return {{limits}} end
 local spent = charge(ck, ca)
@@ -96,14 +99,7 @@ end
 local spend = function(KEYS, ARGV)
 {SPEND}
 end
-local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
-local lk, la, ck, ca = {{}}, {{}}, {{}}, {{}}
-for i = 1, #KEYS do
-  if i <= nk then lk[i] = KEYS[i] else ck[i - nk] = KEYS[i] end
-end
-for i = 3, #ARGV do
-  if i <= 2 + na then la[i - 2] = ARGV[i] else ca[i - 2 - na] = ARGV[i] end
-end
+{_SPLIT}
 if nk > 0 then settle(lk, la) end
 if #ck > 0 then spend(ck, ca) end
 return 0

@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -145,3 +145,22 @@ async def test_the_joint_ticket_sets_both_to_the_tokens_used_in_one_release(setu
     await setup.calls.run(setup.calls.register("return 0"), [], [])
     assert await tokens_spent(setup) == 1
     assert await requests_left(setup) == pytest.approx(1, abs=0.01)  # a request stays a request
+
+
+async def test_the_prepared_release_gives_tokens_back_and_frees_the_slot(setup: Setup) -> None:
+    cluster = ClusterRow("c1", DIRECT_CLUSTER, ("vllm",), ("chat/completions",))
+    row = replace(setup.endpoint.row, tpm_user=100, max_concurrent_user=1)
+    catalog.install(build_snapshot([cluster], [row], projects=catalog.snapshot.projects))
+    endpoint = catalog.snapshot.endpoints["c1-vllm-m"]
+    first = request(max_tokens=5)  # 6 tokens reserved: the whole month's budget
+    await admission.admit(first, endpoint)
+    with pytest.raises(LimitRefusal, match="in flight"):
+        await admission.admit(request(max_tokens=0), endpoint)
+    assert first.admission is not None and first.outcome is not None
+    first.outcome.total_tokens = 2
+    await first.admission.release(first.outcome)
+    await setup.calls.run(setup.calls.register("return 0"), [], [])  # after the release's bundle
+    assert await tokens_spent(setup) == 2
+    level = await setup.calls.redis.hget(f"{setup.prefix}c1-vllm-m:u:{PRINCIPAL.id}:t", "l")
+    assert float(level) == pytest.approx(98, abs=0.5)  # 100 - 6 reserved + 4 given back
+    await admission.admit(request(max_tokens=0), endpoint)  # the slot is free again
