@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from resource_server_async.admission import headers
 from resource_server_async.admission.headers import rate_limit_headers
 from resource_server_async.admission.limiter import Bucket, Decision
 
@@ -38,3 +39,11 @@ def test_anthropic_names_and_a_reset_time() -> None:
     assert headers[b"anthropic-ratelimit-requests-remaining"] == b"3"
     reset = datetime.fromisoformat(headers[b"anthropic-ratelimit-requests-reset"].decode())
     assert reset >= before and not any(b"tokens" in name for name in headers)
+
+
+def test_the_durations_remembered_are_bounded() -> None:
+    for ms in range(headers.DURATIONS_KEPT * 2):
+        rate_limit_headers(BUCKETS[:1], Decision(-1, 0.0, [1, ms]), anthropic=False)
+    assert 0 < len(headers._durations) <= headers.DURATIONS_KEPT
+    reset = dict(rate_limit_headers(BUCKETS[:1], Decision(-1, 0.0, [1, 1500]), anthropic=False))
+    assert reset[b"x-ratelimit-reset-requests"] == b"1.5s"
