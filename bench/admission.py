@@ -4,8 +4,9 @@
 endpoint has every limit (rpm_user, tpm_user, max_concurrent_user, rpm_model, tpm_model, all far
 above the load, so nothing is refused) and whose caller's project has a token allocation (also
 far above it), one with the limits only, and one with neither; wrk loads them in turn in the
-same run. The difference in gateway CPU per request is the cost of admission: with both, two
-Redis scripts at admission (limits, allocation) and two at the end (their corrections).
+same run. The difference in gateway CPU per request is the cost of admission: with both, one
+Redis script at admission (admission/joint.py: limits and allocation together) and one release
+at the end (both corrections, in the turn's bundle of releases).
 """
 
 from __future__ import annotations

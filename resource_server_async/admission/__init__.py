@@ -9,7 +9,6 @@ the request's AdmissionState and released at the end of the request (middleware.
 
 from __future__ import annotations
 
-from resource_server_async import runtime
 from resource_server_async.admission.allocations import (
     AllocationPlan,
     allocation_plan,
@@ -22,7 +21,12 @@ from resource_server_async.admission.capacity import (
     order_by_room,
     take_capacity,
 )
-from resource_server_async.admission.joint import admit_jointly, joint_admission
+from resource_server_async.admission.joint import (
+    decide_jointly,
+    joint_failed,
+    runtime_joint,
+    send_jointly,
+)
 from resource_server_async.admission.limits import (
     AdmissionRequest,
     LimitRefusal,
@@ -32,6 +36,7 @@ from resource_server_async.admission.limits import (
     send_limits,
 )
 from resource_server_async.admission.maintenance import check_open
+from resource_server_async.admission.redis_pipe import RedisUnavailable
 from resource_server_async.endpoints.base import BaseEndpoint
 
 __all__ = ["AdmissionRequest", "LimitRefusal", "admit", "give_back_capacity", "order_by_room"]
@@ -51,9 +56,16 @@ async def admit(request: CapacityRequest, endpoint: BaseEndpoint) -> None:
     joint = None
     if planned is not None and allocation is not None:
         # Both apply: on Redis, one script decides both (joint.py).
-        joint = joint_admission(runtime.current.limiter, runtime.current.allocations.ledger)
+        joint = runtime_joint()
         if joint is not None:
-            await admit_jointly(request, endpoint, joint, planned, allocation)
+            sent = send_jointly(joint, planned, allocation)
+            if sent is not None:
+                try:
+                    out = await sent[3]
+                except RedisUnavailable as exc:
+                    joint_failed(joint, exc)
+                else:
+                    decide_jointly(request, endpoint, joint, planned, allocation, sent, out)
     if joint is None:
         await _admit_separately(request, endpoint, planned, allocation)
     if endpoint.row.max_concurrent:

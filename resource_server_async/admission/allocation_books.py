@@ -61,16 +61,20 @@ class AllocationBooks:
 
     def account(self, rule: AllocationRule, now: float) -> Account:
         """The account of `rule`'s period containing `now` (epoch seconds)."""
+        return self.period(rule, now)[0]
+
+    def period(self, rule: AllocationRule, now: float) -> tuple[Account, float, float]:
+        """The account of `rule`'s period containing `now`, and the period's bounds (epoch s)."""
         known = self._accounts.get(rule)
         if known is not None and known[1] <= now < known[2]:
-            return known[0]
+            return known
         moment = datetime.fromtimestamp(now, UTC)
         account = account_for(rule, moment, self.prefix)
         start, end = period_bounds(rule.period, rule.start_day, moment)
         if len(self._accounts) >= _MAX_CACHED:
             self._accounts.clear()  # rules edited many times: start afresh
-        self._accounts[rule] = (account, start.timestamp(), end.timestamp())
-        return account
+        known = self._accounts[rule] = (account, start.timestamp(), end.timestamp())
+        return known
 
     @classmethod
     def from_settings(cls) -> AllocationBooks:

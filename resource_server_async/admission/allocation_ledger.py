@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Protocol
 
 from resource_server_async.admission.limiter import LimiterUnavailable
@@ -39,15 +40,38 @@ class Spent:
     created: float = 0.0
 
 
-@dataclass(slots=True)  # made per request: not frozen (limiter.py says why)
 class Charge:
-    refused_by: int  # index of the first spent account, -1: admitted (and charged)
-    fresh: bool  # an account was new: the reconciler should rebuild it soon
-    spent: tuple[Spent, ...]  # before this request's charge
+    """A ledger's decision. What each account had spent is read from Redis's reply only when
+    asked for (admission needs only the decision)."""
+
+    __slots__ = ("_reply", "_spent", "fresh", "refused_by")
+
+    def __init__(
+        self,
+        refused_by: int,
+        fresh: bool,
+        spent: tuple[Spent, ...] | None = None,
+        reply: list[Any] | None = None,
+    ) -> None:
+        self.refused_by = refused_by  # index of the first spent account, -1: admitted (and charged)
+        self.fresh = fresh  # an account was new: the reconciler should rebuild it soon
+        self._spent = spent
+        self._reply = reply  # CHARGE's reply, when `spent` is not given
 
     @property
     def admitted(self) -> bool:
         return self.refused_by < 0
+
+    @property
+    def spent(self) -> tuple[Spent, ...]:
+        """Per account, what it had spent before this request's charge."""
+        if self._spent is None:
+            out = self._reply or []
+            self._spent = tuple(
+                Spent(int(out[i]), float(out[i + 1]), bool(int(out[i + 2])), int(out[i + 3]) / 1000)
+                for i in range(2, len(out), 4)
+            )
+        return self._spent
 
 
 def exhausted(account: Account, spent: Spent) -> bool:
@@ -150,7 +174,8 @@ class MemoryLedger:
         self._accounts.clear()
 
 
-# KEYS: the accounts. ARGV: tokens to charge, now (ms), then per account its token budget,
+# KEYS: the accounts. ARGV: tokens to charge, now (ms) (CHARGE_TOKENS, CHARGE_NOW: what changes
+# from request to request), then per account its token budget,
 # GPU-seconds budget (-1: none) and expiry (epoch s). Returns the refusing account's 1-based
 # index (0: charged), whether one was new, then per account tokens, GPU-seconds (as a string:
 # Lua numbers become integers on the way out), built and created.
@@ -180,9 +205,10 @@ end
 return out
 """
 
-# KEYS: the accounts. ARGV: tokens (may be negative), GPU-seconds. Missing accounts (lost, or
-# of an ended period) are left alone: the records count this request when they are rebuilt.
-_SETTLE = """
+# KEYS: the accounts. ARGV: tokens (may be negative), GPU-seconds (SETTLE_TOKENS, SETTLE_GPU).
+# Missing accounts (lost, or of an ended period) are left alone: the records count this request
+# when they are rebuilt.
+SETTLE = """
 for i = 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     if tonumber(ARGV[1]) ~= 0 then redis.call('HINCRBY', KEYS[i], 't', ARGV[1]) end
@@ -214,13 +240,13 @@ return 0
 """
 
 
+CHARGE_TOKENS, CHARGE_NOW = 0, 1
+SETTLE_TOKENS, SETTLE_GPU = 0, 1
+
+
 def charged(out: list[Any]) -> Charge:
-    """CHARGE's reply as a Charge."""
-    spent = tuple(
-        Spent(int(out[i]), float(out[i + 1]), bool(int(out[i + 2])), int(out[i + 3]) / 1000)
-        for i in range(2, len(out), 4)
-    )
-    return Charge(int(out[0]) - 1, bool(int(out[1])), spent)
+    """CHARGE's reply as a Charge (hiredis gives Lua's numbers as ints)."""
+    return Charge(out[0] - 1, out[1] == 1, reply=out)
 
 
 class RedisLedger:
@@ -228,7 +254,7 @@ class RedisLedger:
         self.calls = calls  # shared with the other admission checks; closed by its owner
         self._calls = calls
         self._charge = self._calls.register(CHARGE)
-        self._settle = self._calls.register_release(_SETTLE)
+        self._settle = self._calls.register_release(SETTLE)
         self._reconcile = self._calls.register(_RECONCILE)
 
     def charge(self, accounts: Sequence[Account], tokens: int, now: float) -> Awaitable[Charge]:
@@ -253,8 +279,15 @@ class RedisLedger:
         return charged(out)
 
     def settle(self, accounts: Sequence[Account], tokens: int, gpu_seconds: float) -> None:
-        keys = [a.key for a in accounts]
-        self._calls.send(self._settle, keys, [tokens, repr(float(gpu_seconds))])
+        keys, args = self.settle_call(accounts, tokens, gpu_seconds)
+        self._calls.send(self._settle, keys, args)
+
+    @staticmethod
+    def settle_call(
+        accounts: Sequence[Account], tokens: int, gpu_seconds: float
+    ) -> tuple[list[Any], list[Any]]:
+        """The KEYS and ARGV of SETTLE (also run inside the joint release script)."""
+        return [*map(_key, accounts)], [tokens, repr(float(gpu_seconds))]
 
     async def read(self, keys: Sequence[str]) -> list[Spent | None]:
         try:
@@ -288,6 +321,9 @@ class RedisLedger:
 
     async def close(self) -> None:
         """Nothing of its own to close: the connection is its owner's."""
+
+
+_key = attrgetter("key")  # in C: a comprehension is a function call of its own (Python 3.11)
 
 
 def _budget(value: int | None) -> int:

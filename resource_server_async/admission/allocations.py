@@ -19,6 +19,7 @@ from resource_server_async.admission.allocation_periods import period_bounds
 from resource_server_async.admission.demand import request_reservation
 from resource_server_async.admission.limiter import LimiterUnavailable
 from resource_server_async.admission.limits import (
+    PLAN_CACHE_ENTRIES,
     UNLIMITED_OPERATIONS,
     AdmissionRequest,
     LimitRefusal,
@@ -94,13 +95,23 @@ class AllocationTicket:
     def release(self, used_tokens: int | None) -> Awaitable[None] | None:
         """Set the reservation to `used_tokens` (None: keep it) and charge the GPU-seconds the
         Compute function reported; a request that used nothing is charged nothing."""
-        tokens = 0 if used_tokens is None else used_tokens - self.reserved
-        gpu = 0.0
-        if used_tokens != 0 and self.outcome is not None and self.outcome.response_time:
-            gpu = max(0.0, self.outcome.response_time)
+        tokens, gpu = correction(self.reserved, self.outcome, used_tokens)
         if tokens or gpu:
             return self.ledger.settle(self.accounts, tokens, gpu)
         return None
+
+
+def correction(
+    reserved: int, outcome: RequestOutcome | None, used_tokens: int | None
+) -> tuple[int, float]:
+    """(tokens, GPU-seconds) to add to the accounts at a request's end: the reservation set to
+    `used_tokens` (None: kept), and the GPU-seconds the Compute function reported (none for a
+    request that used nothing)."""
+    tokens = 0 if used_tokens is None else used_tokens - reserved
+    gpu = 0.0
+    if used_tokens != 0 and outcome is not None and outcome.response_time:
+        gpu = max(0.0, outcome.response_time)
+    return tokens, gpu
 
 
 @dataclass(slots=True)
@@ -122,6 +133,24 @@ class PendingCharge:
     charge: Awaitable[Charge]
 
 
+@dataclass(slots=True)
+class _Applying:
+    """A project's allocations that apply on one endpoint, and their accounts of the periods
+    containing [since, until) (one period each: the same Account objects all period long)."""
+
+    rules: tuple[AllocationRule, ...]  # the project's, held: its id stays its own
+    applying: list[AllocationRule]
+    books: object = None  # whose accounts these are (a new runtime has its own)
+    accounts: tuple[Account, ...] = ()
+    since: float = 0.0
+    until: float = 0.0
+
+
+# By (id of the project's rules in the snapshot, endpoint slug): a new snapshot has new rules.
+# At most PLAN_CACHE_ENTRIES (one per project and endpoint in use); a full table starts afresh.
+_applying: dict[tuple[int, str], _Applying] = {}
+
+
 def allocation_plan(request: AllocationRequest, endpoint: BaseEndpoint) -> AllocationPlan | None:
     """The project's allocations that apply on `endpoint` (None: no project, or none applies)."""
     project = request.project
@@ -131,13 +160,23 @@ def allocation_plan(request: AllocationRequest, endpoint: BaseEndpoint) -> Alloc
     if not rules or request.operation in UNLIMITED_OPERATIONS:
         return None
     row = endpoint.row
-    applying = [rule for rule in rules if rule.applies(row.cluster, row.model)]
-    if not applying:
+    found = _applying.get((id(rules), row.slug))
+    if found is None or found.rules is not rules:
+        applying = [rule for rule in rules if rule.applies(row.cluster, row.model)]
+        if len(_applying) >= PLAN_CACHE_ENTRIES:
+            _applying.clear()
+        found = _applying[(id(rules), row.slug)] = _Applying(rules, applying)
+    if not found.applying:
         return None
     now = time.time()
     books = runtime.current.allocations
-    accounts = tuple([books.account(rule, now) for rule in applying])
-    return AllocationPlan(applying, accounts, request_reservation(request), now)
+    if found.books is not books or not found.since <= now < found.until:
+        periods = [books.period(rule, now) for rule in found.applying]
+        found.accounts = tuple([account for account, _, _ in periods])
+        found.since = max(start for _, start, _ in periods)
+        found.until = min(end for _, _, end in periods)
+        found.books = books
+    return AllocationPlan(found.applying, found.accounts, request_reservation(request), now)
 
 
 def send_allocations(planned: AllocationPlan | None) -> PendingCharge | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from resource_server_async.admission.limiter import Bucket, Decision, Kind, Level
+from resource_server_async.admission.limiter import Bucket, Decision
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -30,16 +30,6 @@ def openai_duration(seconds: float) -> str:
     return f"{minutes}m{text}s" if minutes else f"{text}s"
 
 
-def _tightest(
-    buckets: tuple[Bucket, ...], decision: Decision, kind: Kind
-) -> tuple[Bucket, Level] | None:
-    found: tuple[Bucket, Level] | None = None
-    for bucket, level in zip(buckets, decision.levels, strict=True):
-        if bucket.kind == kind and (found is None or level.remaining < found[1].remaining):
-            found = (bucket, level)
-    return found
-
-
 # The names per kind, encoded once: (limit, remaining, reset).
 _OPENAI = {
     kind: tuple(f"x-ratelimit-{part}-{kind}".encode() for part in ("limit", "remaining", "reset"))
@@ -51,24 +41,63 @@ _ANTHROPIC = {
     )
     for kind in ("requests", "tokens")
 }
-_KINDS: tuple[Kind, ...] = ("requests", "tokens")
+
+
+class _Durations(dict[float, bytes]):
+    """openai_duration of a reset in milliseconds, encoded, by its value: resets repeat (a
+    bucket drained by one request), and a dictionary read costs a tenth of the formatting.
+    At most DURATIONS_KEPT values; a full table starts afresh."""
+
+    def __missing__(self, ms: float) -> bytes:
+        text = openai_duration(ms / 1000).encode()
+        if len(self) >= DURATIONS_KEPT:
+            self.clear()
+        self[ms] = text
+        return text
+
+
+DURATIONS_KEPT = 4096
+_durations = _Durations()
 
 
 def rate_limit_headers(buckets: tuple[Bucket, ...], decision: Decision, anthropic: bool) -> Headers:
-    headers: Headers = []
+    # The tightest bucket of each kind, by its place in the limiter's report (units left, then
+    # the reset in ms; limiter.py), a debt counting as 0. Read from the report as it is, in
+    # plain locals: this runs for every answer with limits.
+    reported, first = decision.reported, decision.start
+    requests_at = tokens_at = -1
+    requests_left = tokens_left = 0.0
+    at = first
+    for bucket in buckets:
+        left = reported[at]
+        if left < 0:
+            left = 0
+        if bucket.kind == "requests":
+            if requests_at < 0 or left < requests_left:
+                requests_at, requests_left = at, left
+        elif tokens_at < 0 or left < tokens_left:
+            tokens_at, tokens_left = at, left
+        at += 2
+    names = _ANTHROPIC if anthropic else _OPENAI
     now = datetime.now(UTC) if anthropic else None
-    for kind in _KINDS:
-        found = _tightest(buckets, decision, kind)
-        if found is None:
+    headers: Headers = []
+    for kind, at, left in (
+        ("requests", requests_at, requests_left),
+        ("tokens", tokens_at, tokens_left),
+    ):
+        if at < 0:
             continue
-        bucket, level = found
-        limit, remaining = b"%d" % bucket.capacity, b"%d" % level.remaining
-        if now is not None:
-            at = (now + timedelta(seconds=level.reset)).isoformat(timespec="seconds")
-            names = _ANTHROPIC[kind]
-            reset = at.replace("+00:00", "Z").encode()
-        else:
-            names = _OPENAI[kind]
-            reset = openai_duration(level.reset).encode()
-        headers += ((names[0], limit), (names[1], remaining), (names[2], reset))
+        limit, remaining, reset = names[kind]
+        ms = reported[at + 1]
+        headers += (
+            (limit, b"%d" % buckets[(at - first) >> 1].capacity),
+            (remaining, b"%d" % left),
+            (reset, _durations[ms] if now is None else _at(now, ms)),
+        )
     return headers
+
+
+def _at(now: datetime, ms: float) -> bytes:
+    """Anthropic's reset: the RFC 3339 time `ms` after `now`."""
+    at = (now + timedelta(milliseconds=ms)).isoformat(timespec="seconds")
+    return at.replace("+00:00", "Z").encode()

@@ -46,16 +46,40 @@ class Level:
     reset: float  # seconds until the bucket is full again
 
 
-@dataclass(slots=True)
 class Decision:
-    # Index of the first limit that refused (buckets first, then slots), or -1: admitted.
-    refused_by: int
-    retry_after: float  # seconds until the request could pass (0 when admitted)
-    levels: tuple[Level, ...]  # one per bucket
+    """What a limiter decided. The buckets' levels stay as the limiter reported them, a flat
+    list from `start`: per bucket the units left (negative: a debt) and the milliseconds until
+    it is full again (Redis's reply as it is: a request reads only what its headers need, so no
+    Level objects are made per request)."""
+
+    __slots__ = ("refused_by", "reported", "retry_after", "start")
+
+    def __init__(
+        self, refused_by: int, retry_after: float, reported: Sequence[float], start: int = 0
+    ) -> None:
+        # Index of the first limit that refused (buckets first, then slots), or -1: admitted.
+        self.refused_by = refused_by
+        self.retry_after = retry_after  # seconds until the request could pass (0: admitted)
+        self.reported = reported
+        self.start = start
 
     @property
     def admitted(self) -> bool:
         return self.refused_by < 0
+
+    def remaining(self, index: int) -> int:
+        """Whole units left in bucket `index` (0 for a debt)."""
+        left = int(self.reported[self.start + 2 * index])
+        return left if left > 0 else 0
+
+    def reset(self, index: int) -> float:
+        """Seconds until bucket `index` is full again."""
+        return self.reported[self.start + 2 * index + 1] / 1000
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        count = (len(self.reported) - self.start) // 2
+        return tuple(Level(self.remaining(i), self.reset(i)) for i in range(count))
 
 
 class LimiterUnavailable(Exception):

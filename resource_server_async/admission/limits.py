@@ -110,6 +110,12 @@ def _forget_defaults(**_: Any) -> None:
     _plans.clear()
 
 
+# The buckets (with this request's costs) and slots a request is to be charged, and the cached
+# _Plan they come from: the same object for every request of a principal on an endpoint, so
+# that a call's constant parts can be prepared once for it (joint.py).
+Plan = tuple[tuple[Bucket, ...], tuple[Slot, ...], object]
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """What plan() decides for one principal on one endpoint, but for the token costs: the
@@ -155,6 +161,11 @@ def plan(
     request: AdmissionRequest, endpoint: BaseEndpoint
 ) -> tuple[tuple[Bucket, ...], tuple[Slot, ...]]:
     """The buckets (with this request's cost) and slots that apply; both empty: no limits."""
+    planned = _planned(request, endpoint)
+    return ((), ()) if planned is None else (planned[0], planned[1])
+
+
+def _planned(request: AdmissionRequest, endpoint: BaseEndpoint) -> Plan | None:
     global _plans_of
     row = endpoint.row
     principal = request.principal
@@ -169,7 +180,7 @@ def plan(
     except KeyError:
         found = _plans[key] = _plan_of(row, principal)
     if found is None:
-        return (), ()
+        return None
     buckets: list[Bucket] = []
     if found.requests_user is not None:
         buckets.append(found.requests_user)
@@ -184,7 +195,7 @@ def plan(
     if tpm_model:
         key_model = found.tokens_model[0]
         buckets.append(Bucket(key_model, tpm_model, min(tokens, tpm_model), "tokens", "model"))
-    return tuple(buckets), found.slots
+    return tuple(buckets), found.slots, found
 
 
 @dataclass(slots=True)
@@ -198,17 +209,11 @@ class PendingLimits:
     decision: Awaitable[Decision]
 
 
-Plan = tuple[tuple[Bucket, ...], tuple[Slot, ...]]
-
-
 def limit_plan(request: AdmissionRequest, endpoint: BaseEndpoint) -> Plan | None:
     """The buckets and slots the request is to be charged (None: no limit applies)."""
     if request.operation in UNLIMITED_OPERATIONS:
         return None
-    buckets, slots = plan(request, endpoint)
-    if not buckets and not slots:
-        return None
-    return buckets, slots
+    return _planned(request, endpoint)
 
 
 def send_limits(planned: Plan | None) -> PendingLimits | None:
@@ -216,7 +221,7 @@ def send_limits(planned: Plan | None) -> PendingLimits | None:
     fails open). Another check's call sent before finish_limits shares its write."""
     if planned is None:
         return None
-    buckets, slots = planned
+    buckets, slots, _ = planned
     limiter = runtime.current.limiter
     ticket_id = new_id()
     try:

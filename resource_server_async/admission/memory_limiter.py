@@ -6,7 +6,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from resource_server_async.admission.limiter import Bucket, Decision, Level, Slot
+from resource_server_async.admission.limiter import Bucket, Decision, Slot
 
 # A slot refusal cannot know when a request ends: the client is told to try again in a second.
 SLOT_RETRY_SECONDS = 1.0
@@ -102,12 +102,11 @@ class MemoryLimiter:
                 self._slots[slot.key] = tickets
                 self._slots.move_to_end(slot.key)
             self._bound()
-        reports = zip(buckets, levels, strict=True)
-        return Decision(refused_by, retry, tuple(self._report(b, lv) for b, lv in reports))
-
-    def _report(self, bucket: Bucket, level: float) -> Level:
-        reset = (bucket.capacity - level) * self.window / bucket.capacity
-        return Level(max(0, int(level)), max(0.0, reset))
+        reported: list[float] = []
+        for bucket, level in zip(buckets, levels, strict=True):
+            reset = (bucket.capacity - level) * self.window / bucket.capacity
+            reported += (max(0, int(level)), max(0.0, reset) * 1000)
+        return Decision(refused_by, retry, reported)
 
     async def settle(
         self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str

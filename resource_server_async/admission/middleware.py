@@ -57,6 +57,8 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send_with_limits)
         finally:
             if admission.tickets:
-                await admission.release(state.get("outcome"))
+                waiting = admission.start_release(state.get("outcome"))
+                if waiting is not None:
+                    await waiting
             for message in held:
                 await send(message)

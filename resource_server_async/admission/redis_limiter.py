@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from resource_server_async.admission.limiter import Bucket, Decision, Level, Slot
+from resource_server_async.admission.limiter import Bucket, Decision, Slot
 from resource_server_async.admission.redis_pipe import RedisUnavailable
 from resource_server_async.admission.redis_scripts import RedisScripts
 
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, lease (ms), then
-# capacity and cost per bucket, then the limit per slot set. Returns: the refusing limit's
+# capacity and cost per bucket, then the limit per slot set (ACQUIRE_TICKET, acquire_cost: the
+# places of what changes from request to request). Returns: the refusing limit's
 # 1-based index (0: admitted), the wait (ms), then remaining and reset (ms) per bucket.
 ACQUIRE = """
 local nb = tonumber(ARGV[1])
@@ -69,8 +70,8 @@ return out
 """
 
 # KEYS: the buckets, then the slot sets. ARGV: #buckets, window (ms), ticket, then capacity
-# and refund per bucket. A missing bucket is full: a refund to it is nothing, a charge starts
-# a debt.
+# and refund per bucket (SETTLE_TICKET, settle_refund: their places). A missing bucket is
+# full: a refund to it is nothing, a charge starts a debt.
 SETTLE = """
 local nb = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -101,10 +102,26 @@ return 0
 """
 
 
+ACQUIRE_TICKET = 2
+
+
+def acquire_cost(index: int) -> int:
+    """The place of bucket `index`'s cost in ACQUIRE's ARGV (0-based)."""
+    return 5 + 2 * index
+
+
+SETTLE_TICKET = 2
+
+
+def settle_refund(index: int) -> int:
+    """The place of bucket `index`'s refund in SETTLE's ARGV (0-based)."""
+    return 4 + 2 * index
+
+
 def decided(out: list[Any]) -> Decision:
-    """ACQUIRE's reply as a Decision (hiredis gives Lua's numbers as ints already)."""
-    levels = [Level(out[i] if out[i] > 0 else 0, out[i + 1] / 1000) for i in range(2, len(out), 2)]
-    return Decision(out[0] - 1, out[1] / 1000, tuple(levels))
+    """ACQUIRE's reply as a Decision (hiredis gives Lua's numbers as ints already; the levels
+    are read from the reply itself)."""
+    return Decision(out[0] - 1, out[1] / 1000, out, 2)
 
 
 class RedisLimiter:
@@ -157,11 +174,23 @@ class RedisLimiter:
     def settle(
         self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str
     ) -> None:
-        args: list[Any] = [len(refunds), self.window_ms, ticket]
-        for bucket, refund in refunds:
-            args += (bucket.capacity, refund)
-        keys = [b.key for b, _ in refunds] + [s.key for s in slots]
+        keys, args = self.settle_call(refunds, slots, ticket)
         self._calls.send(self._settle, keys, args)
+
+    def settle_call(
+        self, refunds: Sequence[tuple[Bucket, int]], slots: Sequence[Slot], ticket: str
+    ) -> tuple[list[Any], list[Any]]:
+        """The KEYS and ARGV of SETTLE (also run inside the joint release script)."""
+        # Loops, not comprehensions: each of those is a function call of its own (Python 3.11),
+        # and this runs at the end of every request with limits.
+        args: list[Any] = [len(refunds), self.window_ms, ticket]
+        keys: list[Any] = []
+        for bucket, refund in refunds:
+            keys.append(bucket.key)
+            args += (bucket.capacity, refund)
+        for slot in slots:
+            keys.append(slot.key)
+        return keys, args
 
     async def close(self) -> None:
         """Nothing of its own to close: the connection is the runtime's."""

@@ -17,6 +17,7 @@ import asyncio
 from typing import Any
 
 from resource_server_async.admission.redis_pipe import RedisUnavailable, Script, ScriptPipe
+from resource_server_async.admission.resp import Packed, packed_value
 from resource_server_async.admission.ticket import warn_rarely
 
 # ARGV: the number of releases, then per release its script's index, key count and argument
@@ -58,9 +59,12 @@ class Outbox:
         self._releases: list[Script] = []
         self._index: dict[str, int] = {}  # a release script's SHA-1 -> its 1-based index
         self._bundle: Script | None = None
-        self._keys: list[Any] = []
+        # This turn's releases: their keys and arguments packed (resp.py) as they are posted.
+        self._keys: list[bytes] = []
         self._header: list[Any] = []
-        self._args: list[Any] = []
+        self._args: list[bytes] = []
+        self._key_count = 0
+        self._arg_count = 0
         self.failed = 0  # releases Redis did not apply (lost with a connection, or refused)
         pipe.before_flush(self._hand_over)
 
@@ -71,15 +75,20 @@ class Outbox:
             self._index[script.sha] = len(self._releases)
             self._bundle = None
 
-    def post(self, script: Script, keys: list[Any], args: list[Any]) -> None:
-        """Queue a release for this turn's flush (RedisUnavailable: too many already queued)."""
+    def post(
+        self, script: Script, key_count: int, keys: bytes, arg_count: int, args: bytes
+    ) -> None:
+        """Queue a release for this turn's flush, its keys and arguments packed (resp.py)
+        (RedisUnavailable: too many already queued)."""
         count = len(self._header) // 3
         if count >= self._max_pending:
             self.failed += 1
             raise RedisUnavailable(f"{self._max_pending} releases already wait for Redis")
-        self._header += (self._index[script.sha], len(keys), len(args))
-        self._keys += keys
-        self._args += args
+        self._header += (self._index[script.sha], key_count, arg_count)
+        self._keys.append(keys)
+        self._args.append(args)
+        self._key_count += key_count
+        self._arg_count += arg_count
         if count == 0:
             self._pipe.want_flush()
 
@@ -88,12 +97,21 @@ class Outbox:
         if not self._header:
             return
         count = len(self._header) // 3
-        args = [count, *self._header, *self._args]
-        keys = self._keys
+        header = [count, *self._header]
+        data = b"".join(
+            (
+                packed_value(self._key_count),
+                *self._keys,
+                *map(packed_value, header),
+                *self._args,
+            )
+        )
+        packed = Packed(1 + self._key_count + len(header) + self._arg_count, data)
         self._keys, self._header, self._args = [], [], []
+        self._key_count = self._arg_count = 0
         if self._bundle is None:
             self._bundle = Script(bundle_source(self._releases))
-        sent: asyncio.Future[Any] = self._pipe.call(self._bundle, keys, args, first=True)
+        sent: asyncio.Future[Any] = self._pipe.call(self._bundle, (), packed, first=True)
         sent.add_done_callback(lambda done: self._answered(done, count))
 
     def _answered(self, done: asyncio.Future[Any], count: int) -> None:

@@ -25,6 +25,8 @@ from typing import Any
 
 import hiredis
 
+from resource_server_async.admission.resp import Packed, bulk, packed_call
+
 
 class RedisUnavailable(Exception):
     """Redis did not answer (in time), refused the connection, or failed the script."""
@@ -36,9 +38,15 @@ class Script:
 
     text: str
     sha: str = field(init=False)
+    # The command and script of a call, packed once (resp.py): EVALSHA, or EVAL with the text.
+    by_sha: bytes = field(init=False, repr=False)
+    whole: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+        sha = hashlib.sha1(self.text.encode()).hexdigest()
+        object.__setattr__(self, "sha", sha)
+        object.__setattr__(self, "by_sha", bulk("EVALSHA") + bulk(sha))
+        object.__setattr__(self, "whole", bulk("EVAL") + bulk(self.text))
 
 
 class _Call:
@@ -48,7 +56,7 @@ class _Call:
         self,
         script: Script | None,
         keys: Sequence[Any],
-        args: Sequence[Any],
+        args: Sequence[Any] | Packed,
         future: asyncio.Future[Any],
         deadline: float = 0.0,
     ) -> None:
@@ -61,9 +69,10 @@ class _Call:
 
     def packed(self) -> bytes:
         if self.script is None:
+            assert not isinstance(self.args, Packed)
             return hiredis.pack_command(tuple(self.args))
-        head = ("EVAL", self.script.text) if self.sent_whole else ("EVALSHA", self.script.sha)
-        return hiredis.pack_command((*head, len(self.keys), *self.keys, *self.args))
+        head = self.script.whole if self.sent_whole else self.script.by_sha
+        return packed_call(head, self.keys, self.args)
 
 
 class _Replies(asyncio.Protocol):
@@ -101,9 +110,15 @@ class ScriptPipe:
         self._gather: Callable[[], None] | None = None
 
     def call(
-        self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, first: bool = False
+        self,
+        script: Script,
+        keys: Sequence[Any],
+        args: Sequence[Any] | Packed,
+        *,
+        first: bool = False,
     ) -> Any:
         """A future of the script's reply (integers, bytes and lists, as Redis sends them).
+        `args` a Packed: the key count, keys and arguments packed already (`keys` empty).
         `first`: ahead of the calls queued so far (the outbox's releases)."""
         # The pipe belongs to the loop of its first call (its connection does). Kept, because
         # asyncio.get_running_loop() makes a getpid() system call on Python 3.11.

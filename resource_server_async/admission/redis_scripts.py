@@ -15,6 +15,7 @@ from typing import Any
 from resource_server_async.admission.limiter import LimiterUnavailable
 from resource_server_async.admission.redis_outbox import Outbox
 from resource_server_async.admission.redis_pipe import RedisUnavailable, Script, ScriptPipe
+from resource_server_async.admission.resp import Packed, packed_value
 
 # After a failure, calls fail at once for this long instead of each waiting for a timeout.
 PAUSE_AFTER_FAILURE = 1.0
@@ -60,9 +61,10 @@ class RedisScripts:
     def register(self, source: str) -> Script:
         return Script(source)
 
-    def start(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+    def start(self, script: Script, keys: list[str], args: list[Any] | Packed) -> Any:
         """Send the call now (with the others of this loop iteration), await the reply later:
-        calls started before awaiting any of them share one write."""
+        calls started before awaiting any of them share one write. (`args` a Packed: the key
+        count, keys and arguments packed already, `keys` empty; resp.py.)"""
         if self._paused_until and self._paused_until > time.monotonic():
             raise LimiterUnavailable("Redis failed a moment ago")
         return self._pipe.call(script, keys, args)
@@ -77,10 +79,22 @@ class RedisScripts:
         """Queue a release (a script of `register_release`) for this turn's bundle; a failure
         is logged when Redis answers. LimiterUnavailable when Redis failed a moment ago or too
         many releases wait."""
+        self.send_packed(
+            script,
+            len(keys),
+            b"".join(map(packed_value, keys)),
+            len(args),
+            b"".join(map(packed_value, args)),
+        )
+
+    def send_packed(
+        self, script: Script, key_count: int, keys: bytes, arg_count: int, args: bytes
+    ) -> None:
+        """`send` with the keys and arguments packed already (resp.py)."""
         if self._paused_until and self._paused_until > time.monotonic():
             raise LimiterUnavailable("Redis failed a moment ago")
         try:
-            self._outbox.post(script, keys, args)
+            self._outbox.post(script, key_count, keys, arg_count, args)
         except RedisUnavailable as exc:
             raise LimiterUnavailable(str(exc)) from exc
 

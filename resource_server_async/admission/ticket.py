@@ -39,16 +39,21 @@ class Ticket:
 
     def release(self, used_tokens: int | None) -> Awaitable[None] | None:
         """Free the slots; set the token reservations to `used_tokens` (None: keep them)."""
-        refunds = []
-        if used_tokens is not None:
-            refunds = [
-                (b, b.cost - used_tokens)
-                for b in self.buckets
-                if b.kind == "tokens" and b.cost != used_tokens
-            ]
+        refunds = token_refunds(self.buckets, used_tokens)
         if refunds or self.slots:
             return self.limiter.settle(refunds, self.slots, self.id)
         return None
+
+
+def token_refunds(buckets: tuple[Bucket, ...], used_tokens: int | None) -> list[tuple[Bucket, int]]:
+    """What each token bucket gets back (negative: is charged more) once the request used
+    `used_tokens` (None: the reservations stay)."""
+    refunds: list[tuple[Bucket, int]] = []
+    if used_tokens is not None:
+        for b in buckets:  # not a comprehension: one function call less (Python 3.11)
+            if b.kind == "tokens" and b.cost != used_tokens:
+                refunds.append((b, b.cost - used_tokens))
+    return refunds
 
 
 def used_tokens(outcome: RequestOutcome | None) -> int | None:
@@ -84,10 +89,17 @@ class AdmissionState:
         self.buckets, self.decision = buckets, decision
 
     async def release(self, outcome: RequestOutcome | None) -> None:
-        """Release every ticket: endpoints left for another (failover) used nothing, the last
-        one's tickets what the request used. Every release is started before any is awaited;
-        on Redis, limits and allocations are not awaited at all: they join this turn's bundle of
-        releases (redis_outbox.py), and a failure is logged when Redis answers."""
+        """Release every ticket (start_release), and wait for the releases that answer."""
+        waiting = self.start_release(outcome)
+        if waiting is not None:
+            await waiting
+
+    def start_release(self, outcome: RequestOutcome | None) -> Awaitable[None] | None:
+        """Start releasing every ticket: endpoints left for another (failover) used nothing,
+        the last one's tickets what the request used. Every release is started before any is
+        awaited; on Redis, limits and allocations are not awaited at all: they join this turn's
+        bundle of releases (redis_outbox.py), and a failure is logged when Redis answers. None:
+        nothing to wait for (no coroutine made: the end of every request with limits runs this)."""
         last = self.last_attempt
         used = used_tokens(outcome)
         started: list[Awaitable[None]] = []
@@ -100,11 +112,15 @@ class AdmissionState:
             if release is not None:
                 started.append(release)
         self.tickets.clear()
-        for release in started:
-            try:
-                await release
-            except Exception as exc:
-                _release_failed(exc)
+        return _wait_for(started) if started else None
+
+
+async def _wait_for(started: list[Awaitable[None]]) -> None:
+    for release in started:
+        try:
+            await release
+        except Exception as exc:
+            _release_failed(exc)
 
 
 def _release_failed(exc: Exception) -> None:

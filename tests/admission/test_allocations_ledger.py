@@ -8,12 +8,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 import time_machine
 
 from resource_server_async import runtime
 from resource_server_async.accounting.outcome import RequestOutcome
+from resource_server_async.admission import allocations
 from resource_server_async.admission.allocation_books import AllocationBooks
 from resource_server_async.admission.allocation_ledger import (
     Account,
@@ -261,3 +263,20 @@ async def test_gpu_seconds_are_charged_from_the_compute_functions_response_time(
     key = books.account(rule, time.time()).key
     spent = (await books.ledger.read([key]))[0]
     assert spent is not None and (spent.tokens, spent.gpu_seconds) == (20, 12.0)
+
+
+async def test_the_allocation_plans_cached_are_bounded(
+    books: AllocationBooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(allocations, "PLAN_CACHE_ENTRIES", 5)
+    _endpoint()  # the snapshot with project "team" and its rule on model "m"
+    outcome = RequestOutcome("r", 0.0, 0.0, "cluster", "chat/completions")
+    sizes = []
+    for n in range(40):
+        other = SimpleNamespace(row=SimpleNamespace(slug=f"c1-vllm-m{n}", cluster="c1", model="m"))
+        assert allocations.allocation_plan(_request(outcome), other) is not None
+        sizes.append(len(allocations._applying))
+    assert max(sizes) == 5
+    # Its accounts are the books' own, the same objects all period.
+    planned = allocations.allocation_plan(_request(outcome), other)
+    assert planned is not None and planned.accounts[0] is books.account(RULE, time.time())

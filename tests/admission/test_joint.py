@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -15,12 +15,11 @@ from resource_server_async import admission, runtime
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.admission.allocation_books import AllocationBooks
 from resource_server_async.admission.allocation_ledger import RedisLedger
-from resource_server_async.admission.allocations import AllocationRefusal, AllocationTicket
-from resource_server_async.admission.joint import joint_admission
+from resource_server_async.admission.allocations import AllocationRefusal
+from resource_server_async.admission.joint import JointTicket, joint_admission
 from resource_server_async.admission.limits import LimitRefusal
 from resource_server_async.admission.redis_limiter import RedisLimiter
 from resource_server_async.admission.redis_scripts import RedisScripts
-from resource_server_async.admission.ticket import Ticket
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.projects import AllocationRule, build_projects
 from resource_server_async.catalog.snapshot import build_snapshot, catalog
@@ -101,8 +100,10 @@ async def test_both_apply_on_redis_so_one_script_decides_both(setup: Setup) -> N
     admitted = request(max_tokens=2)
     await admission.admit(admitted, setup.endpoint)
     assert admitted.admission is not None
-    kinds = [type(ticket) for ticket in admitted.admission.tickets]
-    assert kinds == [Ticket, AllocationTicket]
+    # One ticket holds both (released in one call): the limits' and the allocation's charges.
+    [ticket] = admitted.admission.tickets
+    assert isinstance(ticket, JointTicket)
+    assert [b.kind for b in ticket.buckets] == ["requests"] and ticket.accounts
     assert admitted.admission.decision is not None  # the headers' figures
     assert await tokens_spent(setup) == 3
     assert await requests_left(setup) == pytest.approx(1, abs=0.01)
@@ -130,3 +131,36 @@ async def test_a_limit_refusal_charges_no_allocation(setup: Setup) -> None:
     assert not isinstance(raised.value, AllocationRefusal)
     assert refused.admission is not None and refused.admission.tickets == []
     assert await tokens_spent(setup) == 2
+
+
+async def test_the_joint_ticket_sets_both_to_the_tokens_used_in_one_release(setup: Setup) -> None:
+    admitted = request(max_tokens=2)
+    await admission.admit(admitted, setup.endpoint)
+    assert await tokens_spent(setup) == 3  # reserved: one of prompt, two of completion
+    assert admitted.admission is not None and admitted.outcome is not None
+    admitted.outcome.total_tokens = 1
+    await admitted.admission.release(admitted.outcome)
+    assert admitted.admission.tickets == []
+    # A call on the pipe after the release: its answer comes after the release's bundle ran.
+    await setup.calls.run(setup.calls.register("return 0"), [], [])
+    assert await tokens_spent(setup) == 1
+    assert await requests_left(setup) == pytest.approx(1, abs=0.01)  # a request stays a request
+
+
+async def test_the_prepared_release_gives_tokens_back_and_frees_the_slot(setup: Setup) -> None:
+    cluster = ClusterRow("c1", DIRECT_CLUSTER, ("vllm",), ("chat/completions",))
+    row = replace(setup.endpoint.row, tpm_user=100, max_concurrent_user=1)
+    catalog.install(build_snapshot([cluster], [row], projects=catalog.snapshot.projects))
+    endpoint = catalog.snapshot.endpoints["c1-vllm-m"]
+    first = request(max_tokens=5)  # 6 tokens reserved: the whole month's budget
+    await admission.admit(first, endpoint)
+    with pytest.raises(LimitRefusal, match="in flight"):
+        await admission.admit(request(max_tokens=0), endpoint)
+    assert first.admission is not None and first.outcome is not None
+    first.outcome.total_tokens = 2
+    await first.admission.release(first.outcome)
+    await setup.calls.run(setup.calls.register("return 0"), [], [])  # after the release's bundle
+    assert await tokens_spent(setup) == 2
+    level = await setup.calls.redis.hget(f"{setup.prefix}c1-vllm-m:u:{PRINCIPAL.id}:t", "l")
+    assert float(level) == pytest.approx(98, abs=0.5)  # 100 - 6 reserved + 4 given back
+    await admission.admit(request(max_tokens=0), endpoint)  # the slot is free again
