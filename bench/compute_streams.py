@@ -245,6 +245,15 @@ async def _profile(target: Target, directory: Path, streams: int) -> list[tuple[
     await asyncio.sleep(2 * PROFILE_INTERVAL)
     after = await _snapshot(target.pid, directory, 1)
     close_all(clients)
+    if os.environ.get("BENCH_STREAM_LINES"):  # while cutting: the largest allocating lines
+        for diff in after.compare_to(before, "lineno")[:40]:
+            frame = diff.traceback[0]
+            print(
+                f"  {diff.size_diff / max(1, tally.opened):7.0f} B/stream "
+                f"{diff.count_diff / max(1, tally.opened):5.1f} blocks "
+                f"{_part(frame.filename)}:{frame.lineno}",
+                flush=True,
+            )
     parts: dict[str, float] = {}
     for diff in after.compare_to(before, "filename"):
         part = _part(diff.traceback[0].filename)
