@@ -251,7 +251,7 @@ async def _profile(target: Target, directory: Path, streams: int) -> list[tuple[
             print(
                 f"  {diff.size_diff / max(1, tally.opened):7.0f} B/stream "
                 f"{diff.count_diff / max(1, tally.opened):5.1f} blocks "
-                f"{_part(frame.filename)}:{frame.lineno}",
+                f"{frame.filename.rsplit('site-packages/', 1)[-1]}:{frame.lineno}",
                 flush=True,
             )
     parts: dict[str, float] = {}
