@@ -83,6 +83,34 @@ def test_frozen_garbage_stays_bounded_over_many_stream_cycles(collector_state: N
     assert len(policy.thaws) <= 8  # the history kept is bounded too
 
 
+def test_streams_opening_grow_the_heap_without_a_thaw(collector_state: None) -> None:
+    serving = [0]
+    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: serving[0])
+    opened: list[Stream] = []
+    start = sys.getallocatedblocks()
+    while sys.getallocatedblocks() < 5 * start:
+        # The heap grows with the requests in flight, as when thousands of streams open.
+        opened.extend(Stream() for _ in range(200))
+        serving[0] = len(opened)
+        policy.tick()
+
+    assert policy.rebased_without_thaw >= 2  # the heap did double, more than once
+    assert policy.thaws == []  # and no tick walked the open streams for it
+
+
+def test_a_heap_that_outgrows_the_requests_in_flight_is_thawed(collector_state: None) -> None:
+    serving = [200]  # as many streams open throughout, each replaced as it closes
+    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: serving[0])
+    for _ in range(60):
+        open_streams = [Stream() for _ in range(200)]
+        policy.tick()
+        del open_streams
+        policy.tick()
+
+    assert policy.thaws
+    assert policy.rebased_without_thaw == 0
+
+
 def test_growth_must_be_above_one() -> None:
     with pytest.raises(ValueError, match="above 1"):
         CollectorPolicy(thaw_growth=1.0)

@@ -14,6 +14,12 @@ times its size after the last thaw, the policy unfreezes everything and runs one
 collection (the one long pause, at a tick, at most once per such growth), then freezes the
 survivors again: frozen garbage stays below (growth - 1) times the heap at the last thaw.
 
+Most growth is not garbage, though: while streams open, the heap grows with them, and a thaw
+then would walk every open stream for nothing (three thaws of 0.5, 1.1 and 2.2 s while 9,900
+opened). So when the requests in flight have grown by the same factor as the heap, the policy
+takes the new heap as its base without a collection. That can happen at most
+log_growth(most requests in flight) times in a row: garbage stays bounded.
+
 The heap is measured by `sys.getallocatedblocks()` (a walk of pymalloc's arenas: a few
 hundred per GB), not `gc.get_freeze_count()`, which walks the frozen objects' linked list:
 measured, counting 2 million frozen objects each second cost a pause of about 200 ms.
@@ -26,7 +32,10 @@ import gc
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from resource_server_async.accounting import in_flight
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +52,17 @@ class Thaw:
 class CollectorPolicy:
     """Freezes survivors each tick; thaws and collects all when the heap has grown."""
 
-    def __init__(self, thaw_growth: float) -> None:
+    def __init__(
+        self, thaw_growth: float, serving: Callable[[], int] = lambda: in_flight.count
+    ) -> None:
         if thaw_growth <= 1.0:
             raise ValueError("thaw_growth must be above 1")
         self._growth = thaw_growth
+        self._serving = serving
         self._thaw_above = 0
+        self._serving_at_base = 0
         self.thaws: list[Thaw] = []
+        self.rebased_without_thaw = 0
         self._rebase()
 
     @property
@@ -58,10 +72,17 @@ class CollectorPolicy:
 
     def _rebase(self) -> None:
         self._thaw_above = int(sys.getallocatedblocks() * self._growth)
+        self._serving_at_base = self._serving()
 
     def tick(self) -> None:
         blocks = sys.getallocatedblocks()
-        if blocks > self._thaw_above:
+        if blocks > self._thaw_above and self._serving() >= self._growth * max(
+            1, self._serving_at_base
+        ):
+            # The heap grew with the requests being answered: streams opening, not garbage.
+            self.rebased_without_thaw += 1
+            self._rebase()
+        elif blocks > self._thaw_above:
             started = time.perf_counter()
             gc.unfreeze()
             collected = gc.collect()
