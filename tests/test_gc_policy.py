@@ -61,13 +61,15 @@ def test_a_tick_freezes_the_survivors_and_collects_the_garbage(collector_state: 
 
 
 def test_frozen_garbage_stays_bounded_over_many_stream_cycles(collector_state: None) -> None:
-    policy = CollectorPolicy(thaw_growth=2.0)
+    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: 200)
     idle = sys.getallocatedblocks()
     round_of_streams = [Stream() for _ in range(200)]
     one_round = sys.getallocatedblocks() - idle
     del round_of_streams
     most = 0
-    for _ in range(60):
+    # Enough rounds for their garbage to outgrow the heap twice, however large the test
+    # process's heap already is.
+    for _ in range(2 * idle // one_round + 10):
         # Streams open, are frozen while open, then close: their cycles become frozen garbage.
         open_streams = [Stream() for _ in range(200)]
         policy.tick()
@@ -99,9 +101,10 @@ def test_streams_opening_grow_the_heap_without_a_thaw(collector_state: None) -> 
 
 
 def test_a_heap_that_outgrows_the_requests_in_flight_is_thawed(collector_state: None) -> None:
-    serving = [200]  # as many streams open throughout, each replaced as it closes
-    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: serving[0])
-    for _ in range(60):
+    # As many streams open throughout, each replaced as it closes.
+    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: 200)
+    idle = sys.getallocatedblocks()
+    for _ in range(2 * idle // (200 * 51) + 10):
         open_streams = [Stream() for _ in range(200)]
         policy.tick()
         del open_streams
