@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from resource_server_async.api.gc_policy import CollectorPolicy
+from tests.test_runtime import run_start_up_probe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,40 +135,13 @@ asyncio.run(main())
 
 
 def _after_start_up(tmp_path: Path, freeze_seconds: str) -> bool:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "REDIS_URL") and not key.startswith("DJANGO_")
-    }
-    environment.update(
-        DJANGO_SETTINGS_MODULE="inference_gateway.settings",
-        GATEWAY_DEV_MODE="1",
-        GATEWAY_DATA_DIR=str(tmp_path),
-        GC_FREEZE_SECONDS=freeze_seconds,
-    )
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-        cwd=ROOT,
-        env=environment,
-        check=True,
-        timeout=120,
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", _LIFESPAN_PROBE],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    frozen: bool = json.loads(done.stdout.strip().splitlines()[-1])["frozen"]
-    return frozen
+    started = run_start_up_probe(_LIFESPAN_PROBE, tmp_path, GC_FREEZE_SECONDS=freeze_seconds)
+    return started["frozen"] is True
 
 
 def test_the_setting_starts_the_policy_with_the_app(tmp_path: Path) -> None:
-    assert _after_start_up(tmp_path / "on", "0.05") is True
+    assert _after_start_up(tmp_path, "0.05") is True
 
 
 def test_zero_leaves_later_objects_to_cpythons_thresholds(tmp_path: Path) -> None:
-    assert _after_start_up(tmp_path / "off", "0") is False
+    assert _after_start_up(tmp_path, "0") is False
