@@ -9,7 +9,9 @@ figures: memory per open stream (RSS after all are open and flowing, minus befor
 CPU per relayed chunk (a window without other requests), and the p99 of new short requests
 meanwhile, with the full garbage collections (and their pauses) that fell among them. The
 gateway runs under bench/traced_gateway.py (uvicorn with a gc callback); a last run at
-PROFILE_STREAMS, with tracemalloc on, says where the per-stream memory goes.
+PROFILE_STREAMS, with tracemalloc on, says where the per-stream memory goes. The gateway's GC
+policy (GC_FREEZE_SECONDS, api/gc_policy.py) is on as deployed: the full collections counted
+are CPython's own (over what is not frozen) and the policy's thaws (over everything).
 
 The issue's rate, one token per 100 ms per stream, is 100,000 chunks/s at 10,000 streams: even
 at the budget's 0.05 ms per chunk that is 5 s of CPU per second, five cores, so one worker
