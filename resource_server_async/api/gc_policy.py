@@ -3,16 +3,17 @@
 CPython's full (generation 2) collection walks every tracked object. With thousands of
 streams open, each holding a few hundred objects for minutes, it walks millions of objects
 for nothing (1.2-3 s at 9,900 streams, bench/RESULTS.md), and a request that arrives meanwhile
-waits for it. So, every `GC_FREEZE_SECONDS`, the policy collects what is not frozen yet (only
-what survived since the last tick: cheap) and freezes the survivors (`gc.freeze`): the
-collector's automatic full collections then walk only objects younger than one tick.
+waits for it. So, every `GC_FREEZE_SECONDS`, the policy collects the young generations (a walk
+bounded by the collector's thresholds, not by the streams open) and freezes every survivor
+(`gc.freeze`: it moves lists, no walk): the collector's automatic full collections then walk
+only objects younger than one tick.
 
 Frozen objects are still freed by reference counting, but a frozen cycle is never collected:
 a stream that closes after being frozen may leave its cycles behind (measured: the direct
 path's streams leave none, bench/RESULTS.md). So when the heap has grown to `GC_THAW_GROWTH`
 times its size after the last thaw, the policy unfreezes everything and runs one full
 collection (the one long pause, at a tick, at most once per such growth), then freezes the
-survivors again: frozen garbage stays below (growth - 1) times the heap at the last thaw.
+survivors again: frozen garbage stays below (growth - 1) times the heap at the last base.
 
 Most growth is not garbage, though: while streams open, the heap grows with them, and a thaw
 then would walk every open stream for nothing (three thaws of 0.5, 1.1 and 2.2 s while 9,900
