@@ -9,7 +9,9 @@ figures: memory per open stream (RSS after all are open and flowing, minus befor
 CPU per relayed chunk (a window without other requests), and the p99 of new short requests
 meanwhile, with the full garbage collections (and their pauses) that fell among them. The
 gateway runs under bench/traced_gateway.py (uvicorn with a gc callback); a last run at
-PROFILE_STREAMS, with tracemalloc on, says where the per-stream memory goes.
+PROFILE_STREAMS, with tracemalloc on, says where the per-stream memory goes. The gateway's GC
+policy (GC_FREEZE_SECONDS, api/gc_policy.py) is on as deployed: the full collections counted
+are CPython's own (over what is not frozen) and the policy's thaws (over everything).
 
 The issue's rate, one token per 100 ms per stream, is 100,000 chunks/s at 10,000 streams: even
 at the budget's 0.05 ms per chunk that is 5 s of CPU per second, five cores, so one worker
@@ -43,7 +45,12 @@ if TYPE_CHECKING:
     from bench.run import Report, Target
 
 OPEN_STREAMS = int(os.environ.get("BENCH_OPEN_STREAMS", "10000"))
-STREAM_COUNTS = (100, 1000, OPEN_STREAMS)
+# While iterating on one figure: BENCH_STREAM_COUNTS=9900 runs that count alone, and
+# BENCH_STREAM_PROFILE=0 skips the tracemalloc run.
+STREAM_COUNTS = tuple(
+    int(n) for n in os.environ.get("BENCH_STREAM_COUNTS", f"100,1000,{OPEN_STREAMS}").split(",")
+)
+PROFILING = os.environ.get("BENCH_STREAM_PROFILE", "1") != "0"
 TOKEN_INTERVAL = 0.1  # the issue's: one token per 100 ms per stream
 # What one worker is asked to relay: about a fifth of its core, which leaves room for new
 # requests on a core shared with other work (5,000/s left the gateway, there, no CPU to spare).
@@ -122,7 +129,8 @@ async def _short_requests(target: Target) -> list[float]:
 
 def full_collections(log: Path) -> list[float]:
     """The gateway's full garbage collections so far, ms each (bench/traced_gateway.py)."""
-    return [float(line) for line in log.read_text().split()] if log.exists() else []
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [float(line.split()[0]) for line in lines]
 
 
 async def _hold(target: Target, streams: int, interval: float, gc_log: Path) -> dict[str, float]:
@@ -160,6 +168,11 @@ async def _hold(target: Target, streams: int, interval: float, gc_log: Path) -> 
     held = full_collections(gc_log)[before_opening:]  # from the first stream opened on
     print(f"  {len(short)} short requests timed", flush=True)
     close_all(clients)
+    if keep := os.environ.get("BENCH_GC_KEEP"):  # the full collections' log, for a look after
+        await asyncio.sleep(3.0)  # the closed streams are gone
+        os.kill(pid, signal.SIGUSR2)  # traced_gateway: how much of the frozen is garbage
+        await asyncio.sleep(3.0)
+        _keep_gc_log(gc_log, Path(keep))
     return {
         "opened": float(tally.opened),
         "failed": float(tally.failed),
@@ -181,6 +194,13 @@ async def _hold(target: Target, streams: int, interval: float, gc_log: Path) -> 
         if short
         else float("nan"),
     }
+
+
+def _keep_gc_log(gc_log: Path, keep: Path) -> None:
+    """The full collections' lines, then the probe's (what of the frozen was garbage)."""
+    probe = gc_log.with_name(gc_log.name + ".probe")
+    texts = [path.read_text() for path in (gc_log, probe) if path.exists()]
+    keep.write_text("".join(texts))
 
 
 async def _short_requests_warm(target: Target) -> None:
@@ -227,6 +247,15 @@ async def _profile(target: Target, directory: Path, streams: int) -> list[tuple[
     await asyncio.sleep(2 * PROFILE_INTERVAL)
     after = await _snapshot(target.pid, directory, 1)
     close_all(clients)
+    if os.environ.get("BENCH_STREAM_LINES"):  # while cutting: the largest allocating lines
+        for diff in after.compare_to(before, "lineno")[:40]:
+            frame = diff.traceback[0]
+            print(
+                f"  {diff.size_diff / max(1, tally.opened):7.0f} B/stream "
+                f"{diff.count_diff / max(1, tally.opened):5.1f} blocks "
+                f"{frame.filename.rsplit('site-packages/', 1)[-1]}:{frame.lineno}",
+                flush=True,
+            )
     parts: dict[str, float] = {}
     for diff in after.compare_to(before, "filename"):
         part = _part(diff.traceback[0].filename)
@@ -253,6 +282,8 @@ def bench(workdir: Path, report: Report) -> None:
                 figures = uvloop.run(_hold(target, n, interval, gc_log))
             _report(report, n, interval, figures)
             largest = figures
+        if not PROFILING:
+            return
         traces = workdir / "traces"
         traces.mkdir(exist_ok=True)
         overrides = {**pool_for(PROFILE_STREAMS), "BENCH_TRACE_DIR": str(traces)}

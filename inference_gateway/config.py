@@ -228,6 +228,16 @@ class GatewaySettings(BaseSettings):
     GATEWAY_DRAIN_SECONDS: PositiveFloat = 30.0
     """On SIGTERM, how long (s) open streams may run on before they end with a final error
     event; run the server with a longer graceful-shutdown timeout (deploy/)."""
+    GC_FREEZE_SECONDS: NonNegativeFloat = 0.2
+    """How often (s) each worker collects its young objects and freezes the survivors out of
+    the collector's full walks (resource_server_async/api/gc_policy.py), so that thousands of
+    open streams do not make every full collection a pause of seconds; 0: only the objects of
+    start-up are frozen, and CPython's own thresholds decide the rest."""
+    GC_THAW_GROWTH: Annotated[float, Field(gt=1.0)] = 2.0
+    """When the Python heap (its allocated blocks) has grown to this many times its size after
+    the last thaw, the worker unfreezes its objects and runs one full collection (a pause that
+    walks everything), so that cycles left by closed streams are freed: frozen garbage stays
+    below (growth - 1) times the heap then. Used only when GC_FREEZE_SECONDS is above 0."""
     MAX_REQUEST_BODY_BYTES: PositiveInt = 20 * 1024 * 1024
     """Largest request body the API reads (bytes); larger bodies answer 413."""
     MAX_JSON_DEPTH: PositiveInt = 64

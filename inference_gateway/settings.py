@@ -165,6 +165,12 @@ LOGGING = {
 # On SIGTERM, how long (seconds) open streams may run on before they are ended with a final
 # error event; run the server with a longer graceful-shutdown timeout (deploy/).
 GATEWAY_DRAIN_SECONDS = _cfg.GATEWAY_DRAIN_SECONDS
+# How often (s) each worker freezes the objects that survived since its last look, out of the
+# collector's full walks; 0: only start-up's (resource_server_async/api/gc_policy.py).
+GC_FREEZE_SECONDS = _cfg.GC_FREEZE_SECONDS
+# Growth of the Python heap (times its size after the last thaw) at which the worker
+# unfreezes and runs one full collection, so that frozen garbage stays bounded.
+GC_THAW_GROWTH = _cfg.GC_THAW_GROWTH
 # Largest request body the API reads (bytes); larger bodies answer 413.
 MAX_REQUEST_BODY_BYTES = _cfg.MAX_REQUEST_BODY_BYTES
 # Deepest nesting of arrays and objects in a JSON body; deeper answers 400 (orjson itself

@@ -45,6 +45,11 @@ asyncio.run(main())
 
 
 def _start_up(tmp_path: Path, **env: str) -> dict[str, object]:
+    return run_start_up_probe(_START_UP_PROBE, tmp_path, **env)
+
+
+def run_start_up_probe(probe: str, tmp_path: Path, **env: str) -> dict[str, object]:
+    """Run `probe` in a fresh interpreter (nothing imported yet); its last line of JSON."""
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -55,7 +60,7 @@ def _start_up(tmp_path: Path, **env: str) -> dict[str, object]:
         **env,
     }
     done = subprocess.run(
-        [sys.executable, "-c", _START_UP_PROBE],
+        [sys.executable, "-c", probe],
         cwd=ROOT,
         env=environment,
         capture_output=True,

@@ -20,6 +20,7 @@ from resource_server_async import drain
 from resource_server_async.accounting.capture import CaptureMiddleware, answer_headers
 from resource_server_async.admission.middleware import AdmissionMiddleware
 from resource_server_async.api.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
+from resource_server_async.api.gc_policy import CollectorPolicy
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.runtime import Runtime, installed
 
@@ -173,10 +174,23 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime.start_compute()
         freeze_startup_objects()
         drain.install_signal_hook(asyncio.get_running_loop(), settings.GATEWAY_DRAIN_SECONDS)
+        collector = _start_collector_policy()
         try:
             yield
         finally:
             drain.current().stop()
+            if collector is not None:
+                collector.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await collector
+
+
+def _start_collector_policy() -> asyncio.Task[None] | None:
+    """The worker's GC policy (api/gc_policy.py), ticking in the background; None when off."""
+    if settings.GC_FREEZE_SECONDS <= 0:
+        return None
+    policy = CollectorPolicy(settings.GC_THAW_GROWTH)
+    return asyncio.create_task(policy.run(settings.GC_FREEZE_SECONDS), name="gc-policy")
 
 
 def build_app() -> Starlette:

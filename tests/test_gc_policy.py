@@ -1,0 +1,147 @@
+"""The worker's GC policy: survivors frozen each tick, frozen garbage bounded by the thaws."""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from resource_server_async.api.gc_policy import CollectorPolicy
+from tests.test_runtime import run_start_up_probe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Stream:
+    """Stands for an open stream's objects: a cycle (as a task, its frame and its response
+    make), so that only a collection frees it once dropped."""
+
+    def __init__(self) -> None:
+        self.parts = [{"chunk": index, "owner": self} for index in range(50)]
+
+
+@pytest.fixture
+def collector_state() -> Iterator[None]:
+    """Everything before the test frozen (its counts are then the test's own objects), and
+    the test's freezes undone after it (a start-up freeze of the process put back)."""
+    was_frozen = gc.get_freeze_count() > 0
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+    gc.collect()
+    if was_frozen:
+        gc.freeze()
+
+
+def _tracked(objects: list[object]) -> int:
+    tracked = {id(o) for o in gc.get_objects()}
+    return sum(id(o) in tracked for o in objects)
+
+
+def test_a_tick_freezes_the_survivors_and_collects_the_garbage(collector_state: None) -> None:
+    policy = CollectorPolicy(thaw_growth=1_000.0)
+    held = [Stream() for _ in range(20)]
+    dropped = [Stream() for _ in range(20)]
+    del dropped
+    frozen_before = gc.get_freeze_count()
+
+    policy.tick()
+
+    # Out of the collector's walks (gc.get_objects lists only what it walks) ...
+    assert _tracked([*held, *(part for s in held for part in s.parts)]) == 0
+    # ... and the dropped cycles were collected first, not frozen.
+    grown = gc.get_freeze_count() - frozen_before
+    assert 20 * 51 <= grown < 2 * 20 * 51
+
+
+def test_frozen_garbage_stays_bounded_over_many_stream_cycles(collector_state: None) -> None:
+    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: 200)
+    idle = sys.getallocatedblocks()
+    round_of_streams = [Stream() for _ in range(200)]
+    one_round = sys.getallocatedblocks() - idle
+    del round_of_streams
+    most = 0
+    # Enough rounds for their garbage to outgrow the heap twice, however large the test
+    # process's heap already is.
+    for _ in range(2 * idle // one_round + 10):
+        # Streams open, are frozen while open, then close: their cycles become frozen garbage.
+        open_streams = [Stream() for _ in range(200)]
+        policy.tick()
+        del open_streams
+        policy.tick()
+        most = max(most, sys.getallocatedblocks())
+
+    assert policy.thaws, "never thawed: frozen garbage would grow without end"
+    assert max(thaw.collected for thaw in policy.thaws) >= 200 * 51
+    # At most `growth` times the heap at the last thaw (idle plus one round of streams), plus
+    # the round that opens before the tick that sees it.
+    assert most <= 2.0 * (idle + one_round) + one_round
+    assert len(policy.thaws) <= 8  # the history kept is bounded too
+
+
+def test_streams_opening_grow_the_heap_without_a_thaw(collector_state: None) -> None:
+    serving = [0]
+    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: serving[0])
+    opened: list[Stream] = []
+    start = sys.getallocatedblocks()
+    while sys.getallocatedblocks() < 5 * start:
+        # The heap grows with the requests in flight, as when thousands of streams open.
+        opened.extend(Stream() for _ in range(200))
+        serving[0] = len(opened)
+        policy.tick()
+
+    assert policy.rebased_without_thaw >= 2  # the heap did double, more than once
+    assert policy.thaws == []  # and no tick walked the open streams for it
+
+
+def test_a_heap_that_outgrows_the_requests_in_flight_is_thawed(collector_state: None) -> None:
+    # As many streams open throughout, each replaced as it closes.
+    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: 200)
+    idle = sys.getallocatedblocks()
+    for _ in range(2 * idle // (200 * 51) + 10):
+        open_streams = [Stream() for _ in range(200)]
+        policy.tick()
+        del open_streams
+        policy.tick()
+
+    assert policy.thaws
+    assert policy.rebased_without_thaw == 0
+
+
+def test_growth_must_be_above_one() -> None:
+    with pytest.raises(ValueError, match="above 1"):
+        CollectorPolicy(thaw_growth=1.0)
+
+
+# Starts the app's lifespan in a fresh interpreter, makes an object after start-up, and says
+# whether it is still in the collector's walks a few ticks later.
+_LIFESPAN_PROBE = """
+import asyncio, gc, json
+import django
+django.setup()
+from resource_server_async.api.app import build_app, lifespan
+async def main():
+    async with lifespan(build_app()):
+        held = [[n] for n in range(100)]  # lists: always tracked
+        await asyncio.sleep(0.5)
+        tracked = {id(o) for o in gc.get_objects()}
+        print(json.dumps({"frozen": not any(id(o) in tracked for o in held)}))
+asyncio.run(main())
+"""
+
+
+def _after_start_up(tmp_path: Path, freeze_seconds: str) -> bool:
+    started = run_start_up_probe(_LIFESPAN_PROBE, tmp_path, GC_FREEZE_SECONDS=freeze_seconds)
+    return started["frozen"] is True
+
+
+def test_the_setting_starts_the_policy_with_the_app(tmp_path: Path) -> None:
+    assert _after_start_up(tmp_path, "0.05") is True
+
+
+def test_zero_leaves_later_objects_to_cpythons_thresholds(tmp_path: Path) -> None:
+    assert _after_start_up(tmp_path, "0") is False
