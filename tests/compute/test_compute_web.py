@@ -323,3 +323,26 @@ async def test_a_quiet_stream_is_polled_again(
     # Never ended, yet its result comes: once quiet, the task is polled as any other.
     assert await session.result(task_id, pulse) == 6
     assert service.tasks[task_id].polls >= 1
+
+
+async def test_the_connections_to_the_service_are_bounded(
+    service: FakeComputeService, make_session: Any
+) -> None:
+    function = service.add_source_function(DOUBLE, "double")
+    hung, free = service.add_endpoint(), service.add_endpoint()
+    service.hung_endpoints.add(hung)
+    session = make_session(service_account_secret=fake_compute.CLIENT_SECRET, connections=1)
+
+    stuck = asyncio.ensure_future(session.submit(hung, function, (1,)))
+    assert await asyncio.to_thread(service.holding.wait, 10)
+    waiting = asyncio.ensure_future(session.submit(free, function, (2,)))
+    await asyncio.sleep(0.2)
+    # COMPUTE_SERVICE_CONNECTIONS=1: the other endpoint's submission waits for the connection
+    # (with two, it would have been sent and answered by now).
+    sent_meanwhile = len(service.submit_calls)
+    done_meanwhile = waiting.done()
+    service.release.set()
+    task_ids = await asyncio.gather(stuck, waiting)
+
+    assert sent_meanwhile == 1 and not done_meanwhile
+    assert len(service.submit_calls) == 2 and len(set(task_ids)) == 2
