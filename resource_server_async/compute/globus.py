@@ -402,8 +402,6 @@ class ComputeSession:
             if not item.task_id.done():
                 item.task_id.set_result(task_id)
 
-    # --- results ---------------------------------------------------------------------------
-
     async def _submit_batch(
         self, clients: Clients, endpoint_uuid: str, function_uuid: str, arg_lists: list[Any]
     ) -> list[str]:
