@@ -37,10 +37,10 @@ from resource_server_async.compute.globus import (
 )
 from resource_server_async.compute.pulse import StreamPulse
 from resource_server_async.compute.web import current_header
-from scripts import processes
 from tests.compute import fake_compute
 from tests.compute.fake_compute import FakeComputeService
-from tests.servers import ROOT, free_port
+from tests.compute.standin import running_standin
+from tests.servers import free_port
 
 ENDPOINT = str(uuid.uuid4())
 DOUBLE = "def double(x):\n    return 2 * x\n"
@@ -51,16 +51,8 @@ SHAPE_HEADERS = ("accept", "user-agent", "x-globus-client-info", "content-type",
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("standin-web") / "standin.log"
-    port = free_port()
-    process = processes.start(
-        compute_standin.command(port, [ENDPOINT]), log, env=dict(os.environ), cwd=ROOT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        processes.wait_for_http(f"{url}/standin/health", process=process)
+    with running_standin(log, [ENDPOINT], dict(os.environ)) as url:
         yield url
-    finally:
-        processes.stop(process)
 
 
 def fault(standin: str, **body: Any) -> None:
