@@ -288,11 +288,14 @@ class ComputeSession:
             async with asyncio.timeout(self._config.service_timeout):
                 return await self._in_thread(endpoint, function, *args)
         except TimeoutError:
-            raise ComputeServiceError(
-                f"{doing}: Globus Compute did not answer within {self._config.service_timeout:g}s"
-            ) from None
+            raise self._no_answer(doing) from None
         except Exception as exc:
             raise _service_error(exc, doing) from None
+
+    def _no_answer(self, doing: str) -> ComputeServiceError:
+        return ComputeServiceError(
+            f"{doing}: Globus Compute did not answer within {self._config.service_timeout:g}s"
+        )
 
     async def _in_thread(self, endpoint: str, function: Callable[..., T], *args: Any) -> T:
         slots = self._slots.of(endpoint) if endpoint else None
@@ -322,9 +325,7 @@ class ComputeSession:
         try:
             return await call
         except TimeoutError:
-            raise ComputeServiceError(
-                f"{doing}: Globus Compute did not answer within {self._config.service_timeout:g}s"
-            ) from None
+            raise self._no_answer(doing) from None
         except Exception as exc:
             raise _service_error(exc, doing) from None
 
