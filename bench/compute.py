@@ -379,8 +379,11 @@ def standin_process(workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def compute_gateway(workdir: Path, store: str, backend_port: int, standin: str) -> Iterator[Target]:
-    """One gateway worker whose catalog's Globus Compute endpoints are served by the stand-in."""
+def compute_gateway(
+    workdir: Path, store: str, backend_port: int, standin: str, **options: Any
+) -> Iterator[Target]:
+    """One gateway worker whose catalog's Globus Compute endpoints are served by the stand-in
+    (`options`: bench.run.gateway's, such as a callgrind command prefix)."""
     from bench.run import gateway
 
     gateway_port = free_port()
@@ -404,8 +407,53 @@ def compute_gateway(workdir: Path, store: str, backend_port: int, standin: str) 
         database=DATABASE if store == "postgres" else "",
         fixtures=fixtures(sub, backend_port),
         port=gateway_port,
+        **options,
     ) as target:
         yield target
+
+
+def instructions_per_task(workdir: Path, backend_port: int, standin: str, count: int) -> None:
+    """Instructions per task of the gateway (all its threads) under callgrind, at concurrency
+    1 and 32: a figure the shared machine's load does not move."""
+    from bench import callgrind
+
+    outdir = workdir / "callgrind"
+    outdir.mkdir(parents=True, exist_ok=True)
+    with compute_gateway(
+        workdir,
+        "postgres",
+        backend_port,
+        standin,
+        command_prefix=callgrind.prefix(outdir),
+        startup_seconds=callgrind.STARTUP_SECONDS,
+    ) as target:
+        assert target.pid is not None
+        driver = Driver(target)
+        body = json.dumps(
+            {"model": MODEL, "messages": [{"role": "user", "content": "hello bench"}]}
+        ).encode()
+        path = driver.url.split(str(target.port), 1)[1]
+        for concurrency in (1, 32):
+            before = callgrind.total_instructions(outdir, target.pid)
+            tasks = count // concurrency * concurrency
+            total = (
+                callgrind.instructions_per_request(
+                    outdir,
+                    target.pid,
+                    target.port,
+                    path,
+                    body,
+                    list(driver.headers.items()),
+                    count=tasks,
+                    concurrency=concurrency,
+                )
+                * tasks
+            )
+            print(
+                f"  compute c={concurrency}: instructions/task (callgrind, {tasks} tasks)"
+                f" {(total - before) / tasks / 1e6:.2f} M",
+                flush=True,
+            )
 
 
 def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Report) -> None:
@@ -456,8 +504,22 @@ def quick() -> None:
     parser = argparse.ArgumentParser(description=quick.__doc__)
     parser.add_argument("--streams", action="store_true", help="also 20- vs 200-chunk streams")
     parser.add_argument("--repeats", type=int, default=1, help="the concurrency sweep, n times")
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        default=0,
+        help="instead, count the instructions of this many tasks (callgrind)",
+    )
     options = parser.parse_args()
     os.sched_setaffinity(0, {DRIVER_CORE})
+    if options.callgrind:
+        with (
+            tempfile.TemporaryDirectory(prefix="compute-callgrind-") as tmp,
+            fake_backend(Path(tmp)) as backend_port,
+            standin_process(Path(tmp)) as standin,
+        ):
+            instructions_per_task(Path(tmp), backend_port, standin, options.callgrind)
+        return
     report = Report()
     with (
         tempfile.TemporaryDirectory(prefix="compute-bench-") as tmp,
