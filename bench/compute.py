@@ -24,6 +24,8 @@ import os
 import statistics
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +54,10 @@ STREAMS = 40
 LONG_CHUNKS = 200  # the marginal cost of a relayed chunk: LONG_STREAMS of these against STREAMS
 LONG_STREAMS = 20
 IN_FLIGHT = 1000
-DATABASE = "postgres://postgres@127.0.0.1:5432/gateway_bench_compute"
+# BENCH_COMPUTE_DATABASE_URL: another name, for two runs on one machine (the bench drops it).
+DATABASE = os.environ.get(
+    "BENCH_COMPUTE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gateway_bench_compute"
+)
 BUDGET_TASK_MS = 1.0
 BUDGET_CHUNK_MS = 0.05
 BUDGET_RELAY_P50_MS = 1.0
@@ -344,8 +349,10 @@ def in_flight(tag: str, target: Target, standin: str, report: Report) -> None:
     )
 
 
-def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Report) -> None:
-    from bench.run import DRIVER_CORE, gateway
+@contextmanager
+def standin_process(workdir: Path) -> Iterator[str]:
+    """The Compute stand-in on the driver's core; yields its URL."""
+    from bench.run import DRIVER_CORE
 
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -366,37 +373,99 @@ def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Re
     standin = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{standin}/standin/health")
+        yield standin
+    finally:
+        process.stop()
+
+
+@contextmanager
+def compute_gateway(
+    workdir: Path, store: str, backend_port: int, standin: str, **options: Any
+) -> Iterator[Target]:
+    """One gateway worker whose catalog's Globus Compute endpoints are served by the stand-in
+    (`options`: bench.run.gateway's, such as a callgrind command prefix)."""
+    from bench.run import gateway
+
+    gateway_port = free_port()
+    overrides = {
+        **compute_standin.gateway_env(standin),
+        "STREAMING_SERVER_HOST": "127.0.0.1",
+        "STREAMING_SERVER_PORT": str(gateway_port),
+        "STREAMING_SERVER_PROTOCOL": "http",
+        "INTERNAL_STREAMING_SECRET": SECRET,
+        "COMPUTE_POLL_INTERVAL": str(POLL_INTERVAL),
+        "COMPUTE_SUBMIT_QUEUE": str(IN_FLIGHT + 100),
+        "COMPUTE_RESULT_TIMEOUT": "300",
+    }
+    sub = workdir / store
+    sub.mkdir(exist_ok=True)
+    with gateway(
+        sub,
+        store,
+        backend_port,
+        overrides,
+        database=DATABASE if store == "postgres" else "",
+        fixtures=fixtures(sub, backend_port),
+        port=gateway_port,
+        **options,
+    ) as target:
+        yield target
+
+
+def instructions_per_task(workdir: Path, backend_port: int, standin: str, count: int) -> None:
+    """Instructions per task of the gateway (all its threads) under callgrind, at concurrency
+    1 and 32: a figure the shared machine's load does not move."""
+    from bench import callgrind
+
+    outdir = workdir / "callgrind"
+    outdir.mkdir(parents=True, exist_ok=True)
+    with compute_gateway(
+        workdir,
+        "postgres",
+        backend_port,
+        standin,
+        command_prefix=callgrind.prefix(outdir),
+        startup_seconds=callgrind.STARTUP_SECONDS,
+    ) as target:
+        assert target.pid is not None
+        driver = Driver(target)
+        body = json.dumps(
+            {"model": MODEL, "messages": [{"role": "user", "content": "hello bench"}]}
+        ).encode()
+        path = driver.url.split(str(target.port), 1)[1]
+        for concurrency in (1, 32):
+            before = callgrind.total_instructions(outdir, target.pid)
+            tasks = count // concurrency * concurrency
+            total = (
+                callgrind.instructions_per_request(
+                    outdir,
+                    target.pid,
+                    target.port,
+                    path,
+                    body,
+                    list(driver.headers.items()),
+                    count=tasks,
+                    concurrency=concurrency,
+                )
+                * tasks
+            )
+            print(
+                f"  compute c={concurrency}: instructions/task (callgrind, {tasks} tasks)"
+                f" {(total - before) / tasks / 1e6:.2f} M",
+                flush=True,
+            )
+
+
+def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Report) -> None:
+    with standin_process(workdir) as standin:
         for store, tag in (("postgres", "Redis"), ("sqlite", "in-process")):
-            gateway_port = free_port()
-            overrides = {
-                **compute_standin.gateway_env(standin),
-                "STREAMING_SERVER_HOST": "127.0.0.1",
-                "STREAMING_SERVER_PORT": str(gateway_port),
-                "STREAMING_SERVER_PROTOCOL": "http",
-                "INTERNAL_STREAMING_SECRET": SECRET,
-                "COMPUTE_POLL_INTERVAL": str(POLL_INTERVAL),
-                "COMPUTE_SUBMIT_QUEUE": str(IN_FLIGHT + 100),
-                "COMPUTE_RESULT_TIMEOUT": "300",
-            }
-            sub = workdir / store
-            sub.mkdir(exist_ok=True)
-            with gateway(
-                sub,
-                store,
-                backend_port,
-                overrides,
-                database=DATABASE if store == "postgres" else "",
-                fixtures=fixtures(sub, backend_port),
-                port=gateway_port,
-            ) as target:
+            with compute_gateway(workdir, store, backend_port, standin) as target:
                 print(f"\ncompute scenario, {tag} ({store})", flush=True)
                 if store == "postgres":
                     non_streaming(target, backend_port, report)
                 streaming(tag, target, standin, report)
                 if store == "postgres":
                     in_flight(tag, target, standin, report)
-    finally:
-        process.stop()
     from bench import compute_streams
 
     print(f"\nopen streams, {compute_streams.OPEN_STREAMS} (direct path)", flush=True)
@@ -422,3 +491,49 @@ def append_section(report: Report, args: argparse.Namespace) -> None:
         "detail",
         columns=("figure", "figure"),
     )
+
+
+def quick() -> None:
+    """`python -m bench.compute`: only the non-streaming part (PostgreSQL + Redis), and with
+    `--streams` the polls a stream's task gets, quickly, while iterating on the executor."""
+    import argparse
+    import tempfile
+
+    from bench.run import DRIVER_CORE, Report, fake_backend
+
+    parser = argparse.ArgumentParser(description=quick.__doc__)
+    parser.add_argument("--streams", action="store_true", help="also 20- vs 200-chunk streams")
+    parser.add_argument("--repeats", type=int, default=1, help="the concurrency sweep, n times")
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        default=0,
+        help="instead, count the instructions of this many tasks (callgrind)",
+    )
+    options = parser.parse_args()
+    os.sched_setaffinity(0, {DRIVER_CORE})
+    if options.callgrind:
+        with (
+            tempfile.TemporaryDirectory(prefix="compute-callgrind-") as tmp,
+            fake_backend(Path(tmp)) as backend_port,
+            standin_process(Path(tmp)) as standin,
+        ):
+            instructions_per_task(Path(tmp), backend_port, standin, options.callgrind)
+        return
+    report = Report()
+    with (
+        tempfile.TemporaryDirectory(prefix="compute-bench-") as tmp,
+        fake_backend(Path(tmp)) as backend_port,
+        standin_process(Path(tmp)) as standin,
+        compute_gateway(Path(tmp), "postgres", backend_port, standin) as target,
+    ):
+        for _ in range(options.repeats):
+            non_streaming(target, backend_port, report)
+        if options.streams:
+            streaming("Redis", target, standin, report)
+    for tag, line, measured, met in report.budget:
+        print(f"  {tag:<24} {line:<28} {measured:>12}  {'yes' if met else 'NO'}")
+
+
+if __name__ == "__main__":
+    quick()

@@ -9,6 +9,11 @@ function registration, submit, batch status, task, endpoint status), answers eac
 worker thread (as an endpoint's worker would), holding its result back for `--result-delay`.
 The project's functions are registered at start under their local UUIDs, so a catalog needs no
 registration step; `POST /v3/functions` registers others as the service does.
+
+Each token it issues is new, and any issued token not expired is accepted. For tests,
+`/standin/...` routes change it while it runs: faults (the next calls of a route answer an
+error status, or only after a delay), and tell what the last call of a route sent (headers and
+body).
 """
 
 from __future__ import annotations
@@ -72,6 +77,11 @@ class StandinState:
     counts: dict[str, int] = field(default_factory=dict)
     # While set, finished tasks still answer "running" (requests held in flight on purpose).
     holding: bool = False
+    token_lifetime: int = 172800
+    tokens: dict[str, float] = field(default_factory=dict)  # issued token -> expiry (time.time)
+    # route -> the next calls' faults, in order: (status or 0 for none, delay in s)
+    faults: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    last: dict[str, dict[str, Any]] = field(default_factory=dict)  # route -> headers, body
     _pool: ThreadPoolExecutor | None = None
 
     def __post_init__(self) -> None:
@@ -86,6 +96,15 @@ class StandinState:
 
     def count(self, route: str) -> None:
         self.counts[route] = self.counts.get(route, 0) + 1
+
+    def issue_token(self) -> str:
+        token = TOKEN if not self.tokens else f"{TOKEN}-{len(self.tokens) + 1}"
+        self.tokens[token] = time.time() + self.token_lifetime
+        return token
+
+    def accepts(self, authorization: str | None) -> bool:
+        scheme, _, token = (authorization or "").partition(" ")
+        return scheme == "Bearer" and self.tokens.get(token, 0.0) > time.time()
 
     def run(self, task: Task) -> None:
         assert self._pool is not None
@@ -132,9 +151,15 @@ def _error(status: int, code: str, message: str) -> Response:
 def build_app(state: StandinState) -> Starlette:
     async def slow(request: Request, route: str) -> Response | None:
         state.count(route)
+        state.last[route] = {"headers": dict(request.headers), "body": await request.body()}
         if state.latency:
             await asyncio.sleep(state.latency)
-        if route != "token" and request.headers.get("authorization") != f"Bearer {TOKEN}":
+        if faults := state.faults.get(route):
+            status, delay = faults.pop(0)
+            await asyncio.sleep(delay)
+            if status:
+                return _error(status, "INJECTED_FAULT", f"injected {status} on {route}")
+        if route != "token" and not state.accepts(request.headers.get("authorization")):
             return _error(401, "UNAUTHORIZED", "bad or missing token")
         return None
 
@@ -148,9 +173,9 @@ def build_app(state: StandinState) -> Starlette:
             return _json({"error": "invalid_client"}, 401)
         return _json(
             {
-                "access_token": TOKEN,
+                "access_token": state.issue_token(),
                 "scope": FUNCX_SCOPE,
-                "expires_in": 172800,
+                "expires_in": state.token_lifetime,
                 "token_type": "Bearer",
                 "resource_server": "funcx_service",
                 "other_tokens": [],
@@ -242,6 +267,19 @@ def build_app(state: StandinState) -> Starlette:
         state.holding = request.url.path.endswith("/hold")
         return _json({"holding": state.holding})
 
+    async def fault(request: Request) -> Response:
+        """{"route": "submit", "status": 503, "delay": 0, "count": 1}: the route's next calls."""
+        body = orjson.loads(await request.body())
+        planned = (int(body.get("status", 0)), float(body.get("delay", 0.0)))
+        state.faults.setdefault(body["route"], []).extend([planned] * int(body.get("count", 1)))
+        return _json({"faults": state.faults})
+
+    async def last(request: Request) -> Response:
+        sent = state.last.get(request.path_params["route"])
+        if sent is None:
+            return _error(404, "NOT_CALLED", "that route was not called")
+        return _json({"headers": sent["headers"], "body": sent["body"].decode()})
+
     return Starlette(
         routes=[
             Route("/v2/oauth2/token", token, methods=["POST"]),
@@ -254,6 +292,8 @@ def build_app(state: StandinState) -> Starlette:
             Route("/standin/health", health, methods=["GET"]),
             Route("/standin/hold", hold, methods=["POST"]),
             Route("/standin/release", hold, methods=["POST"]),
+            Route("/standin/fault", fault, methods=["POST"]),
+            Route("/standin/last/{route}", last, methods=["GET"]),
         ]
     )
 

@@ -444,6 +444,10 @@ class GatewaySettings(BaseSettings):
     """
     COMPUTE_SERVICE_TIMEOUT: PositiveFloat = 30.0
     """Timeout (s) of one call to the Globus Compute web service (submit, status, results)."""
+    COMPUTE_SERVICE_CONNECTIONS: PositiveInt = 8
+    """Connections each Globus Compute identity keeps to the Compute service for submissions and
+    result polls (one call at a time per endpoint, and one poll).
+    """
     COMPUTE_SDK_THREADS: PositiveInt = 8
     """Threads for the synchronous Globus SDKs, and tasks allowed to wait for submission (per
     endpoint).

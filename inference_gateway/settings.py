@@ -287,6 +287,9 @@ COMPUTE_POLL_INTERVAL = _cfg.COMPUTE_POLL_INTERVAL
 COMPUTE_STATUS_CACHE_SECONDS = _cfg.COMPUTE_STATUS_CACHE_SECONDS
 # Timeout (s) of one call to the Globus Compute web service (submit, status, results).
 COMPUTE_SERVICE_TIMEOUT = _cfg.COMPUTE_SERVICE_TIMEOUT
+# Connections each Globus Compute identity keeps to the Compute service for submissions and
+# result polls (one call at a time per endpoint, and one poll).
+COMPUTE_SERVICE_CONNECTIONS = _cfg.COMPUTE_SERVICE_CONNECTIONS
 # Threads for the synchronous Globus SDKs, and tasks allowed to wait for submission (per
 # endpoint).
 COMPUTE_SDK_THREADS = _cfg.COMPUTE_SDK_THREADS

@@ -44,6 +44,7 @@ def globus_settings() -> ExecutorSettings:
         overrides=settings.GLOBUS_ENDPOINT_CREDENTIALS_OVERRIDES,
         poll_interval=settings.COMPUTE_POLL_INTERVAL,
         service_timeout=settings.COMPUTE_SERVICE_TIMEOUT,
+        connections=settings.COMPUTE_SERVICE_CONNECTIONS,
         status_cache_seconds=settings.COMPUTE_STATUS_CACHE_SECONDS,
         threads=settings.COMPUTE_SDK_THREADS,
         threads_per_endpoint=settings.COMPUTE_SDK_THREADS_PER_ENDPOINT,

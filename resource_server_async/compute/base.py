@@ -9,7 +9,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from resource_server_async.compute.pulse import StreamPulse
 
 EndpointStatus = Literal["online", "offline", "unknown"]
 
@@ -96,13 +99,15 @@ class ComputeExecutor(abc.ABC):
         *,
         timeout: float,
         on_task: Callable[[str], None] | None = None,
+        pulse: StreamPulse | None = None,
     ) -> Any:
         """Submit the function with positional `args` and return its result.
 
         Raises RemoteFunctionError, ComputeTimeout, EndpointUnavailable, ComputeServiceError or
         ComputeNotConfigured. `on_task` is told the task id once there is one (for the
-        request's record). Cancelling the awaiting coroutine abandons only this task's wait,
-        never the executor.
+        request's record). `pulse`, a streaming task's: while it says the stream relays, the
+        result is not asked for (an executor that does not poll ignores it). Cancelling the
+        awaiting coroutine abandons only this task's wait, never the executor.
         """
 
     @abc.abstractmethod

@@ -1,16 +1,20 @@
 """Executor that runs registered functions on Globus Compute endpoints (globus-compute-sdk 4.x).
 
 One session per credential set (the service identity, or an endpoint's override) holds its
-clients, created once. The SDK is synchronous: every call runs in a bounded thread pool with a
-timeout, never on the event loop, and without the SDK's transport retries (a call takes at most
-COMPUTE_SERVICE_TIMEOUT, and its thread is free then). Submissions that queue up while a call is
-in flight go out together as one batch, per endpoint; the results of all pending tasks are asked
-for in one call per interval. A request that times out or goes away only stops waiting; nothing
-shared is shut down.
+clients, created once. The two calls every task makes, its submission and the status poll, go
+out with aiohttp on the event loop (web.py: the SDK's request, the SDK's errors); the SDK still
+builds the batch and reads the results. The SDK's other calls are synchronous (sign-in, token
+renewal, endpoint status): they run in a bounded thread pool with a timeout, never on the event
+loop. No call is retried by a transport (a call takes at most COMPUTE_SERVICE_TIMEOUT).
+Submissions that queue up while a call is in flight go out together as one batch, per endpoint;
+the results of all pending tasks are asked for in one call per interval, except those of
+streams still relaying (pulse.py). A request that times out or goes away only stops waiting;
+nothing shared is shut down.
 
 One slow endpoint must not starve the others: each endpoint has its own submission queue and
-submitter, and its calls hold at most COMPUTE_SDK_THREADS_PER_ENDPOINT of the pool's threads
-(until the thread is done, not until the wait gives up), so the rest stay for other endpoints.
+submitter (one call at a time), and its calls in threads hold at most
+COMPUTE_SDK_THREADS_PER_ENDPOINT of the pool's threads (until the thread is done, not until the
+wait gives up), so the rest stay for other endpoints.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -46,6 +50,8 @@ from resource_server_async.compute.base import (
     RemoteFunctionError,
     remote_reason,
 )
+from resource_server_async.compute.pulse import QUIET_SECONDS, StreamPulse
+from resource_server_async.compute.web import ComputeWeb, ServiceAddress, current_header
 from resource_server_async.refreshing_cache import RefreshingCache
 
 logger = logging.getLogger(__name__)
@@ -75,6 +81,8 @@ class ExecutorSettings:
     threads: int = 8
     threads_per_endpoint: int = 2
     submit_queue: int = 1000
+    connections: int = 8
+    stream_quiet: float = QUIET_SECONDS
 
 
 def credentials_for(endpoint_uuid: str, config: ExecutorSettings) -> Credentials:
@@ -145,12 +153,14 @@ def _service_error(exc: Exception, doing: str) -> ComputeError:
 @dataclass(frozen=True, slots=True)
 class Clients:
     """A session's clients. The SDK Client only builds batches (no network: its calls share
-    one lock, and its transport retries); the calls go through plain globus-sdk clients with
-    our timeout and no retries, as the auth code's do."""
+    one lock, and its transport retries); submissions and polls go through web.py, the other
+    calls through a plain globus-sdk client with our timeout and no retries, as the auth code's
+    do. Both take their Authorization from one authorizer."""
 
     sdk: Client
     v2: globus_sdk.ComputeClientV2
-    v3: globus_sdk.ComputeClientV3
+    authorizer: globus_sdk.ClientCredentialsAuthorizer
+    address: ServiceAddress  # where web.py sends the hot calls, as the SDK's transport would
     runtime: UserRuntime  # described once: each batch carries it
 
 
@@ -173,21 +183,19 @@ def connect(credentials: Credentials, timeout: float) -> Clients:
         ) from None
     sdk = Client(authorizer=authorizer, do_version_check=False)
     # globus-sdk's own override of a service's address (a stand-in, a test deployment);
-    # the Compute SDK's Client reads only GLOBUS_SDK_ENVIRONMENT.
-    base_url = os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE") or sdk.web_service_address
-    common: dict[str, Any] = {
-        "base_url": base_url,
-        "authorizer": authorizer,
-        # The status poll and submissions: their proxy looked up once (see once.py).
-        "transport": once.pinned_transport(base_url, timeout),
-        "retry_config": no_retries(),
-    }
-    return Clients(
-        sdk,
-        globus_sdk.ComputeClientV2(**common),
-        globus_sdk.ComputeClientV3(**common),
-        once.runtime(),
+    # the Compute SDK's Client reads only GLOBUS_SDK_ENVIRONMENT, so its own calls (function
+    # registration: manage.py register_functions) are sent there by hand.
+    override = os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE")
+    if override:
+        for own in (sdk._compute_web_client.v2, sdk._compute_web_client.v3):
+            own.base_url = override
+    base_url = override or sdk.web_service_address
+    # Its proxy looked up once (see once.py), for the SDK's calls and web.py's alike.
+    transport = once.pinned_transport(base_url, timeout)
+    web = globus_sdk.ComputeClientV2(
+        base_url=base_url, authorizer=authorizer, transport=transport, retry_config=no_retries()
     )
+    return Clients(sdk, web, authorizer, ServiceAddress.of(base_url, transport), once.runtime())
 
 
 class EndpointSlots:
@@ -263,8 +271,11 @@ class ComputeSession:
         self._submissions: dict[str, asyncio.Queue[_Submission]] = {}
         self._submitters: dict[str, asyncio.Task[None]] = {}
         self._waiters: dict[str, asyncio.Future[Any]] = {}
+        self._pulses: dict[str, StreamPulse] = {}
         self._poller: asyncio.Task[None] | None = None
         self._last_poll_warning = 0.0
+        self._web = ComputeWeb(config.service_timeout, config.connections)
+        self._renewing = asyncio.Lock()
 
     # --- threads ---------------------------------------------------------------------------
 
@@ -277,11 +288,14 @@ class ComputeSession:
             async with asyncio.timeout(self._config.service_timeout):
                 return await self._in_thread(endpoint, function, *args)
         except TimeoutError:
-            raise ComputeServiceError(
-                f"{doing}: Globus Compute did not answer within {self._config.service_timeout:g}s"
-            ) from None
+            raise self._no_answer(doing) from None
         except Exception as exc:
             raise _service_error(exc, doing) from None
+
+    def _no_answer(self, doing: str) -> ComputeServiceError:
+        return ComputeServiceError(
+            f"{doing}: Globus Compute did not answer within {self._config.service_timeout:g}s"
+        )
 
     async def _in_thread(self, endpoint: str, function: Callable[..., T], *args: Any) -> T:
         slots = self._slots.of(endpoint) if endpoint else None
@@ -303,6 +317,31 @@ class ComputeSession:
                         "sign-in", connect, self.credentials, self._config.service_timeout
                     )
         return self._clients
+
+    # --- the loop's calls (web.py) ------------------------------------------------------------
+
+    async def _on_loop(self, doing: str, call: Awaitable[T]) -> T:
+        """Await a web.py call; its errors become ComputeErrors as the SDK's do in _call."""
+        try:
+            return await call
+        except TimeoutError:
+            raise self._no_answer(doing) from None
+        except Exception as exc:
+            raise _service_error(exc, doing) from None
+
+    async def _authorization(self, clients: Clients) -> str:
+        """The Authorization header; a token near its expiry is renewed in the pool, once for
+        all the calls that need it meanwhile."""
+        header = current_header(clients.authorizer)
+        if header is not None:
+            return header
+        async with self._renewing:
+            header = current_header(clients.authorizer)
+            if header is None:
+                header = await self._call(
+                    "renew the Globus Compute token", clients.authorizer.get_authorization_header
+                )
+        return header
 
     def _refused(self, exc: ComputeError) -> None:
         if isinstance(exc, ComputeRefused) and exc.http_status == 401:
@@ -347,16 +386,12 @@ class ComputeSession:
     async def _submit_group(
         self, endpoint_uuid: str, function_uuid: str, items: list[_Submission]
     ) -> None:
+        doing = f"submit to endpoint {endpoint_uuid}"
         try:
             clients = await self.clients()
-            task_ids = await self._call(
-                f"submit to endpoint {endpoint_uuid}",
-                _submit_batch,
-                clients,
-                endpoint_uuid,
-                function_uuid,
-                [item.args for item in items],
-                endpoint=endpoint_uuid,
+            task_ids = await self._on_loop(
+                doing,
+                self._submit_batch(clients, endpoint_uuid, function_uuid, [i.args for i in items]),
             )
         except ComputeError as exc:
             self._refused(exc)
@@ -368,32 +403,68 @@ class ComputeSession:
             if not item.task_id.done():
                 item.task_id.set_result(task_id)
 
+    async def _submit_batch(
+        self, clients: Clients, endpoint_uuid: str, function_uuid: str, arg_lists: list[Any]
+    ) -> list[str]:
+        """Submit one task per argument tuple in one call; their task ids in the same order."""
+        batch = once.new_batch(clients.sdk.fx_serializer, clients.runtime)
+        for args in arg_lists:
+            batch.add(function_uuid, args)
+        authorization = await self._authorization(clients)
+        response = await self._web.submit(
+            clients.address, authorization, endpoint_uuid, batch.prepare()
+        )
+        return _task_ids(response, function_uuid, len(arg_lists))
+
     # --- results ---------------------------------------------------------------------------
 
-    async def result(self, task_id: str) -> Any:
+    async def result(self, task_id: str, pulse: StreamPulse | None = None) -> Any:
+        """The task's result; while `pulse` says its stream is live, it is not asked for."""
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[task_id] = waiter
+        if pulse is not None:
+            self._pulses[task_id] = pulse
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._poll_while_waiting())
         try:
             return await waiter
         finally:
             self._waiters.pop(task_id, None)
+            self._pulses.pop(task_id, None)
+
+    def _to_poll(self) -> list[str]:
+        pulses = self._pulses
+        if not pulses:
+            return [tid for tid, waiter in self._waiters.items() if not waiter.done()]
+        now, quiet = time.monotonic(), self._config.stream_quiet
+        return [
+            tid
+            for tid, waiter in self._waiters.items()
+            if not waiter.done() and not ((pulse := pulses.get(tid)) and pulse.live(now, quiet))
+        ]
+
+    async def _read_results(
+        self, clients: Clients, task_ids: list[str]
+    ) -> dict[str, tuple[bool, Any]]:
+        outcomes: dict[str, tuple[bool, Any]] = {}
+        for start in range(0, len(task_ids), MAX_BATCH):
+            authorization = await self._authorization(clients)
+            response = await self._web.batch_status(
+                clients.address, authorization, task_ids[start : start + MAX_BATCH]
+            )
+            _read_outcomes(response, clients.sdk.fx_serializer, outcomes)
+        return outcomes
 
     async def _poll_while_waiting(self) -> None:
         while self._waiters:
             await asyncio.sleep(self._config.poll_interval)
-            task_ids = [tid for tid, waiter in self._waiters.items() if not waiter.done()]
+            task_ids = self._to_poll()
             if not task_ids:
                 continue
             try:
                 clients = await self.clients()
-                outcomes = await self._call(
-                    "read task results",
-                    _read_results,
-                    clients.v2,
-                    clients.sdk.fx_serializer,
-                    task_ids,
+                outcomes = await self._on_loop(
+                    "read task results", self._read_results(clients, task_ids)
                 )
             except ComputeError as exc:
                 self._poll_failed(exc)
@@ -446,6 +517,7 @@ class ComputeSession:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self._web.close()
         closing = ComputeServiceError("the gateway is shutting down")
         for waiter in self._waiters.values():
             if not waiter.done():
@@ -457,47 +529,39 @@ class ComputeSession:
                     item.task_id.set_exception(closing)
 
 
-def _submit_batch(
-    clients: Clients, endpoint_uuid: str, function_uuid: str, arg_lists: list[tuple[Any, ...]]
-) -> list[str]:
-    """Submit one task per argument tuple in one call; their task ids in the same order."""
-    batch = once.new_batch(clients.sdk.fx_serializer, clients.runtime)
-    for args in arg_lists:
-        batch.add(function_uuid, args)
-    response = clients.v3.submit(endpoint_uuid, batch.prepare()).data
+def _task_ids(response: Any, function_uuid: str, count: int) -> list[str]:
+    """The task ids of a submission's answer, in the order the tasks were added."""
     tasks = response.get("tasks") if isinstance(response, dict) else None
     if not isinstance(tasks, dict):
         raise ComputeServiceError("Globus Compute answered the submission without task ids")
     task_ids = tasks.get(str(uuid.UUID(function_uuid)), [])
-    if len(task_ids) != len(arg_lists):
+    if len(task_ids) != count:
         raise ComputeServiceError(
-            f"Globus Compute returned {len(task_ids)} task ids for {len(arg_lists)} tasks"
+            f"Globus Compute returned {len(task_ids)} task ids for {count} tasks"
         )
     return [str(task_id) for task_id in task_ids]
 
 
-def _read_results(
-    web: globus_sdk.ComputeClientV2, serializer: ComputeSerializer, task_ids: list[str]
-) -> dict[str, tuple[bool, Any]]:
-    """{task id: (True, result) or (False, short reason)} for the tasks that finished."""
-    outcomes: dict[str, tuple[bool, Any]] = {}
-    for start in range(0, len(task_ids), MAX_BATCH):
-        response = web.get_task_batch(task_ids[start : start + MAX_BATCH])
-        results = response.data.get("results") or {}
-        for task_id, info in results.items():
-            if not isinstance(info, dict):
-                continue
-            status = str(info.get("status", "")).lower()
-            if "result" in info:
-                try:
-                    outcomes[task_id] = (True, serializer.deserialize(info["result"]))
-                except Exception as exc:
-                    outcomes[task_id] = (False, f"the task's result cannot be read: {exc}")
-            elif "exception" in info:
-                outcomes[task_id] = (False, remote_reason(str(info["exception"])))
-            elif status in ("success", "failed"):
-                outcomes[task_id] = (False, str(info.get("reason") or f"task {status}"))
-    return outcomes
+def _read_outcomes(
+    response: Any, serializer: ComputeSerializer, outcomes: dict[str, tuple[bool, Any]]
+) -> None:
+    """Add {task id: (True, result) or (False, short reason)} for the tasks that finished."""
+    results = response.get("results") if isinstance(response, dict) else None
+    if results is not None and not isinstance(results, dict):
+        raise ComputeServiceError("Globus Compute answered the status call without results")
+    for task_id, info in (results or {}).items():
+        if not isinstance(info, dict):
+            continue
+        status = str(info.get("status", "")).lower()
+        if "result" in info:
+            try:
+                outcomes[task_id] = (True, serializer.deserialize(info["result"]))
+            except Exception as exc:
+                outcomes[task_id] = (False, f"the task's result cannot be read: {exc}")
+        elif "exception" in info:
+            outcomes[task_id] = (False, remote_reason(str(info["exception"])))
+        elif status in ("success", "failed"):
+            outcomes[task_id] = (False, str(info.get("reason") or f"task {status}"))
 
 
 class GlobusComputeExecutor(ComputeExecutor):
@@ -527,6 +591,7 @@ class GlobusComputeExecutor(ComputeExecutor):
         *,
         timeout: float,
         on_task: Callable[[str], None] | None = None,
+        pulse: StreamPulse | None = None,
     ) -> Any:
         for name, value in (("endpoint", endpoint_uuid), ("function", function_uuid)):
             try:
@@ -541,7 +606,7 @@ class GlobusComputeExecutor(ComputeExecutor):
                 task_id = await session.submit(endpoint_uuid, function_uuid, args)
                 if on_task is not None:
                     on_task(task_id)
-                return await session.result(task_id)
+                return await session.result(task_id, pulse)
         except TimeoutError:
             raise ComputeTimeout(f"no result within {timeout:g}s", task_id) from None
         finally:

@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resource_server_async.compute.base import (
     MAX_REASON_CHARS,
@@ -25,6 +25,9 @@ from resource_server_async.compute.base import (
     RemoteFunctionError,
 )
 from resource_server_async.compute.functions import FunctionPathError, import_callable
+
+if TYPE_CHECKING:
+    from resource_server_async.compute.pulse import StreamPulse
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,7 @@ class LocalExecutor(ComputeExecutor):
         *,
         timeout: float,
         on_task: Callable[[str], None] | None = None,
+        pulse: StreamPulse | None = None,
     ) -> Any:
         function = self._function(function_uuid)
         if self._in_pool >= self._capacity:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from resource_server_async.compute.base import ComputeError
+from resource_server_async.compute.pulse import StreamPulse
 from resource_server_async.endpoints.compute_outcomes import (
     compute_error,
     failure_error,
@@ -93,6 +94,7 @@ class ComputeStream:
         idle_timeout: float,
         outcome: RequestOutcome | None = None,
         result_wait: float = 0.0,
+        pulse: StreamPulse | None = None,
     ) -> None:
         self._hub = hub
         self._subscription = subscription
@@ -115,6 +117,8 @@ class ComputeStream:
         self._ended = False
         self._closed = False
         self._announcement: asyncio.Task[Any] | None = None
+        # Told of each chunk, so that the executor does not poll for the result meanwhile.
+        self._pulse = pulse or StreamPulse()
         run.add_done_callback(self._announce_finish)
 
     def _announce_finish(self, run: asyncio.Task[Any]) -> None:
@@ -179,6 +183,7 @@ class ComputeStream:
     def _take(self, event: StreamEvent) -> bytes:
         """SSE bytes for a data event (maybe none yet); raise _Finished or the caller's error."""
         if event.kind == DATA:
+            self._pulse.beat()
             chunk = self._assembler.feed(event.text)
             self._relayed = self._relayed or bool(chunk)
             self._finish_seen = self._finish_seen or bool(_FINISH_REASON.search(chunk))
@@ -250,6 +255,7 @@ class ComputeStream:
         if self._closed:
             return
         self._closed = True
+        self._pulse.end()
         if self._whole and self._outcome is not None:
             if self._run.done():
                 self._note_timing(self._run)

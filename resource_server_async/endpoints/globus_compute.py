@@ -22,6 +22,7 @@ from resource_server_async import runtime
 from resource_server_async.catalog.adapter_config import AdapterConfig
 from resource_server_async.compute import function_problems
 from resource_server_async.compute.base import ComputeError, ComputeExecutor
+from resource_server_async.compute.pulse import StreamPulse
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.endpoints.compute_outcomes import compute_error, reply_from_result
 from resource_server_async.endpoints.compute_stream import ComputeStream
@@ -161,6 +162,7 @@ class GlobusComputeEndpoint(BaseEndpoint):
             "stream_task_token": issue_token(stream_id, settings.STREAMING_MAX_SECONDS),
         }
         request.calling(self)
+        pulse = StreamPulse()  # while chunks flow, the task's result is not polled for
         run = asyncio.get_running_loop().create_task(
             executor.run(
                 self.compute.endpoint_uuid,
@@ -168,6 +170,7 @@ class GlobusComputeEndpoint(BaseEndpoint):
                 (self.payload(request, target),),
                 timeout=min(settings.COMPUTE_RESULT_TIMEOUT, settings.STREAMING_MAX_SECONDS),
                 on_task=_task_noter(request),
+                pulse=pulse,
             )
         )
         stream = ComputeStream(
@@ -180,6 +183,7 @@ class GlobusComputeEndpoint(BaseEndpoint):
             idle_timeout=settings.STREAMING_IDLE_TIMEOUT,
             outcome=request.outcome,
             result_wait=settings.STREAMING_RESULT_WAIT_SECONDS,
+            pulse=pulse,
         )
         await stream.start()
         if request.outcome is not None:

@@ -1,10 +1,12 @@
-"""A stand-in for Globus Auth and the Globus Compute web service, at the HTTP level (`responses`).
+"""A stand-in for Globus Auth and the Globus Compute web service: a real HTTP server in a thread.
 
-The real globus-compute-sdk and globus-sdk run against it: functions registered through it are
-stored as the service stores them, and each submitted task is deserialized with the SDK's own
-serializer and really executed (in a thread, as an endpoint's worker would), its result or
-traceback served back by `/v2/batch_status`. Loopback HTTP passes through untouched, so the
+The real globus-compute-sdk and globus-sdk (and the executor's aiohttp calls) run against it,
+sent there by GLOBUS_SDK_SERVICE_URL_AUTH and GLOBUS_SDK_SERVICE_URL_COMPUTE while it runs:
+functions registered through it are stored as the service stores them, and each submitted task
+is deserialized with the SDK's own serializer and really executed (in a thread, as an
+endpoint's worker would), its result or traceback served back by `/v2/batch_status`. The
 executed functions reach real servers (the fake model backend, the gateway's side channel).
+The test reads and changes its state directly (faults, hung endpoints, counts).
 """
 
 from __future__ import annotations
@@ -14,18 +16,18 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
-import responses
+import pytest
 from globus_compute_sdk.serialize import ComputeSerializer
 from globus_compute_sdk.serialize.concretes import PureSourceTextInspect
 
-COMPUTE = "https://compute.api.globus.org"
-AUTH = "https://auth.globus.org"
+Answer = tuple[int, dict[str, str], bytes]
 CLIENT_ID = "6d2d3a1e-5f3a-4d58-9f3b-6c1c8b0a1f00"
 CLIENT_SECRET = "test-client-secret-" + uuid.uuid4().hex
 TOKEN = "compute-token-" + uuid.uuid4().hex
@@ -102,32 +104,29 @@ class FakeComputeService:
         self.functions[function_id] = PureSourceTextInspect.identifier + f"{name}:{source}"
         return function_id
 
-    def start(self, mock: responses.RequestsMock) -> FakeComputeService:
-        mock.add_passthru(re.compile(r"http://(127\.0\.0\.1|localhost)[:/]"))
-        mock.add_callback(responses.POST, f"{AUTH}/v2/oauth2/token", self._token)
-        mock.add_callback(responses.POST, f"{COMPUTE}/v3/functions", self._register)
-        mock.add_callback(
-            responses.POST, re.compile(rf"{COMPUTE}/v3/endpoints/([^/]+)/submit"), self._submit
-        )
-        mock.add_callback(responses.POST, f"{COMPUTE}/v2/batch_status", self._batch_status)
-        mock.add_callback(
-            responses.GET, re.compile(rf"{COMPUTE}/v2/endpoints/([^/]+)/status"), self._status
-        )
-        return self
+    def routes(self) -> list[tuple[str, re.Pattern[str], Callable[[Any], Answer]]]:
+        return [
+            ("POST", re.compile(r"/v2/oauth2/token"), self._token),
+            ("POST", re.compile(r"/v3/functions"), self._register),
+            ("POST", re.compile(r"/v3/endpoints/[^/]+/submit"), self._submit),
+            ("POST", re.compile(r"/v2/batch_status"), self._batch_status),
+            ("GET", re.compile(r"/v2/endpoints/[^/]+/status"), self._status),
+        ]
 
     def close(self) -> None:
+        self.release.set()  # hung submissions end with the test
         self._workers.shutdown(wait=False, cancel_futures=True)
 
     # --- handlers (called in the thread that makes the request) ------------------------------
 
     @staticmethod
-    def _json(status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
+    def _json(status: int, body: Any) -> Answer:
         return status, {"Content-Type": "application/json"}, orjson.dumps(body)
 
-    def _error(self, status: int, code: str, message: str) -> tuple[int, dict[str, str], bytes]:
+    def _error(self, status: int, code: str, message: str) -> Answer:
         return self._json(status, {"code": code, "message": message, "http_status_code": status})
 
-    def _token(self, request: Any) -> tuple[int, dict[str, str], bytes]:
+    def _token(self, request: Any) -> Answer:
         self.token_requests += 1
         form = dict(pair.split("=", 1) for pair in (request.body or "").split("&") if pair)
         header = request.headers.get("Authorization", "")
@@ -151,7 +150,7 @@ class FakeComputeService:
     def _authorized(self, request: Any) -> bool:
         return request.headers.get("Authorization") == f"Bearer {TOKEN}"
 
-    def _register(self, request: Any) -> tuple[int, dict[str, str], bytes]:
+    def _register(self, request: Any) -> Answer:
         if not self._authorized(request):
             return self._error(401, "UNAUTHORIZED", "bad token")
         body = orjson.loads(request.body)
@@ -164,7 +163,7 @@ class FakeComputeService:
         self.functions[function_id] = code
         return self._json(200, {"function_uuid": function_id})
 
-    def _submit(self, request: Any) -> tuple[int, dict[str, str], bytes]:
+    def _submit(self, request: Any) -> Answer:
         if not self._authorized(request):
             return self._error(401, "UNAUTHORIZED", "bad token")
         endpoint_id = request.url.split("/v3/endpoints/")[1].split("/")[0]
@@ -221,7 +220,7 @@ class FakeComputeService:
         args, kwargs = self.serializer.unpack_buffers(payload)
         return self.serializer.deserialize(args), self.serializer.deserialize(kwargs)
 
-    def _batch_status(self, request: Any) -> tuple[int, dict[str, str], bytes]:
+    def _batch_status(self, request: Any) -> Answer:
         if not self._authorized(request):
             return self._error(401, "UNAUTHORIZED", "bad token")
         self.batch_status_calls += 1
@@ -255,7 +254,7 @@ class FakeComputeService:
             document["exception"] = "".join(traceback.format_exception(error))
         return document
 
-    def _status(self, request: Any) -> tuple[int, dict[str, str], bytes]:
+    def _status(self, request: Any) -> Answer:
         if not self._authorized(request):
             return self._error(401, "UNAUTHORIZED", "bad token")
         self.status_calls += 1
@@ -266,11 +265,64 @@ class FakeComputeService:
         return self._json(200, document)
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What the handlers read of a request."""
+
+    method: str
+    url: str  # the path
+    headers: Any  # case-insensitive
+    body: str
+
+
+def _handler(service: FakeComputeService) -> type[BaseHTTPRequestHandler]:
+    routes = service.routes()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the real service
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else ""
+            path = self.path.split("?", 1)[0]
+            for method, pattern, route in routes:
+                if method == self.command and pattern.fullmatch(path):
+                    status, headers, content = route(
+                        _Request(self.command, path, self.headers, body)
+                    )
+                    break
+            else:
+                status, headers, content = 404, {}, b'{"code": "NOT_FOUND"}'
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
 def fake_compute_service() -> Iterator[FakeComputeService]:
-    """Body of a fixture: the fake service, active for the duration of the test."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        service = FakeComputeService().start(mock)
-        try:
+    """Body of a fixture: the fake service, serving (and the SDKs sent to it) for the duration
+    of the test."""
+    service = FakeComputeService()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(service))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="fake-compute", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("GLOBUS_SDK_SERVICE_URL_AUTH", f"{url}/")
+            patch.setenv("GLOBUS_SDK_SERVICE_URL_COMPUTE", url)
             yield service
-        finally:
-            service.close()
+    finally:
+        service.close()
+        server.shutdown()
+        server.server_close()

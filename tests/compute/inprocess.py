@@ -1,8 +1,8 @@
 """The gateway's ASGI API served by uvicorn inside the test's own event loop and process.
 
-For tests that must share the process with an HTTP-level fake (`responses` patches `requests`
-in this process only) or look at the process's stream hub. Everything else about the server is
-real: routes, lifespan, sockets on loopback.
+For tests that change a fake's state from the test while the gateway runs (the fake Compute
+service's endpoints and faults), or look at the process's stream hub. Everything else about the
+server is real: routes, lifespan, sockets on loopback.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """End to end on the Globus Compute path: the official openai client, the gateway's real HTTP
-API (in this process, so that the HTTP-level fake of Globus Compute applies), the real SDK, the
+API (in this process, so that the test changes the fake Compute service's state), the real SDK, the
 inference function executed by the fake service, the fake model backend, and for streams the
 side channel back into the gateway.
 """
@@ -91,6 +91,28 @@ async def test_streaming_through_the_side_channel(
     assert len([p for p in pieces if p]) >= 12
     # The function took the stream target from the gateway, not from the client's body.
     assert "stream_task_token" not in backend.last.json
+
+
+async def test_a_streaming_task_is_not_polled_for_while_its_chunks_flow(
+    gateway: openai.AsyncOpenAI, service: FakeComputeService
+) -> None:
+    chunks = 60  # 30 ms apart: polled all along (every 20 ms), the task is asked 20-60 times
+    stream = await gateway.chat.completions.create(
+        model="fake-model",
+        messages=[{"role": "user", "content": "a long answer"}],
+        stream=True,
+        extra_body={"fake": {"chunks": chunks, "chunk_delay": 0.03}},
+    )
+    pieces = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
+
+    assert len([p for p in pieces if p]) >= chunks
+    (task,) = [
+        task
+        for task in service.tasks.values()
+        if "stream_task_id" in service.arguments(task.payload)[0][0]["model_params"]
+    ]
+    # Asked before its first chunk and once its stream ended, not in between.
+    assert task.polls < chunks / 8, task.polls
 
 
 async def test_inference_server_error_before_the_stream_is_the_http_error(

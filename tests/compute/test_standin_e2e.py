@@ -16,11 +16,11 @@ import requests
 
 from bench import compute_standin
 from resource_server_async.compute.functions import INFERENCE, PBS_STATUS
-from scripts import processes
 from tests.compute.catalog import cluster_row, endpoint_row, write_fixtures
 from tests.compute.conftest import STREAMING_SECRET
+from tests.compute.standin import running_standin
 from tests.fake_backend import FakeBackend
-from tests.servers import ROOT, GatewayServer, free_port
+from tests.servers import GatewayServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -32,19 +32,13 @@ ENDPOINT = str(uuid.uuid4())
 def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The stand-in's URL; the functions it executes reach the model over plain loopback HTTP."""
     log = tmp_path_factory.mktemp("standin") / "standin.log"
-    port = free_port()
     env = {
         **os.environ,
         "INFERENCE_API_BASE_URL": "http://127.0.0.1:{api_port}",
         "INTERNAL_STREAMING_SECRET": STREAMING_SECRET,
     }
-    process = processes.start(compute_standin.command(port, [ENDPOINT]), log, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        processes.wait_for_http(f"{url}/standin/health", process=process)
+    with running_standin(log, [ENDPOINT], env) as url:
         yield url
-    finally:
-        processes.stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Federated routing by live state, load, circuits and sessions, end to end: three clusters serve
-one model, two through Globus Compute (the real SDK and adapter code against the HTTP-level fake
-service, the inference function executed for real) and one directly. The gateway's API runs in
-this process (the fake patches `requests` here), driven by the official async clients.
+one model, two through Globus Compute (the real SDK and adapter code against the fake service,
+a real HTTP server, the inference function executed for real) and one directly. The gateway's
+API runs in this process (the test changes the fake's endpoints), driven by the official async
+clients.
 
   hpc-a   Compute endpoint with workers, no scheduler ("jobs_from": "endpoints")   -> ready
   hpc-b   Compute endpoint without workers; its PBS queue holds the model's job   -> queued
