@@ -14,6 +14,9 @@ polls and reads results over HTTP. Measured, each from the gateway's own /proc f
    by the stand-in, are shown beside it: a longer stream waits longer for its result);
 3. 1,000 Compute-path requests in flight (results held back by the stand-in): the gateway's
    memory, threads and Redis connections before, at 1,000 and after.
+
+`--scenarios relay` runs part 2 alone (the side channel's figures, for tuning the relay), then
+counts the gateway's instructions per relayed chunk under callgrind (bench/relay_callgrind.py).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from bench import compute_standin
+from bench import callgrind, compute_standin
 from bench.processes import rss_megabytes, start, tree_cpu_seconds
 from resource_server_async.compute.functions import INFERENCE
 from scripts.processes import free_port, wait_for_http
@@ -52,7 +55,10 @@ STREAMS = 40
 LONG_CHUNKS = 200  # the marginal cost of a relayed chunk: LONG_STREAMS of these against STREAMS
 LONG_STREAMS = 20
 IN_FLIGHT = 1000
-DATABASE = "postgres://postgres@127.0.0.1:5432/gateway_bench_compute"
+# Its own database per run when several benches share the machine (BENCH_COMPUTE_DATABASE).
+DATABASE = os.environ.get(
+    "BENCH_COMPUTE_DATABASE", "postgres://postgres@127.0.0.1:5432/gateway_bench_compute"
+)
 BUDGET_TASK_MS = 1.0
 BUDGET_CHUNK_MS = 0.05
 BUDGET_RELAY_P50_MS = 1.0
@@ -344,10 +350,25 @@ def in_flight(tag: str, target: Target, standin: str, report: Report) -> None:
     )
 
 
+def gateway_overrides(standin: str, gateway_port: int) -> dict[str, str]:
+    """A gateway's settings against the stand-in, its side channel on `gateway_port`."""
+    return {
+        **compute_standin.gateway_env(standin),
+        "STREAMING_SERVER_HOST": "127.0.0.1",
+        "STREAMING_SERVER_PORT": str(gateway_port),
+        "STREAMING_SERVER_PROTOCOL": "http",
+        "INTERNAL_STREAMING_SECRET": SECRET,
+        "COMPUTE_POLL_INTERVAL": str(POLL_INTERVAL),
+        "COMPUTE_SUBMIT_QUEUE": str(IN_FLIGHT + 100),
+        "COMPUTE_RESULT_TIMEOUT": "300",
+    }
+
+
 def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Report) -> None:
     from bench.run import DRIVER_CORE, gateway
 
     workdir.mkdir(parents=True, exist_ok=True)
+    relay_only = "compute" not in args.scenarios  # --scenarios relay: the streaming part
     port = free_port()
     standin_env = {
         **os.environ,
@@ -368,16 +389,7 @@ def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Re
         wait_for_http(f"{standin}/standin/health")
         for store, tag in (("postgres", "Redis"), ("sqlite", "in-process")):
             gateway_port = free_port()
-            overrides = {
-                **compute_standin.gateway_env(standin),
-                "STREAMING_SERVER_HOST": "127.0.0.1",
-                "STREAMING_SERVER_PORT": str(gateway_port),
-                "STREAMING_SERVER_PROTOCOL": "http",
-                "INTERNAL_STREAMING_SECRET": SECRET,
-                "COMPUTE_POLL_INTERVAL": str(POLL_INTERVAL),
-                "COMPUTE_SUBMIT_QUEUE": str(IN_FLIGHT + 100),
-                "COMPUTE_RESULT_TIMEOUT": "300",
-            }
+            overrides = gateway_overrides(standin, gateway_port)
             sub = workdir / store
             sub.mkdir(exist_ok=True)
             with gateway(
@@ -390,13 +402,19 @@ def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Re
                 port=gateway_port,
             ) as target:
                 print(f"\ncompute scenario, {tag} ({store})", flush=True)
-                if store == "postgres":
+                if store == "postgres" and not relay_only:
                     non_streaming(target, backend_port, report)
                 streaming(tag, target, standin, report)
-                if store == "postgres":
+                if store == "postgres" and not relay_only:
                     in_flight(tag, target, standin, report)
+        if relay_only and args.callgrind_requests and callgrind.available():
+            from bench import relay_callgrind
+
+            relay_callgrind.bench(workdir / "callgrind", standin, backend_port, report)
     finally:
         process.stop()
+    if relay_only:
+        return
     from bench import compute_streams
 
     print(f"\nopen streams, {compute_streams.OPEN_STREAMS} (direct path)", flush=True)
@@ -413,11 +431,12 @@ def append_section(report: Report, args: argparse.Namespace) -> None:
     """A dated section at the end of --output (the scenario run alone)."""
     from bench.run import append_section as append
 
+    relay = args.scenarios == ["relay"]
     append(
         report,
         args,
-        "Globus Compute path (stand-in)",
-        "python -m bench.run --scenarios compute",
+        f"Globus Compute {'side-channel relay' if relay else 'path'} (stand-in)",
+        f"python -m bench.run --scenarios {'relay' if relay else 'compute'}",
         (__doc__ or "").split("\n\n", 1)[1].strip().replace("\n", " "),
         "detail",
         columns=("figure", "figure"),
