@@ -21,6 +21,7 @@ from resource_server_async.accounting.capture import CaptureMiddleware, answer_h
 from resource_server_async.admission.middleware import AdmissionMiddleware
 from resource_server_async.api.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
 from resource_server_async.api.gc_policy import CollectorPolicy
+from resource_server_async.api.views.streaming import SideChannelMiddleware
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.runtime import Runtime, installed
 
@@ -209,6 +210,8 @@ def build_app() -> Starlette:
             ),
             Middleware(SecurityHeadersMiddleware, headers=_SECURITY_HEADERS),
             Middleware(AllowedHostsMiddleware, allowed_hosts=settings.ALLOWED_HOSTS),
+            # The side channel's POSTs (one per streamed chunk), ahead of the router.
+            Middleware(SideChannelMiddleware),
         ],
         lifespan=lifespan,
         exception_handlers={
