@@ -11,12 +11,14 @@ import weakref
 from collections.abc import AsyncIterator
 
 import pytest
+from django.utils.crypto import salted_hmac
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from resource_server_async.compute.functions import INFERENCE
 from resource_server_async.errors import GatewayError
 from resource_server_async.runtime import Runtime, installed
 from resource_server_async.streaming import (
+    _TOKEN_SALT,
     DATA,
     DONE,
     FINISHED,
@@ -151,6 +153,10 @@ def test_tokens_are_bound_to_their_task_and_expire() -> None:
     expires, _, signature = token.partition(".")
     # Moving the expiry breaks the signature.
     assert not token_matches("task-1", f"{int(expires) + 3600}.{signature}")
+    # The HMAC Django's salted_hmac makes, which tokens issued before were signed with.
+    assert (
+        signature == salted_hmac(_TOKEN_SALT, f"task-1.{expires}", algorithm="sha256").hexdigest()
+    )
     # "\xb2" ('²') is a digit to str.isdigit() but not to int().
     for garbage in ("", "abc", "123.", ".abc", "x.y", "\xb2.x", "\xb2" + token[1:], "١٢.x"):
         assert not token_matches("task-1", garbage)
@@ -288,3 +294,64 @@ async def test_a_stream_past_the_redis_readers_answers_503(settings: SettingsWra
         assert (caught.value.status, caught.value.code) == (503, "stream_hub_busy")
         assert caught.value.headers["Retry-After"] == "1"
         await held.close()
+
+
+async def test_a_read_cancelled_midway_does_not_give_its_connection_to_the_next_stream() -> None:
+    hub = _redis_hub(readers=2)
+    try:
+        first = await hub.open("task-n", lifetime=60)
+        waiting = asyncio.ensure_future(first.next(5))
+        await asyncio.sleep(0.1)  # blocked in XREAD on Redis
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await first.close()
+
+        # Its XREAD would still answer later: the connection is closed, not kept.
+        assert hub.connections == 0
+        second = await hub.open("task-o", lifetime=60)
+        assert await hub.publish("task-o", StreamEvent(DATA, "after")) is Published.ACCEPTED
+        assert await second.next(2) == StreamEvent(DATA, "after")
+        await second.close()
+        assert hub.connections == 1  # kept for the next stream
+    finally:
+        await hub.close()
+
+
+async def test_calls_waiting_on_the_publishing_connection_are_bounded() -> None:
+    from resource_server_async.admission.redis_pipe import RedisUnavailable
+
+    hub = _redis_hub(readers=1)  # at most 4 calls waiting
+    try:
+        subscription = await hub.open("task-p", lifetime=60)
+        outcomes = await asyncio.gather(
+            *(hub.publish("task-p", StreamEvent(DATA, "x")) for _ in range(10)),
+            return_exceptions=True,
+        )
+
+        refused = [o for o in outcomes if isinstance(o, RedisUnavailable)]
+        assert len(refused) == 6
+        assert outcomes.count(Published.ACCEPTED) + outcomes.count(Published.FULL) == 4
+        await subscription.close()
+    finally:
+        await hub.close()
+
+
+async def test_a_blocking_read_past_its_timeout_fails_and_leaves_the_connection_unusable() -> None:
+    from redis.asyncio.connection import parse_url
+
+    from resource_server_async.redis_blocking import BlockingConnection, RedisReadFailed
+
+    connection = await BlockingConnection.open(dict(parse_url(_redis_url())), timeout=5)
+    key = f"test-{uuid.uuid4().hex}"
+    try:
+        assert await connection.request([("XADD", key, "*", "k", "v")], timeout=5)
+        assert connection.idle
+        with pytest.raises(RedisReadFailed, match=r"did not answer within 0\.2 s"):
+            await connection.request([("XREAD", "BLOCK", 5000, "STREAMS", key, "$")], timeout=0.2)
+        assert not connection.idle
+        with pytest.raises(RedisReadFailed, match="closed or busy"):
+            await connection.request([("PING",)], timeout=5)
+    finally:
+        connection.close()
+        await _redis_command("DEL", key)
