@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from resource_server_async import runtime
+from resource_server_async.api.http import check_declared_length, json_object, too_large
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.streaming import (
     DATA,
@@ -56,23 +57,9 @@ def _check_secret(given: bytes) -> None:
         )
 
 
-def _too_large(limit: int) -> GatewayError:
-    return GatewayError(
-        413, "request_too_large", f"The request body is larger than the limit of {limit} bytes."
-    )
-
-
 async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
     """The body, refusing (413) more than `limit` bytes, declared or sent chunked."""
-    if declared is not None:
-        try:
-            too_big = int(declared) > limit
-        except ValueError:
-            raise GatewayError(
-                400, "invalid_content_length", "Content-Length is not a number"
-            ) from None
-        if too_big:
-            raise _too_large(limit)
+    check_declared_length(declared, limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -84,30 +71,10 @@ async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> by
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _json_object(raw: bytes) -> dict[str, object]:
-    # No depth check (unlike inference bodies): only three string fields are read, and the
-    # body is never encoded again.
-    if not raw.strip():
-        raise GatewayError(400, "invalid_json", "The request body is empty; send a JSON object.")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise GatewayError(
-            400, "invalid_json", f"The request body is not valid JSON: {exc}"
-        ) from None
-    if not isinstance(body, dict):
-        raise GatewayError(
-            400,
-            "invalid_json",
-            f"The request body must be a JSON object, not {type(body).__name__}.",
-        )
-    return body
 
 
 def _text_field(body: dict[str, object], name: str) -> str:
@@ -177,7 +144,7 @@ async def _receive(scope: Scope, receive: Receive, kind: str) -> str:
         elif name == b"content-length":
             declared = value
     _check_secret(secret or b"")
-    body = _json_object(await _read_body(receive, declared, settings.STREAMING_MAX_BODY_BYTES))
+    body = json_object(await _read_body(receive, declared, settings.STREAMING_MAX_BODY_BYTES))
     task_id = body.get("task_id")
     if not isinstance(task_id, str) or not task_id:
         raise GatewayError(
