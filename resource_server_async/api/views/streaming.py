@@ -5,9 +5,9 @@ Every check happens before anything is published, and a POST only ever reaches t
 token was issued for, so a bad POST cannot disturb any stream.
 
 A stream's every chunk is one POST here, so the handler is plain ASGI, answered by
-`SideChannelMiddleware` ahead of Starlette's exception middleware and router (the edge's host
-check and headers still apply; admission and the capture let it through, as it is not an
-inference request): the headers are scanned once, the body read with its bound, and the answer
+`SideChannelMiddleware` ahead of admission, the capture (it is not an inference request),
+Starlette's exception middleware and the router; the edge's host check and headers still
+apply. The headers are scanned once, the body read with its bound, and the answer
 written without a Request or Response object. Errors are in the OpenAI dialect, as elsewhere
 on `/resource_server/`.
 """
@@ -188,15 +188,17 @@ side_channel = SideChannel()
 
 
 class SideChannelMiddleware:
-    """Sends the side channel's POSTs to `side_channel` at once; everything else (other
-    methods on these paths too, which the routes answer with 405) goes on to `app`."""
+    """Sends the side channel's POSTs to `side_channel` (this module's, wrapped in the edge's
+    checks by app.py) at once; everything else (other methods on these paths too, which the
+    routes answer with 405) goes on to `app`."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, side_channel: ASGIApp) -> None:
         self.app = app
+        self.side_channel = side_channel
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in KINDS and scope["method"] == "POST":
-            await side_channel(scope, receive, send)
+            await self.side_channel(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
