@@ -30,6 +30,7 @@ from typing import Any
 from django.conf import settings
 
 from resource_server_async.admission.redis_pipe import Script, ScriptPipe
+from resource_server_async.admission.resp import Packed, bulk, packed_value
 from resource_server_async.redis_blocking import BlockingConnection
 
 # Kinds of events. "finished" is posted by the gateway itself when the task's result arrives.
@@ -396,9 +397,12 @@ class RedisStreamHub(StreamHub):
 
     async def publish(self, task_id: str, event: StreamEvent, *, bounded: bool = True) -> Published:
         limit = self.backlog.messages + 1 if bounded else 0  # +1: the reader's last entry stays
-        answer = await self.writer.call(
-            _PUBLISH, self.keys(task_id), (limit, event.kind, event.text, self.backlog.bytes)
-        )
+        key, counter = self.keys(task_id)
+        # Packed here: ScriptPipe remembers the arguments it packs (they repeat in admission's
+        # calls), which must not hold every chunk's text (up to STREAMING_MAX_BODY_BYTES each).
+        arguments = b"".join(map(packed_value, (2, key, counter, limit, event.kind)))
+        arguments += bulk(event.text) + packed_value(self.backlog.bytes)
+        answer = await self.writer.call(_PUBLISH, (), Packed(7, arguments))
         return {1: Published.ACCEPTED, -1: Published.FULL}.get(int(answer), Published.UNKNOWN)
 
     async def close(self) -> None:

@@ -355,3 +355,22 @@ async def test_a_blocking_read_past_its_timeout_fails_and_leaves_the_connection_
     finally:
         connection.close()
         await _redis_command("DEL", key)
+
+
+async def test_chunk_texts_are_not_remembered_by_the_publishing_connection() -> None:
+    from resource_server_async.admission.resp import packed_values
+
+    hub = _redis_hub()
+    try:
+        subscription = await hub.open("task-q", lifetime=60)
+        await hub.publish("task-q", StreamEvent(DATA, "first"))
+        remembered = packed_values()
+        for index in range(50):
+            await hub.publish("task-q", StreamEvent(DATA, f"chunk {index}"))
+            assert await subscription.next(1) is not None
+
+        # The keys and bounds repeat and are remembered once; no chunk's text is.
+        assert packed_values() == remembered
+        await subscription.close()
+    finally:
+        await hub.close()
