@@ -14,8 +14,11 @@ import http.client
 import shutil
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # A process under callgrind starts ~30x slower than without.
 STARTUP_SECONDS = 300.0
@@ -75,6 +78,16 @@ def total_instructions(outdir: Path, pid: int) -> int:
             if line.startswith("totals:"):
                 total += int(line.split()[1])
     return total
+
+
+def counted(outdir: Path, pid: int, work: Callable[[], T]) -> tuple[int, T]:
+    """The instructions the process executes while `work` runs (nothing else counted)."""
+    before = total_instructions(outdir, pid)
+    _control(pid, "--instr=on")
+    result = work()
+    _control(pid, "--dump")
+    _control(pid, "--instr=off")
+    return total_instructions(outdir, pid) - before, result
 
 
 def instructions_per_request(

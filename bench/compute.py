@@ -14,6 +14,9 @@ polls and reads results over HTTP. Measured, each from the gateway's own /proc f
    by the stand-in, are shown beside it: a longer stream waits longer for its result);
 3. 1,000 Compute-path requests in flight (results held back by the stand-in): the gateway's
    memory, threads and Redis connections before, at 1,000 and after.
+
+`--scenarios relay` runs part 2 alone (the side channel's figures, for tuning the relay), then
+counts the gateway's instructions per relayed chunk under callgrind (bench/relay_callgrind.py).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from bench import compute_standin
+from bench import callgrind, compute_standin
 from bench.processes import rss_megabytes, start, tree_cpu_seconds
 from resource_server_async.compute.functions import INFERENCE
 from scripts.processes import free_port, wait_for_http
@@ -349,6 +352,20 @@ def in_flight(tag: str, target: Target, standin: str, report: Report) -> None:
     )
 
 
+def gateway_overrides(standin: str, gateway_port: int) -> dict[str, str]:
+    """A gateway's settings against the stand-in, its side channel on `gateway_port`."""
+    return {
+        **compute_standin.gateway_env(standin),
+        "STREAMING_SERVER_HOST": "127.0.0.1",
+        "STREAMING_SERVER_PORT": str(gateway_port),
+        "STREAMING_SERVER_PROTOCOL": "http",
+        "INTERNAL_STREAMING_SECRET": SECRET,
+        "COMPUTE_POLL_INTERVAL": str(POLL_INTERVAL),
+        "COMPUTE_SUBMIT_QUEUE": str(IN_FLIGHT + 100),
+        "COMPUTE_RESULT_TIMEOUT": "300",
+    }
+
+
 @contextmanager
 def standin_process(workdir: Path) -> Iterator[str]:
     """The Compute stand-in on the driver's core; yields its URL."""
@@ -387,16 +404,7 @@ def compute_gateway(
     from bench.run import gateway
 
     gateway_port = free_port()
-    overrides = {
-        **compute_standin.gateway_env(standin),
-        "STREAMING_SERVER_HOST": "127.0.0.1",
-        "STREAMING_SERVER_PORT": str(gateway_port),
-        "STREAMING_SERVER_PROTOCOL": "http",
-        "INTERNAL_STREAMING_SECRET": SECRET,
-        "COMPUTE_POLL_INTERVAL": str(POLL_INTERVAL),
-        "COMPUTE_SUBMIT_QUEUE": str(IN_FLIGHT + 100),
-        "COMPUTE_RESULT_TIMEOUT": "300",
-    }
+    overrides = gateway_overrides(standin, gateway_port)
     sub = workdir / store
     sub.mkdir(exist_ok=True)
     with gateway(
@@ -415,8 +423,6 @@ def compute_gateway(
 def instructions_per_task(workdir: Path, backend_port: int, standin: str, count: int) -> None:
     """Instructions per task of the gateway (all its threads) under callgrind, at concurrency
     1 and 32: a figure the shared machine's load does not move."""
-    from bench import callgrind
-
     outdir = workdir / "callgrind"
     outdir.mkdir(parents=True, exist_ok=True)
     with compute_gateway(
@@ -457,15 +463,22 @@ def instructions_per_task(workdir: Path, backend_port: int, standin: str, count:
 
 
 def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Report) -> None:
+    relay_only = "compute" not in args.scenarios  # --scenarios relay: the streaming part
     with standin_process(workdir) as standin:
         for store, tag in (("postgres", "Redis"), ("sqlite", "in-process")):
             with compute_gateway(workdir, store, backend_port, standin) as target:
                 print(f"\ncompute scenario, {tag} ({store})", flush=True)
-                if store == "postgres":
+                if store == "postgres" and not relay_only:
                     non_streaming(target, backend_port, report)
                 streaming(tag, target, standin, report)
-                if store == "postgres":
+                if store == "postgres" and not relay_only:
                     in_flight(tag, target, standin, report)
+        if relay_only and args.callgrind_requests and callgrind.available():
+            from bench import relay_callgrind
+
+            relay_callgrind.bench(workdir / "callgrind", standin, backend_port, report)
+    if relay_only:
+        return
     from bench import compute_streams
 
     print(f"\nopen streams, {compute_streams.OPEN_STREAMS} (direct path)", flush=True)
@@ -482,11 +495,12 @@ def append_section(report: Report, args: argparse.Namespace) -> None:
     """A dated section at the end of --output (the scenario run alone)."""
     from bench.run import append_section as append
 
+    relay = args.scenarios == ["relay"]
     append(
         report,
         args,
-        "Globus Compute path (stand-in)",
-        "python -m bench.run --scenarios compute",
+        f"Globus Compute {'side-channel relay' if relay else 'path'} (stand-in)",
+        f"python -m bench.run --scenarios {'relay' if relay else 'compute'}",
         (__doc__ or "").split("\n\n", 1)[1].strip().replace("\n", " "),
         "detail",
         columns=("figure", "figure"),

@@ -53,6 +53,7 @@ SCENARIOS = (
     "batches",
     "dashboard",
     "compute",
+    "relay",
     "streams",
 )
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
@@ -629,7 +630,7 @@ def write_results(report: Report, args: argparse.Namespace) -> None:
 
         append_dashboard_section(report, args)
         return
-    if args.scenarios == ["compute"]:
+    if args.scenarios in (["compute"], ["relay"]):
         from bench import compute
 
         compute.append_section(report, args)
@@ -784,7 +785,8 @@ def main() -> None:
         "1,000,000 records in PostgreSQL, chart cache off and on; a dated section when run "
         "alone), compute (the Globus Compute path against bench/compute_standin.py: CPU per "
         "task at concurrency 1/32/256, side-channel relay "
-        "with Redis and in-process, 1,000 requests in flight, then the open streams), streams "
+        "with Redis and in-process, 1,000 requests in flight, then the open streams), relay "
+        "(the compute scenario's side-channel relay alone), streams "
         "(the open streams alone: 100, 1,000, 10,000 held open on the direct path; a dated "
         "section when run alone)",
     )
@@ -862,7 +864,7 @@ def main() -> None:
 
                 (workdir / "dashboard").mkdir()
                 bench_dashboard(workdir / "dashboard", backend_port, report)
-            if "compute" in args.scenarios:
+            if "compute" in args.scenarios or "relay" in args.scenarios:
                 from bench import compute
 
                 compute.bench(args, workdir / "compute", backend_port, report)

@@ -488,7 +488,9 @@ class GatewaySettings(BaseSettings):
     """...and bytes of chunk text held per stream for a slow client (posts beyond answer 503)."""
     STREAMING_REDIS_READERS: PositiveInt = 500
     """With REDIS_URL: streams open at once per worker process, each waiting on a Redis connection
-    of its own; a stream request beyond answers 503 stream_hub_busy.
+    of its own (kept for the next stream when it ends); a stream request beyond answers 503
+    stream_hub_busy. The chunks are published through one pipelined connection, which holds at
+    most 4x this many calls waiting (a POST beyond answers 503 stream_hub_unavailable).
     """
     JOBS_CACHE_SECONDS: NonNegativeFloat = 60.0
     """/resource_server/{cluster}/jobs: seconds a cluster's job list is reused, and the timeout of

@@ -19,6 +19,8 @@ import abc
 import asyncio
 import collections
 import enum
+import functools
+import hashlib
 import hmac
 import time
 import weakref
@@ -26,7 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.utils.crypto import salted_hmac
+
+from resource_server_async.admission.redis_pipe import Script, ScriptPipe
+from resource_server_async.admission.resp import Packed, bulk, packed_value
+from resource_server_async.redis_blocking import BlockingConnection
 
 # Kinds of events. "finished" is posted by the gateway itself when the task's result arrives.
 DATA = "data"
@@ -66,8 +71,18 @@ class HubBusy(Exception):
 # --- task tokens --------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
+def _token_key(secret: str) -> bytes:
+    """The key Django's salted_hmac derives from SECRET_KEY for the tokens' salt, made once
+    per secret rather than per side-channel POST (the derivation was half the check's cost)."""
+    return hashlib.sha256(_TOKEN_SALT.encode() + secret.encode()).digest()
+
+
 def _signature(task_id: str, expires: int) -> str:
-    return salted_hmac(_TOKEN_SALT, f"{task_id}.{expires}", algorithm="sha256").hexdigest()
+    # The same HMAC as salted_hmac(_TOKEN_SALT, ..., algorithm="sha256"), so that tokens
+    # issued by any gateway process or version check here.
+    key = _token_key(settings.SECRET_KEY)
+    return hmac.new(key, f"{task_id}.{expires}".encode(), hashlib.sha256).hexdigest()
 
 
 def issue_token(task_id: str, lifetime: float) -> str:
@@ -127,29 +142,48 @@ class _LocalSubscription(Subscription):
         self._hub = hub
         self.expires = time.monotonic() + lifetime
         # Each event with the bytes of its text, which held_bytes adds up.
-        self.events: asyncio.Queue[tuple[StreamEvent, int]] = asyncio.Queue()
+        self.events: collections.deque[tuple[StreamEvent, int]] = collections.deque()
         self.held_bytes = 0
         self.expiry: asyncio.TimerHandle | None = None
+        # The reader's wait, when it waits: a post resolves it directly. (asyncio.wait_for on
+        # a Queue runs the wait in a task of its own: two more turns of the loop per event.)
+        self._waiter: asyncio.Future[None] | None = None
+        # Kept: asyncio.get_running_loop() makes a getpid() system call on Python 3.11.
+        self._loop = asyncio.get_running_loop()
 
     def put(self, event: StreamEvent, size: int) -> None:
         self.held_bytes += size
-        self.events.put_nowait((event, size))
+        self.events.append((event, size))
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
-    def _taken(self, item: tuple[StreamEvent, int]) -> StreamEvent:
-        event, size = item
+    def _taken(self) -> StreamEvent:
+        event, size = self.events.popleft()
         self.held_bytes -= size
         return event
 
     async def next(self, timeout: float) -> StreamEvent | None:
-        if not self.events.empty():
-            return self._taken(self.events.get_nowait())
-        try:
-            return self._taken(await asyncio.wait_for(self.events.get(), timeout))
-        except TimeoutError:
-            return None
+        if not self.events:
+            loop = self._loop
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(timeout, _time_up, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if not self.events:
+                return None
+        return self._taken()
 
     async def close(self) -> None:
         self._hub.forget(self)
+
+
+def _time_up(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _size(event: StreamEvent) -> int:
@@ -168,9 +202,7 @@ class LocalStreamHub(StreamHub):
         self.streams[task_id] = subscription
         # Forgotten at the end of its life even if its reader never closes it (a request that
         # was dropped before its stream was read).
-        subscription.expiry = asyncio.get_running_loop().call_later(
-            lifetime, self.forget, subscription
-        )
+        subscription.expiry = subscription._loop.call_later(lifetime, self.forget, subscription)
         return subscription
 
     def forget(self, subscription: _LocalSubscription) -> None:
@@ -194,10 +226,19 @@ class LocalStreamHub(StreamHub):
 
     def _full(self, subscription: _LocalSubscription, size: int) -> bool:
         held = subscription.held_bytes
-        return subscription.events.qsize() >= self.backlog.messages or (
+        return len(subscription.events) >= self.backlog.messages or (
             held > 0 and held + size > self.backlog.bytes
         )
 
+
+# Opens a stream: its first entry (whose id the reader starts after), the byte count, both
+# with the stream's lifetime.
+_OPEN_SCRIPT = """
+local opened = redis.call('XADD', KEYS[1], '*', 'k', 'open', 't', '')
+redis.call('SET', KEYS[2], 0, 'EX', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return opened
+"""
 
 # Appends only to a stream that exists (was opened, not closed, not expired) and is not full.
 # KEYS[2] counts the bytes of text not yet taken by the reader (it lives and dies with KEYS[1]).
@@ -215,7 +256,20 @@ redis.call('INCRBY', KEYS[2], size)
 return 1
 """
 
+_CLOSE_SCRIPT = "return redis.call('DEL', KEYS[1], KEYS[2])"
+
 _READ_COUNT = 256
+_WRITE_TIMEOUT = 10.0  # seconds for a call on the writing connection
+_PENDING_PER_READER = 4  # calls that may wait on the writing connection, per reader allowed
+
+
+class _Lease:
+    """The reading connection a subscription holds; given back to the hub's idle ones once."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self) -> None:
+        self.connection: BlockingConnection | None = None
 
 
 class _RedisSubscription(Subscription):
@@ -228,9 +282,10 @@ class _RedisSubscription(Subscription):
         # so that what Redis and this process hold together stays under the bound.
         self._taken_bytes = 0
         self._events: collections.deque[StreamEvent] = collections.deque()
+        self._lease = _Lease()
         # The stream's place among the hub's readers is given back once: on close, or when
         # the subscription is dropped without it (a request cancelled before its relay began).
-        self._finalizer = weakref.finalize(self, hub.release_reader)
+        self._finalizer = weakref.finalize(self, hub.release_reader, self._lease)
 
     async def next(self, timeout: float) -> StreamEvent | None:
         if not self._events:
@@ -241,53 +296,63 @@ class _RedisSubscription(Subscription):
         # One round trip: drop what was already taken (XLEN then counts only what waits, which
         # is what the backlog limit is about), and block until new entries or the timeout.
         key, counter = self._keys
-        pipe = self._hub.reader.pipeline(transaction=False)
-        pipe.xtrim(key, minid=self._after, approximate=False)
+        block = max(1, int(timeout * 1000))
+        commands: list[tuple[Any, ...]] = [("XTRIM", key, "MINID", self._after)]
         if self._taken_bytes:
-            pipe.decrby(counter, self._taken_bytes)
-        pipe.xread({key: self._after}, count=_READ_COUNT, block=max(1, int(timeout * 1000)))
-        *_, answer = await pipe.execute()
+            commands.append(("DECRBY", counter, self._taken_bytes))
+        commands.append(
+            ("XREAD", "COUNT", _READ_COUNT, "BLOCK", block, "STREAMS", key, self._after)
+        )
+        connection = self._lease.connection
+        if connection is None:
+            self._lease.connection = connection = await self._hub.reading_connection()
+        *_, answer = await connection.request(commands, timeout + self._hub.read_margin)
         self._taken_bytes = 0
         for _key, entries in answer or ():
             for entry_id, fields in entries:
                 self._after = entry_id
-                text = fields.get(b"t", b"")
+                # Fields as written by the scripts: k <kind> t <text>.
+                text: bytes = fields[3]
                 self._taken_bytes += len(text)
-                self._events.append(StreamEvent(fields[b"k"].decode(), text.decode()))
+                self._events.append(StreamEvent(fields[1].decode(), text.decode()))
 
     async def close(self) -> None:
         if not self._finalizer.alive:
             return
         self._finalizer()
-        await self._hub.writer.delete(*self._keys)
+        await self._hub.writer.call(_CLOSE, self._keys, ())
+
+
+_OPEN = Script(_OPEN_SCRIPT)
+_PUBLISH = Script(_PUBLISH_SCRIPT)
+_CLOSE = Script(_CLOSE_SCRIPT)
 
 
 class RedisStreamHub(StreamHub):
-    """Redis Streams: any worker process may receive a task's POSTs."""
+    """Redis Streams: any worker process may receive a task's POSTs.
 
-    def __init__(
-        self, url: str, prefix: str, backlog: Backlog, longest_wait: float, readers: int
-    ) -> None:
+    Opening, publishing and closing are one script call each on one pipelined connection
+    (admission's ScriptPipe: the calls of one turn of the loop go out in one write), which holds
+    at most 4 x STREAMING_REDIS_READERS calls waiting. Each open stream blocks in XREAD on a
+    reading connection of its own, so streams open at once are capped (open() raises HubBusy
+    beyond); connections of closed streams are kept for the next ones, as many as the cap.
+    """
+
+    def __init__(self, url: str, prefix: str, backlog: Backlog, readers: int) -> None:
         super().__init__(backlog)
-        import redis.asyncio as redis
+        from redis.asyncio.connection import parse_url
 
         self._prefix = prefix
-        self.writer: Any = redis.Redis.from_url(
-            url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
+        self.writer = ScriptPipe(
+            url, timeout=_WRITE_TIMEOUT, max_pending=_PENDING_PER_READER * readers
         )
-        # Each open stream blocks in XREAD on a connection of its own, so streams open at once
-        # are capped (open() raises HubBusy beyond) and the pool matches the cap: past it the
-        # pool would fail a stream already relaying, not refuse a new one.
         self.readers = readers
         self.open_streams = 0
-        # Blocking reads wait up to the longest stream timeout: their socket must wait longer.
-        self.reader: Any = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=5,
-            socket_timeout=longest_wait + 10,
-            max_connections=readers,
-        )
-        self._publish = self.writer.register_script(_PUBLISH_SCRIPT)
+        self._options: dict[str, Any] = dict(parse_url(url))
+        self._idle: list[BlockingConnection] = []
+        self.connections = 0  # reading connections, idle or not: at most `readers`
+        # A blocking read may take its whole timeout; Redis is given this much more to answer.
+        self.read_margin = _WRITE_TIMEOUT
 
     def keys(self, task_id: str) -> tuple[str, str]:
         """The stream's entries, and the count of bytes they hold."""
@@ -304,30 +369,48 @@ class RedisStreamHub(StreamHub):
             self.open_streams -= 1
             raise
 
-    def release_reader(self) -> None:
+    async def reading_connection(self) -> BlockingConnection:
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.idle:
+                return connection
+            self.connections -= 1  # Redis closed it meanwhile
+        connection = await BlockingConnection.open(self._options, _WRITE_TIMEOUT)
+        self.connections += 1
+        return connection
+
+    def release_reader(self, lease: _Lease) -> None:
         self.open_streams -= 1
+        connection, lease.connection = lease.connection, None
+        if connection is None:
+            return
+        # A read still under way (its request cancelled) would answer later: not reusable.
+        if connection.idle and len(self._idle) < self.readers:
+            self._idle.append(connection)
+        else:
+            connection.close()
+            self.connections -= 1
 
     async def _open(self, task_id: str, lifetime: float) -> Subscription:
-        key, counter = self.keys(task_id)
-        seconds = max(1, int(lifetime))
-        pipe = self.writer.pipeline(transaction=True)
-        pipe.xadd(key, {"k": "open", "t": ""})
-        pipe.set(counter, 0, ex=seconds)
-        pipe.expire(key, seconds)
-        opened, _, _ = await pipe.execute()
+        opened = await self.writer.call(_OPEN, self.keys(task_id), (max(1, int(lifetime)),))
         return _RedisSubscription(self, task_id, opened)
 
     async def publish(self, task_id: str, event: StreamEvent, *, bounded: bool = True) -> Published:
         limit = self.backlog.messages + 1 if bounded else 0  # +1: the reader's last entry stays
-        answer = await self._publish(
-            keys=list(self.keys(task_id)),
-            args=[limit, event.kind, event.text, self.backlog.bytes],
-        )
+        key, counter = self.keys(task_id)
+        # Packed here: ScriptPipe remembers the arguments it packs (they repeat in admission's
+        # calls), which must not hold every chunk's text (up to STREAMING_MAX_BODY_BYTES each).
+        arguments = b"".join(map(packed_value, (2, key, counter, limit, event.kind)))
+        arguments += bulk(event.text) + packed_value(self.backlog.bytes)
+        answer = await self.writer.call(_PUBLISH, (), Packed(7, arguments))
         return {1: Published.ACCEPTED, -1: Published.FULL}.get(int(answer), Published.UNKNOWN)
 
     async def close(self) -> None:
-        await self.writer.aclose()
-        await self.reader.aclose()
+        await self.writer.close()
+        for connection in self._idle:
+            connection.close()
+        self.connections -= len(self._idle)
+        self._idle.clear()
 
 
 def build_hub() -> StreamHub:
@@ -339,7 +422,6 @@ def build_hub() -> StreamHub:
             settings.REDIS_URL,
             f"{prefix}:",
             backlog,
-            max(settings.STREAMING_FIRST_CHUNK_TIMEOUT, settings.STREAMING_IDLE_TIMEOUT),
             settings.STREAMING_REDIS_READERS,
         )
     return LocalStreamHub(backlog)

@@ -21,6 +21,8 @@ from resource_server_async.accounting.capture import CaptureMiddleware, answer_h
 from resource_server_async.admission.middleware import AdmissionMiddleware
 from resource_server_async.api.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
 from resource_server_async.api.gc_policy import CollectorPolicy
+from resource_server_async.api.views import streaming
+from resource_server_async.api.views.streaming import SideChannelMiddleware
 from resource_server_async.errors import Dialect, GatewayError
 from resource_server_async.runtime import Runtime, installed
 
@@ -194,9 +196,16 @@ def _start_collector_policy() -> asyncio.Task[None] | None:
 
 
 def build_app() -> Starlette:
+    # The side channel's POSTs (one per streamed chunk) are not inference requests: ahead of
+    # admission, the capture and the router, with the edge's checks only.
+    side_channel = SecurityHeadersMiddleware(
+        AllowedHostsMiddleware(streaming.side_channel, allowed_hosts=settings.ALLOWED_HOSTS),
+        headers=_SECURITY_HEADERS,
+    )
     app = Starlette(
         routes=_routes(),
         middleware=[
+            Middleware(SideChannelMiddleware, side_channel=side_channel),
             # Outside the capture: it releases what admission charged once the capture has
             # the request's real usage (admission/middleware.py).
             Middleware(AdmissionMiddleware),

@@ -28,26 +28,31 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
+def check_declared_length(declared: str | bytes | None, limit: int) -> None:
+    """413 when a Content-Length header declares more than `limit` bytes; 400 if not a number."""
+    if declared is None:
+        return
+    try:
+        too_big = int(declared) > limit
+    except ValueError:
+        raise GatewayError(
+            400, "invalid_content_length", "Content-Length is not a number"
+        ) from None
+    if too_big:
+        raise too_large(limit)
+
+
 async def read_body(request: Request, limit: int | None = None) -> bytes:
     """The request body, refusing (413) more than `limit` bytes even when sent chunked."""
     limit = settings.MAX_REQUEST_BODY_BYTES if limit is None else limit
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            too_big = int(declared) > limit
-        except ValueError:
-            raise GatewayError(
-                400, "invalid_content_length", "Content-Length is not a number"
-            ) from None
-        if too_big:
-            raise _too_large(limit)
+    check_declared_length(request.headers.get("content-length"), limit)
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise _too_large(limit)
+                raise too_large(limit)
             chunks.append(chunk)
     except ClientDisconnect:
         # Nobody is left to answer; an ordinary event, so no traceback and no warning.
@@ -63,6 +68,11 @@ async def read_json_object(
 ) -> tuple[dict[str, Any], bytes]:
     """The body parsed as a JSON object, and its bytes; 400 with the reason otherwise."""
     raw = await read_body(request, limit)
+    return json_object(raw), raw
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """`raw` parsed as a JSON object; 400 with the reason otherwise."""
     if not raw.strip():
         raise GatewayError(400, "invalid_json", "The request body is empty; send a JSON object.")
     try:
@@ -78,7 +88,7 @@ async def read_json_object(
             f"The request body must be a JSON object, not {type(body).__name__}.",
         )
     _check_depth(raw)
-    return body, raw
+    return body
 
 
 def _check_depth(raw: bytes) -> None:
@@ -118,7 +128,7 @@ def _nests_deeper(raw: bytes, limit: int) -> bool:
     return bool(brackets)
 
 
-def _too_large(limit: int) -> GatewayError:
+def too_large(limit: int) -> GatewayError:
     return GatewayError(
         413, "request_too_large", f"The request body is larger than the limit of {limit} bytes."
     )

@@ -79,3 +79,47 @@ async def test_a_token_with_non_ascii_digits_is_refused_with_403(
 
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "invalid_stream_token"
+
+
+def _post_done(url: str, task_id: str, headers: dict[str, str]) -> requests.Response:
+    return requests.post(
+        f"{url}/resource_server/api/streaming/done/",
+        json={"task_id": task_id, "type": "done"},
+        headers={"X-Internal-Secret": STREAMING_SECRET, **headers},
+        timeout=10,
+    )
+
+
+async def test_the_side_channel_keeps_the_edge_checks_and_answers_other_methods_405(
+    gateway: str,
+) -> None:
+    await runtime.current.hub.open("task-e", lifetime=60)
+    token = issue_token("task-e", 60)
+
+    done = await asyncio.to_thread(_post_done, gateway, "task-e", {"X-Stream-Task-Token": token})
+    wrong_host = await asyncio.to_thread(
+        _post_done, gateway, "task-e", {"X-Stream-Task-Token": token, "Host": "evil.example"}
+    )
+    get = await asyncio.to_thread(
+        requests.get, f"{gateway}/resource_server/api/streaming/data/", timeout=10
+    )
+
+    assert done.status_code == 200
+    assert done.json() == {"status": "ok", "task_id": "task-e"}
+    assert done.headers["x-content-type-options"] == "nosniff"
+    assert wrong_host.status_code == 400
+    assert get.status_code == 405
+    assert get.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_gateway_without_the_secret_answers_503_with_retry_after(
+    gateway: str, settings: SettingsWrapper
+) -> None:
+    settings.INTERNAL_STREAMING_SECRET = ""
+
+    answer = await asyncio.to_thread(_post_data, gateway, "task-s", "1.x", "data: {}")
+
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "streaming_not_configured"
+    assert answer.headers["Retry-After"] == "30"
+    assert answer.headers["content-type"] == "application/json"

@@ -11,12 +11,14 @@ import weakref
 from collections.abc import AsyncIterator
 
 import pytest
+from django.utils.crypto import salted_hmac
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from resource_server_async.compute.functions import INFERENCE
 from resource_server_async.errors import GatewayError
 from resource_server_async.runtime import Runtime, installed
 from resource_server_async.streaming import (
+    _TOKEN_SALT,
     DATA,
     DONE,
     FINISHED,
@@ -44,9 +46,18 @@ def _redis_url() -> str:
 
 
 def _redis_hub(readers: int = 50) -> RedisStreamHub:
-    return RedisStreamHub(
-        _redis_url(), f"test-{uuid.uuid4().hex}:", BACKLOG, longest_wait=5, readers=readers
-    )
+    return RedisStreamHub(_redis_url(), f"test-{uuid.uuid4().hex}:", BACKLOG, readers=readers)
+
+
+async def _redis_command(*command: object) -> object:
+    """One command on a connection of the test's own (the hub's are its own business)."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(_redis_url())
+    try:
+        return await client.execute_command(*command)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -142,6 +153,10 @@ def test_tokens_are_bound_to_their_task_and_expire() -> None:
     expires, _, signature = token.partition(".")
     # Moving the expiry breaks the signature.
     assert not token_matches("task-1", f"{int(expires) + 3600}.{signature}")
+    # The HMAC Django's salted_hmac makes, which tokens issued before were signed with.
+    assert (
+        signature == salted_hmac(_TOKEN_SALT, f"task-1.{expires}", algorithm="sha256").hexdigest()
+    )
     # "\xb2" ('²') is a digit to str.isdigit() but not to int().
     for garbage in ("", "abc", "123.", ".abc", "x.y", "\xb2.x", "\xb2" + token[1:], "١٢.x"):
         assert not token_matches("task-1", garbage)
@@ -151,7 +166,7 @@ async def _held_bytes(hub: StreamHub, subscription: object) -> int:
     """Bytes of text the hub holds for the stream's reader: what the backlog bound is about."""
     if isinstance(hub, RedisStreamHub):
         _, counter = hub.keys(subscription.task_id)  # type: ignore[attr-defined]
-        return int(await hub.writer.get(counter))
+        return int(await _redis_command("GET", counter))  # type: ignore[call-overload]
     return int(subscription.held_bytes)  # type: ignore[attr-defined]
 
 
@@ -175,16 +190,14 @@ async def test_backlog_is_bounded_in_bytes(hub: StreamHub) -> None:
 
 async def test_redis_holds_no_more_than_the_byte_bound() -> None:
     bound = 64 * 1024
-    hub = RedisStreamHub(
-        _redis_url(), f"test-{uuid.uuid4().hex}:", Backlog(1000, bound), longest_wait=5, readers=5
-    )
+    hub = RedisStreamHub(_redis_url(), f"test-{uuid.uuid4().hex}:", Backlog(1000, bound), readers=5)
     try:
         subscription = await hub.open("task-m", lifetime=60)
         post = "p" * 10_000
         # 500 kB offered to a reader that reads nothing; the message bound alone would take it.
         results = [await hub.publish("task-m", StreamEvent(DATA, post)) for _ in range(50)]
         key, _ = hub.keys("task-m")
-        used = int(await hub.writer.memory_usage(key))
+        used = int(await _redis_command("MEMORY", "USAGE", key))  # type: ignore[call-overload]
 
         assert results.count(Published.ACCEPTED) == bound // len(post)
         assert used < bound * 1.5
@@ -238,9 +251,7 @@ async def test_redis_readers_are_bounded_per_process() -> None:
             "task-i",
             "task-j",
         ]
-        pool = hub.reader.connection_pool
-        assert pool.max_connections == 2
-        assert len(pool._available_connections) + len(pool._in_use_connections) <= 2
+        assert hub.connections == 2
         # A closed stream makes room for another.
         await first.close()
         await first.close()  # closing twice frees one place, not two
@@ -257,6 +268,8 @@ async def test_redis_readers_are_bounded_per_process() -> None:
         del third
         gc.collect()
         assert hub.open_streams == 0
+        # Their connections are kept for the next streams, no more than the readers allowed.
+        assert hub.connections <= 2
     finally:
         await hub.close()
 
@@ -281,3 +294,83 @@ async def test_a_stream_past_the_redis_readers_answers_503(settings: SettingsWra
         assert (caught.value.status, caught.value.code) == (503, "stream_hub_busy")
         assert caught.value.headers["Retry-After"] == "1"
         await held.close()
+
+
+async def test_a_read_cancelled_midway_does_not_give_its_connection_to_the_next_stream() -> None:
+    hub = _redis_hub(readers=2)
+    try:
+        first = await hub.open("task-n", lifetime=60)
+        waiting = asyncio.ensure_future(first.next(5))
+        await asyncio.sleep(0.1)  # blocked in XREAD on Redis
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await first.close()
+
+        # Its XREAD would still answer later: the connection is closed, not kept.
+        assert hub.connections == 0
+        second = await hub.open("task-o", lifetime=60)
+        assert await hub.publish("task-o", StreamEvent(DATA, "after")) is Published.ACCEPTED
+        assert await second.next(2) == StreamEvent(DATA, "after")
+        await second.close()
+        assert hub.connections == 1  # kept for the next stream
+    finally:
+        await hub.close()
+
+
+async def test_calls_waiting_on_the_publishing_connection_are_bounded() -> None:
+    from resource_server_async.admission.redis_pipe import RedisUnavailable
+
+    hub = _redis_hub(readers=1)  # at most 4 calls waiting
+    try:
+        subscription = await hub.open("task-p", lifetime=60)
+        outcomes = await asyncio.gather(
+            *(hub.publish("task-p", StreamEvent(DATA, "x")) for _ in range(10)),
+            return_exceptions=True,
+        )
+
+        refused = [o for o in outcomes if isinstance(o, RedisUnavailable)]
+        assert len(refused) == 6
+        assert outcomes.count(Published.ACCEPTED) + outcomes.count(Published.FULL) == 4
+        await subscription.close()
+    finally:
+        await hub.close()
+
+
+async def test_a_blocking_read_past_its_timeout_fails_and_leaves_the_connection_unusable() -> None:
+    from redis.asyncio.connection import parse_url
+
+    from resource_server_async.redis_blocking import BlockingConnection, RedisReadFailed
+
+    connection = await BlockingConnection.open(dict(parse_url(_redis_url())), timeout=5)
+    key = f"test-{uuid.uuid4().hex}"
+    try:
+        assert await connection.request([("XADD", key, "*", "k", "v")], timeout=5)
+        assert connection.idle
+        with pytest.raises(RedisReadFailed, match=r"did not answer within 0\.2 s"):
+            await connection.request([("XREAD", "BLOCK", 5000, "STREAMS", key, "$")], timeout=0.2)
+        assert not connection.idle
+        with pytest.raises(RedisReadFailed, match="closed or busy"):
+            await connection.request([("PING",)], timeout=5)
+    finally:
+        connection.close()
+        await _redis_command("DEL", key)
+
+
+async def test_chunk_texts_are_not_remembered_by_the_publishing_connection() -> None:
+    from resource_server_async.admission.resp import packed_values
+
+    hub = _redis_hub()
+    try:
+        subscription = await hub.open("task-q", lifetime=60)
+        await hub.publish("task-q", StreamEvent(DATA, "first"))
+        remembered = packed_values()
+        for index in range(50):
+            await hub.publish("task-q", StreamEvent(DATA, f"chunk {index}"))
+            assert await subscription.next(1) is not None
+
+        # The keys and bounds repeat and are remembered once; no chunk's text is.
+        assert packed_values() == remembered
+        await subscription.close()
+    finally:
+        await hub.close()
