@@ -10,11 +10,12 @@ would come later, out of place): `idle` is then False and the owner closes it.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Sequence
 from typing import Any, cast
 
 import hiredis
+
+from resource_server_async.redis_wire import open_transport, setup_commands
 
 
 class RedisReadFailed(Exception):
@@ -36,24 +37,10 @@ class BlockingConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                if "path" in options:
-                    _, connection = await loop.create_unix_connection(cls, options["path"])
-                else:
-                    secure = "SSL" in getattr(options.get("connection_class"), "__name__", "")
-                    _, connection = await loop.create_connection(
-                        cls,
-                        options.get("host", "localhost"),
-                        options.get("port", 6379),
-                        ssl=ssl.create_default_context() if secure else None,
-                    )
+                _, connection = await open_transport(loop, cls, options)
         except (OSError, TimeoutError) as exc:
             raise RedisReadFailed(f"cannot connect to Redis: {exc or 'timeout'}") from None
-        setup: list[tuple[Any, ...]] = []
-        password, username = options.get("password"), options.get("username")
-        if password:
-            setup.append(("AUTH", username, password) if username else ("AUTH", password))
-        if options.get("db"):
-            setup.append(("SELECT", options["db"]))
+        setup = setup_commands(options)
         if setup:
             try:
                 await connection.request(setup, timeout)

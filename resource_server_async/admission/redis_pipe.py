@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 import hiredis
 
 from resource_server_async.admission.resp import Packed, bulk, packed_call
+from resource_server_async.redis_wire import open_transport, setup_commands
 
 
 class RedisUnavailable(Exception):
@@ -189,7 +189,7 @@ class ScriptPipe:
         options = self._options
         try:
             async with asyncio.timeout(self._timeout):
-                transport, replies = await self._open(loop, options)
+                transport, replies = await open_transport(loop, lambda: _Replies(self), options)
         except (OSError, TimeoutError) as exc:
             self._connecting = None
             self._fail_all(RedisUnavailable(f"cannot connect to Redis: {exc or 'timeout'}"))
@@ -197,35 +197,11 @@ class ScriptPipe:
         self._transport, self._replies = transport, replies
         self._connecting = None
         # AUTH and SELECT go first, written before anything a flush may put in front.
-        setup: list[_Call] = []
-        password, username = options.get("password"), options.get("username")
-        if password:
-            auth = ("AUTH", username, password) if username else ("AUTH", password)
-            setup.append(self._command(auth, loop))
-        if options.get("db"):
-            setup.append(self._command(("SELECT", options["db"]), loop))
+        setup = [self._command(command, loop) for command in setup_commands(options)]
         if setup:
             self._waiting.extend(setup)
             transport.write(b"".join(call.packed() for call in setup))
         self._flush()
-
-    async def _open(
-        self, loop: asyncio.AbstractEventLoop, options: dict[str, Any]
-    ) -> tuple[asyncio.Transport, _Replies]:
-        def protocol() -> _Replies:
-            return _Replies(self)
-
-        if "path" in options:
-            transport, replies = await loop.create_unix_connection(protocol, options["path"])
-        else:
-            secure = "SSL" in getattr(options.get("connection_class"), "__name__", "")
-            transport, replies = await loop.create_connection(
-                protocol,
-                options.get("host", "localhost"),
-                options.get("port", 6379),
-                ssl=ssl.create_default_context() if secure else None,
-            )
-        return transport, replies
 
     def _command(self, args: tuple[Any, ...], loop: asyncio.AbstractEventLoop) -> _Call:
         future: asyncio.Future[Any] = loop.create_future()
