@@ -164,3 +164,36 @@ async def test_the_prepared_release_gives_tokens_back_and_frees_the_slot(setup: 
     level = await setup.calls.redis.hget(f"{setup.prefix}c1-vllm-m:u:{PRINCIPAL.id}:t", "l")
     assert float(level) == pytest.approx(98, abs=0.5)  # 100 - 6 reserved + 4 given back
     await admission.admit(request(max_tokens=0), endpoint)  # the slot is free again
+
+
+async def test_the_prepared_calls_stay_within_their_bound(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resource_server_async.admission import joint
+
+    monkeypatch.setattr(joint, "PREPARED_CALLS", 3)
+    keys = list(range(1, 9))  # eight members: eight limit plans, each its own prepared call
+    rule = AllocationRule(1, "team-month", "team", "month", 1, 100, None)  # room for all
+    member = {"name": "team", "weight": 1, "order": 1, "globus_group": "", "api_key_ids": keys}
+    projects = build_projects([{**member, "default_for": []}], (rule,))
+    snapshot = catalog.snapshot
+    catalog.install(
+        build_snapshot(
+            [cluster.row for cluster in snapshot.clusters.values()],
+            [endpoint.row for endpoint in snapshot.endpoints.values()],
+            projects=projects,
+        )
+    )
+    endpoint = catalog.snapshot.endpoints["c1-vllm-m"]
+    prepared = joint_admission(setup.limiter, setup.books.ledger)
+    assert prepared is not None
+    outcome = RequestOutcome("r", 0.0, 0.0, "cluster", "chat/completions", status=200)
+    for key in keys:
+        principal = Principal(id=f"api_key:{key}", username=f"k{key}", kind="api_key")
+        admitted = chat_request(principal, outcome, 0)
+        await admission.admit(admitted, endpoint)
+        assert admitted.admission is not None
+        [ticket] = admitted.admission.tickets
+        assert isinstance(ticket, JointTicket)  # each one decided by the joint script
+        assert 0 < len(prepared._prepared) <= 3
+    assert await tokens_spent(setup) == len(keys)  # one token each: none lost to a reset table
