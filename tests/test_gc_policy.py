@@ -59,7 +59,7 @@ def test_a_tick_freezes_the_survivors_and_collects_the_garbage(collector_state: 
 
 
 def test_frozen_garbage_stays_bounded_over_many_stream_cycles(collector_state: None) -> None:
-    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: 200)
+    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: 200, heap_check_seconds=0)
     idle = sys.getallocatedblocks()
     round_of_streams = [Stream() for _ in range(200)]
     one_round = sys.getallocatedblocks() - idle
@@ -85,7 +85,7 @@ def test_frozen_garbage_stays_bounded_over_many_stream_cycles(collector_state: N
 
 def test_streams_opening_grow_the_heap_without_a_thaw(collector_state: None) -> None:
     serving = [0]
-    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: serving[0])
+    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: serving[0], heap_check_seconds=0)
     opened: list[Stream] = []
     start = sys.getallocatedblocks()
     while sys.getallocatedblocks() < 5 * start:
@@ -100,7 +100,7 @@ def test_streams_opening_grow_the_heap_without_a_thaw(collector_state: None) -> 
 
 def test_a_heap_that_outgrows_the_requests_in_flight_is_thawed(collector_state: None) -> None:
     # As many streams open throughout, each replaced as it closes.
-    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: 200)
+    policy = CollectorPolicy(thaw_growth=2.0, serving=lambda: 200, heap_check_seconds=0)
     idle = sys.getallocatedblocks()
     for _ in range(2 * idle // (200 * 51) + 10):
         open_streams = [Stream() for _ in range(200)]
@@ -110,6 +110,26 @@ def test_a_heap_that_outgrows_the_requests_in_flight_is_thawed(collector_state: 
 
     assert policy.thaws
     assert policy.rebased_without_thaw == 0
+
+
+def test_the_heap_is_measured_once_per_check_interval_and_frozen_at_every_tick(
+    collector_state: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    measured: list[int] = []
+    real = sys.getallocatedblocks
+
+    def counting() -> int:
+        measured.append(1)
+        return real()
+
+    policy = CollectorPolicy(thaw_growth=1_000.0, heap_check_seconds=3600)
+    monkeypatch.setattr(sys, "getallocatedblocks", counting)
+    for _ in range(5):
+        held = [Stream() for _ in range(5)]
+        policy.tick()
+        assert _tracked(held) == 0  # frozen at each tick all the same
+
+    assert len(measured) == 1  # the first tick's check; the next is an hour away
 
 
 def test_growth_must_be_above_one() -> None:

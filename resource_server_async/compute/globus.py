@@ -51,6 +51,7 @@ from resource_server_async.compute.base import (
     remote_reason,
 )
 from resource_server_async.compute.pulse import QUIET_SECONDS, StreamPulse
+from resource_server_async.compute.submission import SubmissionBuilder
 from resource_server_async.compute.web import ComputeWeb, ServiceAddress, current_header
 from resource_server_async.refreshing_cache import RefreshingCache
 
@@ -162,6 +163,7 @@ class Clients:
     authorizer: globus_sdk.ClientCredentialsAuthorizer
     address: ServiceAddress  # where web.py sends the hot calls, as the SDK's transport would
     runtime: UserRuntime  # described once: each batch carries it
+    submissions: SubmissionBuilder  # the submit documents, with that runtime
 
 
 def connect(credentials: Credentials, timeout: float) -> Clients:
@@ -195,7 +197,15 @@ def connect(credentials: Credentials, timeout: float) -> Clients:
     web = globus_sdk.ComputeClientV2(
         base_url=base_url, authorizer=authorizer, transport=transport, retry_config=no_retries()
     )
-    return Clients(sdk, web, authorizer, ServiceAddress.of(base_url, transport), once.runtime())
+    user_runtime = once.runtime()
+    return Clients(
+        sdk,
+        web,
+        authorizer,
+        ServiceAddress.of(base_url, transport),
+        user_runtime,
+        SubmissionBuilder(sdk.fx_serializer, user_runtime),
+    )
 
 
 class EndpointSlots:
@@ -407,13 +417,9 @@ class ComputeSession:
         self, clients: Clients, endpoint_uuid: str, function_uuid: str, arg_lists: list[Any]
     ) -> list[str]:
         """Submit one task per argument tuple in one call; their task ids in the same order."""
-        batch = once.new_batch(clients.sdk.fx_serializer, clients.runtime)
-        for args in arg_lists:
-            batch.add(function_uuid, args)
+        document = clients.submissions.document(function_uuid, arg_lists)
         authorization = await self._authorization(clients)
-        response = await self._web.submit(
-            clients.address, authorization, endpoint_uuid, batch.prepare()
-        )
+        response = await self._web.submit(clients.address, authorization, endpoint_uuid, document)
         return _task_ids(response, function_uuid, len(arg_lists))
 
     # --- results ---------------------------------------------------------------------------
