@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from resource_server_async.compute.base import (
     remote_reason,
 )
 from resource_server_async.compute.pulse import QUIET_SECONDS, StreamPulse
-from resource_server_async.compute.submission import SubmissionBuilder
+from resource_server_async.compute.submission import SubmissionBuilder, canonical_uuid
 from resource_server_async.compute.web import ComputeWeb, ServiceAddress, current_header
 from resource_server_async.refreshing_cache import RefreshingCache
 
@@ -540,7 +539,7 @@ def _task_ids(response: Any, function_uuid: str, count: int) -> list[str]:
     tasks = response.get("tasks") if isinstance(response, dict) else None
     if not isinstance(tasks, dict):
         raise ComputeServiceError("Globus Compute answered the submission without task ids")
-    task_ids = tasks.get(str(uuid.UUID(function_uuid)), [])
+    task_ids = tasks.get(canonical_uuid(function_uuid), [])
     if len(task_ids) != count:
         raise ComputeServiceError(
             f"Globus Compute returned {len(task_ids)} task ids for {count} tasks"
@@ -601,7 +600,7 @@ class GlobusComputeExecutor(ComputeExecutor):
     ) -> Any:
         for name, value in (("endpoint", endpoint_uuid), ("function", function_uuid)):
             try:
-                uuid.UUID(value)
+                canonical_uuid(value)
             except ValueError:
                 raise ComputeNotConfigured(f"the {name} UUID {value!r} is not a UUID") from None
         session = self._session(endpoint_uuid)

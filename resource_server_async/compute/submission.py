@@ -13,6 +13,7 @@ another data serializer, an argument that is not JSON data) goes through the SDK
 from __future__ import annotations
 
 import codecs
+import functools
 import pickle
 import uuid
 from dataclasses import asdict
@@ -30,6 +31,13 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 # Deeper than any request body the gateway accepts (api/http.py bounds JSON depth); past it,
 # the SDK's own path.
 _MAX_DEPTH = 128
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_uuid(text: str) -> str:
+    """The UUID as the service writes it (lower case, hyphens); ValueError if it is none.
+    Cached: the catalog's few endpoint and function UUIDs, parsed once each, not per task."""
+    return str(uuid.UUID(text))
 
 
 def is_json_data(value: Any, depth: int = 0) -> bool:
@@ -69,7 +77,7 @@ class SubmissionBuilder:
         tasks = [pack_buffers([self._serialized(args), self._no_kwargs]) for args in arg_lists]
         return {
             "create_queue": False,
-            "tasks": {str(uuid.UUID(function_uuid)): tasks},
+            "tasks": {canonical_uuid(function_uuid): tasks},
             "user_runtime": self._runtime_document,
         }
 
