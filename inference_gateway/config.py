@@ -235,9 +235,10 @@ class GatewaySettings(BaseSettings):
     start-up are frozen, and CPython's own thresholds decide the rest."""
     GC_THAW_GROWTH: Annotated[float, Field(gt=1.0)] = 2.0
     """When the Python heap (its allocated blocks, measured at most once a second: the measure
-    walks every pymalloc pool) has grown to this many times its size after the last thaw, the worker unfreezes its objects and runs one full collection (a pause that
-    walks everything), so that cycles left by closed streams are freed: frozen garbage stays
-    below (growth - 1) times the heap then. Used only when GC_FREEZE_SECONDS is above 0."""
+    walks every pymalloc pool) has grown to this many times its size after the last thaw, the
+    worker unfreezes its objects and runs one full collection (a pause that walks everything),
+    so that cycles left by closed streams are freed: frozen garbage stays below (growth - 1)
+    times the heap then. Used only when GC_FREEZE_SECONDS is above 0."""
     MAX_REQUEST_BODY_BYTES: PositiveInt = 20 * 1024 * 1024
     """Largest request body the API reads (bytes); larger bodies answer 413."""
     MAX_JSON_DEPTH: PositiveInt = 64
