@@ -78,16 +78,35 @@ def _token_key(secret: str) -> bytes:
     return hashlib.sha256(_TOKEN_SALT.encode() + secret.encode()).digest()
 
 
-def _signature(task_id: str, expires: int) -> str:
+def _signature(key: bytes, task_id: str, expires: int) -> str:
     # The same HMAC as salted_hmac(_TOKEN_SALT, ..., algorithm="sha256"), so that tokens
     # issued by any gateway process or version check here.
-    key = _token_key(settings.SECRET_KEY)
     return hmac.new(key, f"{task_id}.{expires}".encode(), hashlib.sha256).hexdigest()
 
 
 def issue_token(task_id: str, lifetime: float) -> str:
     expires = int(time.time() + lifetime)
-    return f"{expires}.{_signature(task_id, expires)}"
+    return f"{expires}.{_signature(_token_key(settings.SECRET_KEY), task_id, expires)}"
+
+
+# Tokens whose signature was checked, per process: a stream's every chunk is a POST with the
+# same token, and the HMAC was a third of the side channel's own handling of it (cProfile).
+# Remembered only for ids of at most _REMEMBERED_ID_CHARS (the gateway's are uuid4s), so the
+# table holds at most ~VERIFIED_TOKENS x 300 bytes whatever the POSTs carry.
+VERIFIED_TOKENS = 1024
+_REMEMBERED_ID_CHARS = 64
+_SIGNATURE_CHARS = 64  # a SHA-256 HMAC in hex
+# Seconds since 1970 in decimal: 10 digits until 2286. (int() refuses more than 4,300 digits.)
+_EXPIRY_DIGITS = 12
+
+
+@functools.lru_cache(maxsize=VERIFIED_TOKENS)
+def _signed(key: bytes, task_id: str, expires: int, signature: str) -> bool:
+    """Whether `signature` is the task's for this expiry under `key` (remembered: the same
+    arguments always give the same answer; the key is part of them, so a new SECRET_KEY is
+    checked afresh)."""
+    expected = _signature(key, task_id, expires)
+    return hmac.compare_digest(signature.encode(), expected.encode())
 
 
 def token_matches(task_id: str, token: str) -> bool:
@@ -95,9 +114,13 @@ def token_matches(task_id: str, token: str) -> bool:
     # isdigit() alone takes '²' and other non-ASCII digits, which int() then refuses.
     if not (expires_text.isascii() and expires_text.isdigit()) or not signature:
         return False
+    if len(signature) != _SIGNATURE_CHARS or len(expires_text) > _EXPIRY_DIGITS:
+        return False  # never a match, and not to be remembered
     expires = int(expires_text)
-    # Compare first and always, so that the time taken does not tell expiry from forgery.
-    valid = hmac.compare_digest(signature.encode(), _signature(task_id, expires).encode())
+    signed = _signed if len(task_id) <= _REMEMBERED_ID_CHARS else _signed.__wrapped__
+    # The signature first and always, so that the time taken does not tell expiry from forgery;
+    # the expiry each time (a remembered signature does not extend a token's life).
+    valid = signed(_token_key(settings.SECRET_KEY), task_id, expires, signature)
     return valid and expires > time.time()
 
 
@@ -187,7 +210,9 @@ def _time_up(waiter: asyncio.Future[None]) -> None:
 
 
 def _size(event: StreamEvent) -> int:
-    return len(event.text.encode())
+    text = event.text
+    # isascii() reads a flag the string carries: no copy for the usual all-ASCII chunk.
+    return len(text) if text.isascii() else len(text.encode())
 
 
 class LocalStreamHub(StreamHub):
@@ -278,6 +303,8 @@ class _RedisSubscription(Subscription):
         self._hub = hub
         self._keys = hub.keys(task_id)
         self._after = after  # id of the last entry taken from Redis
+        self._trimmed = after  # the stream holds nothing before this id
+        self._commands = _ReadCommands(*self._keys)
         # Bytes taken into _events: still counted against the backlog until all are relayed,
         # so that what Redis and this process hold together stays under the bound.
         self._taken_bytes = 0
@@ -295,18 +322,22 @@ class _RedisSubscription(Subscription):
     async def _read(self, timeout: float) -> None:
         # One round trip: drop what was already taken (XLEN then counts only what waits, which
         # is what the backlog limit is about), and block until new entries or the timeout.
-        key, counter = self._keys
-        block = max(1, int(timeout * 1000))
-        commands: list[tuple[Any, ...]] = [("XTRIM", key, "MINID", self._after)]
+        # The trim is left out when nothing was taken since the last (a read that timed out).
+        commands = self._commands
+        after = bulk(self._after)
+        packed, count = b"", 1
+        if self._after != self._trimmed:
+            packed, count = commands.trim + after, 2
         if self._taken_bytes:
-            commands.append(("DECRBY", counter, self._taken_bytes))
-        commands.append(
-            ("XREAD", "COUNT", _READ_COUNT, "BLOCK", block, "STREAMS", key, self._after)
-        )
+            packed += commands.decrement + bulk(self._taken_bytes)
+            count += 1
+        packed += commands.read(max(1, int(timeout * 1000)), after)
         connection = self._lease.connection
         if connection is None:
             self._lease.connection = connection = await self._hub.reading_connection()
-        *_, answer = await connection.request(commands, timeout + self._hub.read_margin)
+        replies = await connection.request_packed(packed, count, timeout + self._hub.read_margin)
+        answer = replies[-1]
+        self._trimmed = self._after
         self._taken_bytes = 0
         for _key, entries in answer or ():
             for entry_id, fields in entries:
@@ -321,6 +352,23 @@ class _RedisSubscription(Subscription):
             return
         self._finalizer()
         await self._hub.writer.call(_CLOSE, self._keys, ())
+
+
+class _ReadCommands:
+    """A stream's XTRIM, DECRBY and XREAD in RESP, their fixed parts packed once (the reader
+    sends them for every chunk); each method's bytes lack only the arguments named."""
+
+    __slots__ = ("_read_head", "_streams", "decrement", "trim")
+
+    def __init__(self, key: str, counter: str) -> None:
+        self.trim = b"*4\r\n" + b"".join(map(bulk, ("XTRIM", key, "MINID")))  # + the min id
+        self.decrement = b"*3\r\n" + bulk("DECRBY") + bulk(counter)  # + the bytes taken
+        self._read_head = b"*8\r\n" + b"".join(map(bulk, ("XREAD", "COUNT", _READ_COUNT, "BLOCK")))
+        self._streams = bulk("STREAMS") + bulk(key)
+
+    def read(self, block_ms: int, after: bytes) -> bytes:
+        """XREAD of up to _READ_COUNT entries after `after` (packed), blocking `block_ms`."""
+        return self._read_head + bulk(block_ms) + self._streams + after
 
 
 _OPEN = Script(_OPEN_SCRIPT)

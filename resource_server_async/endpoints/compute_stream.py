@@ -57,6 +57,15 @@ class SSEAssembler:
         self._fields: list[str] = []
 
     def feed(self, text: str) -> bytes:
+        # The usual post: one `data:` line and nothing waiting; an event as it is.
+        if (
+            text.startswith("data:")
+            and not self._fields
+            and "\n" not in text
+            and not text.endswith("\r")
+            and text[5:].strip() != "[DONE]"
+        ):
+            return (text + "\n\n").encode()
         events: list[str] = []
         for raw_line in text.split("\n"):
             line = raw_line.rstrip("\r")

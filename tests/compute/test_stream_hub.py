@@ -22,6 +22,7 @@ from resource_server_async.streaming import (
     DATA,
     DONE,
     FINISHED,
+    VERIFIED_TOKENS,
     Backlog,
     HubBusy,
     LocalStreamHub,
@@ -29,6 +30,7 @@ from resource_server_async.streaming import (
     RedisStreamHub,
     StreamEvent,
     StreamHub,
+    _signed,
     issue_token,
     token_matches,
 )
@@ -160,6 +162,36 @@ def test_tokens_are_bound_to_their_task_and_expire() -> None:
     # "\xb2" ('²') is a digit to str.isdigit() but not to int().
     for garbage in ("", "abc", "123.", ".abc", "x.y", "\xb2.x", "\xb2" + token[1:], "١٢.x"):
         assert not token_matches("task-1", garbage)
+
+
+def test_a_remembered_token_still_expires_and_binds_its_task(settings: SettingsWrapper) -> None:
+    token = issue_token("task-1", 1)
+    assert token_matches("task-1", token)  # its signature is remembered from here on
+    forged = token[:-1] + ("0" if token[-1] != "0" else "1")
+
+    assert not token_matches("task-1", forged)
+    assert not token_matches("task-2", token)
+    # Another SECRET_KEY: the remembered answer is not taken for it.
+    settings.SECRET_KEY = "another-" + settings.SECRET_KEY
+    assert not token_matches("task-1", token)
+    settings.SECRET_KEY = settings.SECRET_KEY.removeprefix("another-")
+    # The expiry is read every time: 2 s past a 1 s lifetime, the remembered one is refused.
+    time.sleep(2.0)
+    assert not token_matches("task-1", token)
+
+
+def test_tokens_of_odd_shapes_are_refused_without_being_remembered() -> None:
+    long_id = "t" * 5000
+    assert token_matches(long_id, issue_token(long_id, 60))  # checked, not remembered
+    expires, _, signature = issue_token("task-1", 60).partition(".")
+    before = _signed.cache_info().currsize
+
+    for token in (f"{'9' * 5000}.{signature}", f"{expires}.{signature}00", f"{expires}.ab"):
+        assert not token_matches("task-1", token)
+
+    # Only well-shaped tokens of short ids take a place in the table.
+    assert _signed.cache_info().currsize == before
+    assert _signed.cache_info().maxsize == VERIFIED_TOKENS
 
 
 async def _held_bytes(hub: StreamHub, subscription: object) -> int:
