@@ -488,8 +488,8 @@ class GatewaySettings(BaseSettings):
     STREAMING_BACKLOG_BYTES: PositiveInt = 4 * 1024 * 1024
     """...and bytes of chunk text held per stream for a slow client (posts beyond answer 503)."""
     STREAMING_REDIS_READERS: PositiveInt = 500
-    """With REDIS_URL: streams open at once per worker process, each waiting on a Redis connection
-    of its own (kept for the next stream when it ends); a stream request beyond answers 503
+    """With REDIS_URL: streams open at once per worker process, all read through its one
+    subscribing Redis connection (each stream's channel); a stream request beyond answers 503
     stream_hub_busy. The chunks are published through one pipelined connection, which holds at
     most 4x this many calls waiting (a POST beyond answers 503 stream_hub_unavailable).
     """

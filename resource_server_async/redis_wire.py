@@ -1,6 +1,6 @@
 """A raw asyncio connection to Redis from redis-py's parsed URL options: its socket, and the
 AUTH and SELECT it needs first (shared by admission's pipelined connection and the stream
-hub's blocking reads, both of which speak RESP with hiredis instead of through redis-py)."""
+hub's subscribing connection, both of which speak RESP with hiredis instead of through redis-py)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The function POSTs the model server's SSE lines (blank lines dropped, several lines per POST)
 to the side channel; the hub hands them here. The task's own result arrives through the
-executor and is announced on the same stream ("finished"), so one blocking read watches both.
+executor and is announced on the same stream ("finished"), so one wait watches both.
 Whatever goes wrong before the first chunk is raised as the caller's HTTP error; after it, the
 iterator raises and the pipeline ends the stream with an error event.
 """
@@ -57,6 +57,15 @@ class SSEAssembler:
         self._fields: list[str] = []
 
     def feed(self, text: str) -> bytes:
+        # The usual post: one `data:` line and nothing waiting; an event as it is.
+        if (
+            text.startswith("data:")
+            and not self._fields
+            and "\n" not in text
+            and not text.endswith("\r")
+            and text[5:].strip() != "[DONE]"
+        ):
+            return (text + "\n\n").encode()
         events: list[str] = []
         for raw_line in text.split("\n"):
             line = raw_line.rstrip("\r")

@@ -110,6 +110,17 @@ def test_sse_assembler_rebuilds_events_across_posts() -> None:
     assert second == b'event: message_start\ndata: {"c": 3}\n\ndata: {"bare": true}\n\n'
 
 
+def test_sse_assembler_passes_single_data_lines_and_holds_fields_for_them() -> None:
+    assembler = SSEAssembler()
+
+    assert assembler.feed('data: {"a": 1}') == b'data: {"a": 1}\n\n'
+    assert assembler.feed("data: [DONE]") == b""
+    assert assembler.feed('data: {"b": 2}\r') == b'data: {"b": 2}\n\n'
+    # A field posted alone waits for the next data line, which then carries it.
+    assert assembler.feed("event: delta") == b""
+    assert assembler.feed('data: {"c": 3}') == b'event: delta\ndata: {"c": 3}\n\n'
+
+
 @pytest.mark.parametrize(
     ("document", "state"),
     [

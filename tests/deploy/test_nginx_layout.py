@@ -5,7 +5,7 @@ calls through it over HTTPS.
 - chat, and streams whose chunks arrive as sent (not buffered by nginx);
 - Globus Compute streams on the local executor, whose function posts the chunks to the side
   channel of the OTHER host (each host's STREAMING_SERVER_PORT is the other's port): the chunks
-  reach the client through Redis Streams, all of them;
+  reach the client through Redis, all of them;
 - SIGTERM to one host during 50 open streams: the other host's finish whole, the drained
   host's end with the gateway_shutting_down error event, new requests go to the other host,
   the drained host exits 0, and every request has its record.
@@ -291,7 +291,7 @@ def test_compute_streams_whose_side_channel_posts_land_on_the_other_host(
     held = {host.port: layout.served(host, ids) for host in layout.hosts}
     assert held[first.port] and held[second.port]  # round robin: each host held streams
     # Each stream's function posted to the host that did NOT hold the stream, and its end
-    # ("done") arrived there: the chunks crossed over Redis Streams.
+    # ("done") arrived there: the chunks crossed over Redis.
     for host, other in ((first, second), (second, first)):
         log = host.log_text()
         assert log.count(SIDE_CHANNEL_DONE) == len(held[other.port]), log[-2000:]
