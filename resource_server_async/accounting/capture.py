@@ -108,8 +108,7 @@ class CaptureMiddleware:
         async def receive_watching() -> Message:
             message = await receive()
             if message["type"] == "http.disconnect":
-                if outcome.ended is None:
-                    outcome.disconnected = True
+                outcome.client_gone()
             elif self.record_prompts and message.get("body"):
                 prompt.append(message["body"])
             return message

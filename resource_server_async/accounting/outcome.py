@@ -67,6 +67,11 @@ class RequestOutcome:
         self.upstream_started = time.perf_counter()
         self.upstream_answered = self.first_byte = None
 
+    def client_gone(self) -> None:
+        """The client hung up; before the answer's end, that is what the record says."""
+        if self.ended is None:
+            self.disconnected = True
+
     def server_timing(self, now: float) -> bytes:
         """The Server-Timing header at the start of the answer: gateway time apart from the
         model server's (for a stream, up to its start), in milliseconds."""
