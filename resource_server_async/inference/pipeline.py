@@ -214,6 +214,10 @@ async def relay(
     """
     gate = DoneGate() if call.operation in DONE_TERMINATED else None
     tap = _usage_tap(call, gate is not None)
+    request_id, outcome = call.request_id, call.outcome
+    # The request (its body parsed and encoded, twice when usage was asked for) is not held
+    # for the stream's life: with long prompts, the largest part of an open stream.
+    del call
     ended = False  # the client has its last event; what the server still sends is drained
     try:
         async for chunk in chunks:
@@ -229,22 +233,22 @@ async def relay(
                 yield chunk
             if gate is not None and gate.done:
                 ended = True
-                yield _last_event(gate, None, dialect, endpoint, call)
+                yield _last_event(gate, None, dialect, endpoint, request_id, outcome)
         if gate is not None and not ended:
             ended = True
             gate.end()
-            yield _last_event(gate, None, dialect, endpoint, call)
+            yield _last_event(gate, None, dialect, endpoint, request_id, outcome)
     except GatewayError as exc:
         if not ended:
-            yield _last_event(gate, exc, dialect, endpoint, call)
+            yield _last_event(gate, exc, dialect, endpoint, request_id, outcome)
     except Exception:
         if not ended:
-            logger.exception("stream from %r failed (request %s)", endpoint, call.request_id)
+            logger.exception("stream from %r failed (request %s)", endpoint, request_id)
             failure = GatewayError(
                 502, "stream_failed", "The gateway failed while relaying the stream."
             )
-            if call.outcome is not None:
-                call.outcome.error_code = failure.code
+            if outcome is not None:
+                outcome.error_code = failure.code
             yield sse_error_event(failure, dialect)
     finally:
         if tap is not None:
@@ -259,7 +263,8 @@ def _last_event(
     failure: GatewayError | None,
     dialect: Dialect,
     endpoint: BaseEndpoint,
-    call: InferenceRequest,
+    request_id: str,
+    outcome: RequestOutcome | None,
 ) -> bytes:
     """`[DONE]` for a whole stream, else the error event (logged once for the operator)."""
     if gate is not None and gate.whole:
@@ -271,9 +276,9 @@ def _last_event(
             if gate is not None and gate.done
             else upstream_errors.stream_cut(endpoint)
         )
-    upstream_errors.report_cut(failure, endpoint, call.request_id)
-    if call.outcome is not None:
-        call.outcome.error_code = failure.code
+    upstream_errors.report_cut(failure, endpoint, request_id)
+    if outcome is not None:
+        outcome.error_code = failure.code
     return sse_error_event(failure, dialect)
 
 

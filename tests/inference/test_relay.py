@@ -3,7 +3,9 @@ however the bytes are split; the error event instead of it otherwise, logged onc
 
 from __future__ import annotations
 
+import gc
 import logging
+import weakref
 from collections.abc import AsyncIterator, Iterable
 
 import orjson
@@ -167,3 +169,22 @@ def test_a_last_done_without_its_blank_line_counts() -> None:
     gate.end()
 
     assert gate.whole
+
+
+class _Body(dict[str, object]):
+    """A request body that can be referenced weakly (a plain dict cannot)."""
+
+
+async def test_an_open_stream_does_not_hold_its_request_body() -> None:
+    body = _Body(model="M", messages=[{"role": "user", "content": "a long prompt " * 1000}])
+    request = InferenceRequest("chat/completions", body, b"{}", call().principal, "req-held")
+    body_alive = weakref.ref(body)
+    events = relay(
+        source([chunk_event("Hello"), chunk_event(" world")]), Dialect.OPENAI, endpoint(), request
+    )
+
+    assert await anext(events) == chunk_event("Hello")  # the stream is open
+    del body, request
+    gc.collect()
+    assert body_alive() is None
+    await events.aclose()
