@@ -18,14 +18,14 @@ departure from `connection_lost` rather than from a task per stream parked on `r
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from django.conf import settings
 from uvicorn.config import Config
 from uvicorn.protocols.http import httptools_impl
-from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.server import ServerState
 
 from resource_server_async.disconnect import EXTENSION
@@ -62,33 +62,23 @@ class _Pipeline(list[Any]):
         self.insert(0, item)
 
 
-class _FlowControl(FlowControl):
-    """uvicorn's flow control, with its "writable" event made only when writing first pauses
-    (a client that reads slower than the answer comes): the event's deque is 0.7 kB per
-    connection otherwise."""
+_NO_WAITERS: Any = ()  # iterated by set() and tested by __repr__ like an empty deque
 
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self.read_paused = False
-        self.write_paused = False
-        self._is_writable_event: asyncio.Event | None = None  # type: ignore[assignment]
 
-    async def drain(self) -> None:
-        if self._is_writable_event is not None:
-            await self._is_writable_event.wait()
+class _Event(asyncio.Event):
+    """asyncio.Event with its waiters' deque made by the first wait() that blocks. uvicorn makes
+    two per connection (each request's message event, the flow control's "writable" event),
+    which only a request body still arriving or a client slower than its answer waits on; each
+    deque is 0.7 kB held for an open stream's life otherwise (bench/compute_streams.py)."""
 
-    def pause_writing(self) -> None:
-        if not self.write_paused:
-            self.write_paused = True
-            if self._is_writable_event is None:
-                self._is_writable_event = asyncio.Event()
-            self._is_writable_event.clear()
+    def __init__(self, value: bool = False) -> None:
+        self._waiters = _NO_WAITERS
+        self._value = value
 
-    def resume_writing(self) -> None:
-        if self.write_paused:
-            self.write_paused = False
-            assert self._is_writable_event is not None
-            self._is_writable_event.set()
+    async def wait(self) -> Literal[True]:
+        if not self._value and self._waiters is _NO_WAITERS:
+            self._waiters = deque()
+        return await super().wait()
 
 
 class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
@@ -123,7 +113,7 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.flow = _FlowControl(transport)
+        self.flow._is_writable_event = _Event(value=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         gone = self.cycle is not None and not self.cycle.response_complete
@@ -176,7 +166,10 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
             self._header_bytes = _REFUSED
             return
         self._header_bytes = _IN_BODY
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not previous:  # a new request (not an upgrade): nothing waits yet
+            self.cycle.message_event = _Event()
 
     def on_body(self, body: bytes) -> None:
         if self._header_bytes != _REFUSED:
