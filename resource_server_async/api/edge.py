@@ -8,7 +8,7 @@ costs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from django.http.request import split_domain_port, validate_host
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,10 +48,12 @@ class EdgeMiddleware:
             return
         added = self.headers
 
-        async def send_with_headers(message: Message) -> None:
+        # A function that returns the next send's awaitable, not a coroutine of its own: none
+        # made and resumed per message, which for an open stream is every chunk.
+        def send_with_headers(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *added]
-            await send(message)
+            return send(message)
 
         if not self._allows(_host_header(scope)):
             await _refuse_host(scope, send_with_headers)
