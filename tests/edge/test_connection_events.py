@@ -71,3 +71,22 @@ async def test_a_slow_reader_gets_the_whole_answer() -> None:
 
     assert head.startswith(b"HTTP/1.1 200")
     assert received == ANSWER_BYTES
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    bodies = [b"first", b"second", b"third"]
+    requests = b"".join(
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+        for body in bodies
+    )
+    async with serving(echo_digest_or_flood, HttpToolsProtocol) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(requests)  # all three before any answer: uvicorn queues the later ones
+        last = hashlib.sha256(bodies[-1]).hexdigest().encode()
+        answers = await read_until(reader, last)
+        writer.close()
+
+    digests = [hashlib.sha256(body).hexdigest().encode() for body in bodies]
+    positions = [answers.find(digest) for digest in digests]
+    assert -1 not in positions
+    assert positions == sorted(positions)
