@@ -9,7 +9,7 @@ import hashlib
 from typing import Any
 
 from inference_gateway.server import HttpToolsProtocol
-from tests.edge.test_disconnect_notice import read_until, serving
+from tests.edge.raw_asgi import lifespan, read_until, serving
 
 ANSWER_BYTES = 16 * 1024 * 1024  # far beyond the socket buffers: the server must pause writing
 
@@ -17,9 +17,7 @@ ANSWER_BYTES = 16 * 1024 * 1024  # far beyond the socket buffers: the server mus
 async def echo_digest_or_flood(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """POST: the SHA-256 of the body as it came; GET: ANSWER_BYTES in 64 kB sends."""
     if scope["type"] == "lifespan":
-        while (message := await receive())["type"] != "lifespan.shutdown":
-            await send({"type": message["type"] + ".complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await lifespan(receive, send)
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     if scope["method"] == "POST":

@@ -4,17 +4,14 @@ server with the gateway's protocol, real sockets closed mid-answer."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 
 from inference_gateway.server import HttpToolsProtocol
 from resource_server_async.disconnect import ClientWatch, notice_of
-from tests.servers import free_port
+from tests.edge.raw_asgi import App, lifespan, read_until, serving
 
 REQUEST = b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 START = {
@@ -35,15 +32,13 @@ class Seen:
     client_closed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def streaming_app(seen: Seen, *, watch_late: bool = False) -> Callable[..., Awaitable[None]]:
+def streaming_app(seen: Seen, *, watch_late: bool = False) -> App:
     """The first request on a connection is answered whole; later ones stream until cancelled.
     `watch_late`: the stream starts watching only once the test has closed its socket."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": message["type"] + ".complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
         index = len(seen.noticed)
         seen.noticed.append(notice_of(scope) is not None)
@@ -77,31 +72,6 @@ def streaming_app(seen: Seen, *, watch_late: bool = False) -> Callable[..., Awai
     return app
 
 
-@contextlib.asynccontextmanager
-async def serving(app: Callable[..., Awaitable[None]], http: Any) -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=http, log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.get_running_loop().create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "the server did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await task
-
-
-async def read_until(reader: asyncio.StreamReader, marker: bytes) -> bytes:
-    data = b""
-    while marker not in data:
-        more = await asyncio.wait_for(reader.read(4096), 5)
-        assert more, f"the connection closed before {marker!r}"
-        data += more
-    return data
-
-
 async def one_stream_then_hang_up(port: int, seen: Seen, *, after_whole: bool) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     if after_whole:
@@ -114,11 +84,18 @@ async def one_stream_then_hang_up(port: int, seen: Seen, *, after_whole: bool) -
     seen.client_closed.set()
 
 
-async def test_a_client_that_hangs_up_mid_stream_is_noticed_without_receive() -> None:
+async def hung_up_mid_stream(http: Any, *, watch_late: bool = False) -> Seen:
+    """What the application saw of a connection that ended mid-stream: with `watch_late`, its
+    only request; otherwise a whole answer, then the stream."""
     seen = Seen()
-    async with serving(streaming_app(seen), HttpToolsProtocol) as port:
-        await one_stream_then_hang_up(port, seen, after_whole=True)
+    async with serving(streaming_app(seen, watch_late=watch_late), http) as port:
+        await one_stream_then_hang_up(port, seen, after_whole=not watch_late)
         await asyncio.wait_for(seen.cancelled.wait(), 2)
+    return seen
+
+
+async def test_a_client_that_hangs_up_mid_stream_is_noticed_without_receive() -> None:
+    seen = await hung_up_mid_stream(HttpToolsProtocol)
 
     assert seen.noticed == [True, True]
     # The answered request is not told of the later hang-up; the stream is, and nothing
@@ -128,10 +105,7 @@ async def test_a_client_that_hangs_up_mid_stream_is_noticed_without_receive() ->
 
 
 async def test_watching_after_the_client_left_cancels_at_once() -> None:
-    seen = Seen()
-    async with serving(streaming_app(seen, watch_late=True), HttpToolsProtocol) as port:
-        await one_stream_then_hang_up(port, seen, after_whole=False)
-        await asyncio.wait_for(seen.cancelled.wait(), 2)
+    seen = await hung_up_mid_stream(HttpToolsProtocol, watch_late=True)
 
     assert seen.gone == [0]
     assert seen.receives == 0
@@ -139,10 +113,7 @@ async def test_watching_after_the_client_left_cancels_at_once() -> None:
 
 @pytest.mark.parametrize("http", ["httptools", "h11"])
 async def test_under_uvicorns_own_protocols_a_task_on_receive_notices(http: str) -> None:
-    seen = Seen()
-    async with serving(streaming_app(seen), http) as port:
-        await one_stream_then_hang_up(port, seen, after_whole=True)
-        await asyncio.wait_for(seen.cancelled.wait(), 2)
+    seen = await hung_up_mid_stream(http)
 
     assert seen.noticed == [False, False]
     assert seen.gone == [1]
