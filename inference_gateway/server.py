@@ -120,7 +120,10 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         super().connection_lost(exc)
         callback, self._on_disconnect = self._on_disconnect, None
         if gone and callback is not None:
-            callback()
+            # In this turn of the loop, but after what its reads woke already: an answer whose
+            # model server ended in the same turn ends whole (its record says so), as when a
+            # task parked on receive() learned of the disconnect.
+            self.loop.call_soon(callback)
 
     def watch(self, callback: Callable[[], object]) -> None:
         if self.cycle is not None and self.cycle.disconnected:

@@ -5,9 +5,10 @@ busy elsewhere (relaying a stream, awaiting a model's answer) needs a second tas
 `receive()` for the whole request: a task, its frames and a future per open stream
 (bench/compute_streams.py: about 1.7 kB of each stream's 37). The gateway's HTTP protocol
 (inference_gateway/server.py) offers `scope["extensions"][EXTENSION]["notice"]` instead: a
-`DisconnectNotice` whose `watch(callback)` has `callback` called once, at once, when the
-connection is lost before the answer is complete. Under another server (uvicorn's own protocol
-in some tests) the extension is absent and `ClientWatch` falls back to the task.
+`DisconnectNotice` whose `watch(callback)` has `callback` called once, in the same turn of the
+event loop, when the connection is lost before the answer is complete. Under another server
+(uvicorn's own protocol in some tests) the extension is absent and `ClientWatch` falls back to
+the task.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class ClientWatch:
         on_gone: Callable[[], object] | None = None,
     ) -> None:
         self.disconnected = False
-        self._task = task
+        self._task: asyncio.Task[Any] | None = task
         self._on_gone = on_gone
         self._waiter: asyncio.Task[None] | None = None
         self._notice = notice_of(scope)
@@ -65,6 +66,8 @@ class ClientWatch:
             self._waiter = asyncio.get_running_loop().create_task(self._receive_until_gone(receive))
 
     def _client_gone(self) -> None:
+        if self._task is None:
+            return  # stopped meanwhile: the task is past what was watched
         self.disconnected = True
         if self._on_gone is not None:
             self._on_gone()
@@ -77,6 +80,7 @@ class ClientWatch:
 
     def stop(self) -> None:
         """Stop watching (idempotent); the task is no longer cancelled for a disconnect."""
+        self._task = None
         if self._notice is not None:
             self._notice.unwatch(self._client_gone)
         elif self._waiter is not None:
