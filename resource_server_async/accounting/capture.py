@@ -117,7 +117,8 @@ class CaptureMiddleware:
     def _finish(self, outcome: RequestOutcome, answer: _Answer, prompt: list[bytes]) -> None:
         if outcome.ended is None:
             outcome.ended = time.perf_counter()
-            if outcome.status and not outcome.disconnected and not outcome.error_code:
+            incomplete = not (outcome.disconnected or outcome.error_code or outcome.last_event_sent)
+            if outcome.status and incomplete:
                 outcome.error_code = "answer_incomplete"
         if outcome.status == 0:
             outcome.status = 499 if outcome.disconnected else 500

@@ -234,13 +234,16 @@ async def relay(
             if gate is not None and gate.done:
                 ended = True
                 yield _last_event(gate, None, dialect, endpoint, request_id, outcome)
+                _sent_last(outcome)
         if gate is not None and not ended:
             ended = True
             gate.end()
             yield _last_event(gate, None, dialect, endpoint, request_id, outcome)
+            _sent_last(outcome)
     except GatewayError as exc:
         if not ended:
             yield _last_event(gate, exc, dialect, endpoint, request_id, outcome)
+            _sent_last(outcome)
     except Exception:
         if not ended:
             logger.exception("stream from %r failed (request %s)", endpoint, request_id)
@@ -256,6 +259,14 @@ async def relay(
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _sent_last(outcome: RequestOutcome | None) -> None:
+    # Resumed after the yield: the response has handed the last event to the server. The
+    # relay still drains the model server's stream (its connection goes back to the pool);
+    # a client that hangs up meanwhile, as the openai client does after [DONE], had it all.
+    if outcome is not None:
+        outcome.last_event_sent = True
 
 
 def _last_event(

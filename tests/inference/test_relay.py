@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 import orjson
 import pytest
 
+from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.auth.principal import Principal
 from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.clusters.direct_api import DirectAPICluster, DirectAPIClusterConfig
@@ -188,3 +189,27 @@ async def test_an_open_stream_does_not_hold_its_request_body() -> None:
     gc.collect()
     assert body_alive() is None
     await events.aclose()
+
+
+async def test_a_hang_up_after_the_last_event_is_not_a_disconnect() -> None:
+    # The openai client closes on [DONE] while the relay still drains the server's stream.
+    outcome = RequestOutcome(
+        "req-last", received_at=0.0, started=0.0, route="cluster", operation="chat/completions"
+    )
+    request = call()
+    request.outcome = outcome
+    events = relay(
+        source([WHOLE, DONE, b": the server's tail\n\n"]), Dialect.OPENAI, endpoint(), request
+    )
+
+    assert await anext(events) == WHOLE
+    outcome.client_gone()  # before the last event: the record says the client left
+    assert outcome.disconnected
+    outcome.disconnected = False
+    assert await anext(events) == DONE
+    with pytest.raises(StopAsyncIteration):
+        await anext(events)
+    outcome.client_gone()
+
+    assert outcome.last_event_sent
+    assert not outcome.disconnected
