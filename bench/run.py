@@ -55,6 +55,7 @@ SCENARIOS = (
     "compute",
     "relay",
     "streams",
+    "stream_instructions",
 )
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
 # metrics on vs off) and `routing` one with two backends (bench/routing.py): asked for by name.
@@ -872,6 +873,10 @@ def main() -> None:
                 from bench import compute_streams
 
                 compute_streams.bench(workdir / "streams", report)
+            if "stream_instructions" in args.scenarios:
+                from bench import stream_callgrind
+
+                stream_callgrind.bench(workdir / "stream_instructions", report)
             if "litellm" in args.compare:
                 (workdir / "litellm").mkdir()
                 bench_litellm(args, workdir / "litellm", backend_port, report)

@@ -1,4 +1,5 @@
-"""uvicorn's httptools HTTP protocol with a bound on the request line and headers (431 beyond).
+"""uvicorn's httptools HTTP protocol with a bound on the request line and headers (431 beyond),
+a client's disconnect told to the application at once, and less held per open connection.
 
 httptools keeps the request line and headers in memory until they end, without a limit: four
 connections sending 50 MB of headers took a worker from 86 to 338 MB. Serve with
@@ -8,18 +9,26 @@ connections sending 50 MB of headers took a worker from 86 to 338 MB. Serve with
 
 (uvicorn imports a `module:Class` value of --http as the protocol class). The bound is the
 setting MAX_REQUEST_HEADER_BYTES; the reverse proxy should cap headers too (docs/deploy.md).
+
+The disconnect: `scope["extensions"]["gateway.disconnect"]["notice"]` is the protocol itself, a
+`DisconnectNotice` (resource_server_async/disconnect.py), so that a stream learns of its client's
+departure from `connection_lost` rather than from a task per stream parked on `receive()`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Literal
 
 import orjson
 from django.conf import settings
 from uvicorn.config import Config
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.server import ServerState
+
+from resource_server_async.disconnect import EXTENSION
 
 _REFUSAL = orjson.dumps(
     {
@@ -43,6 +52,35 @@ _ENDED_IN_READ = -2  # a request ended inside this read: the rest was its body, 
 _REFUSED = -3  # answered 431; nothing more is read
 
 
+class _Pipeline(list[Any]):
+    """uvicorn's queue of pipelined requests (it calls appendleft, pop and bool), as a list:
+    an empty deque holds a 64-slot block, 0.7 kB per connection, and clients rarely pipeline."""
+
+    __slots__ = ()
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
+
+
+_NO_WAITERS: Any = ()  # iterated by set() and tested by __repr__ like an empty deque
+
+
+class _Event(asyncio.Event):
+    """asyncio.Event with its waiters' deque made by the first wait() that blocks. uvicorn makes
+    two per connection (each request's message event, the flow control's "writable" event),
+    which only a request body still arriving or a client slower than its answer waits on; each
+    deque is 0.7 kB held for an open stream's life otherwise (bench/compute_streams.py)."""
+
+    def __init__(self, value: bool = False) -> None:
+        self._waiters = _NO_WAITERS
+        self._value = value
+
+    async def wait(self) -> Literal[True]:
+        if not self._value and self._waiters is _NO_WAITERS:
+            self._waiters = deque()
+        return await super().wait()
+
+
 class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     """Counts the bytes of each request's line and headers; past the limit, answers 431 and
     closes the connection without reading (or keeping) the rest.
@@ -50,7 +88,14 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     Two checks, both cheap: while the headers have not ended, every byte received counts (so
     memory stays within the limit plus one read); when they end, their exact size is summed
     (a few additions per request), which catches headers that arrived in one read.
+
+    Also the application's `DisconnectNotice` (`watch`, `unwatch`): the callback watched is
+    called from `connection_lost` while the current answer is incomplete.
     """
+
+    # Slots, not attributes: beyond uvicorn's 28 and `_header_bytes`, each connection would
+    # carry an attribute dict of its own (see `_IN_BODY`).
+    __slots__ = ("_extensions", "_on_disconnect")
 
     def __init__(
         self,
@@ -61,6 +106,39 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._header_bytes = 0
+        self.pipeline = _Pipeline()  # type: ignore[assignment]
+        self._on_disconnect: Callable[[], object] | None = None
+        # One per connection, shared by its requests' scopes (nothing writes to it).
+        self._extensions: dict[str, dict[object, object]] = {EXTENSION: {"notice": self}}
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.flow._is_writable_event = _Event(value=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        gone = self.cycle is not None and not self.cycle.response_complete
+        super().connection_lost(exc)
+        callback, self._on_disconnect = self._on_disconnect, None
+        if gone and callback is not None:
+            # In this turn of the loop, but after what its reads woke already: an answer whose
+            # model server ended in the same turn ends whole (its record says so), as when a
+            # task parked on receive() learned of the disconnect.
+            self.loop.call_soon(callback)
+
+    def watch(self, callback: Callable[[], object]) -> None:
+        if self.cycle is not None and self.cycle.disconnected:
+            callback()  # gone already: as receive() would have said at once
+            return
+        self._on_disconnect = callback
+
+    def unwatch(self, callback: Callable[[], object]) -> None:
+        if self._on_disconnect == callback:
+            self._on_disconnect = None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._on_disconnect = None  # a new request: what watched the last one is done
+        self.scope["extensions"] = self._extensions
 
     @property
     def max_header_bytes(self) -> int:
@@ -91,7 +169,10 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
             self._header_bytes = _REFUSED
             return
         self._header_bytes = _IN_BODY
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not previous:  # a new request (not an upgrade): nothing waits yet
+            self.cycle.message_event = _Event()
 
     def on_body(self, body: bytes) -> None:
         if self._header_bytes != _REFUSED:

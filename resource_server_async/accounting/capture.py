@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -101,50 +101,24 @@ class CaptureMiddleware:
         if state is None:
             scope["state"] = state = {}
         state["outcome"] = outcome
-        id_header = (b"x-request-id", outcome.request_id.encode())
         answer = _Answer(self.prompt_max if self.record_prompts else 0)
-        prompt: list[bytes] = []
-
-        async def receive_watching() -> Message:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                if outcome.ended is None:
-                    outcome.disconnected = True
-            elif self.record_prompts and message.get("body"):
-                prompt.append(message["body"])
-            return message
-
-        async def send_watching(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                now = time.perf_counter()
-                outcome.status = message["status"]
-                headers = list(message.get("headers", ()))
-                answer.start(headers)
-                outcome.stream = outcome.stream or answer.event_stream
-                headers.append(id_header)
-                headers.append((b"server-timing", outcome.server_timing(now)))
-                message["headers"] = headers
-            elif message["type"] == "http.response.body":
-                answer.body(message.get("body", b""))
-                if not message.get("more_body", False):
-                    outcome.ended = time.perf_counter()
-            await send(message)
-
+        watched = _Watched(outcome, answer, [] if self.record_prompts else None, receive, send)
         in_flight.enter()
         try:
-            await self.app(scope, receive_watching, send_watching)
+            await self.app(scope, watched.receive, watched.send)
         except BaseException:
             if outcome.status == 0:
                 outcome.status, outcome.error_code = 500, "internal_error"
             raise
         finally:
             in_flight.leave()
-            self._finish(outcome, answer, prompt)
+            self._finish(outcome, answer, watched.prompt or [])
 
     def _finish(self, outcome: RequestOutcome, answer: _Answer, prompt: list[bytes]) -> None:
         if outcome.ended is None:
             outcome.ended = time.perf_counter()
-            if outcome.status and not outcome.disconnected and not outcome.error_code:
+            incomplete = not (outcome.disconnected or outcome.error_code or outcome.last_event_sent)
+            if outcome.status and incomplete:
                 outcome.error_code = "answer_incomplete"
         if outcome.status == 0:
             outcome.status = 499 if outcome.disconnected else 500
@@ -187,6 +161,54 @@ class CaptureMiddleware:
             if len(self._peers) < _MAX_KNOWN_PEERS:
                 self._peers[address] = known
         return known
+
+
+class _Watched:
+    """One request's `receive` and `send` as the capture watches them: the bound methods of one
+    small object, not two closures and their cells, since they are held as long as the request
+    (an open stream's whole life)."""
+
+    __slots__ = ("_receive", "_send", "answer", "outcome", "prompt")
+
+    def __init__(
+        self,
+        outcome: RequestOutcome,
+        answer: _Answer,
+        prompt: list[bytes] | None,  # the request body's parts, when prompts are recorded
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        self.outcome = outcome
+        self.answer = answer
+        self.prompt = prompt
+        self._receive = receive
+        self._send = send
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.outcome.client_gone()
+        elif self.prompt is not None and message.get("body"):
+            self.prompt.append(message["body"])
+        return message
+
+    def send(self, message: Message) -> Awaitable[None]:
+        # The next send's awaitable, not a coroutine of its own (api/edge.py says why).
+        outcome = self.outcome
+        if message["type"] == "http.response.start":
+            now = time.perf_counter()
+            outcome.status = message["status"]
+            headers = list(message.get("headers", ()))
+            self.answer.start(headers)
+            outcome.stream = outcome.stream or self.answer.event_stream
+            headers.append((b"x-request-id", outcome.request_id.encode()))
+            headers.append((b"server-timing", outcome.server_timing(now)))
+            message["headers"] = headers
+        elif message["type"] == "http.response.body":
+            self.answer.body(message.get("body", b""))
+            if not message.get("more_body", False):
+                outcome.ended = time.perf_counter()
+        return self._send(message)
 
 
 class _Answer:

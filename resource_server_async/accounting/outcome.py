@@ -51,6 +51,9 @@ class RequestOutcome:
     response_time: float | None = None
     throughput_tokens_per_second: float | None = None
     disconnected: bool = False
+    # The client has the stream's last event ([DONE] or the error event): a hang-up after it,
+    # while the gateway drains the model server's stream to its end, loses nothing.
+    last_event_sent: bool = False
     # What completes the record after the answer ended (a compute stream's task result, with
     # the function's timing); the capture accounts the request once it is done.
     settling: asyncio.Future[None] | None = None
@@ -66,6 +69,11 @@ class RequestOutcome:
         self.model = model
         self.upstream_started = time.perf_counter()
         self.upstream_answered = self.first_byte = None
+
+    def client_gone(self) -> None:
+        """The client hung up; before the answer's end, that is what the record says."""
+        if self.ended is None and not self.last_event_sent:
+            self.disconnected = True
 
     def server_timing(self, now: float) -> bytes:
         """The Server-Timing header at the start of the answer: gateway time apart from the

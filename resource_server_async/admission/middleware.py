@@ -12,6 +12,8 @@ call reaches Redis, which it cannot before this one's: the client has not read t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Generator
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resource_server_async.admission.headers import rate_limit_headers
@@ -34,31 +36,57 @@ class AdmissionMiddleware:
             scope["state"] = state = {}
         admission = AdmissionState()
         state["admission"] = admission
-        anthropic = path.endswith("/v1/messages")
-        held: list[Message] = []
-
-        async def send_with_limits(message: Message) -> None:
-            kind = message["type"]
-            if kind == "http.response.start":
-                if admission.decision is not None:
-                    headers = list(message.get("headers", ()))
-                    headers += rate_limit_headers(admission.buckets, admission.decision, anthropic)
-                    message["headers"] = headers
-            elif (
-                kind == "http.response.body"
-                and admission.tickets
-                and not message.get("more_body", False)
-            ):
-                held.append(message)
-                return
-            await send(message)
-
+        limited = _Limited(admission, path.endswith("/v1/messages"), send)
         try:
-            await self.app(scope, receive, send_with_limits)
+            await self.app(scope, receive, limited.send)
         finally:
             if admission.tickets:
                 waiting = admission.start_release(state.get("outcome"))
                 if waiting is not None:
                     await waiting
-            for message in held:
+            for message in limited.held:
                 await send(message)
+
+
+class _Limited:
+    """One request's `send` with the rate-limit headers added to its start, and its last body
+    message held while it holds tickets (released first). A bound method of one small object,
+    not a closure and its cells, since it is held as long as the request."""
+
+    __slots__ = ("_send", "admission", "anthropic", "held")
+
+    def __init__(self, admission: AdmissionState, anthropic: bool, send: Send) -> None:
+        self.admission = admission
+        self.anthropic = anthropic
+        self.held: list[Message] = []
+        self._send = send
+
+    def send(self, message: Message) -> Awaitable[None]:
+        # The next send's awaitable, not a coroutine of its own (api/edge.py says why).
+        kind = message["type"]
+        admission = self.admission
+        if kind == "http.response.start":
+            if admission.decision is not None:
+                headers = list(message.get("headers", ()))
+                headers += rate_limit_headers(admission.buckets, admission.decision, self.anthropic)
+                message["headers"] = headers
+        elif (
+            kind == "http.response.body"
+            and admission.tickets
+            and not message.get("more_body", False)
+        ):
+            self.held.append(message)
+            return _SENT
+        return self._send(message)
+
+
+class _Sent:
+    """An awaitable that is complete at once: what `send` gives for a message it holds."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield from ()
+
+
+_SENT = _Sent()

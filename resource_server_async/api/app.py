@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Match
 from resource_server_async import drain
 from resource_server_async.accounting.capture import CaptureMiddleware, answer_headers
 from resource_server_async.admission.middleware import AdmissionMiddleware
-from resource_server_async.api.edge import AllowedHostsMiddleware, SecurityHeadersMiddleware
+from resource_server_async.api.edge import EdgeMiddleware
 from resource_server_async.api.gc_policy import CollectorPolicy
 from resource_server_async.api.views import streaming
 from resource_server_async.api.views.streaming import SideChannelMiddleware
@@ -198,9 +198,8 @@ def _start_collector_policy() -> asyncio.Task[None] | None:
 def build_app() -> Starlette:
     # The side channel's POSTs (one per streamed chunk) are not inference requests: ahead of
     # admission, the capture and the router, with the edge's checks only.
-    side_channel = SecurityHeadersMiddleware(
-        AllowedHostsMiddleware(streaming.side_channel, allowed_hosts=settings.ALLOWED_HOSTS),
-        headers=_SECURITY_HEADERS,
+    side_channel = EdgeMiddleware(
+        streaming.side_channel, allowed_hosts=settings.ALLOWED_HOSTS, headers=_SECURITY_HEADERS
     )
     app = Starlette(
         routes=_routes(),
@@ -216,8 +215,9 @@ def build_app() -> Starlette:
                 record_prompts=settings.RECORD_PROMPTS,
                 prompt_max_chars=settings.RECORD_PROMPT_MAX_CHARS,
             ),
-            Middleware(SecurityHeadersMiddleware, headers=_SECURITY_HEADERS),
-            Middleware(AllowedHostsMiddleware, allowed_hosts=settings.ALLOWED_HOSTS),
+            Middleware(
+                EdgeMiddleware, allowed_hosts=settings.ALLOWED_HOSTS, headers=_SECURITY_HEADERS
+            ),
         ],
         lifespan=lifespan,
         exception_handlers={

@@ -21,6 +21,7 @@ from resource_server_async.endpoints.tokenizer import TokenizerConfig
 from resource_server_async.errors import GatewayError
 from resource_server_async.upstream import errors as upstream_errors
 from resource_server_async.upstream.clients import BackendTLS, PoolWait, api_base, origin_of
+from resource_server_async.upstream.silence import Silence
 
 if TYPE_CHECKING:
     from resource_server_async.accounting.outcome import RequestOutcome
@@ -348,8 +349,10 @@ class DirectAPIEndpoint(BaseEndpoint):
         self, response: aiohttp.ClientResponse, outcome: RequestOutcome | None
     ) -> AsyncIterator[bytes]:
         finished = False
+        silence = Silence(response, self._seconds)
         try:
             async for chunk in response.content.iter_any():
+                silence.heard()
                 if outcome is not None and outcome.first_byte is None:
                     outcome.first_byte = time.perf_counter()
                 yield chunk
@@ -359,6 +362,7 @@ class DirectAPIEndpoint(BaseEndpoint):
         except aiohttp.ClientError:
             raise upstream_errors.stream_cut(self) from None
         finally:
+            silence.stop()
             # Closing (not releasing) an unfinished answer drops the connection, which is how
             # the model server learns to stop generating for a client that went away.
             if finished:

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from resource_server_async import admission, drain
@@ -34,6 +34,7 @@ from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.projects import ProjectRef
 from resource_server_async.catalog.snapshot import catalog
 from resource_server_async.clusters.base import BaseCluster
+from resource_server_async.disconnect import ClientWatch
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
 from resource_server_async.errors import Dialect, GatewayError, sse_error_event
 from resource_server_async.inference import sessions
@@ -45,8 +46,6 @@ logger = logging.getLogger(__name__)
 
 # Operations that answer `stream: true` with server-sent events; others ignore the flag.
 STREAMING_OPERATIONS = frozenset({"chat/completions", "completions", "responses", "messages"})
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @dataclass(slots=True)
@@ -215,6 +214,10 @@ async def relay(
     """
     gate = DoneGate() if call.operation in DONE_TERMINATED else None
     tap = _usage_tap(call, gate is not None)
+    request_id, outcome = call.request_id, call.outcome
+    # The request (its body parsed and encoded, twice when usage was asked for) is not held
+    # for the stream's life: with long prompts, the largest part of an open stream.
+    del call
     ended = False  # the client has its last event; what the server still sends is drained
     try:
         async for chunk in chunks:
@@ -230,22 +233,25 @@ async def relay(
                 yield chunk
             if gate is not None and gate.done:
                 ended = True
-                yield _last_event(gate, None, dialect, endpoint, call)
+                yield _last_event(gate, None, dialect, endpoint, request_id, outcome)
+                _sent_last(outcome)
         if gate is not None and not ended:
             ended = True
             gate.end()
-            yield _last_event(gate, None, dialect, endpoint, call)
+            yield _last_event(gate, None, dialect, endpoint, request_id, outcome)
+            _sent_last(outcome)
     except GatewayError as exc:
         if not ended:
-            yield _last_event(gate, exc, dialect, endpoint, call)
+            yield _last_event(gate, exc, dialect, endpoint, request_id, outcome)
+            _sent_last(outcome)
     except Exception:
         if not ended:
-            logger.exception("stream from %r failed (request %s)", endpoint, call.request_id)
+            logger.exception("stream from %r failed (request %s)", endpoint, request_id)
             failure = GatewayError(
                 502, "stream_failed", "The gateway failed while relaying the stream."
             )
-            if call.outcome is not None:
-                call.outcome.error_code = failure.code
+            if outcome is not None:
+                outcome.error_code = failure.code
             yield sse_error_event(failure, dialect)
     finally:
         if tap is not None:
@@ -255,12 +261,21 @@ async def relay(
             await aclose()
 
 
+def _sent_last(outcome: RequestOutcome | None) -> None:
+    # Resumed after the yield: the response has handed the last event to the server. The
+    # relay still drains the model server's stream (its connection goes back to the pool);
+    # a client that hangs up meanwhile, as the openai client does after [DONE], had it all.
+    if outcome is not None:
+        outcome.last_event_sent = True
+
+
 def _last_event(
     gate: DoneGate | None,
     failure: GatewayError | None,
     dialect: Dialect,
     endpoint: BaseEndpoint,
-    call: InferenceRequest,
+    request_id: str,
+    outcome: RequestOutcome | None,
 ) -> bytes:
     """`[DONE]` for a whole stream, else the error event (logged once for the operator)."""
     if gate is not None and gate.whole:
@@ -272,30 +287,36 @@ def _last_event(
             if gate is not None and gate.done
             else upstream_errors.stream_cut(endpoint)
         )
-    upstream_errors.report_cut(failure, endpoint, call.request_id)
-    if call.outcome is not None:
-        call.outcome.error_code = failure.code
+    upstream_errors.report_cut(failure, endpoint, request_id)
+    if outcome is not None:
+        outcome.error_code = failure.code
     return sse_error_event(failure, dialect)
 
 
-class EventStreamResponse(StreamingResponse):
+# The answer's fixed headers, encoded once, as Starlette would send them (in this order).
+_SSE_RAW_HEADERS = (
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+)
+
+
+class EventStreamResponse(Response):
     """SSE passed through unbuffered; a client that disconnects stops the stream at once.
 
-    Starlette watches for the disconnect with an anyio task group per response (uvicorn speaks
-    ASGI 2.3), which costs about 0.4 ms before the first byte. One plain asyncio task does the
-    same job: on `http.disconnect` it cancels the relaying task, and closing the iterator makes
-    the endpoint drop its upstream call.
+    A Starlette Response by type only (views return it, `mark_served` appends to its
+    `raw_headers`): plain ASGI underneath, none of StreamingResponse's per-answer and per-chunk
+    work, since each open stream holds its response for minutes. The disconnect comes from the
+    server's protocol (disconnect.py: no task per stream), and cancels the relaying task;
+    closing the iterator makes the endpoint drop its upstream call.
     """
 
     media_type = "text/event-stream"
 
-    def __init__(
-        self,
-        events: AsyncIterator[bytes],
-        headers: dict[str, str] | None = None,
-        dialect: Dialect = Dialect.OPENAI,
-    ):
-        super().__init__(events, headers={**SSE_HEADERS, **(headers or {})})
+    def __init__(self, events: AsyncIterator[bytes], dialect: Dialect = Dialect.OPENAI) -> None:
+        self.status_code = 200
+        self.raw_headers = list(_SSE_RAW_HEADERS)
+        self.background = None
         self._events = events
         self._dialect = dialect
         self._on_close: Callable[[], None] | None = None
@@ -307,31 +328,28 @@ class EventStreamResponse(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         relaying = asyncio.current_task()
         assert relaying is not None
-        disconnected = False
-
-        async def watch_for_disconnect() -> None:
-            nonlocal disconnected
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            disconnected = True
-            relaying.cancel()
-
-        watcher = asyncio.get_running_loop().create_task(watch_for_disconnect())
+        outcome: RequestOutcome | None = (scope.get("state") or {}).get("outcome")
+        client = ClientWatch(
+            scope, receive, relaying, outcome.client_gone if outcome is not None else None
+        )
         draining = drain.current()
         draining.track(relaying)
         try:
-            await self.stream_response(send)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in self._events:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if draining.was_cut(relaying) and not disconnected:
+            if draining.was_cut(relaying) and not client.disconnected:
                 relaying.uncancel()  # the drain's deadline: tell the client, then end
                 await self._send_drain_error(scope, send)
-            elif not disconnected:
+            elif not client.disconnected:
                 raise
             else:
                 relaying.uncancel()  # our own cancellation, not the server's: end quietly
         finally:
+            client.stop()
             draining.untrack(relaying)
-            watcher.cancel()
             if self._on_close is not None:
                 self._on_close()
             aclose = getattr(self._events, "aclose", None)
@@ -366,30 +384,26 @@ CLIENT_CLOSED_REQUEST = 499
 async def cancel_on_disconnect(request: Request, work: Awaitable[Response]) -> Response:
     """Await `work` (the call to the model, up to its answer or the start of its stream), and
     cancel it if the client hangs up meanwhile: an abandoned call must not hold a pooled
-    connection, or the model, until its timeout. Call it once the body has been read: from
-    then on the only message `receive` can bring is `http.disconnect`. One plain asyncio task,
-    as in EventStreamResponse, rather than an anyio task group."""
+    connection, or the model, until its timeout. Call it once the body has been read
+    (disconnect.ClientWatch)."""
     waiting = asyncio.current_task()
     assert waiting is not None
-    disconnected = False
-
-    async def watch_for_disconnect() -> None:
-        nonlocal disconnected
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        disconnected = True
-        waiting.cancel()
-
-    watcher = asyncio.get_running_loop().create_task(watch_for_disconnect())
+    outcome: RequestOutcome | None = request.scope.get("state", {}).get("outcome")
+    client = ClientWatch(
+        request.scope,
+        request.receive,
+        waiting,
+        outcome.client_gone if outcome is not None else None,
+    )
     try:
         return await work
     except asyncio.CancelledError:
-        if not disconnected:
+        if not client.disconnected:
             raise
         waiting.uncancel()  # our own cancellation, not the server's
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     finally:
-        watcher.cancel()
+        client.stop()
 
 
 async def admit_then(
@@ -419,7 +433,7 @@ async def execute(endpoint: BaseEndpoint, call: InferenceRequest, dialect: Diale
     caller's HTTP error); errors during a stream end it with an error event."""
     if call.stream:
         return EventStreamResponse(
-            relay(await open_stream(endpoint, call), dialect, endpoint, call), dialect=dialect
+            relay(await open_stream(endpoint, call), dialect, endpoint, call), dialect
         )
     return json_response(await endpoint.complete(call), endpoint, call)
 

@@ -74,7 +74,9 @@ class DoneGate:
             self._pending = buffer
             return b""
         ready, self._pending = buffer[:end], buffer[end:]
-        if b"[DONE]" in ready:
+        # find, not `in`: CPython 3.11's `bytes in bytes` first tries its operand as an int
+        # and formats the TypeError it raises (about 2,000 instructions per chunk, callgrind).
+        if ready.find(b"[DONE]") >= 0:
             ready = self._until_done(ready)
         return ready
 

@@ -3,12 +3,15 @@ however the bytes are split; the error event instead of it otherwise, logged onc
 
 from __future__ import annotations
 
+import gc
 import logging
+import weakref
 from collections.abc import AsyncIterator, Iterable
 
 import orjson
 import pytest
 
+from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.auth.principal import Principal
 from resource_server_async.clusters.base import ClusterRow
 from resource_server_async.clusters.direct_api import DirectAPICluster, DirectAPIClusterConfig
@@ -167,3 +170,46 @@ def test_a_last_done_without_its_blank_line_counts() -> None:
     gate.end()
 
     assert gate.whole
+
+
+class _Body(dict[str, object]):
+    """A request body that can be referenced weakly (a plain dict cannot)."""
+
+
+async def test_an_open_stream_does_not_hold_its_request_body() -> None:
+    body = _Body(model="M", messages=[{"role": "user", "content": "a long prompt " * 1000}])
+    request = InferenceRequest("chat/completions", body, b"{}", call().principal, "req-held")
+    body_alive = weakref.ref(body)
+    events = relay(
+        source([chunk_event("Hello"), chunk_event(" world")]), Dialect.OPENAI, endpoint(), request
+    )
+
+    assert await anext(events) == chunk_event("Hello")  # the stream is open
+    del body, request
+    gc.collect()
+    assert body_alive() is None
+    await events.aclose()
+
+
+async def test_a_hang_up_after_the_last_event_is_not_a_disconnect() -> None:
+    # The openai client closes on [DONE] while the relay still drains the server's stream.
+    outcome = RequestOutcome(
+        "req-last", received_at=0.0, started=0.0, route="cluster", operation="chat/completions"
+    )
+    request = call()
+    request.outcome = outcome
+    events = relay(
+        source([WHOLE, DONE, b": the server's tail\n\n"]), Dialect.OPENAI, endpoint(), request
+    )
+
+    assert await anext(events) == WHOLE
+    outcome.client_gone()  # before the last event: the record says the client left
+    assert outcome.disconnected
+    outcome.disconnected = False
+    assert await anext(events) == DONE
+    with pytest.raises(StopAsyncIteration):
+        await anext(events)
+    outcome.client_gone()
+
+    assert outcome.last_event_sent
+    assert not outcome.disconnected

@@ -105,6 +105,24 @@ def test_slow_stream_within_the_timeout_is_passed_through(client: OpenAI) -> Non
     assert text == "Echo: a b c"
 
 
+def test_a_stream_longer_than_the_timeout_that_never_falls_silent_is_whole(
+    client: OpenAI,
+) -> None:
+    # slow-model's bound on silence is 0.5 s (upstream/silence.py): 8 events 0.2 s apart.
+    started = time.monotonic()
+    stream = client.chat.completions.create(
+        model="slow-model",
+        messages=HELLO,
+        stream=True,
+        extra_body={"fake": {"chunk_delay": 0.2, "chunks": 8}},
+    )
+    finishes = [c.choices[0].finish_reason for c in stream if c.choices]
+
+    assert time.monotonic() - started > 1.4
+    assert len(finishes) >= 8
+    assert finishes[-1] == "stop"
+
+
 def test_client_disconnect_cancels_the_upstream_request(
     client: OpenAI, backend: FakeBackend
 ) -> None:

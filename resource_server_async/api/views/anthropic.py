@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from resource_server_async.api.plain_route import PlainRoute
 from resource_server_async.api.request import read_request
 from resource_server_async.errors import Dialect
 from resource_server_async.inference import messages_api, pipeline, routing, token_count
@@ -50,7 +50,7 @@ _RUNNERS: dict[str, pipeline.Runner] = {
 
 routes = [
     *(
-        Route(
+        PlainRoute(
             f"/resource_server/{{cluster}}/{{framework}}/v1/{operation}",
             cluster_scoped(operation, run),
             methods=["POST"],
@@ -58,7 +58,7 @@ routes = [
         for operation, run in _RUNNERS.items()
     ),
     *(
-        Route(f"/resource_server/v1/{operation}", federated(operation, run), methods=["POST"])
+        PlainRoute(f"/resource_server/v1/{operation}", federated(operation, run), methods=["POST"])
         for operation, run in _RUNNERS.items()
     ),
 ]

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from resource_server_async.api.plain_route import PlainRoute
 from resource_server_async.api.request import read_request
 from resource_server_async.errors import Dialect
 from resource_server_async.inference import pipeline, responses_api, routing
@@ -57,7 +57,7 @@ def federated(operation: str) -> Handler:
 
 routes = [
     *(
-        Route(
+        PlainRoute(
             f"/resource_server/{{cluster}}/{{framework}}/v1/{operation}",
             cluster_scoped(operation),
             methods=["POST"],
@@ -65,7 +65,7 @@ routes = [
         for operation in OPERATIONS
     ),
     *(
-        Route(f"/resource_server/v1/{operation}", federated(operation), methods=["POST"])
+        PlainRoute(f"/resource_server/v1/{operation}", federated(operation), methods=["POST"])
         for operation in OPERATIONS
     ),
 ]
