@@ -137,7 +137,10 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._on_disconnect = None  # a new request: what watched the last one is done
+        if self.cycle is None or self.cycle.response_complete:
+            # A new request after the last answer: what watched that one is done. A request
+            # pipelined behind an answer still going leaves that answer its watch.
+            self._on_disconnect = None
         self.scope["extensions"] = self._extensions
 
     @property

@@ -118,3 +118,41 @@ async def test_under_uvicorns_own_protocols_a_task_on_receive_notices(http: str)
     assert seen.noticed == [False, False]
     assert seen.gone == [1]
     assert seen.receives >= 1
+
+
+async def test_a_request_begun_behind_an_open_stream_leaves_it_its_notice() -> None:
+    # The next request's first bytes arrive (a message begins) while the first still streams;
+    # its headers do not end, so the server keeps reading (a whole pipelined request would
+    # pause reading until the stream ends, under uvicorn's own protocol too).
+    seen = Seen()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        index = len(seen.noticed)
+        seen.noticed.append(notice_of(scope) is not None)
+        task = asyncio.current_task()
+        assert task is not None
+        client = ClientWatch(scope, receive, task, lambda: seen.gone.append(index))
+        await send(START)
+        await send({"type": "http.response.body", "body": b"chunk", "more_body": True})
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen.cancelled.set()
+            raise
+        finally:
+            client.stop()
+
+    async with serving(app, HttpToolsProtocol) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(REQUEST)
+        await read_until(reader, b"chunk")
+        writer.write(b"GET /next HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        await asyncio.sleep(0.2)
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.wait_for(seen.cancelled.wait(), 2)
+
+    assert seen.gone == [0]
