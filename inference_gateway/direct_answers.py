@@ -98,6 +98,7 @@ class WholeAnswer:
 def finish(cycle: RequestResponseCycle) -> None:
     """The answer is complete: what uvicorn's send does at the end of a body."""
     cycle.response_started = cycle.response_complete = True
+    cycle.waiting_for_100_continue = False  # answered without reading the body: no 100 now
     cycle.message_event.set()
     if not cycle.keep_alive:
         cycle.transport.close()
