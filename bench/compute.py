@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from bench import callgrind, compute_standin
-from bench.processes import rss_megabytes, start, tree_cpu_seconds
+from bench.processes import rss_megabytes, start, system_seconds, tree_cpu_seconds
 from compute_functions.inference import BATCH_SECONDS
 from resource_server_async.compute.functions import INFERENCE
 from scripts.processes import free_port, wait_for_http
@@ -288,32 +288,36 @@ def _polls(standin: str) -> int:
 
 def _stream_run(
     target: Target, standin: str, count: int, chunks: int
-) -> tuple[list[float], float, float]:
-    """Delays of `count` streams of `chunks`; the gateway's CPU (s) and status polls per stream."""
+) -> tuple[list[float], float, float, float]:
+    """Delays of `count` streams of `chunks`; the gateway's CPU (s), its kernel part (s) and
+    the status polls, per stream."""
     assert target.pid is not None
-    polls, cpu = _polls(standin), tree_cpu_seconds(target.pid)
+    polls, cpu, kernel = _polls(standin), tree_cpu_seconds(target.pid), system_seconds(target.pid)
     delays = asyncio.run(_streams(Driver(target), count, chunks))
     cpu_s = tree_cpu_seconds(target.pid) - cpu
+    kernel_s = system_seconds(target.pid) - kernel
     if len(delays) != count * chunks:
         raise RuntimeError(f"{len(delays)} chunks arrived of {count * chunks}")
-    return delays, cpu_s / count, (_polls(standin) - polls) / count
+    return delays, cpu_s / count, kernel_s / count, (_polls(standin) - polls) / count
 
 
 def streaming(tag: str, target: Target, standin: str, report: Report) -> None:
     asyncio.run(_streams(Driver(target), 3))
     short = compute_standin.PROBE_CHUNKS
-    delays, short_cpu, short_polls = _stream_run(target, standin, STREAMS, short)
-    _, long_cpu, long_polls = _stream_run(target, standin, LONG_STREAMS, LONG_CHUNKS)
+    delays, short_cpu, short_kernel, short_polls = _stream_run(target, standin, STREAMS, short)
+    _, long_cpu, long_kernel, long_polls = _stream_run(target, standin, LONG_STREAMS, LONG_CHUNKS)
     # What one more relayed chunk costs: the streams' fixed part (submit, result) cancels out;
     # the polls made while the longer streams ran do not, and are shown.
     per_chunk = (long_cpu - short_cpu) * 1000 / (LONG_CHUNKS - short)
+    kernel_per_chunk = (long_kernel - short_kernel) * 1000 / (LONG_CHUNKS - short)
     whole = short_cpu * 1000 / short
     p50, p99 = percentile(delays, 0.5) * 1000, percentile(delays, 0.99) * 1000
     report.add(
         f"compute stream 20 chunks ({tag}): relay p50/p99",
         f"{p50:.2f} ms",
         f"{p99:.2f} ms",
-        f"CPU {per_chunk:.3f} ms per extra chunk ({LONG_CHUNKS} vs {short} chunks; "
+        f"CPU {per_chunk:.3f} ms per extra chunk, {kernel_per_chunk:.3f} of it in the kernel "
+        f"({LONG_CHUNKS} vs {short} chunks; "
         f"{long_polls:.1f} vs {short_polls:.1f} result polls/stream); whole 20-chunk stream "
         f"{short_cpu * 1000:.2f} ms = {whole:.3f} ms/chunk",
     )
