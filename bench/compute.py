@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from bench import callgrind, compute_standin
-from bench.processes import rss_megabytes, start, tree_cpu_seconds
+from bench.processes import rss_megabytes, start, system_seconds, tree_cpu_seconds
+from compute_functions.inference import BATCH_SECONDS
 from resource_server_async.compute.functions import INFERENCE
 from scripts.processes import free_port, wait_for_http
 
@@ -59,6 +60,10 @@ STREAMS = 40
 LONG_CHUNKS = 200  # the marginal cost of a relayed chunk: LONG_STREAMS of these against STREAMS
 LONG_STREAMS = 20
 IN_FLIGHT = 1000
+# The inference function's streams of the fake model: a fast model's token rate.
+TOKEN_SECONDS = 0.01
+MODEL_STREAMS = 20
+MODEL_SHORT, MODEL_LONG = 20, 200
 # BENCH_COMPUTE_DATABASE_URL: another name, for two runs on one machine (the bench drops it).
 DATABASE = os.environ.get(
     "BENCH_COMPUTE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gateway_bench_compute"
@@ -194,6 +199,24 @@ class Driver:
                     delays.append(received - float(content[2:]))
         return delays
 
+    async def model_stream(self, http: aiohttp.ClientSession, chunks: int, delay: float) -> int:
+        """A stream of the fake model through the real inference function (which batches the
+        lines that arrive within its BATCH_SECONDS into one POST): content chunks received."""
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "tokens"}],
+            "stream": True,
+            "fake": {"chunks": chunks, "chunk_delay": delay},
+        }
+        received = 0
+        async with http.post(self.url, json=body, headers=self.headers) as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"gateway answered {answer.status}: {await answer.text()}")
+            async for raw in answer.content:
+                if raw.startswith(b"data: {") and b'"content"' in raw:
+                    received += 1
+        return received
+
 
 async def _concurrent(driver: Driver, concurrency: int, total: int) -> list[float]:
     latencies: list[float] = []
@@ -265,38 +288,78 @@ def _polls(standin: str) -> int:
 
 def _stream_run(
     target: Target, standin: str, count: int, chunks: int
-) -> tuple[list[float], float, float]:
-    """Delays of `count` streams of `chunks`; the gateway's CPU (s) and status polls per stream."""
+) -> tuple[list[float], float, float, float]:
+    """Delays of `count` streams of `chunks`; the gateway's CPU (s), its kernel part (s) and
+    the status polls, per stream."""
     assert target.pid is not None
-    polls, cpu = _polls(standin), tree_cpu_seconds(target.pid)
+    polls, cpu, kernel = _polls(standin), tree_cpu_seconds(target.pid), system_seconds(target.pid)
     delays = asyncio.run(_streams(Driver(target), count, chunks))
     cpu_s = tree_cpu_seconds(target.pid) - cpu
+    kernel_s = system_seconds(target.pid) - kernel
     if len(delays) != count * chunks:
         raise RuntimeError(f"{len(delays)} chunks arrived of {count * chunks}")
-    return delays, cpu_s / count, (_polls(standin) - polls) / count
+    return delays, cpu_s / count, kernel_s / count, (_polls(standin) - polls) / count
 
 
 def streaming(tag: str, target: Target, standin: str, report: Report) -> None:
     asyncio.run(_streams(Driver(target), 3))
     short = compute_standin.PROBE_CHUNKS
-    delays, short_cpu, short_polls = _stream_run(target, standin, STREAMS, short)
-    _, long_cpu, long_polls = _stream_run(target, standin, LONG_STREAMS, LONG_CHUNKS)
+    delays, short_cpu, short_kernel, short_polls = _stream_run(target, standin, STREAMS, short)
+    _, long_cpu, long_kernel, long_polls = _stream_run(target, standin, LONG_STREAMS, LONG_CHUNKS)
     # What one more relayed chunk costs: the streams' fixed part (submit, result) cancels out;
     # the polls made while the longer streams ran do not, and are shown.
     per_chunk = (long_cpu - short_cpu) * 1000 / (LONG_CHUNKS - short)
+    kernel_per_chunk = (long_kernel - short_kernel) * 1000 / (LONG_CHUNKS - short)
     whole = short_cpu * 1000 / short
     p50, p99 = percentile(delays, 0.5) * 1000, percentile(delays, 0.99) * 1000
     report.add(
         f"compute stream 20 chunks ({tag}): relay p50/p99",
         f"{p50:.2f} ms",
         f"{p99:.2f} ms",
-        f"CPU {per_chunk:.3f} ms per extra chunk ({LONG_CHUNKS} vs {short} chunks; "
+        f"CPU {per_chunk:.3f} ms per extra chunk, {kernel_per_chunk:.3f} of it in the kernel "
+        f"({LONG_CHUNKS} vs {short} chunks; "
         f"{long_polls:.1f} vs {short_polls:.1f} result polls/stream); whole 20-chunk stream "
         f"{short_cpu * 1000:.2f} ms = {whole:.3f} ms/chunk",
     )
     report.check(f"stream relay ({tag})", "relay p50 ≤ 1 ms", p50, BUDGET_RELAY_P50_MS, "ms")
     report.check(
         f"stream chunk ({tag})", "CPU ≤ 0.05 ms/extra chunk", per_chunk, BUDGET_CHUNK_MS, "ms"
+    )
+
+
+async def _model_streams(driver: Driver, count: int, chunks: int) -> int:
+    connector = aiohttp.TCPConnector(limit=count + 8)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        tallies = await asyncio.gather(
+            *(driver.model_stream(http, chunks, TOKEN_SECONDS) for _ in range(count))
+        )
+    return sum(tallies)
+
+
+def model_streaming(tag: str, target: Target, report: Report) -> None:
+    """CPU per relayed chunk as a centre's streams cost it: the real inference function, one
+    token every TOKEN_SECONDS (the function POSTs what arrived within its batch interval)."""
+    assert target.pid is not None
+    driver = Driver(target)
+    asyncio.run(_model_streams(driver, 2, 5))
+    spent = {}
+    for chunks in (MODEL_SHORT, MODEL_LONG):
+        cpu = tree_cpu_seconds(target.pid)
+        received = asyncio.run(_model_streams(driver, MODEL_STREAMS, chunks))
+        spent[chunks] = tree_cpu_seconds(target.pid) - cpu
+        if received < MODEL_STREAMS * chunks:
+            raise RuntimeError(f"{received} chunks arrived of {MODEL_STREAMS * chunks}")
+    extra = MODEL_STREAMS * (MODEL_LONG - MODEL_SHORT)
+    per_chunk = (spent[MODEL_LONG] - spent[MODEL_SHORT]) * 1000 / extra
+    report.add(
+        f"compute stream, inference function, a token per {TOKEN_SECONDS * 1000:g} ms ({tag})",
+        f"{per_chunk:.3f} ms",
+        "CPU per extra chunk",
+        f"{MODEL_STREAMS} streams at once, {MODEL_LONG} against {MODEL_SHORT} chunks; the "
+        f"function's POSTs carry what arrived within {BATCH_SECONDS * 1000:g} ms",
+    )
+    report.check(
+        f"model stream chunk ({tag})", "CPU ≤ 0.05 ms/chunk", per_chunk, BUDGET_CHUNK_MS, "ms"
     )
 
 
@@ -473,6 +536,7 @@ def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Re
                 if store == "postgres" and not relay_only:
                     non_streaming(target, backend_port, report)
                 streaming(tag, target, standin, report)
+                model_streaming(tag, target, report)
                 if store == "postgres" and not relay_only:
                     in_flight(tag, target, standin, report)
         if relay_only and args.callgrind_requests and callgrind.available():

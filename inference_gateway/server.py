@@ -28,6 +28,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.server import ServerState
 
+from inference_gateway import direct_answers
 from resource_server_async.disconnect import EXTENSION
 
 _REFUSAL = orjson.dumps(
@@ -134,6 +135,19 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     def unwatch(self, callback: Callable[[], object]) -> None:
         if self._on_disconnect == callback:
             self._on_disconnect = None
+
+    def _start_asgi_task(self, cycle: httptools_impl.RequestResponseCycle, app: Any) -> None:
+        # The side channel's POSTs are answered without the application around them
+        # (direct_answers.py); everything else, and a request refused by uvicorn's
+        # concurrency limit (another `app`), goes the usual way.
+        direct = direct_answers.side_channel() if app is self.app else None
+        scope = cycle.scope
+        if direct is not None and scope["method"] == "POST" and scope["path"] in direct[1]:
+            task = self.loop.create_task(direct_answers.answer(direct[0], cycle, self.logger))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+            return
+        super()._start_asgi_task(cycle, app)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

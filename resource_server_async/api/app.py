@@ -201,6 +201,7 @@ def build_app() -> Starlette:
     side_channel = EdgeMiddleware(
         streaming.side_channel, allowed_hosts=settings.ALLOWED_HOSTS, headers=_SECURITY_HEADERS
     )
+    streaming.served_directly = side_channel
     app = Starlette(
         routes=_routes(),
         middleware=[

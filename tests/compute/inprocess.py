@@ -9,20 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import uvicorn
 
 from tests.servers import free_port
 
+GATEWAY_PROTOCOL = "inference_gateway.server:HttpToolsProtocol"
+
 
 @contextlib.asynccontextmanager
-async def serve_api(port: int = 0) -> AsyncIterator[str]:
+async def serve_api(
+    port: int = 0, http: str = GATEWAY_PROTOCOL, wrap: Callable[[Any], Any] | None = None
+) -> AsyncIterator[str]:
+    """`http`: uvicorn's --http, the gateway's own protocol unless told ("httptools": the
+    plain uvicorn protocol, as under another server); `wrap`: around the application."""
     from resource_server_async.api.app import build_app
 
     port = port or free_port()
+    app = build_app()
     config = uvicorn.Config(
-        build_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        wrap(app) if wrap else app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        http=http,
     )
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve())

@@ -110,6 +110,25 @@ def test_sse_assembler_rebuilds_events_across_posts() -> None:
     assert second == b'event: message_start\ndata: {"c": 3}\n\ndata: {"bare": true}\n\n'
 
 
+@pytest.mark.parametrize(
+    "posts",
+    [
+        ['data: {"a": 1}\ndata: {"b": 2}\ndata: {"c": 3}'],  # a batch of data lines
+        ['data: {"a": 1}\ndata: {"b": "[DONE] in content"}'],
+        ['data: {"a": 1}\n\ndata: {"b": 2}', 'data: {"c": 3}\n'],  # blank lines
+        ['data: {"a": 1}\r\ndata: {"b": 2}\r'],
+        ["event: delta", 'data: {"a": 1}\ndata: {"b": 2}'],  # a field waiting
+        ['data: {"a": 1}\nid: 7\ndata: {"b": 2}', 'data: {"c": 3}\ndata: [DONE]'],
+        ['data:{"tight": 1}\ndata: x', 'data: {"a": 1}\n{"bare": 1}'],
+    ],
+)
+def test_sse_assembler_batches_give_what_the_line_by_line_pass_gives(posts: list[str]) -> None:
+    fast, line_by_line = SSEAssembler(), SSEAssembler()
+    line_by_line._only_data_lines = lambda text: False  # type: ignore[method-assign]
+
+    assert [fast.feed(post) for post in posts] == [line_by_line.feed(post) for post in posts]
+
+
 def test_sse_assembler_passes_single_data_lines_and_holds_fields_for_them() -> None:
     assembler = SSEAssembler()
 

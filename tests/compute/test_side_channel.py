@@ -1,5 +1,7 @@
 """The side channel over HTTP (uvicorn in this process, the in-process hub): a slow reader's
-backlog is bounded in bytes, and malformed tokens are refused with 403, never 500."""
+backlog is bounded in bytes, and malformed tokens are refused with 403, never 500. Each test
+runs under the gateway's protocol, which answers these POSTs itself
+(inference_gateway/direct_answers.py), and under uvicorn's, where the application does."""
 
 from __future__ import annotations
 
@@ -13,21 +15,21 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from resource_server_async import runtime
 from resource_server_async.streaming import LocalStreamHub, issue_token
 from tests.compute.conftest import STREAMING_SECRET
-from tests.compute.inprocess import serve_api
+from tests.compute.inprocess import GATEWAY_PROTOCOL, serve_api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("transactional_db")]
 BACKLOG_BYTES = 3 * 1024 * 1024
 POST_TEXT = "x" * (1024 * 1024 - 200)  # each post just under STREAMING_MAX_BODY_BYTES
 
 
-@pytest.fixture
-async def gateway(settings: SettingsWrapper) -> AsyncIterator[str]:
+@pytest.fixture(params=[GATEWAY_PROTOCOL, "httptools"], ids=["direct", "asgi"])
+async def gateway(settings: SettingsWrapper, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     settings.INTERNAL_STREAMING_SECRET = STREAMING_SECRET
     settings.REDIS_URL = ""
     settings.STREAMING_MAX_BODY_BYTES = 1024 * 1024
     settings.STREAMING_BACKLOG = 2000
     settings.STREAMING_BACKLOG_BYTES = BACKLOG_BYTES
-    async with serve_api() as url:
+    async with serve_api(http=request.param) as url:
         yield url
 
 

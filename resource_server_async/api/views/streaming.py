@@ -186,6 +186,10 @@ class SideChannel:
 
 side_channel = SideChannel()
 
+# The side channel as build_app wraps it (the edge's checks), which the gateway's own server
+# protocol calls without the application around it (inference_gateway/direct_answers.py).
+served_directly: ASGIApp | None = None
+
 
 class SideChannelMiddleware:
     """Sends the side channel's POSTs to `side_channel` (this module's, wrapped in the edge's
