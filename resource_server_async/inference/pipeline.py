@@ -226,7 +226,9 @@ async def relay(
                 continue
             if gate is not None:
                 chunk = gate.feed(chunk)
-                if tap is not None:
+                # Before the finish reason, the tap has nothing to find (nor to count, unless
+                # it estimates): no call per chunk.
+                if tap is not None and (gate.finished or tap.estimate):
                     chunk = tap.feed_framed(chunk, gate.finished)
             elif tap is not None:
                 tap.feed_raw(chunk)

@@ -65,14 +65,17 @@ class DoneGate:
         """The bytes to pass on now: the complete events so far, without `[DONE]`."""
         if self.done:
             return b""
+        whole = chunk.endswith(b"\n\n")  # the read ends with its last event
         if not self.finished:
-            scanned = self._carry + chunk
+            scanned = self._carry + chunk if self._carry else chunk
             if scanned.count(_KEY) != scanned.count(_UNFINISHED) and _FINISH.search(scanned):
                 self.finished = True
+            elif whole or chunk.endswith(b"\r\n\r\n"):
+                self._carry = b""  # no key is cut at the end of an event
             else:
                 self._carry = scanned[-_FINISH_CARRY:]
         # The usual read is whole events with nothing held: passed on as `_frame` would.
-        ready = chunk if not self._pending and chunk.endswith(b"\n\n") else self._frame(chunk)
+        ready = chunk if whole and not self._pending else self._frame(chunk)
         # find, not `in`: CPython 3.11's `bytes in bytes` first tries its operand as an int
         # and formats the TypeError it raises (about 2,000 instructions per chunk, callgrind).
         if ready.find(b"[DONE]") >= 0:
