@@ -33,7 +33,7 @@ from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.projects import ProjectRef
 from resource_server_async.catalog.snapshot import catalog
-from resource_server_async.chunk_writer import WriteChunk, chunk_writer
+from resource_server_async.chunk_writer import chunk_writer
 from resource_server_async.clusters.base import BaseCluster
 from resource_server_async.disconnect import ClientWatch
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
@@ -346,11 +346,9 @@ class EventStreamResponse(Response):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             else:
                 # The server writes the chunks itself; the start and the end go through send.
-                # In a task of its own: each chunk's wake-up resumes that task's few frames,
-                # not the ASGI chain's twenty (bench/stream_callgrind.py: 4.3k of ~49k
-                # instructions per chunk, for 0.8 kB per open stream). Cancelling this task
-                # (disconnect, drain) cancels that one, whose end it awaits.
-                await asyncio.get_running_loop().create_task(_write_chunks(self._events, write))
+                async for chunk in self._events:
+                    if (waiting := write(chunk)) is not None:
+                        await waiting
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if draining.was_cut(relaying) and not client.disconnected:
@@ -388,13 +386,6 @@ class EventStreamResponse(Response):
                 }
             )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _write_chunks(events: AsyncIterator[bytes], write: WriteChunk) -> None:
-    """Every chunk of `events` written by the server's protocol (chunk_writer.py)."""
-    async for chunk in events:
-        if (waiting := write(chunk)) is not None:
-            await waiting
 
 
 # Never sent (the client is gone); nginx's code for it, should anything log the status.
