@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from resource_server_async import chunk_writer
 from resource_server_async.accounting import account, account_once_settled, in_flight
 from resource_server_async.accounting.outcome import RequestOutcome
 from resource_server_async.accounting.tokens import Usage, usage_in_json
@@ -101,6 +102,8 @@ class CaptureMiddleware:
         if state is None:
             scope["state"] = state = {}
         state["outcome"] = outcome
+        if self.record_prompts:
+            chunk_writer.hide(scope)  # the answer's start is recorded: every chunk through send
         answer = _Answer(self.prompt_max if self.record_prompts else 0)
         watched = _Watched(outcome, answer, [] if self.record_prompts else None, receive, send)
         in_flight.enter()

@@ -350,8 +350,11 @@ class DirectAPIEndpoint(BaseEndpoint):
     ) -> AsyncIterator[bytes]:
         finished = False
         silence = Silence(response, self._seconds)
+        # readany, not `async for ... in iter_any()`: the iterator's __anext__ is one more
+        # coroutine made and resumed per chunk; b"" is the end, as iter_any says it.
+        read = response.content.readany
         try:
-            async for chunk in response.content.iter_any():
+            while chunk := await read():
                 silence.heard()
                 if outcome is not None and outcome.first_byte is None:
                     outcome.first_byte = time.perf_counter()

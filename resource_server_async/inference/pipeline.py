@@ -33,6 +33,7 @@ from resource_server_async.auth.permissions import authorize_endpoint
 from resource_server_async.auth.principal import Principal
 from resource_server_async.catalog.projects import ProjectRef
 from resource_server_async.catalog.snapshot import catalog
+from resource_server_async.chunk_writer import chunk_writer
 from resource_server_async.clusters.base import BaseCluster
 from resource_server_async.disconnect import ClientWatch
 from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest, UpstreamReply
@@ -225,7 +226,9 @@ async def relay(
                 continue
             if gate is not None:
                 chunk = gate.feed(chunk)
-                if tap is not None:
+                # Before the finish reason, the tap has nothing to find (nor to count, unless
+                # it estimates): no call per chunk.
+                if tap is not None and (gate.finished or tap.estimate):
                     chunk = tap.feed_framed(chunk, gate.finished)
             elif tap is not None:
                 tap.feed_raw(chunk)
@@ -306,9 +309,10 @@ class EventStreamResponse(Response):
 
     A Starlette Response by type only (views return it, `mark_served` appends to its
     `raw_headers`): plain ASGI underneath, none of StreamingResponse's per-answer and per-chunk
-    work, since each open stream holds its response for minutes. The disconnect comes from the
-    server's protocol (disconnect.py: no task per stream), and cancels the relaying task;
-    closing the iterator makes the endpoint drop its upstream call.
+    work, since each open stream holds its response for minutes. The body chunks are written by
+    the server's protocol when it offers to (chunk_writer.py: past every layer's send). The
+    disconnect comes from the server's protocol (disconnect.py: no task per stream), and cancels
+    the relaying task; closing the iterator makes the endpoint drop its upstream call.
     """
 
     media_type = "text/event-stream"
@@ -336,8 +340,15 @@ class EventStreamResponse(Response):
         draining.track(relaying)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for chunk in self._events:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            write = chunk_writer(scope)
+            if write is None:
+                async for chunk in self._events:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            else:
+                # The server writes the chunks itself; the start and the end go through send.
+                async for chunk in self._events:
+                    if (waiting := write(chunk)) is not None:
+                        await waiting
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if draining.was_cut(relaying) and not client.disconnected:

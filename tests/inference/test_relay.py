@@ -148,6 +148,34 @@ async def test_finish_reason_split_across_chunks_is_seen() -> None:
     assert output == WHOLE + DONE
 
 
+@pytest.mark.parametrize(
+    "finish",
+    [
+        b'"finish_reason": "stop"',  # a server that writes spaces (json.dumps)
+        b'"finish_reason" :\t"length"',
+        b'"finish_reason":null}, {"index": 1, "finish_reason":"stop"',  # one choice finished
+    ],
+)
+def test_a_finish_reason_however_written_is_seen(finish: bytes) -> None:
+    gate = DoneGate()
+    gate.feed(b'data: {"choices": [{"index": 0, "finish_reason":null}]}\n\n')
+    assert not gate.finished
+
+    gate.feed(b'data: {"choices": [{"index": 0, ' + finish + b"}]}\n\n")
+
+    assert gate.finished
+
+
+def test_null_finish_reasons_however_written_are_not_a_finish() -> None:
+    gate = DoneGate()
+    for null in (b'"finish_reason":null', b'"finish_reason": null', b'"finish_reason" : null'):
+        gate.feed(b'data: {"choices": [{"index": 0, ' + null + b"}]}\n\n")
+
+    gate.feed(DONE)
+
+    assert gate.done and not gate.finished and not gate.whole
+
+
 async def test_streams_without_done_are_passed_through_untouched() -> None:
     events = b'event: response.completed\ndata: {"type": "response.completed"}\n\n'
 
