@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 HEAP_CHECK_SECONDS = 1.0
 # Fewer new tracked objects than this since the last tick, and no collection: nothing happened
 # (an idle loop's timers allocate a handful, freed again), so the policy parks.
-QUIET_OBJECTS = 64
+QUIET_OBJECTS = 256
 # A parked policy ticks at least every this many intervals all the same (objects made since,
 # too few for the collector to run, are frozen then).
 PARKED_TICKS = 10
