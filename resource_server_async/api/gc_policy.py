@@ -154,7 +154,8 @@ class CollectorPolicy:
         def collecting(phase: str, info: dict[str, int]) -> None:
             # Any thread that allocates may run the collector: hand the news to the loop.
             if phase == "start" and not activity.is_set():
-                loop.call_soon_threadsafe(activity.set)
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(activity.set)
 
         while True:
             await asyncio.sleep(interval)
