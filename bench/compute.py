@@ -6,7 +6,9 @@ catalog has one Globus Compute endpoint served by it, so the gateway's real SDK 
 polls and reads results over HTTP. Measured, each from the gateway's own /proc figures:
 1. non-streaming at concurrency 1, 32, 256: gateway CPU per task, tasks/s, and the latency the
    gateway adds over the stand-in's own time (its two service calls plus the function's call to
-   the model, measured directly);
+   the model, measured directly); before them, as a figure of its own, the gateway's CPU and
+   wake-ups per second with no request at all (at concurrency 1 a task lasts ~30 ms, so what
+   the worker does every second whatever its load is part of each task's figure);
 2. streaming, 20 chunks, with Redis and with the in-process hub: the time from a chunk's
    side-channel POST (the probe function stamps its wall-clock start into the chunk) to the
    client reading it, and gateway CPU per relayed chunk: the same streams with 200 chunks
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from bench import callgrind, compute_standin
-from bench.processes import rss_megabytes, start, system_seconds, tree_cpu_seconds
+from bench.processes import rss_megabytes, run_stats, start, system_seconds, tree_cpu_seconds
 from compute_functions.inference import BATCH_SECONDS
 from resource_server_async.compute.functions import INFERENCE
 from scripts.processes import free_port, wait_for_http
@@ -68,6 +70,7 @@ MODEL_SHORT, MODEL_LONG = 20, 200
 DATABASE = os.environ.get(
     "BENCH_COMPUTE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gateway_bench_compute"
 )
+IDLE_SECONDS = 10.0  # the gateway left alone after its warm-up, before the sweep
 BUDGET_TASK_MS = 1.0
 BUDGET_CHUNK_MS = 0.05
 BUDGET_RELAY_P50_MS = 1.0
@@ -244,6 +247,23 @@ async def _direct_model(port: int, count: int) -> float:
                 await answer.read()
             times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def idle(target: Target, report: Report) -> None:
+    """What the warmed-up gateway spends with no request at all: its own figure, beside the
+    per-task ones (which include the idle work of the time they take, nothing subtracted)."""
+    assert target.pid is not None
+    asyncio.run(_concurrent(Driver(target), 4, 20))  # sign-in, connections, caches warm
+    time.sleep(1.0)  # the last requests' accounting done
+    cpu, runs = run_stats(target.pid)
+    time.sleep(IDLE_SECONDS)
+    cpu_after, runs_after = run_stats(target.pid)
+    report.add(
+        "compute idle: gateway CPU, wake-ups",
+        f"{(cpu_after - cpu) * 1000 / IDLE_SECONDS:.2f} ms/s",
+        f"{(runs_after - runs) / IDLE_SECONDS:.1f}/s",
+        f"no request for {IDLE_SECONDS:g} s (all its threads, /proc schedstat)",
+    )
 
 
 def non_streaming(target: Target, backend_port: int, report: Report) -> None:
@@ -534,6 +554,7 @@ def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Re
             with compute_gateway(workdir, store, backend_port, standin) as target:
                 print(f"\ncompute scenario, {tag} ({store})", flush=True)
                 if store == "postgres" and not relay_only:
+                    idle(target, report)
                     non_streaming(target, backend_port, report)
                 streaming(tag, target, standin, report)
                 model_streaming(tag, target, report)
@@ -607,6 +628,7 @@ def quick() -> None:
         standin_process(Path(tmp)) as standin,
         compute_gateway(Path(tmp), "postgres", backend_port, standin) as target,
     ):
+        idle(target, report)
         for _ in range(options.repeats):
             non_streaming(target, backend_port, report)
         if options.streams:

@@ -221,8 +221,8 @@ class GatewaySettings(BaseSettings):
     """Request log lines waiting to be written, per process; beyond, lines are dropped (and
     the drop is logged)."""
     REQUEST_LOG_INTERVAL: PositiveFloat = 0.2
-    """Seconds between writes of the gathered request log lines (a thread, off the request
-    path)."""
+    """Seconds the request log lines gather before they are written (a thread, off the request
+    path; with no line waiting it sleeps)."""
 
     # --- API --------------------------------------------------------------------------------------
     GATEWAY_DRAIN_SECONDS: PositiveFloat = 30.0

@@ -18,15 +18,23 @@ takes every uvicorn option. It differs from the `uvicorn` command in two ways, b
   proxy's request to a draining host waits for the whole drain instead of being refused and
   sent to another host. `_Supervisor` closes its copy when the signal comes; each worker closes
   its own as it starts draining, and from then on a connection is refused.
+
+And one for an idle worker: uvicorn's main loop wakes ten times a second to see whether it
+should exit, though all it does is keep the Date header current once a second (and count
+requests for --limit-max-requests). `_Server` wakes once a second for that, and at once when
+a signal asks it to stop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import signal
 import sys
 from types import FrameType
 
+from uvicorn.server import Server
 from uvicorn.supervisors import Multiprocess
 
 # The module: the package's attribute `uvicorn.main` is its command (a click Command).
@@ -56,6 +64,37 @@ class _Supervisor(Multiprocess):
             sock.close()
 
 
+# on_tick refreshes the Date header when its counter is a multiple of this (uvicorn's ticks
+# are 0.1 s: ten make its second).
+_TICKS_PER_SECOND = 10
+
+
+class _Server(Server):
+    """uvicorn's server, whose main loop wakes once a second, or when a signal stops it."""
+
+    _stop_asked: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_asked = asyncio.Event()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + _TICKS_PER_SECOND) % 864000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._stop_asked.wait()
+            should_exit = await self.on_tick(counter)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # A signal handler runs between bytecodes of the loop's thread: wake the loop safely.
+        if self._loop is not None and self._stop_asked is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                self._loop.call_soon_threadsafe(self._stop_asked.set)
+
+
 # At import, not in main(): multiprocessing's spawn runs this module's top level (not main())
 # in every worker before uvicorn starts serving there.
 signal.signal(signal.SIGTERM, _stopped)
@@ -64,6 +103,7 @@ signal.signal(signal.SIGTERM, _stopped)
 def main() -> None:
     # What uvicorn.main.run starts for --workers N (a name it imports, not one it exports).
     _uvicorn_main.Multiprocess = _Supervisor  # type: ignore[attr-defined]
+    _uvicorn_main.Server = _Server  # type: ignore[attr-defined]
     _uvicorn_main.main()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import sys
 from collections.abc import Iterator
@@ -9,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from resource_server_async.api.gc_policy import CollectorPolicy
+from resource_server_async.api.gc_policy import QUIET_OBJECTS, CollectorPolicy
 from tests.test_runtime import run_start_up_probe
+from tests.waiting import wait_until_async
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,6 +135,60 @@ def test_the_heap_is_measured_once_per_check_interval_and_frozen_at_every_tick(
     assert len(measured) == 1  # the first tick's check; the next is an hour away
 
 
+class CountingPolicy(CollectorPolicy):
+    ticks = 0
+
+    def tick(self) -> None:
+        self.ticks += 1
+        super().tick()
+
+
+def test_a_quiet_worker_parks_the_policy_until_objects_come(collector_state: None) -> None:
+    policy = CountingPolicy(thaw_growth=1_000.0, heap_check_seconds=3600)
+
+    async def scenario() -> tuple[int, int, bool]:
+        running = asyncio.get_running_loop().create_task(policy.run(0.005, parked_ticks=1000))
+        # Nothing allocated: after the first ticks the policy parks (awake, it would tick
+        # about 60 times in 0.3 s).
+        await asyncio.sleep(0.3)
+        quiet_ticks = policy.ticks
+        # Work resumes: enough new objects for the collector to run on its own, which wakes
+        # the policy, and its next tick freezes them.
+        held = [[n] for n in range(5 * gc.get_threshold()[0])]
+        await wait_until_async(lambda: _tracked(held[-100:]) == 0)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        return quiet_ticks, policy.parked, _tracked(held) == 0
+
+    quiet_ticks, parked, frozen = asyncio.run(scenario())
+    assert quiet_ticks < 10
+    assert parked >= 1
+    assert frozen
+    assert collecting_callbacks() == 0  # the policy's callback went with its task
+
+
+def collecting_callbacks() -> int:
+    return sum(getattr(cb, "__qualname__", "").endswith("collecting") for cb in gc.callbacks)
+
+
+def test_a_busy_worker_ticks_every_interval(collector_state: None) -> None:
+    policy = CountingPolicy(thaw_growth=1_000.0, heap_check_seconds=3600)
+
+    async def scenario() -> int:
+        running = asyncio.get_running_loop().create_task(policy.run(0.01, parked_ticks=1000))
+        kept = []
+        for _ in range(30):  # objects made between every two ticks
+            kept.append([[n] for n in range(4 * QUIET_OBJECTS)])
+            await asyncio.sleep(0.01)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        return policy.parked
+
+    assert asyncio.run(scenario()) == 0
+
+
 def test_growth_must_be_above_one() -> None:
     with pytest.raises(ValueError, match="above 1"):
         CollectorPolicy(thaw_growth=1.0)
@@ -144,10 +201,12 @@ import asyncio, gc, json
 import django
 django.setup()
 from resource_server_async.api.app import build_app, lifespan
+from resource_server_async.api.gc_policy import PARKED_TICKS
 async def main():
     async with lifespan(build_app()):
         held = [[n] for n in range(100)]  # lists: always tracked
-        await asyncio.sleep(0.5)
+        # A few objects do not wake a parked (idle) policy: it ticks within PARKED_TICKS.
+        await asyncio.sleep(0.05 * PARKED_TICKS + 0.5)
         tracked = {id(o) for o in gc.get_objects()}
         print(json.dumps({"frozen": not any(id(o) in tracked for o in held)}))
 asyncio.run(main())
@@ -155,7 +214,13 @@ asyncio.run(main())
 
 
 def _after_start_up(tmp_path: Path, freeze_seconds: str) -> bool:
-    started = run_start_up_probe(_LIFESPAN_PROBE, tmp_path, GC_FREEZE_SECONDS=freeze_seconds)
+    # The catalog's refresher would log its failure (no tables) after the answer: kept away.
+    started = run_start_up_probe(
+        _LIFESPAN_PROBE,
+        tmp_path,
+        GC_FREEZE_SECONDS=freeze_seconds,
+        CATALOG_REFRESH_SECONDS="60",
+    )
     return started["frozen"] is True
 
 

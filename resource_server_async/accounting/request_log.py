@@ -2,9 +2,11 @@
 request path.
 
 `observe` (the sink) only appends the finished outcome to a bounded deque; a daemon thread
-turns what has gathered into log lines every REQUEST_LOG_INTERVAL seconds, so a request pays
-one append. The line carries ids, route, model, status, token counts and timings, never the
-credential, the prompt or the answer (the outcome holds those only for the record writer).
+turns what has gathered into log lines REQUEST_LOG_INTERVAL seconds after the first of them,
+so a request pays one append (and a flag check). With nothing to write the thread sleeps until
+a line comes, instead of waking every interval: an idle worker does nothing. The line
+carries ids, route, model, status, token counts and timings, never the credential, the prompt
+or the answer (the outcome holds those only for the record writer).
 Past REQUEST_LOG_QUEUE waiting lines, the oldest are dropped and counted (`dropped`).
 """
 
@@ -61,6 +63,8 @@ class RequestLog:
         self._interval = interval
         self.dropped = 0
         self._stop = threading.Event()
+        # Set when a line waits (cleared before each flush), so the thread wakes only for work.
+        self._gathered = threading.Event()
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -80,6 +84,8 @@ class RequestLog:
             self.dropped += 1
             return
         self._waiting.append(outcome)
+        if not self._gathered.is_set():  # at most once per flush: Event.set takes a lock
+            self._gathered.set()
 
     def flush(self) -> None:
         """Log every line gathered so far."""
@@ -103,11 +109,18 @@ class RequestLog:
     def close(self) -> None:
         """Stop the thread and log what is left (at shutdown)."""
         self._stop.set()
+        self._gathered.set()
         self._thread.join(timeout=5)
         self.flush()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while True:
+            self._gathered.wait()
+            if self._stop.wait(self._interval):  # the lines gather; close() flushes the rest
+                return
+            # Cleared before the flush: a line appended from here on sets it again, and one
+            # appended before is flushed now.
+            self._gathered.clear()
             try:
                 self.flush()
             except Exception:  # a broken handler must not end the thread

@@ -26,11 +26,17 @@ hundred per GB), not `gc.get_freeze_count()`, which walks the frozen objects' li
 measured, counting 2 million frozen objects each second cost a pause of about 200 ms. Even the
 arena walk visits every 4 KiB pool (about 0.2 ms for a 100 MB heap), so it runs at most once per
 HEAP_CHECK_SECONDS, not at every tick: a thaw comes that much later at most.
+
+An idle worker has nothing to freeze: a tick that finds no collection since the last one and
+hardly any new objects (QUIET_OBJECTS) parks the policy until the collector next runs on its own
+(allocation resumed: `gc.callbacks` tells) or PARKED_TICKS intervals have passed, so an idle
+worker wakes for it once every few seconds instead of five times a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import sys
@@ -44,6 +50,12 @@ logger = logging.getLogger(__name__)
 
 # How often the heap is measured for a thaw; the ticks between only collect and freeze.
 HEAP_CHECK_SECONDS = 1.0
+# Fewer new tracked objects than this since the last tick, and no collection: nothing happened
+# (an idle loop's timers allocate a handful, freed again), so the policy parks.
+QUIET_OBJECTS = 256
+# A parked policy ticks at least every this many intervals all the same (objects made since,
+# too few for the collector to run, are frozen then).
+PARKED_TICKS = 10
 
 
 @dataclass(slots=True)
@@ -74,6 +86,7 @@ class CollectorPolicy:
         self._serving_at_base = 0
         self.thaws: list[Thaw] = []
         self.rebased_without_thaw = 0
+        self.parked = 0  # times run() parked (an idle worker)
         self._rebase()
 
     @property
@@ -125,8 +138,35 @@ class CollectorPolicy:
             return True
         return False
 
-    async def run(self, interval: float) -> None:
-        """Tick every `interval` seconds until cancelled (the API's lifespan owns the task)."""
+    @staticmethod
+    def quiet() -> bool:
+        """Whether nothing happened since the last tick: no collection of the young generation
+        (its count in the next one) and almost no new objects."""
+        young, collections, _ = gc.get_count()
+        return collections == 0 and young < QUIET_OBJECTS
+
+    async def run(self, interval: float, parked_ticks: int = PARKED_TICKS) -> None:
+        """Tick every `interval` seconds until cancelled (the API's lifespan owns the task);
+        parked while the worker is quiet."""
+        loop = asyncio.get_running_loop()
+        activity = asyncio.Event()
+
+        def collecting(phase: str, info: dict[str, int]) -> None:
+            # Any thread that allocates may run the collector: hand the news to the loop.
+            if phase == "start" and not activity.is_set():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(activity.set)
+
         while True:
             await asyncio.sleep(interval)
+            if self.quiet():
+                activity.clear()
+                gc.callbacks.append(collecting)
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(interval * max(1, parked_ticks - 1)):
+                            await activity.wait()
+                finally:
+                    gc.callbacks.remove(collecting)
+                self.parked += 1
             self.tick()

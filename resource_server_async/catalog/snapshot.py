@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from pydantic import ValidationError as PydanticValidationError
 
 from resource_server_async.catalog.adapters import (
@@ -295,11 +296,22 @@ class Catalog:
         return True
 
     def _reload_in_thread(self) -> bool:
-        close_old_connections()
+        """The check in the catalog's thread, on the thread's one connection. Not through
+        close_old_connections() around it: that re-arms Django's health check, so every check
+        (once a second, idle or not) cost a ping as well. A connection that broke since the last
+        check (a database restart) fails the check: it is closed and the check made once more on
+        a fresh one; a connection past DB_CONN_MAX_AGE is closed after the check, as Django
+        would."""
+        connection = connections[DEFAULT_DB_ALIAS]
         try:
-            return self.reload()
+            try:
+                return self.reload()
+            except DatabaseError:
+                connection.close()
+                return self.reload()
         finally:
-            close_old_connections()
+            if connection.close_at is not None and time.monotonic() >= connection.close_at:
+                connection.close()
 
     async def refresh(self) -> bool:
         loop = asyncio.get_running_loop()

