@@ -13,7 +13,10 @@ polls and reads results over HTTP. Measured, each from the gateway's own /proc f
    side-channel POST (the probe function stamps its wall-clock start into the chunk) to the
    client reading it, and gateway CPU per relayed chunk: the same streams with 200 chunks
    against 20, CPU difference over the extra chunks (the result polls made meanwhile, counted
-   by the stand-in, are shown beside it: a longer stream waits longer for its result);
+   by the stand-in, are shown beside it: a longer stream waits longer for its result), with its
+   kernel part; and the CPU per relayed chunk of the real inference function's streams of the
+   fake model at a token per TOKEN_SECONDS (the function POSTs the lines that arrived within its
+   BATCH_SECONDS together), as a centre's streams cost it;
 3. 1,000 Compute-path requests in flight (results held back by the stand-in): the gateway's
    memory, threads and Redis connections before, at 1,000 and after.
 
