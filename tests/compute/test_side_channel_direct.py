@@ -90,6 +90,15 @@ async def gateway() -> AsyncIterator[tuple[int, CountingApp]]:
         yield int(url.rsplit(":", 1)[1]), counted[0]
 
 
+async def _stream_and_connection(
+    task_id: str, port: int
+) -> tuple[Any, str, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A stream opened in the hub, its token, and a connection to the gateway."""
+    subscription, token = await _open_stream(task_id)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    return subscription, token, reader, writer
+
+
 async def _open_stream(task_id: str) -> tuple[Any, str]:
     hub = runtime.current.hub
     assert isinstance(hub, LocalStreamHub)
@@ -100,8 +109,7 @@ async def test_posts_are_answered_without_the_application_and_relayed(
     gateway: tuple[int, CountingApp],
 ) -> None:
     port, app = gateway
-    subscription, token = await _open_stream("task-d")
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    subscription, token, reader, writer = await _stream_and_connection("task-d", port)
     answers = []
     for n in range(3):  # one kept-alive connection, as the cluster's function keeps it
         writer.write(post("task-d", token, f"chunk {n}"))
@@ -164,8 +172,7 @@ async def test_the_answers_are_the_applications_own(settings: SettingsWrapper) -
 
 async def test_pipelined_posts_are_answered_in_order(gateway: tuple[int, CountingApp]) -> None:
     port, _ = gateway
-    subscription, token = await _open_stream("task-p")
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    subscription, token, reader, writer = await _stream_and_connection("task-p", port)
     # Three requests in one write; the middle one's token is wrong.
     writer.write(
         post("task-p", token, "one") + post("task-p", "1.x") + post("task-p", token, "two")
@@ -182,8 +189,7 @@ async def test_connection_close_and_100_continue_are_honoured(
     gateway: tuple[int, CountingApp],
 ) -> None:
     port, _ = gateway
-    subscription, token = await _open_stream("task-h")
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    subscription, token, reader, writer = await _stream_and_connection("task-h", port)
     request = post("task-h", token, "after continue", extra=b"Expect: 100-continue\r\n")
     head, body = request.split(b"\r\n\r\n", 1)
     writer.write(head + b"\r\n\r\n")  # the body only once the server says to go on
