@@ -108,6 +108,12 @@ class ScriptPipe:
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gather: Callable[[], None] | None = None
+        # Scripts sent whole (EVAL, which caches them) on this connection: a script's first
+        # call goes whole, not by SHA. A NOSCRIPT answer would send it again after the calls
+        # written behind it, which Redis has run by then: a release overtaken by the next
+        # acquire (measured: after SCRIPT FLUSH, a refund seen late). Bounded by the scripts
+        # the code defines.
+        self._loaded: set[str] = set()
 
     def call(
         self,
@@ -173,10 +179,15 @@ class ScriptPipe:
         # One clock read per write: every call of it has the same deadline.
         deadline = time.monotonic() + self._timeout
         packed = []
+        loaded = self._loaded
         for call in calls:
             if not call.future.done():  # else a caller that went away
                 call.deadline = deadline
                 self._waiting.append(call)
+                script = call.script
+                if script is not None and script.sha not in loaded:
+                    call.sent_whole = True
+                    loaded.add(script.sha)
                 packed.append(call.packed())
         if not packed:
             return
@@ -196,6 +207,7 @@ class ScriptPipe:
             return
         self._transport, self._replies = transport, replies
         self._connecting = None
+        self._loaded = set()  # another connection: maybe a Redis restarted without its scripts
         # AUTH and SELECT go first, written before anything a flush may put in front.
         setup = [self._command(command, loop) for command in setup_commands(options)]
         if setup:

@@ -55,6 +55,29 @@ async def test_a_script_redis_has_not_seen_is_sent_whole(
     assert (await plain.script_exists(fresh.sha)) == [True]  # EVAL left it in the cache
 
 
+async def test_calls_keep_their_order_when_redis_has_lost_its_scripts(
+    plain: redis.Redis,
+) -> None:
+    """A write and a read of one key in one flush, the write's script unknown to Redis (as
+    after a restart or SCRIPT FLUSH), the read's known: the read sees the write (a release
+    whose script Redis lacked was run after the acquire written behind it)."""
+    key = f"igw:test:pipe:order:{time.time_ns()}"
+    write = Script(f"-- {key}\nreturn redis.call('SET', KEYS[1], ARGV[1])")
+    read = Script(f"-- {key}\nreturn redis.call('GET', KEYS[1])")
+    await plain.script_flush()
+    await plain.script_load(read.text)
+    pipe = ScriptPipe(os.environ["REDIS_URL"], timeout=2, max_pending=10)
+    try:
+        written = pipe.call(write, [key], ["written"])
+        seen = await pipe.call(read, [key], [])
+        await written
+    finally:
+        await pipe.close()
+        await plain.delete(key)
+
+    assert seen == b"written"
+
+
 async def test_a_script_error_fails_that_call_only(pipe: ScriptPipe) -> None:
     failing = pipe.call(FAILING, [], [])
     fine = pipe.call(INCREMENT, ["igw:test:pipe:fine"], [1])
