@@ -147,9 +147,13 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         # The side channel's POSTs are answered without the application around them
         # (direct_answers.py); everything else, and a request refused by uvicorn's
         # concurrency limit (another `app`), goes the usual way.
-        direct = direct_answers.side_channel() if app is self.app else None
         scope = cycle.scope
-        if direct is not None and scope["method"] == "POST" and scope["path"] in direct[1]:
+        direct = (
+            direct_answers.side_channel()
+            if scope["method"] == "POST" and app is self.app
+            else None  # the usual request: not even the lookup
+        )
+        if direct is not None and scope["path"] in direct[1]:
             task = self.loop.create_task(direct_answers.answer(direct[0], cycle, self.logger))
             task.add_done_callback(self.tasks.discard)
             self.tasks.add(task)
