@@ -38,7 +38,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from bench.processes import ROOT, rss_megabytes, tree_cpu_seconds
+from bench.processes import ROOT, rss_megabytes, system_seconds, tree_cpu_seconds
 from bench.stream_driver import Tally, close_all, open_streams, post_request
 
 if TYPE_CHECKING:
@@ -156,9 +156,11 @@ async def _hold(target: Target, streams: int, interval: float, gc_log: Path) -> 
     )
     await asyncio.sleep(max(1.0, 2 * interval))  # every stream has relayed tokens
     rss_open = rss_megabytes(pid)
-    cpu, seen, started = tree_cpu_seconds(pid), tally.events, time.perf_counter()
+    cpu, kernel = tree_cpu_seconds(pid), tree_cpu_seconds(pid, system_seconds)
+    seen, started = tally.events, time.perf_counter()
     await asyncio.sleep(CPU_WINDOW)
     cpu_s, relayed = tree_cpu_seconds(pid) - cpu, tally.events - seen
+    kernel_s = tree_cpu_seconds(pid, system_seconds) - kernel
     elapsed = time.perf_counter() - started
     waited, collected = run_queue_seconds(pid), len(full_collections(gc_log))
     short = await _short_requests(target)
@@ -185,6 +187,7 @@ async def _hold(target: Target, streams: int, interval: float, gc_log: Path) -> 
         "kb_per_stream": (rss_open - rss_idle) * 1024 / max(1, tally.opened),
         "rss_open": rss_open,
         "cpu_ms_per_chunk": cpu_s * 1000 / max(1, relayed),
+        "kernel_ms_per_chunk": kernel_s * 1000 / max(1, relayed),
         "cpu_share": cpu_s / elapsed,
         "chunks_per_s": relayed / elapsed,
         "asked_per_s": tally.opened / interval,
@@ -323,6 +326,7 @@ def _report(report: Report, n: int, interval: float, figures: dict[str, float]) 
         f"{tag} (direct, 1 token/{interval * 1000:g} ms each): kB/stream, CPU/chunk",
         f"{figures['kb_per_stream']:.1f} kB (RSS {figures['rss_open']:.0f} MB)",
         f"{figures['cpu_ms_per_chunk']:.4f} ms",
+        f"{figures['kernel_ms_per_chunk']:.4f} ms of the CPU per chunk in the kernel; "
         f"{figures['chunks_per_s']:,.0f} of {figures['asked_per_s']:,.0f} chunks/s relayed "
         f"({figures['cpu_share'] * 100:.0f} % of core 0); opened in {figures['open_s']:.1f} s"
         f"{failed}; "

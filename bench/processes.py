@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,13 +59,14 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and all its descendants (servers that fork workers)."""
+def tree_cpu_seconds(pid: int, reading: Callable[[int], float] = cpu_seconds) -> float:
+    """CPU time of a process and all its descendants (servers that fork workers); with
+    `reading=system_seconds`, their kernel part."""
     total, pending = 0.0, [pid]
     while pending:
         current = pending.pop()
         try:
-            total += cpu_seconds(current)
+            total += reading(current)
             pending += _children(current)
         except (FileNotFoundError, ProcessLookupError):
             continue
