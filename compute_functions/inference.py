@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -39,7 +40,8 @@ STREAM_KEYS = (
 )
 # Longest error text sent back: an inference server's error body, not a log file.
 MAX_ERROR_TEXT = 2000
-# Streamed lines are sent in batches: the first at once, then at least this often.
+# Streamed lines are sent in batches: the first at once, then at least this often (a line
+# waits at most this long, whenever the next one comes).
 BATCH_SECONDS = 0.05
 BATCH_LINES = 32
 BATCH_BYTES = 16 * 1024
@@ -371,7 +373,12 @@ def sse_lines(response: requests.Response) -> Iterator[str]:
 
 class Batcher:
     """Groups streamed lines into side-channel POSTs: the first line alone (the first token
-    shows at once), then whatever arrived within BATCH_SECONDS, bounded in lines and bytes."""
+    shows at once), then what arrives within BATCH_SECONDS of the last POST, bounded in lines
+    and bytes. A line held back waits at most BATCH_SECONDS, even when the model pauses before
+    its next one: a thread of the stream's own sends what is due (started at the first line
+    held). One lock orders every POST, so the kept connection is used by one thread at a time;
+    a failure of the thread's POST is raised by the next add or finish.
+    """
 
     def __init__(self, channel: SideChannel) -> None:
         self.channel = channel
@@ -379,19 +386,73 @@ class Batcher:
         self.size = 0
         self.sent_lines = 0
         self.last_flush = 0.0
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._sender: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._closing = False
 
     def add(self, line: str) -> None:
-        self.lines.append(line)
-        self.size += len(line)
-        if (
-            self.sent_lines == 0
-            or len(self.lines) >= BATCH_LINES
-            or self.size >= BATCH_BYTES
-            or time.monotonic() - self.last_flush >= BATCH_SECONDS
-        ):
-            self.flush()
+        with self._lock:
+            self._raise_failure()
+            self.lines.append(line)
+            self.size += len(line)
+            if (
+                self.sent_lines == 0
+                or len(self.lines) >= BATCH_LINES
+                or self.size >= BATCH_BYTES
+                or time.monotonic() - self.last_flush >= BATCH_SECONDS
+            ):
+                self._flush()
+            elif len(self.lines) == 1:  # the first line held back: it has a deadline now
+                self._start_sender()
+                self._changed.notify()
 
-    def flush(self) -> None:
+    def finish(self) -> None:
+        """Send what is held and stop the sender: the stream's last data is out."""
+        with self._lock:
+            self._raise_failure()
+            self._flush()
+        self.close()
+
+    def close(self) -> None:
+        """Stop the sender (what is still held is dropped: the stream has failed)."""
+        with self._lock:
+            self._closing = True
+            self._changed.notify()
+        if self._sender is not None:
+            self._sender.join()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    def _start_sender(self) -> None:
+        if self._sender is None:
+            self._sender = threading.Thread(
+                target=self._send_when_due, name="side-channel-batches", daemon=True
+            )
+            self._sender.start()
+
+    def _send_when_due(self) -> None:
+        with self._lock:
+            while not self._closing:
+                if not self.lines:
+                    self._changed.wait()
+                    continue
+                remaining = self.last_flush + BATCH_SECONDS - time.monotonic()
+                if remaining > 0:
+                    self._changed.wait(remaining)
+                    continue
+                try:
+                    self._flush()
+                except BaseException as exc:  # the reader raises it at its next line
+                    self._failure = exc
+                    self.lines, self.size = [], 0
+                    return
+
+    def _flush(self) -> None:
         if not self.lines:
             return
         self._send(self.lines)
@@ -455,12 +516,12 @@ def _stream(
                         break
                     tokens = _total_tokens(line, tokens)
                     batcher.add(line)
-                batcher.flush()
+                batcher.finish()
             except StreamClosed:
                 # Leaving the `with` closes the connection, which stops the generation.
                 status = "cancelled"
             except requests.RequestException as exc:
-                batcher.flush()
+                batcher.finish()
                 _report(channel, f"The model server's stream broke off: {exc}")
                 raise
         if status == "completed":
@@ -469,6 +530,7 @@ def _stream(
             except StreamClosed:
                 status = "cancelled"
     finally:
+        batcher.close()
         channel.close()
     elapsed = time.time() - started
     return json.dumps(

@@ -5,6 +5,7 @@ stand-in for the gateway's side channel."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -340,3 +341,87 @@ async def test_a_close_delimited_stream_is_relayed_as_it_arrives(
     assert channel.lines() == ['data: {"n": 1}', 'data: {"n": 2}']
     assert channel.kinds()[-1] == "done"
     assert result["status"] == "completed"
+
+
+@dataclass
+class PausingServer:
+    """A model server that sends two events at once, then pauses (a model's hiccup) until the
+    test releases it, then ends the stream."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'data: {"n": 1}\n\ndata: {"n": 2}\n\n')
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.release.wait(), 10)
+        await response.write(b'data: {"n": 3}\n\ndata: [DONE]\n\n')
+        await response.write_eof()
+        return response
+
+
+async def _lines_posted(channel: SideChannel, count: int, within: float) -> float | None:
+    """Seconds until `count` lines had reached the side channel, or None after `within`."""
+    started = asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - started < within:
+        if len(channel.lines()) >= count:
+            return asyncio.get_running_loop().time() - started
+        await asyncio.sleep(0.005)
+    return None
+
+
+async def test_a_held_back_line_is_sent_when_the_model_pauses(
+    side_channel: tuple[SideChannel, int],
+) -> None:
+    channel, channel_port = side_channel
+    server = PausingServer()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", server.stream)
+    runner, port = await _serve(app)
+    try:
+        run = asyncio.ensure_future(
+            asyncio.to_thread(inference_function, _streaming(port, channel_port))
+        )
+        # The first line goes alone, the second is held for a batch; the model then says
+        # nothing: the second must not wait for the third.
+        waited = await _lines_posted(channel, 2, within=5.0)
+        lines_while_paused = channel.lines()
+        server.release.set()
+        result = json.loads(await run)
+    finally:
+        await runner.cleanup()
+
+    assert waited is not None, "the held line waited for the model's next one"
+    assert waited < 1.0  # BATCH_SECONDS is 0.05 s; a slow machine still sends it soon
+    assert lines_while_paused == ['data: {"n": 1}', 'data: {"n": 2}']
+    assert channel.kinds() == ["data", "data", "data", "done"]
+    assert channel.lines() == ['data: {"n": 1}', 'data: {"n": 2}', 'data: {"n": 3}']
+    assert result["status"] == "completed"
+    assert result["total_chunks"] == 3
+
+
+async def test_a_stream_closed_while_a_line_is_held_is_cancelled(
+    side_channel: tuple[SideChannel, int],
+) -> None:
+    """The sender's POST meets the gateway's 410: the function stops the generation and does
+    not say done, as when the reader's own POST meets it."""
+    channel, channel_port = side_channel
+    channel.accept, channel.status = 1, 410
+    server = PausingServer()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", server.stream)
+    runner, port = await _serve(app)
+    try:
+        run = asyncio.ensure_future(
+            asyncio.to_thread(inference_function, _streaming(port, channel_port))
+        )
+        refused = await _lines_posted(channel, 2, within=5.0)  # the held line, answered 410
+        server.release.set()
+        result = json.loads(await run)
+    finally:
+        await runner.cleanup()
+
+    assert refused is not None
+    assert result["status"] == "cancelled"
+    assert "done" not in channel.kinds()
