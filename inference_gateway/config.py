@@ -449,6 +449,10 @@ class GatewaySettings(BaseSettings):
     """Connections each Globus Compute identity keeps to the Compute service for submissions and
     result polls (one call at a time per endpoint, and one poll).
     """
+    COMPUTE_MAX_ANSWER_BYTES: PositiveInt = 64 * 1024 * 1024
+    """Longest answer (bytes) read from the Compute service: a result poll over it is asked for
+    again in halves, and a task whose result alone is longer fails with 502
+    compute_result_too_large (the service's own results are at most 10 MB by default)."""
     COMPUTE_SDK_THREADS: PositiveInt = 8
     """Threads for the synchronous Globus SDKs, and tasks allowed to wait for submission (per
     endpoint).

@@ -297,6 +297,7 @@ COMPUTE_SDK_THREADS = _cfg.COMPUTE_SDK_THREADS
 # hung endpoint leaves the rest of the threads to the others.
 COMPUTE_SDK_THREADS_PER_ENDPOINT = _cfg.COMPUTE_SDK_THREADS_PER_ENDPOINT
 COMPUTE_SUBMIT_QUEUE = _cfg.COMPUTE_SUBMIT_QUEUE
+COMPUTE_MAX_ANSWER_BYTES = _cfg.COMPUTE_MAX_ANSWER_BYTES
 # Retry-After (s) answered while a model's batch job starts (endpoint online, no workers).
 COMPUTE_STARTING_RETRY_AFTER = _cfg.COMPUTE_STARTING_RETRY_AFTER
 # At most one wake-up probe per endpoint in this many seconds (it makes the endpoint scale up).

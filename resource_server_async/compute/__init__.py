@@ -45,6 +45,7 @@ def globus_settings() -> ExecutorSettings:
         poll_interval=settings.COMPUTE_POLL_INTERVAL,
         service_timeout=settings.COMPUTE_SERVICE_TIMEOUT,
         connections=settings.COMPUTE_SERVICE_CONNECTIONS,
+        max_answer_bytes=settings.COMPUTE_MAX_ANSWER_BYTES,
         status_cache_seconds=settings.COMPUTE_STATUS_CACHE_SECONDS,
         threads=settings.COMPUTE_SDK_THREADS,
         threads_per_endpoint=settings.COMPUTE_SDK_THREADS_PER_ENDPOINT,

@@ -39,6 +39,11 @@ class RemoteFunctionError(ComputeError):
     """The function ran and raised; the message is a short reason (not a whole traceback)."""
 
 
+class ResultTooLarge(ComputeError):
+    """The task's result is larger than the gateway reads from the Compute service
+    (COMPUTE_MAX_ANSWER_BYTES)."""
+
+
 class ComputeTimeout(ComputeError):
     """No result within the timeout. The task may still run remotely."""
 

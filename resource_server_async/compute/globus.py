@@ -47,11 +47,17 @@ from resource_server_async.compute.base import (
     EndpointState,
     EndpointUnavailable,
     RemoteFunctionError,
+    ResultTooLarge,
     remote_reason,
 )
 from resource_server_async.compute.pulse import QUIET_SECONDS, StreamPulse
 from resource_server_async.compute.submission import SubmissionBuilder, canonical_uuid
-from resource_server_async.compute.web import ComputeWeb, ServiceAddress, current_header
+from resource_server_async.compute.web import (
+    AnswerTooLarge,
+    ComputeWeb,
+    ServiceAddress,
+    current_header,
+)
 from resource_server_async.refreshing_cache import RefreshingCache
 
 logger = logging.getLogger(__name__)
@@ -82,6 +88,7 @@ class ExecutorSettings:
     threads_per_endpoint: int = 2
     submit_queue: int = 1000
     connections: int = 8
+    max_answer_bytes: int = 64 * 1024 * 1024
     stream_quiet: float = QUIET_SECONDS
 
 
@@ -283,7 +290,7 @@ class ComputeSession:
         self._pulses: dict[str, StreamPulse] = {}
         self._poller: asyncio.Task[None] | None = None
         self._last_poll_warning = 0.0
-        self._web = ComputeWeb(config.service_timeout, config.connections)
+        self._web = ComputeWeb(config.service_timeout, config.connections, config.max_answer_bytes)
         self._renewing = asyncio.Lock()
 
     # --- threads ---------------------------------------------------------------------------
@@ -453,12 +460,29 @@ class ComputeSession:
     ) -> dict[str, tuple[bool, Any]]:
         outcomes: dict[str, tuple[bool, Any]] = {}
         for start in range(0, len(task_ids), MAX_BATCH):
-            authorization = await self._authorization(clients)
-            response = await self._web.batch_status(
-                clients.address, authorization, task_ids[start : start + MAX_BATCH]
-            )
-            _read_outcomes(response, clients.sdk.fx_serializer, outcomes)
+            await self._read_batch(clients, task_ids[start : start + MAX_BATCH], outcomes)
         return outcomes
+
+    async def _read_batch(
+        self, clients: Clients, task_ids: list[str], outcomes: dict[str, tuple[bool, Any]]
+    ) -> None:
+        """One status call for `task_ids`. An answer longer than COMPUTE_MAX_ANSWER_BYTES is
+        asked for again in halves, so that the other results of a poll still arrive; a task
+        whose result alone is longer fails (ResultTooLarge) instead of being polled forever."""
+        authorization = await self._authorization(clients)
+        try:
+            response = await self._web.batch_status(clients.address, authorization, task_ids)
+        except AnswerTooLarge as exc:
+            if len(task_ids) == 1:
+                (task_id,) = task_ids
+                message = f"the result of task {task_id} is larger than {exc.limit} bytes"
+                outcomes[task_id] = (False, ResultTooLarge(message, task_id))
+                return
+            half = len(task_ids) // 2
+            await self._read_batch(clients, task_ids[:half], outcomes)
+            await self._read_batch(clients, task_ids[half:], outcomes)
+            return
+        _read_outcomes(response, clients.sdk.fx_serializer, outcomes)
 
     async def _poll_while_waiting(self) -> None:
         while self._waiters:
@@ -480,6 +504,8 @@ class ComputeSession:
                     continue
                 if ok:
                     waiter.set_result(value)
+                elif isinstance(value, ComputeError):  # the gateway's own refusal of it
+                    waiter.set_exception(value)
                 else:
                     waiter.set_exception(RemoteFunctionError(value, task_id))
 

@@ -25,6 +25,8 @@ from globus_sdk.authorizers.renewing import EXPIRES_ADJUST_SECONDS, RenewingAuth
 from globus_sdk.transport import RequestsTransport
 from requests.structures import CaseInsensitiveDict
 
+from resource_server_async.upstream.bounded_read import read_at_most
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceAddress:
@@ -81,14 +83,26 @@ def api_error(
     return globus_sdk.ComputeAPIError(answer)
 
 
+class AnswerTooLarge(Exception):
+    """The service's answer was longer than the gateway holds (COMPUTE_MAX_ANSWER_BYTES); it
+    was not read whole."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"Globus Compute's answer is larger than COMPUTE_MAX_ANSWER_BYTES ({limit} bytes)"
+        )
+        self.limit = limit
+
+
 class ComputeWeb:
     """One credential set's connections to the Compute service: a pooled aiohttp session,
-    created on first use (on the loop), with `timeout` on every call and at most
-    `connections` open."""
+    created on first use (on the loop), with `timeout` on every call, at most `connections`
+    open, and no answer read past `max_answer` bytes."""
 
-    def __init__(self, timeout: float, connections: int) -> None:
+    def __init__(self, timeout: float, connections: int, max_answer: int) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = max(1, connections)
+        self._max_answer = max_answer
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self, address: ServiceAddress) -> aiohttp.ClientSession:
@@ -120,7 +134,7 @@ class ComputeWeb:
     ) -> Any:
         """The answer's JSON (None if it is not JSON, as the SDK's `.data`). Raises the SDK's
         ComputeAPIError for a 4xx/5xx, GlobusConnectionError when the service cannot be
-        reached, TimeoutError after the timeout."""
+        reached, TimeoutError after the timeout, AnswerTooLarge past `max_answer` bytes."""
         url = address.url(path)
         headers = {
             "Content-Type": "application/json",
@@ -131,7 +145,9 @@ class ComputeWeb:
             async with self._http(address).post(
                 url, data=orjson.dumps(document), headers=headers, proxy=address.proxy
             ) as answer:
-                body = await answer.read()
+                body = await read_at_most(answer, self._max_answer)
+                if body is None:
+                    raise AnswerTooLarge(self._max_answer)
                 if not 200 <= answer.status < 400:
                     raise api_error(
                         "POST", url, answer.status, answer.reason or "", answer.headers, body

@@ -14,6 +14,7 @@ from resource_server_async.compute.base import (
     ComputeTimeout,
     EndpointUnavailable,
     RemoteFunctionError,
+    ResultTooLarge,
 )
 from resource_server_async.endpoints.base import UpstreamReply
 from resource_server_async.errors import GatewayError
@@ -73,6 +74,14 @@ def failure_error(reason: str, endpoint: BaseEndpoint, task_id: str | None) -> G
 def compute_error(exc: ComputeError, endpoint: BaseEndpoint) -> GatewayError:
     if isinstance(exc, RemoteFunctionError):
         return failure_error(str(exc), endpoint, exc.task_id)
+    if isinstance(exc, ResultTooLarge):
+        return GatewayError(
+            502,
+            "compute_result_too_large",
+            f"The answer of {where(endpoint)} is larger than the gateway's limit: {exc} "
+            "(COMPUTE_MAX_ANSWER_BYTES); ask for less, or stream it.",
+            info=_info(endpoint, exc.task_id),
+        )
     if isinstance(exc, ComputeTimeout):
         task = f"Globus Compute task {exc.task_id}" if exc.task_id else "the task (not submitted)"
         return GatewayError(

@@ -20,6 +20,7 @@ from resource_server_async.endpoints.base import BaseEndpoint, InferenceRequest,
 from resource_server_async.endpoints.tokenizer import TokenizerConfig
 from resource_server_async.errors import GatewayError
 from resource_server_async.upstream import errors as upstream_errors
+from resource_server_async.upstream.bounded_read import read_at_most
 from resource_server_async.upstream.clients import BackendTLS, PoolWait, api_base, origin_of
 from resource_server_async.upstream.silence import Silence
 
@@ -254,22 +255,10 @@ class DirectAPIEndpoint(BaseEndpoint):
     async def _read_answer(self, response: aiohttp.ClientResponse) -> bytes:
         """The whole answer, but never more than UPSTREAM_MAX_RESPONSE_BYTES of it: past the
         limit the connection is dropped rather than the rest read into memory."""
-        limit = self._max_answer
-        declared = response.content_length
-        if declared is not None:
-            if declared > limit:
-                response.close()
-                raise upstream_errors.response_too_large(self, limit)
-            return await response.read()  # aiohttp reads no more than the declared length
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                response.close()
-                raise upstream_errors.response_too_large(self, limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        body = await read_at_most(response, self._max_answer)
+        if body is None:
+            raise upstream_errors.response_too_large(self, self._max_answer)
+        return body
 
     async def complete(self, request: InferenceRequest) -> UpstreamReply:
         try:

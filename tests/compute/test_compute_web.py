@@ -27,6 +27,7 @@ from resource_server_async.compute.base import (
     ComputeRefused,
     ComputeServiceError,
     EndpointUnavailable,
+    ResultTooLarge,
 )
 from resource_server_async.compute.globus import (
     ComputeSession,
@@ -36,8 +37,15 @@ from resource_server_async.compute.globus import (
     _service_error,
 )
 from resource_server_async.compute.pulse import StreamPulse
-from resource_server_async.compute.web import current_header
+from resource_server_async.compute.web import (
+    AnswerTooLarge,
+    ComputeWeb,
+    ServiceAddress,
+    current_header,
+)
+from resource_server_async.endpoints.compute_outcomes import compute_error
 from tests.compute import fake_compute
+from tests.compute.conftest import make_endpoint
 from tests.compute.fake_compute import FakeComputeService
 from tests.compute.standin import running_standin
 from tests.servers import free_port
@@ -338,3 +346,98 @@ async def test_the_connections_to_the_service_are_bounded(
 
     assert sent_meanwhile == 1 and not done_meanwhile
     assert len(service.submit_calls) == 2 and len(set(task_ids)) == 2
+
+
+TEXT_OF = "def text_of(size):\n    return 'x' * size\n"
+
+
+async def test_a_result_poll_too_long_is_asked_in_halves_and_the_long_result_fails(
+    service: FakeComputeService, make_session: Any
+) -> None:
+    """COMPUTE_MAX_ANSWER_BYTES: the poll that carries both results is over it; asked again in
+    halves, the short result arrives and the long one fails alone, instead of every waiting
+    task being polled again forever."""
+    function = service.add_source_function(TEXT_OF, "text_of")
+    endpoint = service.add_endpoint()
+    session = make_session(
+        service_account_secret=fake_compute.CLIENT_SECRET, max_answer_bytes=20_000
+    )
+    long_task = await session.submit(endpoint, function, (50_000,))
+    short_task = await session.submit(endpoint, function, (100,))
+    await asyncio.to_thread(service.run_now, long_task, short_task)
+    polls_before = service.batch_status_calls
+
+    long_result, short_result = await asyncio.gather(
+        session.result(long_task), session.result(short_task), return_exceptions=True
+    )
+
+    assert short_result == "x" * 100
+    assert isinstance(long_result, ResultTooLarge)
+    assert long_result.task_id == long_task
+    assert "larger than 20000 bytes" in str(long_result)
+    # Both at once (too long), then each half alone.
+    assert service.batch_status_calls - polls_before == 3
+
+
+def test_a_result_too_long_is_the_callers_502_naming_the_setting() -> None:
+    endpoint = make_endpoint(ENDPOINT, str(uuid.uuid4()), 8000)
+    refusal = ResultTooLarge("the result of task t-1 is larger than 9 bytes", "t-1")
+
+    error = compute_error(refusal, endpoint)
+
+    assert error.status == 502 and error.code == "compute_result_too_large"
+    assert "COMPUTE_MAX_ANSWER_BYTES" in error.message and "t-1" in error.message
+
+
+async def test_an_answer_is_read_no_further_than_the_bound() -> None:
+    """A service answer without a length that goes on (64 MiB, chunked) is dropped after about
+    COMPUTE_MAX_ANSWER_BYTES, not read into memory; one with a length over it is not read."""
+    limit = 1024 * 1024
+    sent = {"chunked": 0, "declared": 0}
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        declared = b"declared" in head
+        try:
+            if declared:
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {64 * limit}\r\n\r\n".encode()
+                )
+                await writer.drain()
+            else:
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n"
+                )
+            piece = b"x" * 65536
+            for _ in range(64 * limit // len(piece)):
+                writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+                await writer.drain()
+                sent["declared" if declared else "chunked"] += len(piece)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    web = ComputeWeb(timeout=10, connections=2, max_answer=limit)
+    address = ServiceAddress(f"http://127.0.0.1:{port}", {}, None, False)
+    try:
+        with pytest.raises(AnswerTooLarge):
+            await web.batch_status(address, "Bearer t", ["chunked"])
+        declared = dataclasses.replace(address, headers={"X-Case": "declared"})
+        with pytest.raises(AnswerTooLarge):
+            await web.batch_status(declared, "Bearer t", ["declared"])
+        await asyncio.sleep(0.2)  # the servers see the connections closed
+    finally:
+        await web.close()
+        server.close()
+        await server.wait_closed()
+
+    # Read up to the bound, then the connection dropped: socket buffers hold a few MB more.
+    assert sent["chunked"] < 16 * limit
+    assert sent["declared"] < 16 * limit
