@@ -278,68 +278,39 @@ class GatewaySettings(BaseSettings):
     while the page fails); past that, requests wait for a fresh read.
     """
     ROUTING_CIRCUIT_FAILURES: PositiveInt = 3
-    """Federated routing (inference/routing.py): an endpoint whose calls failed (unreachable, not
-    live, timed out, ...) ROUTING_CIRCUIT_FAILURES times in a row is ranked last for
-    ROUTING_CIRCUIT_COOLDOWN_SECONDS, then one request probes it. A request moves on to the next
-    candidate only within ROUTING_FAILOVER_SECONDS of its first try. With REDIS_URL, workers
-    share their in-flight counts and open circuits every ROUTING_SHARE_SECONDS under
-    ROUTING_REDIS_PREFIX.
-    """
+    """Federated routing (inference/routing.py): failed calls in a row (unreachable, not live, timed
+    out, ...) that open an endpoint's circuit (endpoints/circuit.py), which ranks it last for
+    ROUTING_CIRCUIT_COOLDOWN_SECONDS."""
     ROUTING_CIRCUIT_COOLDOWN_SECONDS: NonNegativeFloat = 15.0
-    """Federated routing (inference/routing.py): an endpoint whose calls failed (unreachable, not
-    live, timed out, ...) ROUTING_CIRCUIT_FAILURES times in a row is ranked last for
-    ROUTING_CIRCUIT_COOLDOWN_SECONDS, then one request probes it. A request moves on to the next
-    candidate only within ROUTING_FAILOVER_SECONDS of its first try. With REDIS_URL, workers
-    share their in-flight counts and open circuits every ROUTING_SHARE_SECONDS under
-    ROUTING_REDIS_PREFIX.
-    """
+    """How long (s) an open circuit ranks its endpoint last; then one request probes it: a success
+    closes the circuit, a failure opens it again. 0: a failing endpoint is never ranked last."""
     ROUTING_FAILOVER_SECONDS: PositiveFloat = 30.0
-    """Federated routing (inference/routing.py): an endpoint whose calls failed (unreachable, not
-    live, timed out, ...) ROUTING_CIRCUIT_FAILURES times in a row is ranked last for
-    ROUTING_CIRCUIT_COOLDOWN_SECONDS, then one request probes it. A request moves on to the next
-    candidate only within ROUTING_FAILOVER_SECONDS of its first try. With REDIS_URL, workers
-    share their in-flight counts and open circuits every ROUTING_SHARE_SECONDS under
-    ROUTING_REDIS_PREFIX.
-    """
+    """How long (s) after its first try a federated request may still move on to the next candidate
+    when a call fails before any model server received it; past it, that failure is the answer."""
     ROUTING_SHARE_SECONDS: PositiveFloat = 0.5
-    """Federated routing (inference/routing.py): an endpoint whose calls failed (unreachable, not
-    live, timed out, ...) ROUTING_CIRCUIT_FAILURES times in a row is ranked last for
-    ROUTING_CIRCUIT_COOLDOWN_SECONDS, then one request probes it. A request moves on to the next
-    candidate only within ROUTING_FAILOVER_SECONDS of its first try. With REDIS_URL, workers
-    share their in-flight counts and open circuits every ROUTING_SHARE_SECONDS under
-    ROUTING_REDIS_PREFIX.
-    """
+    """With REDIS_URL: how often (s) each worker publishes its in-flight counts and newly opened or
+    closed circuits, and reads the other workers' (a background task: no request waits on Redis for
+    routing). Circuits are shared by the workers of one host."""
     ROUTING_REDIS_PREFIX: str = "igw:routing:"
-    """Federated routing (inference/routing.py): an endpoint whose calls failed (unreachable, not
-    live, timed out, ...) ROUTING_CIRCUIT_FAILURES times in a row is ranked last for
-    ROUTING_CIRCUIT_COOLDOWN_SECONDS, then one request probes it. A request moves on to the next
-    candidate only within ROUTING_FAILOVER_SECONDS of its first try. With REDIS_URL, workers
-    share their in-flight counts and open circuits every ROUTING_SHARE_SECONDS under
-    ROUTING_REDIS_PREFIX.
-    """
+    """Prefix of federated routing's Redis keys (each worker's in-flight counts, each host's open
+    circuits); two gateways sharing one Redis keep apart by it."""
     VLLM_CACHE_SALT: bool = False
     """vLLM's prefix cache salted per principal (`cache_salt` added to chat/completions and
     completions bodies sent to vllm endpoints), so that one user's cached prefixes cannot speed
     up, and so reveal themselves to, another's requests. Costs a re-serialised body per request.
     """
     LIVE_STATE_SECONDS: NonNegativeFloat = 5.0
-    """Live state of endpoints (clusters/live_state.py): re-read in the background at most once per
-    LIVE_STATE_SECONDS; a direct server without a status page is probed (GET /v1/models) with
-    LIVE_STATE_PROBE_TIMEOUT; the first request for an endpoint never read waits at most
-    LIVE_STATE_FIRST_WAIT seconds for its state (then ranks it "unknown").
+    """How often (s), at most, an endpoint's live state (clusters/live_state.py: what federated
+    routing ranks by) is re-read in the background; a reading older than ten times this counts as
+    "unknown". 0: no reading is reused, requests wait for a fresh one (up to LIVE_STATE_FIRST_WAIT).
     """
     LIVE_STATE_PROBE_TIMEOUT: PositiveFloat = 2.0
-    """Live state of endpoints (clusters/live_state.py): re-read in the background at most once per
-    LIVE_STATE_SECONDS; a direct server without a status page is probed (GET /v1/models) with
-    LIVE_STATE_PROBE_TIMEOUT; the first request for an endpoint never read waits at most
-    LIVE_STATE_FIRST_WAIT seconds for its state (then ranks it "unknown").
-    """
+    """Seconds the live-state probe (GET /v1/models) of a direct server without a status page may
+    take; a server that does not answer within it is "offline"."""
     LIVE_STATE_FIRST_WAIT: NonNegativeFloat = 1.0
-    """Live state of endpoints (clusters/live_state.py): re-read in the background at most once per
-    LIVE_STATE_SECONDS; a direct server without a status page is probed (GET /v1/models) with
-    LIVE_STATE_PROBE_TIMEOUT; the first request for an endpoint never read waits at most
-    LIVE_STATE_FIRST_WAIT seconds for its state (then ranks it "unknown").
-    """
+    """Longest wait (s) of a federated request for candidates' live states never read (or older than
+    ten times LIVE_STATE_SECONDS), so in practice only the first requests after start wait; states
+    still unread rank "unknown". 0: no wait."""
 
     # --- Authentication (CONTRACT.md §6 names) ----------------------------------------------------
     GLOBUS_APPLICATION_ID: str = ""
@@ -358,14 +329,15 @@ class GatewaySettings(BaseSettings):
     AUTHORIZED_GLOBUS_SERVICE_USERNAMES: JsonStrList = []
     """JSON list of service-account usernames allowed without session checks."""
     AUTH_CACHE_MAX_SECONDS: NonNegativeInt = 300
-    """Upper bound (s) on how long a validated Globus token is trusted without asking Globus again.
-"""
+    """Upper bound (s) on how long a validated Globus token is trusted without asking Globus again
+    (never past the token's expiry; a denial is kept 30 s at most). 0: each request asks Globus."""
     GLOBUS_INTROSPECT_TIMEOUT: PositiveFloat = 10.0
-    """Upper bound (s) on how long a validated Globus token is trusted without asking Globus again.
-"""
+    """Seconds one Globus token validation (introspection and group lookup, and each HTTP call in
+    it), or one personal key's owner re-check, may take; past it the request answers 503
+    globus_unavailable."""
     GLOBUS_INTROSPECT_CONCURRENCY: PositiveInt = 8
-    """Upper bound (s) on how long a validated Globus token is trusted without asking Globus again.
-"""
+    """Threads per worker for the synchronous Globus Auth and Groups calls (token validations,
+    personal keys' owner re-checks); more calls wait for a free thread."""
     API_KEY_CACHE_SECONDS: NonNegativeInt = 30
     """How long (s) a validated gateway API key is trusted before the database is asked again; a
     revoked key stops working within this time.
@@ -375,34 +347,24 @@ class GatewaySettings(BaseSettings):
     turn off once `list_api_keys` shows no active legacy key.
     """
     API_KEY_NEGATIVE_CACHE_SECONDS: NonNegativeFloat = 5.0
-    """Seconds, and how many, unknown key hashes are remembered, so a repeated guess skips the
-    database.
-    """
+    """How long (s) the hash of an unknown, revoked or expired API key is remembered, so that a
+    repeated guess is refused without the database. 0: not remembered."""
     API_KEY_NEGATIVE_CACHE_SIZE: PositiveInt = 10_000
-    """Seconds, and how many, unknown key hashes are remembered, so a repeated guess skips the
-    database.
-    """
+    """Unknown key hashes remembered per worker, in an LRU apart from the valid keys' cache (so that
+    guesses cannot push real keys out); the least recently used go first."""
     API_KEY_MAX_PENDING_LOOKUPS: PositiveInt = 256
     """Distinct uncached keys waiting for the database per worker; beyond it, 503 with Retry-After.
 """
     PERSONAL_KEY_MAX_DAYS: PositiveInt = 90
     """Personal keys (POST /resource_server/v1/keys, docs/auth.md): the longest expiry (days) a
-    researcher may ask for, how many active keys one owner may hold, and how often (s) the
-    gateway re-reads a key owner's group memberships from Globus (the owner's rules are re-
-    applied then).
-    """
+    researcher may ask for; a key created without `expires` lives 30 days, or this if shorter."""
     PERSONAL_KEYS_PER_OWNER: PositiveInt = 10
-    """Personal keys (POST /resource_server/v1/keys, docs/auth.md): the longest expiry (days) a
-    researcher may ask for, how many active keys one owner may hold, and how often (s) the
-    gateway re-reads a key owner's group memberships from Globus (the owner's rules are re-
-    applied then).
+    """Personal keys one owner may hold active at once; creating one more answers 409 too_many_keys.
     """
     PERSONAL_KEY_RECHECK_SECONDS: NonNegativeInt = 300
-    """Personal keys (POST /resource_server/v1/keys, docs/auth.md): the longest expiry (days) a
-    researcher may ask for, how many active keys one owner may hold, and how often (s) the
-    gateway re-reads a key owner's group memberships from Globus (the owner's rules are re-
-    applied then).
-    """
+    """How often (s), at most, a personal key owner's groups are re-read from Globus and the group
+    and IdP rules applied again, so that a key stops working within this time once its owner no
+    longer passes them. 0: on every request."""
     GLOBUS_CLI_CLIENT_ID: str = ""
     """What `igw login` asks the gateway for (GET /resource_server/v1/auth/config): the Globus
     native-app client id the command logs in with (registered by the operator, a "thick
@@ -422,7 +384,9 @@ class GatewaySettings(BaseSettings):
     LOCAL_COMPUTE_FUNCTIONS: StrMap = {}
     """COMPUTE_EXECUTOR=local: JSON {"<function uuid>": "dotted.path.to.function"}."""
     COMPUTE_RESULT_TIMEOUT: PositiveFloat = 300.0
-    """"globus" submits to Globus Compute; "local" runs the same functions on this machine."""
+    """Seconds a request to a Globus Compute endpoint (either executor) waits for its task, from
+    submission to result; then 504 compute_timeout naming the task id. A stream's task waits at most
+    STREAMING_MAX_SECONDS."""
 
     # --- Streaming side channel -------------------------------------------------------------------
     STREAMING_SERVER_HOST: str = "127.0.0.1"
@@ -454,17 +418,16 @@ class GatewaySettings(BaseSettings):
     again in halves, and a task whose result alone is longer fails with 502
     compute_result_too_large (the service's own results are at most 10 MB by default)."""
     COMPUTE_SDK_THREADS: PositiveInt = 8
-    """Threads for the synchronous Globus SDKs, and tasks allowed to wait for submission (per
-    endpoint).
-    """
+    """Threads per worker for the Globus Compute SDK's synchronous calls: sign-in, token renewal
+    near its expiry, endpoint status (submissions and result polls go out on the event loop, not
+    through them)."""
     COMPUTE_SDK_THREADS_PER_ENDPOINT: PositiveInt = 2
-    """...of which one endpoint's calls (submissions, status) may hold at once, so that a slow or
-    hung endpoint leaves the rest of the threads to the others.
-    """
+    """Of the COMPUTE_SDK_THREADS, how many one endpoint's calls (its status reads) may hold at
+    once, so that a slow or hung endpoint leaves the rest to the others."""
     COMPUTE_SUBMIT_QUEUE: PositiveInt = 1000
-    """...of which one endpoint's calls (submissions, status) may hold at once, so that a slow or
-    hung endpoint leaves the rest of the threads to the others.
-    """
+    """Tasks that may wait to be submitted to one Globus Compute endpoint, per worker (each endpoint
+    has its own submitter: one call at a time, what waits goes out in batches); beyond, 503
+    endpoint_unavailable."""
     COMPUTE_STARTING_RETRY_AFTER: PositiveInt = 60
     """Retry-After (s) answered while a model's batch job starts (endpoint online, no workers)."""
     COMPUTE_WAKE_INTERVAL: PositiveFloat = 600.0
@@ -472,13 +435,17 @@ class GatewaySettings(BaseSettings):
     up).
     """
     LOCAL_COMPUTE_WORKERS: PositiveInt = 8
-    """COMPUTE_EXECUTOR=local: functions run in this many threads; more waiting tasks answer 503."""
+    """COMPUTE_EXECUTOR=local: threads that run the functions on this machine, per worker process
+    (tasks running at once)."""
     LOCAL_COMPUTE_QUEUE: PositiveInt = 64
-    """COMPUTE_EXECUTOR=local: functions run in this many threads; more waiting tasks answer 503."""
+    """COMPUTE_EXECUTOR=local: tasks that may wait for a free thread while all LOCAL_COMPUTE_WORKERS
+    are busy; more answer 503 endpoint_unavailable."""
     STREAMING_FIRST_CHUNK_TIMEOUT: PositiveFloat = 300.0
-    """Streaming: seconds to wait for the first chunk (the task may queue), then between chunks."""
+    """Seconds a Globus Compute stream waits for its first chunk (its task may wait in the
+    endpoint's queue, or for a node); then 504 stream_timeout."""
     STREAMING_IDLE_TIMEOUT: PositiveFloat = 120.0
-    """Streaming: seconds to wait for the first chunk (the task may queue), then between chunks."""
+    """Seconds a started Globus Compute stream waits for each next chunk; past it the stream ends
+    with a final error event (stream_timeout)."""
     STREAMING_RESULT_WAIT_SECONDS: NonNegativeFloat = 10.0
     """After a compute stream ended, how long its task's result (the function's response_time and
     throughput, for the record) is awaited; the answer is not held. 0: not awaited.
@@ -486,11 +453,15 @@ class GatewaySettings(BaseSettings):
     STREAMING_MAX_SECONDS: PositiveInt = 3600
     """Longest life (s) of one stream; its task token expires then."""
     STREAMING_MAX_BODY_BYTES: PositiveInt = 1024 * 1024
-    """Largest side-channel POST body (bytes), and chunk posts held for a slow client per stream."""
+    """Largest side-channel POST body (bytes) the gateway reads from a cluster-side function; larger
+    answers 413."""
     STREAMING_BACKLOG: PositiveInt = 2000
-    """Largest side-channel POST body (bytes), and chunk posts held for a slow client per stream."""
+    """Chunk posts one stream may hold for a slow client (posted, not yet read); beyond, a POST
+    answers 503 stream_backlog_full with Retry-After, and the function sends it again."""
     STREAMING_BACKLOG_BYTES: PositiveInt = 4 * 1024 * 1024
-    """...and bytes of chunk text held per stream for a slow client (posts beyond answer 503)."""
+    """Bytes of chunk text one stream may hold for a slow client, beside the STREAMING_BACKLOG
+    posts; beyond, 503 stream_backlog_full (a post that finds the backlog empty is taken whatever
+    its size)."""
     STREAMING_REDIS_READERS: PositiveInt = 500
     """With REDIS_URL: streams open at once per worker process, all read through its one
     subscribing Redis connection (each stream's channel); a stream request beyond answers 503
@@ -498,39 +469,27 @@ class GatewaySettings(BaseSettings):
     most 4x this many calls waiting (a POST beyond answers 503 stream_hub_unavailable).
     """
     JOBS_CACHE_SECONDS: NonNegativeFloat = 60.0
-    """/resource_server/{cluster}/jobs: seconds a cluster's job list is reused, and the timeout of
-    the cluster's status function.
-    """
+    """/resource_server/{cluster}/jobs: seconds a Globus Compute cluster's job list (its status
+    function's report) is reused for everyone; until five times that, a stale list answers while a
+    newer one is read. 0: read for every request."""
     JOBS_FUNCTION_TIMEOUT: PositiveFloat = 60.0
-    """/resource_server/{cluster}/jobs: seconds a cluster's job list is reused, and the timeout of
-    the cluster's status function.
-    """
+    """Seconds a cluster's status function (qstat/squeue on its login node) may take; then the job
+    list answers 504 jobs_timeout."""
 
     # --- Responses API ----------------------------------------------------------------------------
     RESPONSES_STORE: bool = False
-    """The store of Responses conversations for previous_response_id on translated endpoints
-    (response_store.py): off by default (the gateway is stateless); with REDIS_URL in Redis,
-    shared by all workers, else per process. Bounded by entries (least recently stored go
-    first), bytes per stored response (larger ones are not stored) and seconds kept.
-    """
+    """Keep each translated Responses answer (its conversation and who made it) unless sent with
+    store: false, so that its creator may continue it with previous_response_id (response_store.py);
+    off (the default: stateless), such a request answers 400. With REDIS_URL in Redis, shared by all
+    workers, else per worker process."""
     RESPONSES_STORE_MAX_ENTRIES: PositiveInt = 10000
-    """The store of Responses conversations for previous_response_id on translated endpoints
-    (response_store.py): off by default (the gateway is stateless); with REDIS_URL in Redis,
-    shared by all workers, else per process. Bounded by entries (least recently stored go
-    first), bytes per stored response (larger ones are not stored) and seconds kept.
-    """
+    """Responses the store keeps; beyond, the oldest go first (in Redis the least recently stored,
+    in a worker's memory the least recently used)."""
     RESPONSES_STORE_MAX_BYTES: PositiveInt = 1024 * 1024
-    """The store of Responses conversations for previous_response_id on translated endpoints
-    (response_store.py): off by default (the gateway is stateless); with REDIS_URL in Redis,
-    shared by all workers, else per process. Bounded by entries (least recently stored go
-    first), bytes per stored response (larger ones are not stored) and seconds kept.
-    """
+    """Largest stored response (bytes of its encoded conversation); a larger one is not kept, and
+    continuing it answers 404."""
     RESPONSES_STORE_TTL: PositiveInt = 3600
-    """The store of Responses conversations for previous_response_id on translated endpoints
-    (response_store.py): off by default (the gateway is stateless); with REDIS_URL in Redis,
-    shared by all workers, else per process. Bounded by entries (least recently stored go
-    first), bytes per stored response (larger ones are not stored) and seconds kept.
-    """
+    """Seconds a stored response is kept from when it was stored (reading it does not extend it)."""
 
     # --- Operations -------------------------------------------------------------------------------
     MAINTENANCE_ERROR_NOTICES: StrMap = {}
@@ -539,38 +498,41 @@ class GatewaySettings(BaseSettings):
     """JSON {"<old endpoint slug>": "<new endpoint slug>"}: requests for a renamed model (same
     cluster and framework) reach the new endpoint."""
     READY_CACHE_SECONDS: NonNegativeFloat = 1.0
-    """GET /resource_server/ready: seconds an answer is reused, and the longest wait for the
-    database or Redis before it counts as down.
-    """
+    """GET /resource_server/ready: seconds each worker reuses its last check (one runs at a time),
+    so that frequent probes cost the database one SELECT 1 per worker and period. 0: every probe
+    checks."""
     READY_TIMEOUT_SECONDS: PositiveFloat = 2.0
-    """GET /resource_server/ready: seconds an answer is reused, and the longest wait for the
-    database or Redis before it counts as down.
-    """
+    """GET /resource_server/ready: seconds each dependency (the database's SELECT 1, Redis's PING)
+    may take before it counts as down (503)."""
 
     # --- Admission limits (docs/limits.md) --------------------------------------------------------
     LIMITS_WINDOW_SECONDS: PositiveFloat = 60.0
     """The period of the per-minute limits (rpm_*, tpm_*), in seconds: a full bucket refills in it.
 """
     LIMITS_DEFAULT_RPM_USER: NonNegativeInt = 0
-    """Gateway-wide limits for endpoints whose own field is 0 (0 here = unlimited)."""
+    """Requests per LIMITS_WINDOW_SECONDS each principal may send to an endpoint whose rpm_user is 0
+    (0 here = unlimited)."""
     LIMITS_DEFAULT_TPM_USER: NonNegativeInt = 0
-    """Gateway-wide limits for endpoints whose own field is 0 (0 here = unlimited)."""
+    """Tokens (prompt + completion) per LIMITS_WINDOW_SECONDS each principal may use on an endpoint
+    whose tpm_user is 0 (0 here = unlimited)."""
     LIMITS_DEFAULT_MAX_CONCURRENT_USER: NonNegativeInt = 0
-    """Gateway-wide limits for endpoints whose own field is 0 (0 here = unlimited)."""
+    """Requests each principal may have in flight at once on an endpoint whose max_concurrent_user
+    is 0 (0 here = unlimited)."""
     LIMITS_DEFAULT_RPM_MODEL: NonNegativeInt = 0
-    """Gateway-wide limits for endpoints whose own field is 0 (0 here = unlimited)."""
+    """Requests per LIMITS_WINDOW_SECONDS from everyone together to an endpoint whose rpm_model is 0
+    (0 here = unlimited)."""
     LIMITS_DEFAULT_TPM_MODEL: NonNegativeInt = 0
-    """Gateway-wide limits for endpoints whose own field is 0 (0 here = unlimited)."""
+    """Tokens (prompt + completion) per LIMITS_WINDOW_SECONDS from everyone together on an endpoint
+    whose tpm_model is 0 (0 here = unlimited)."""
     LIMITS_RESERVE_COMPLETION_TOKENS: PositiveInt = 1024
     """Completion tokens reserved for a request that names no max_tokens (corrected at its end)."""
     LIMITS_REDIS_FAILURE: Annotated[Literal["open", "closed"], Lowercase] = "open"
-    """With REDIS_URL, when Redis does not answer: "open" admits (a warning, at most once a
-    minute), "closed" answers 503 limits_unavailable. Seconds to wait for Redis per decision.
-    """
+    """With REDIS_URL, what admission does when Redis does not answer a decision (limits,
+    allocations, capacity): "open" admits without that check (a warning at most once a minute per
+    worker), "closed" answers 503 (limits_unavailable, allocations_unavailable)."""
     LIMITS_REDIS_TIMEOUT: PositiveFloat = 0.5
-    """With REDIS_URL, when Redis does not answer: "open" admits (a warning, at most once a
-    minute), "closed" answers 503 limits_unavailable. Seconds to wait for Redis per decision.
-    """
+    """Seconds admission waits for Redis to answer one decision; past it the decision follows
+    LIMITS_REDIS_FAILURE, and Redis is not asked again for a second."""
     LIMITS_REDIS_MAX_PENDING: PositiveInt = 10_000
     """Admission's Redis calls waiting for their reply, per worker process (one pipelined
     connection); past it a decision fails at once, as when Redis is down (LIMITS_REDIS_FAILURE).
@@ -594,13 +556,11 @@ class GatewaySettings(BaseSettings):
     queue_timeout).
     """
     FAIR_SHARE_MAX_QUEUED: PositiveInt = 1000
-    """Requests that may wait per endpoint, and per project on one endpoint (503 queue_full
-    beyond).
-    """
+    """Requests that may wait for a slot on one endpoint at its max_concurrent, all projects
+    together; beyond, 503 queue_full."""
     FAIR_SHARE_MAX_QUEUED_PER_PROJECT: PositiveInt = 200
-    """Requests that may wait per endpoint, and per project on one endpoint (503 queue_full
-    beyond).
-    """
+    """Requests of one project that may wait on one endpoint, so that one project's flood cannot
+    fill the queue others need; beyond, 503 queue_full."""
     FAIR_SHARE_GRACE_SECONDS: NonNegativeFloat = 0.05
     """A slot given back by a project below its share, with nothing waiting while others wait, is
     kept this long for the project's next request (anticipation; 0 = off). Measured in the
@@ -626,9 +586,10 @@ class GatewaySettings(BaseSettings):
     RECORD_SHUTDOWN_SECONDS: NonNegativeFloat = 5.0
     """At shutdown: seconds to write what is queued before spooling the rest."""
     RECORD_PROMPTS: bool = False
-    """Prompts and answers are stored only when on; each cut to this many characters."""
+    """Store each request's body and its answer (for a stream, its events) in its record, each cut
+    to RECORD_PROMPT_MAX_CHARS; off: neither is stored."""
     RECORD_PROMPT_MAX_CHARS: PositiveInt = 16_384
-    """Prompts and answers are stored only when on; each cut to this many characters."""
+    """With RECORD_PROMPTS: characters kept of each stored prompt and answer (their start)."""
     RECORD_RETENTION_DAYS: NonNegativeInt = 365
     """`purge_records` deletes records older than this (days; 0 keeps them forever)."""
     ROLLUP_RETENTION_DAYS: NonNegativeInt = 3 * 365
@@ -641,25 +602,20 @@ class GatewaySettings(BaseSettings):
     METRICS_ENABLED: bool = True
     """Off: no series are kept and GET /metrics answers 404 (for measuring their cost)."""
     METRICS_TOKEN: str = ""
-    """GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` when set, and a client address in
-    METRICS_ALLOWED_NETWORKS when set (both when both are set); with neither, it answers 404
-    outside development mode.
-    """
+    """When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise; compared
+    in constant time). With neither this nor METRICS_ALLOWED_NETWORKS, /metrics answers 404 outside
+    development mode."""
     METRICS_DIR: str = ""
     """Where worker processes keep metric values (default: GATEWAY_DATA_DIR/metrics)."""
     METRICS_ALLOWED_NETWORKS: Networks = []
-    """GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` when set, and a client address in
-    METRICS_ALLOWED_NETWORKS when set (both when both are set); with neither, it answers 404
-    outside development mode.
-    """
+    """When set, GET /metrics answers only clients in these networks (list; 403 otherwise); with
+    METRICS_TOKEN too, both are needed."""
     USAGE_DEFAULT_DAYS: PositiveInt = 30
-    """GET /resource_server/v1/usage: the window when none is asked for (days, ending today), and
-    the longest window one request may ask for (days).
-    """
+    """GET /resource_server/v1/usage without start: the window's length (days, ending with end,
+    which defaults to today)."""
     USAGE_MAX_DAYS: PositiveInt = 366
-    """GET /resource_server/v1/usage: the window when none is asked for (days, ending today), and
-    the longest window one request may ask for (days).
-    """
+    """GET /resource_server/v1/usage: the longest window (days) one request may ask for; longer
+    answers 400 window_too_long."""
     USAGE_MAX_ROWS: PositiveInt = 10_000
     """Most rows (groups of model x day, or of the `by` key) one usage answer holds; beyond, 400."""
     USAGE_MAX_PENDING: PositiveInt = 8
@@ -669,19 +625,23 @@ class GatewaySettings(BaseSettings):
     BATCH_STORAGE_DIR: str = ""
     """Directory of uploaded and output batch files (default: GATEWAY_DATA_DIR/batch-files)."""
     BATCH_FILE_MAX_BYTES: PositiveInt = 200 * 1024 * 1024
-    """One upload: bytes and lines at most (OpenAI's own limits: 200 MB, 50,000 requests)."""
+    """Largest batch file upload (bytes; OpenAI's own limit is 200 MB); larger answers 413
+    file_too_large."""
     BATCH_FILE_MAX_LINES: PositiveInt = 50_000
-    """One upload: bytes and lines at most (OpenAI's own limits: 200 MB, 50,000 requests)."""
+    """Most lines (requests) in one batch file upload (OpenAI's own limit is 50,000); more answer
+    400 too_many_lines."""
     BATCH_QUOTA_BYTES: PositiveInt = 2 * 1024 * 1024 * 1024
-    """Per principal: bytes and number of files stored (inputs and outputs together)."""
+    """Bytes of batch files one principal may store, inputs and outputs together; an upload beyond
+    answers 403 storage_quota_exceeded."""
     BATCH_QUOTA_FILES: PositiveInt = 500
-    """Per principal: bytes and number of files stored (inputs and outputs together)."""
+    """Batch files one principal may store, inputs and outputs together; an upload beyond answers
+    403 file_quota_exceeded."""
     MAX_BATCHES_PER_USER: PositiveInt = 10
     """Batches per principal not yet finished (both APIs; the reference gateway's name)."""
     BATCH_CONCURRENCY_PER_ENDPOINT: PositiveInt = 16
-    """The worker: lines in flight per endpoint, and in all."""
+    """The batch worker: lines in flight at once on one endpoint."""
     BATCH_MAX_IN_FLIGHT: PositiveInt = 64
-    """The worker: lines in flight per endpoint, and in all."""
+    """The batch worker: lines in flight at once over all endpoints."""
     BATCH_CLAIM_SECONDS: PositiveFloat = 30.0
     """A worker's claim on a batch lasts this long unless renewed (a crashed worker's expires)."""
     BATCH_POLL_SECONDS: PositiveFloat = 1.0
