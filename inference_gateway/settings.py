@@ -290,11 +290,10 @@ COMPUTE_SERVICE_TIMEOUT = _cfg.COMPUTE_SERVICE_TIMEOUT
 # Connections each Globus Compute identity keeps to the Compute service for submissions and
 # result polls (one call at a time per endpoint, and one poll).
 COMPUTE_SERVICE_CONNECTIONS = _cfg.COMPUTE_SERVICE_CONNECTIONS
-# Threads for the synchronous Globus SDKs, and tasks allowed to wait for submission (per
-# endpoint).
+# Threads for the synchronous Globus SDKs' calls (sign-in, token renewal, endpoint status).
 COMPUTE_SDK_THREADS = _cfg.COMPUTE_SDK_THREADS
-# ...of which one endpoint's calls (submissions, status) may hold at once, so that a slow or
-# hung endpoint leaves the rest of the threads to the others.
+# ...of which one endpoint's status calls may hold at once, so that a slow or hung endpoint
+# leaves the rest of the threads to the others.
 COMPUTE_SDK_THREADS_PER_ENDPOINT = _cfg.COMPUTE_SDK_THREADS_PER_ENDPOINT
 COMPUTE_SUBMIT_QUEUE = _cfg.COMPUTE_SUBMIT_QUEUE
 COMPUTE_MAX_ANSWER_BYTES = _cfg.COMPUTE_MAX_ANSWER_BYTES
@@ -318,8 +317,8 @@ STREAMING_MAX_BODY_BYTES = _cfg.STREAMING_MAX_BODY_BYTES
 STREAMING_BACKLOG = _cfg.STREAMING_BACKLOG
 # ...and bytes of chunk text held per stream for a slow client (posts beyond answer 503).
 STREAMING_BACKLOG_BYTES = _cfg.STREAMING_BACKLOG_BYTES
-# With REDIS_URL: streams open at once per worker process, each waiting on a Redis connection
-# of its own; a stream request beyond answers 503 stream_hub_busy.
+# With REDIS_URL: streams open at once per worker process, all read through the process's one
+# subscribing Redis connection; a stream request beyond answers 503 stream_hub_busy.
 STREAMING_REDIS_READERS = _cfg.STREAMING_REDIS_READERS
 # /resource_server/{cluster}/jobs: seconds a cluster's job list is reused, and the timeout of
 # the cluster's status function.

@@ -2,8 +2,9 @@
 
 A stored response is its conversation as Responses items (the input it was given, with what
 it continued, and its output) and the principal that created it: only that principal may
-continue it. Bounded three ways: RESPONSES_STORE_MAX_ENTRIES responses (the least recently
-stored go first), RESPONSES_STORE_MAX_BYTES per response (a larger one is not stored) and
+continue it. Bounded three ways: RESPONSES_STORE_MAX_ENTRIES responses (beyond, in Redis the
+least recently stored go first; in a process, the least recently used: continuing one is a
+use), RESPONSES_STORE_MAX_BYTES per response (a larger one is not stored) and
 RESPONSES_STORE_TTL seconds. With REDIS_URL it is in Redis, so that every worker process sees
 what any of them stored; otherwise in this process (an LRU with a TTL).
 """
