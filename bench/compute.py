@@ -269,18 +269,26 @@ def idle(target: Target, report: Report) -> None:
     )
 
 
-def non_streaming(target: Target, backend_port: int, report: Report) -> None:
+def non_streaming(target: Target, standin: str, backend_port: int, report: Report) -> None:
+    """Each concurrency's CPU per task, with what it is made of: its kernel part, the times
+    the gateway's threads were woken (each a cold start of the caches at low load) and the
+    status polls, per task."""
     assert target.pid is not None
     driver = Driver(target)
     asyncio.run(_concurrent(driver, 4, 20))  # sign-in, connections, caches warm
     floor = 2 * SERVICE_LATENCY + asyncio.run(_direct_model(backend_port, 30))
     for concurrency in CONCURRENCY:
         total = TASKS[concurrency]
-        cpu = tree_cpu_seconds(target.pid)
+        cpu, kernel = tree_cpu_seconds(target.pid), tree_cpu_seconds(target.pid, system_seconds)
+        _, runs = run_stats(target.pid)
+        polls = _polls(standin)
         started = time.perf_counter()
         latencies = asyncio.run(_concurrent(driver, concurrency, total))
         seconds = time.perf_counter() - started
         cpu_ms = (tree_cpu_seconds(target.pid) - cpu) * 1000 / total
+        kernel_ms = (tree_cpu_seconds(target.pid, system_seconds) - kernel) * 1000 / total
+        wakes = (run_stats(target.pid)[1] - runs) / total
+        polled = (_polls(standin) - polls) / total
         p50 = statistics.median(latencies)
         added = (p50 - floor) * 1000
         report.add(
@@ -288,7 +296,8 @@ def non_streaming(target: Target, backend_port: int, report: Report) -> None:
             f"{cpu_ms:.3f} ms",
             f"{total / seconds:.0f}/s",
             f"p50 {p50 * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms, "
-            f"added {added:.1f} ms over {floor * 1000:.1f} ms",
+            f"added {added:.1f} ms over {floor * 1000:.1f} ms; per task: {kernel_ms:.3f} ms "
+            f"in the kernel, {wakes:.1f} wake-ups, {polled:.2f} status calls",
         )
         report.check(
             f"compute c={concurrency}", "gateway CPU ≤ 1 ms/task", cpu_ms, BUDGET_TASK_MS, "ms"
@@ -558,7 +567,7 @@ def bench(args: argparse.Namespace, workdir: Path, backend_port: int, report: Re
                 print(f"\ncompute scenario, {tag} ({store})", flush=True)
                 if store == "postgres" and not relay_only:
                     idle(target, report)
-                    non_streaming(target, backend_port, report)
+                    non_streaming(target, standin, backend_port, report)
                 streaming(tag, target, standin, report)
                 model_streaming(tag, target, report)
                 if store == "postgres" and not relay_only:
@@ -633,7 +642,7 @@ def quick() -> None:
     ):
         idle(target, report)
         for _ in range(options.repeats):
-            non_streaming(target, backend_port, report)
+            non_streaming(target, standin, backend_port, report)
         if options.streams:
             streaming("Redis", target, standin, report)
     for tag, line, measured, met in report.budget:
