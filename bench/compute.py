@@ -494,14 +494,20 @@ def standin_process(workdir: Path) -> Iterator[str]:
 
 @contextmanager
 def compute_gateway(
-    workdir: Path, store: str, backend_port: int, standin: str, **options: Any
+    workdir: Path,
+    store: str,
+    backend_port: int,
+    standin: str,
+    env: dict[str, str] | None = None,
+    **options: Any,
 ) -> Iterator[Target]:
     """One gateway worker whose catalog's Globus Compute endpoints are served by the stand-in
-    (`options`: bench.run.gateway's, such as a callgrind command prefix)."""
+    (`env`: more of its environment; `options`: bench.run.gateway's, such as a callgrind
+    command prefix)."""
     from bench.run import gateway
 
     gateway_port = free_port()
-    overrides = gateway_overrides(standin, gateway_port)
+    overrides = {**gateway_overrides(standin, gateway_port), **(env or {})}
     sub = workdir / store
     sub.mkdir(exist_ok=True)
     with gateway(

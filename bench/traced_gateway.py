@@ -6,10 +6,13 @@ collection, cheap enough for the measured runs. With `BENCH_TRACE_DIR`, tracemal
 SIGUSR1 collects garbage and writes a snapshot of the Python heap to
 `snapshot-<n>.trace` there (renamed into place once whole), so that the bench diffs the heap
 before and after opening streams; tracing slows the gateway, so that run is only profiled.
+With `BENCH_CPROFILE` (a file path), PROFILE_START turns cProfile on and PROFILE_STOP off,
+writing its statistics there (renamed into place once whole): bench/cpu_profile.py's window.
 """
 
 from __future__ import annotations
 
+import cProfile
 import gc
 import os
 import signal
@@ -21,6 +24,10 @@ from typing import Any
 
 _TRACE_DIR = os.environ.get("BENCH_TRACE_DIR")
 _GC_LOG = os.environ.get("BENCH_GC_LOG")
+_CPROFILE = os.environ.get("BENCH_CPROFILE")
+# Real-time signals: SIGUSR1 and SIGUSR2 belong to the heap snapshots and the GC probe.
+PROFILE_START = signal.SIGRTMIN + 1
+PROFILE_STOP = signal.SIGRTMIN + 2
 if _TRACE_DIR:
     # One frame per allocation: the allocating line names the part (uvicorn, aiohttp, ours)
     # at the lowest cost; started before uvicorn imports the application.
@@ -50,6 +57,21 @@ def _probe_frozen_garbage(signum: int, frame: FrameType | None) -> None:
         log.write(f"frozen {frozen} garbage {collected} after {gc.get_freeze_count()}\n")
 
 
+_profile = cProfile.Profile()
+
+
+def _start_profile(signum: int, frame: FrameType | None) -> None:
+    _profile.enable()
+
+
+def _stop_profile(signum: int, frame: FrameType | None) -> None:
+    assert _CPROFILE is not None
+    _profile.disable()
+    _profile.dump_stats(_CPROFILE + ".part")
+    os.rename(_CPROFILE + ".part", _CPROFILE)
+    _profile.clear()
+
+
 def _time_full_collections(phase: str, info: dict[str, Any]) -> None:
     global _full_started
     if info["generation"] != 2:
@@ -75,6 +97,9 @@ def main() -> None:
     if _GC_LOG:
         gc.callbacks.append(_time_full_collections)
         signal.signal(signal.SIGUSR2, _probe_frozen_garbage)
+    if _CPROFILE:
+        signal.signal(PROFILE_START, _start_profile)
+        signal.signal(PROFILE_STOP, _stop_profile)
     uvicorn_main()
 
 

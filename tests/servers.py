@@ -49,6 +49,7 @@ class GatewayServer:
     env: dict[str, str] = field(default_factory=dict)
     workers: int = 1
     options: Sequence[str] = ()  # more uvicorn options
+    server: str = "inference_gateway.serve"  # the module run (bench/traced_gateway.py: profiled)
     port: int = 0
     api_key: str = ""
     process: subprocess.Popen[bytes] | None = None
@@ -95,6 +96,7 @@ class GatewayServer:
                 str(self.workers),
                 *processes.SERVING_OPTIONS,
                 *self.options,
+                server=self.server,
             ),
             self.log,
             env=self.environment(),
