@@ -39,7 +39,7 @@ from bench import compute, compute_streams
 from bench.traced_gateway import PROFILE_START, PROFILE_STOP
 
 if TYPE_CHECKING:
-    from bench.run import Target
+    from bench.run import Report, Target
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = "bench.traced_gateway"
@@ -214,7 +214,8 @@ def describe(profile: Profile) -> list[str]:
         f"{part} {share * 100:.0f} %" for part, share in by_part(profile)[:SHOWN_PARTS]
     )
     lines = [
-        f"- **{profile.scenario}**, {profile.units:,} {profile.unit}s profiled. By part: {parts}.",
+        f"Where the CPU goes (cProfile, bench/cpu_profile.py): **{profile.scenario}**, "
+        f"{profile.units:,} {profile.unit}s profiled. By part: {parts}.",
         f"  Functions by own time (share; calls per {profile.unit}):",
     ]
     lines += [
@@ -244,6 +245,16 @@ def append_section(output: Path, lines: list[str]) -> None:
         out.write("\n".join(section))
 
 
+def bench(workdir: Path, backend_port: int, report: Report) -> None:
+    """`bench.run --scenarios cpu_profile` (part of `make bench`): each profile a note of the
+    run's section, beside the budgets it explains."""
+    for name, run in SCENARIOS.items():
+        print(f"\n== cpu profile: {name}", flush=True)
+        sub = workdir / name
+        sub.mkdir(parents=True)
+        report.notes.append("\n".join(describe(run(sub, backend_port))))
+
+
 def main() -> None:
     from bench.run import fake_backend
 
@@ -262,7 +273,8 @@ def main() -> None:
                 print(f"\n== {name}", flush=True)
                 sub = workdir / name
                 sub.mkdir()
-                lines += describe(SCENARIOS[name](sub, backend_port))
+                described = describe(SCENARIOS[name](sub, backend_port))
+                lines += ["- " + described[0], *described[1:]]
                 print("\n".join(lines[-SHOWN_FUNCTIONS - 2 :]), flush=True)
     if args.output:
         append_section(args.output, lines)

@@ -56,10 +56,11 @@ SCENARIOS = (
     "relay",
     "streams",
     "stream_instructions",
+    "cpu_profile",
 )
 # What `make bench` runs unless told; `accounting` starts two more gateways (records and
 # metrics on vs off) and `routing` one with two backends (bench/routing.py): asked for by name.
-DEFAULT_SCENARIOS = ("proxy", "auth", "compute")
+DEFAULT_SCENARIOS = ("proxy", "auth", "compute", "cpu_profile")
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/gateway_bench"
 # The production configuration against the same gateway without accounting (--scenarios
 # accounting): the budget for what records and metrics add.
@@ -789,7 +790,9 @@ def main() -> None:
         "with Redis and in-process, 1,000 requests in flight, then the open streams), relay "
         "(the compute scenario's side-channel relay alone), streams "
         "(the open streams alone: 100, 1,000, 10,000 held open on the direct path; a dated "
-        "section when run alone)",
+        "section when run alone), cpu_profile (where the gateway's CPU goes in the relay, one "
+        "Compute task at a time and 1,000 open streams: cProfile by part of the program, as "
+        "notes)",
     )
     parser.add_argument(
         "--records",
@@ -877,6 +880,10 @@ def main() -> None:
                 from bench import stream_callgrind
 
                 stream_callgrind.bench(workdir / "stream_instructions", report)
+            if "cpu_profile" in args.scenarios:
+                from bench import cpu_profile
+
+                cpu_profile.bench(workdir / "cpu_profile", backend_port, report)
             if "litellm" in args.compare:
                 (workdir / "litellm").mkdir()
                 bench_litellm(args, workdir / "litellm", backend_port, report)
