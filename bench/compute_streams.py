@@ -38,7 +38,8 @@ import aiohttp
 import orjson
 import uvloop
 
-from bench.processes import ROOT, rss_megabytes, system_seconds, tree_cpu_seconds
+from bench.processes import rss_megabytes, system_seconds, tree_cpu_seconds
+from bench.program_parts import part_of
 from bench.stream_driver import Tally, close_all, open_streams, post_request
 
 if TYPE_CHECKING:
@@ -215,17 +216,6 @@ async def _short_requests_warm(target: Target) -> None:
                 await a.read()
 
 
-def _part(filename: str) -> str:
-    """The part of the program a source file belongs to: a package, or our module's path."""
-    path = Path(filename)
-    if "site-packages" in path.parts:
-        return path.parts[path.parts.index("site-packages") + 1].removesuffix(".py")
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return path.parent.name if path.parent.name == "asyncio" else path.name
-
-
 async def _snapshot(pid: int, directory: Path, index: int) -> tracemalloc.Snapshot:
     os.kill(pid, signal.SIGUSR1)
     path = directory / f"snapshot-{index}.trace"
@@ -261,7 +251,7 @@ async def _profile(target: Target, directory: Path, streams: int) -> list[tuple[
             )
     parts: dict[str, float] = {}
     for diff in after.compare_to(before, "filename"):
-        part = _part(diff.traceback[0].filename)
+        part = part_of(diff.traceback[0].filename)
         parts[part] = parts.get(part, 0.0) + diff.size_diff / max(1, tally.opened)
     return sorted(parts.items(), key=lambda item: -item[1])
 

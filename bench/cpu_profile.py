@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING
 import uvloop
 
 from bench import compute, compute_streams
+from bench.program_parts import part_of, source_of
 from bench.traced_gateway import PROFILE_START, PROFILE_STOP
 
 if TYPE_CHECKING:
     from bench.run import Report, Target
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVER = "bench.traced_gateway"
 RELAY_STREAMS = 10
 RELAY_CHUNKS = 200
@@ -59,34 +59,6 @@ class Profile:
     unit: str
     units: int
     stats: Path
-
-
-def part_of(filename: str) -> str:
-    """The part of the program a profiled function belongs to: a package, one of our modules
-    (its path), asyncio, or C code that cProfile names without a file."""
-    if filename == "~" or filename.startswith("<"):
-        return "C functions (builtins, methods)"
-    path = Path(filename)
-    if "site-packages" in path.parts:
-        return path.parts[path.parts.index("site-packages") + 1].removesuffix(".py")
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return "asyncio" if path.parent.name == "asyncio" else f"stdlib {path.name}"
-
-
-def _source(filename: str) -> str | None:
-    """A function's file as the reader finds it: inside site-packages, ours, or the stdlib's;
-    None for C code."""
-    if filename == "~" or filename.startswith("<"):
-        return None
-    path = Path(filename)
-    if "site-packages" in path.parts:
-        return "/".join(path.parts[path.parts.index("site-packages") + 1 :])
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return "/".join(path.parts[-2:])
 
 
 def by_part(profile: Profile) -> list[tuple[str, float]]:
@@ -107,7 +79,7 @@ def top_functions(profile: Profile) -> list[tuple[str, float, float]]:
     ranked = sorted(rows, key=lambda item: -item[1][2])[:SHOWN_FUNCTIONS]
     out = []
     for (filename, line, name), row in ranked:
-        where = _source(filename)
+        where = source_of(filename)
         label = name if where is None else f"{where}:{line} {name}"
         out.append((label, row[2] / total, row[1] / max(1, profile.units)))
     return out

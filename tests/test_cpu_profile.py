@@ -10,7 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.cpu_profile import Profile, by_part, part_of, top_functions
+from bench.cpu_profile import Profile, by_part, top_functions
+from bench.program_parts import part_of
 from bench.traced_gateway import PROFILE_START, PROFILE_STOP
 from resource_server_async.upstream.done_gate import DoneGate
 from scripts import processes

@@ -371,10 +371,11 @@ async def _lines_posted(channel: SideChannel, count: int, within: float) -> floa
     return None
 
 
-async def test_a_held_back_line_is_sent_when_the_model_pauses(
-    side_channel: tuple[SideChannel, int],
-) -> None:
-    channel, channel_port = side_channel
+async def _stream_through_a_pause(
+    channel: SideChannel, channel_port: int
+) -> tuple[float | None, list[str], dict[str, Any]]:
+    """The function streams from a PausingServer: the seconds until its first two lines reached
+    the side channel (None: not within 5 s of the pause), the lines by then, and its result."""
     server = PausingServer()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", server.stream)
@@ -383,14 +384,23 @@ async def test_a_held_back_line_is_sent_when_the_model_pauses(
         run = asyncio.ensure_future(
             asyncio.to_thread(inference_function, _streaming(port, channel_port))
         )
-        # The first line goes alone, the second is held for a batch; the model then says
-        # nothing: the second must not wait for the third.
         waited = await _lines_posted(channel, 2, within=5.0)
         lines_while_paused = channel.lines()
         server.release.set()
         result = json.loads(await run)
     finally:
         await runner.cleanup()
+    return waited, lines_while_paused, result
+
+
+async def test_a_held_back_line_is_sent_when_the_model_pauses(
+    side_channel: tuple[SideChannel, int],
+) -> None:
+    channel, channel_port = side_channel
+
+    # The first line goes alone, the second is held for a batch; the model then says nothing:
+    # the second must not wait for the third.
+    waited, lines_while_paused, result = await _stream_through_a_pause(channel, channel_port)
 
     assert waited is not None, "the held line waited for the model's next one"
     assert waited < 1.0  # BATCH_SECONDS is 0.05 s; a slow machine still sends it soon
@@ -408,20 +418,9 @@ async def test_a_stream_closed_while_a_line_is_held_is_cancelled(
     not say done, as when the reader's own POST meets it."""
     channel, channel_port = side_channel
     channel.accept, channel.status = 1, 410
-    server = PausingServer()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", server.stream)
-    runner, port = await _serve(app)
-    try:
-        run = asyncio.ensure_future(
-            asyncio.to_thread(inference_function, _streaming(port, channel_port))
-        )
-        refused = await _lines_posted(channel, 2, within=5.0)  # the held line, answered 410
-        server.release.set()
-        result = json.loads(await run)
-    finally:
-        await runner.cleanup()
 
-    assert refused is not None
+    refused, _, result = await _stream_through_a_pause(channel, channel_port)
+
+    assert refused is not None  # the held line was sent, and answered 410
     assert result["status"] == "cancelled"
     assert "done" not in channel.kinds()
