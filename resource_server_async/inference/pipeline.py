@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -225,7 +226,10 @@ async def relay(
     # less to resume per chunk (upstream/stream_reads.py).
     reads = chunks if isinstance(chunks, StreamReads) else None
     try:
-        read = reads.start() if reads is not None else chunks.__anext__
+        if reads is not None:
+            read, heard = reads.start()
+        else:
+            read, heard = chunks.__anext__, None
         while True:
             try:
                 chunk = await read()
@@ -236,11 +240,14 @@ async def relay(
                     raise
                 reads.close(False)
                 raise reads.failure(exc) from None
-            if reads is not None:
+            if heard is not None:
                 if not chunk:
+                    assert reads is not None
                     reads.close(True)  # the connection goes back to the pool before the end
                     break
-                reads.heard()
+                heard()
+                if outcome is not None and outcome.first_byte is None:
+                    outcome.first_byte = time.perf_counter()
             if ended:
                 continue
             if gate is not None:
