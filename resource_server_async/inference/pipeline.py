@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -226,10 +225,7 @@ async def relay(
     # less to resume per chunk (upstream/stream_reads.py).
     reads = chunks if isinstance(chunks, StreamReads) else None
     try:
-        if reads is not None:
-            read, heard = reads.start()
-        else:
-            read, heard = chunks.__anext__, None
+        read = reads.start() if reads is not None else chunks.__anext__
         while True:
             try:
                 chunk = await read()
@@ -240,14 +236,11 @@ async def relay(
                     raise
                 reads.close(False)
                 raise reads.failure(exc) from None
-            if heard is not None:
+            if reads is not None:
                 if not chunk:
-                    assert reads is not None
                     reads.close(True)  # the connection goes back to the pool before the end
                     break
-                heard()
-                if outcome is not None and outcome.first_byte is None:
-                    outcome.first_byte = time.perf_counter()
+                reads.heard()
             if ended:
                 continue
             if gate is not None:

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 
 class StreamReads(AsyncIterator[bytes]):
-    """An upstream stream: `start()` once, then await its read until it gives b"" (the end),
-    calling its `heard` after each chunk; what a read raises goes through `failure()`, and
+    """An upstream stream: `start()` once, then await `read()` until it gives b"" (the end),
+    calling `heard()` after each chunk; what a read raises goes through `failure()`, and
     `close(finished)` ends it, however it ended. Iterated, it does all that itself."""
 
     __slots__ = ("_closed", "_endpoint", "_outcome", "_read", "_response", "_seconds", "_silence")
@@ -47,13 +47,20 @@ class StreamReads(AsyncIterator[bytes]):
         self._read: Callable[[], Awaitable[bytes]] | None = None
         self._closed = False
 
-    def start(self) -> tuple[Callable[[], Awaitable[bytes]], Callable[[], None]]:
-        """The read to await for each chunk, and what to call after each; the silence is timed
-        from now. The reader notes the first chunk's time itself (`RequestOutcome.first_byte`)."""
+    def start(self) -> Callable[[], Awaitable[bytes]]:
+        """The read to await for each chunk; the silence is timed from now."""
         self._silence = Silence(self._response, self._seconds)
         # readany, not iter_any(): its iterator's __anext__ is one more coroutine per chunk.
         self._read = self._response.content.readany
-        return self._read, self._silence.heard
+        return self._read
+
+    def heard(self) -> None:
+        assert self._silence is not None
+        self._silence.heard()
+        outcome = self._outcome
+        if outcome is not None and outcome.first_byte is None:
+            outcome.first_byte = time.perf_counter()
+            self._outcome = None  # the only use: no test per chunk from now on
 
     def failure(self, exc: Exception) -> Exception:
         """What to raise for what a read raised: the caller's error for a stalled or broken
@@ -83,7 +90,7 @@ class StreamReads(AsyncIterator[bytes]):
     async def __anext__(self) -> bytes:
         if self._closed:
             raise StopAsyncIteration
-        read = self._read if self._read is not None else self.start()[0]
+        read = self._read if self._read is not None else self.start()
         try:
             chunk = await read()
         except Exception as exc:
@@ -98,11 +105,7 @@ class StreamReads(AsyncIterator[bytes]):
         if not chunk:
             self.close(True)
             raise StopAsyncIteration
-        assert self._silence is not None
-        self._silence.heard()
-        outcome = self._outcome
-        if outcome is not None and outcome.first_byte is None:
-            outcome.first_byte = time.perf_counter()
+        self.heard()
         return chunk
 
     async def aclose(self) -> None:
