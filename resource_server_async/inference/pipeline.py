@@ -204,166 +204,86 @@ def json_response(reply: UpstreamReply, endpoint: BaseEndpoint, call: InferenceR
     return Response(reply.body, status_code=reply.status, media_type="application/json")
 
 
-def relay(
+async def relay(
     chunks: AsyncIterator[bytes], dialect: Dialect, endpoint: BaseEndpoint, call: InferenceRequest
-) -> Relay:
-    """The stream `chunks` relayed in the caller's dialect (EventStreamResponse writes it)."""
-    return Relay(chunks, dialect, endpoint, call)
-
-
-# Writes one chunk to the client; what it returns, if anything, is awaited before the next.
-ChunkWrite = Callable[[bytes], Awaitable[object] | None]
-
-
-class Relay:
-    """Passes SSE bytes through as they arrive; a failure after the start becomes a final error
+) -> AsyncIterator[bytes]:
+    """Pass SSE bytes through as they arrive; a failure after the start becomes a final error
     event in the caller's dialect, so the client always sees the stream end.
 
     Streams that end with `data: [DONE]` (DONE_TERMINATED, from any endpoint kind) get it
     from here, once the stream is known to be whole; clients stop reading at `[DONE]`, so
     an error sent after it would never be read.
-
-    The relay writes each chunk itself (`write_to`) rather than yielding it to the response:
-    an async generator between them is resumed twice per chunk, and makes a wrapper object
-    for each yielded chunk and its StopIteration.
     """
-
-    __slots__ = (
-        "_chunks",
-        "_dialect",
-        "_endpoint",
-        "_gate",
-        "_outcome",
-        "_request_id",
-        "_started",
-        "_tap",
-    )
-
-    def __init__(
-        self,
-        chunks: AsyncIterator[bytes],
-        dialect: Dialect,
-        endpoint: BaseEndpoint,
-        call: InferenceRequest,
-    ) -> None:
-        self._chunks = chunks
-        self._dialect = dialect
-        self._endpoint = endpoint
-        self._gate = DoneGate() if call.operation in DONE_TERMINATED else None
-        self._tap = _usage_tap(call, self._gate is not None)
-        # The request (its body parsed and encoded, twice when usage was asked for) is not
-        # held for the stream's life: with long prompts, the largest part of an open stream.
-        self._request_id, self._outcome = call.request_id, call.outcome
-        self._started = False
-
-    async def write_to(self, write: ChunkWrite) -> None:
-        """Relay the whole stream to `write`, then close the model server's side. What `write`
-        raises (the client's side) is not the stream's failure: it goes up as it is."""
-        self._started = True
-        chunks, gate, tap, outcome = self._chunks, self._gate, self._tap, self._outcome
-        ended = False  # the client has its last event; what the server still sends is drained
-        failure: GatewayError | None = None
-        broken = False  # the gateway's own failure, not the stream's
-        # A model server's stream is read here, not through an iterator: one async generator
-        # less to resume per chunk (upstream/stream_reads.py).
-        reads = chunks if isinstance(chunks, StreamReads) else None
-        try:
-            read = reads.start() if reads is not None else chunks.__anext__
-            while True:
-                # Reading and framing may fail, writing goes through: the try is per chunk.
-                try:
-                    chunk = await read()
-                    if reads is not None:
-                        if not chunk:
-                            reads.close(True)  # the connection back to the pool before the end
-                            break
-                        reads.heard()
-                    if ended:
-                        continue
-                    if gate is not None:
-                        chunk = gate.feed(chunk)
-                        # Before the finish reason, the tap has nothing to find (nor to
-                        # count, unless it estimates): no call per chunk.
-                        if tap is not None and (gate.finished or tap.estimate):
-                            chunk = tap.feed_framed(chunk, gate.finished)
-                    elif tap is not None:
-                        tap.feed_raw(chunk)
-                except StopAsyncIteration:
+    gate = DoneGate() if call.operation in DONE_TERMINATED else None
+    tap = _usage_tap(call, gate is not None)
+    request_id, outcome = call.request_id, call.outcome
+    # The request (its body parsed and encoded, twice when usage was asked for) is not held
+    # for the stream's life: with long prompts, the largest part of an open stream.
+    del call
+    ended = False  # the client has its last event; what the server still sends is drained
+    # A model server's stream is read here, not through an iterator: one async generator
+    # less to resume per chunk (upstream/stream_reads.py).
+    reads = chunks if isinstance(chunks, StreamReads) else None
+    try:
+        read = reads.start() if reads is not None else chunks.__anext__
+        while True:
+            try:
+                chunk = await read()
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                if reads is None:
+                    raise
+                reads.close(False)
+                raise reads.failure(exc) from None
+            if reads is not None:
+                if not chunk:
+                    reads.close(True)  # the connection goes back to the pool before the end
                     break
-                except GatewayError as exc:
-                    failure = exc
-                    break
-                except Exception as exc:
-                    if reads is not None:
-                        reads.close(False)
-                        mapped = reads.failure(exc)
-                        if isinstance(mapped, GatewayError):
-                            failure = mapped
-                            break
-                    if not ended:
-                        logger.exception(
-                            "stream from %r failed (request %s)", self._endpoint, self._request_id
-                        )
-                        failure = _relay_failed(outcome)
-                        broken = True
-                    break
-                if chunk and (waiting := write(chunk)) is not None:
-                    await waiting
-                if gate is not None and gate.done:
-                    ended = True
-                    await self._write_last(write, None)
+                reads.heard()
             if ended:
-                return
-            if broken:
-                assert failure is not None
-                await _write(write, sse_error_event(failure, self._dialect))
-            elif failure is not None or gate is not None:
-                if failure is None:
-                    assert gate is not None
-                    gate.end()
-                await self._write_last(write, failure)
-        finally:
-            if tap is not None:
-                tap.end()
-            await self._close_source()
-
-    async def aclose(self) -> None:
-        """For a stream never written (the client left first): the model server's side closed."""
-        if not self._started:
-            self._started = True
-            if self._tap is not None:
-                self._tap.end()
-            await self._close_source()
-
-    async def _close_source(self) -> None:
-        chunks = self._chunks
-        if isinstance(chunks, StreamReads):
-            chunks.close(False)  # a stream cut short: the server stops generating
-            return
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-    async def _write_last(self, write: ChunkWrite, failure: GatewayError | None) -> None:
-        outcome = self._outcome
-        event = _last_event(
-            self._gate, failure, self._dialect, self._endpoint, self._request_id, outcome
-        )
-        await _write(write, event)
-        _sent_last(outcome)
-
-
-async def _write(write: ChunkWrite, event: bytes) -> None:
-    if (waiting := write(event)) is not None:
-        await waiting
-
-
-def _relay_failed(outcome: RequestOutcome | None) -> GatewayError:
-    """The gateway's own failure while relaying (logged by the caller, with its traceback)."""
-    failure = GatewayError(502, "stream_failed", "The gateway failed while relaying the stream.")
-    if outcome is not None:
-        outcome.error_code = failure.code
-    return failure
+                continue
+            if gate is not None:
+                chunk = gate.feed(chunk)
+                # Before the finish reason, the tap has nothing to find (nor to count, unless
+                # it estimates): no call per chunk.
+                if tap is not None and (gate.finished or tap.estimate):
+                    chunk = tap.feed_framed(chunk, gate.finished)
+            elif tap is not None:
+                tap.feed_raw(chunk)
+            if chunk:
+                yield chunk
+            if gate is not None and gate.done:
+                ended = True
+                yield _last_event(gate, None, dialect, endpoint, request_id, outcome)
+                _sent_last(outcome)
+        if gate is not None and not ended:
+            ended = True
+            gate.end()
+            yield _last_event(gate, None, dialect, endpoint, request_id, outcome)
+            _sent_last(outcome)
+    except GatewayError as exc:
+        if not ended:
+            yield _last_event(gate, exc, dialect, endpoint, request_id, outcome)
+            _sent_last(outcome)
+    except Exception:
+        if not ended:
+            logger.exception("stream from %r failed (request %s)", endpoint, request_id)
+            failure = GatewayError(
+                502, "stream_failed", "The gateway failed while relaying the stream."
+            )
+            if outcome is not None:
+                outcome.error_code = failure.code
+            yield sse_error_event(failure, dialect)
+    finally:
+        if tap is not None:
+            tap.end()
+        if reads is not None:
+            reads.close(False)  # a stream cut short: the server stops generating
+        else:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 def _sent_last(outcome: RequestOutcome | None) -> None:
@@ -419,9 +339,7 @@ class EventStreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(
-        self, events: Relay | AsyncIterator[bytes], dialect: Dialect = Dialect.OPENAI
-    ) -> None:
+    def __init__(self, events: AsyncIterator[bytes], dialect: Dialect = Dialect.OPENAI) -> None:
         self.status_code = 200
         self.raw_headers = list(_SSE_RAW_HEADERS)
         self.background = None
@@ -444,14 +362,13 @@ class EventStreamResponse(Response):
         draining.track(relaying)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            # The server writes the chunks itself when it offers to; the start and the end
-            # go through send.
-            write = chunk_writer(scope) or _body_sender(send)
-            events = self._events
-            if isinstance(events, Relay):
-                await events.write_to(write)
+            write = chunk_writer(scope)
+            if write is None:
+                async for chunk in self._events:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             else:
-                async for chunk in events:
+                # The server writes the chunks itself; the start and the end go through send.
+                async for chunk in self._events:
                     if (waiting := write(chunk)) is not None:
                         await waiting
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -491,13 +408,6 @@ class EventStreamResponse(Response):
                 }
             )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _body_sender(send: Send) -> ChunkWrite:
-    def write(chunk: bytes) -> Awaitable[None]:
-        return send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-    return write
 
 
 # Never sent (the client is gone); nginx's code for it, should anything log the status.

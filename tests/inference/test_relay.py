@@ -58,10 +58,10 @@ async def source(
 async def relayed(
     chunks: Iterable[bytes], error: GatewayError | None = None, operation: str = "chat/completions"
 ) -> bytes:
-    parts: list[bytes] = []
-    await relay(source(chunks, error), Dialect.OPENAI, endpoint(), call(operation)).write_to(
-        parts.append
-    )
+    parts = [
+        part
+        async for part in relay(source(chunks, error), Dialect.OPENAI, endpoint(), call(operation))
+    ]
     return b"".join(parts)
 
 
@@ -211,16 +211,12 @@ async def test_an_open_stream_does_not_hold_its_request_body() -> None:
     events = relay(
         source([chunk_event("Hello"), chunk_event(" world")]), Dialect.OPENAI, endpoint(), request
     )
+
+    assert await anext(events) == chunk_event("Hello")  # the stream is open
     del body, request
-    alive_while_open: list[bool] = []
-
-    def write(chunk: bytes) -> None:
-        gc.collect()  # the stream is open
-        alive_while_open.append(body_alive() is not None)
-
-    await events.write_to(write)
-
-    assert alive_while_open and not any(alive_while_open)
+    gc.collect()
+    assert body_alive() is None
+    await events.aclose()
 
 
 async def test_a_hang_up_after_the_last_event_is_not_a_disconnect() -> None:
@@ -233,18 +229,15 @@ async def test_a_hang_up_after_the_last_event_is_not_a_disconnect() -> None:
     events = relay(
         source([WHOLE, DONE, b": the server's tail\n\n"]), Dialect.OPENAI, endpoint(), request
     )
-    written: list[bytes] = []
 
-    def write(chunk: bytes) -> None:
-        if not written:
-            outcome.client_gone()  # before the last event: the record says the client left
-            assert outcome.disconnected
-            outcome.disconnected = False
-        written.append(chunk)
-
-    await events.write_to(write)
+    assert await anext(events) == WHOLE
+    outcome.client_gone()  # before the last event: the record says the client left
+    assert outcome.disconnected
+    outcome.disconnected = False
+    assert await anext(events) == DONE
+    with pytest.raises(StopAsyncIteration):
+        await anext(events)
     outcome.client_gone()
 
-    assert written == [WHOLE, DONE]
     assert outcome.last_event_sent
     assert not outcome.disconnected
