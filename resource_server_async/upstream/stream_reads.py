@@ -2,10 +2,10 @@
 
 Each async generator between the relay and the socket's read is resumed twice per relayed chunk
 (once to hand the chunk up, once to ask for the next); reading the aiohttp answer's StreamReader
-directly from the relay spares one such layer per chunk (bench/stream_callgrind.py: 44.6k ->
-43.9k instructions per relayed chunk, within the bench's run-to-run spread of about 1k; the
-async generator frame's 0.7 kB per open stream in tracemalloc goes too). What that generator did around each
-read is here: the bound on silence, the first byte's time, the failures as the caller's errors,
+directly from the relay spares one such layer per chunk (bench/stream_callgrind.py: 44.6k -> 43.9k
+instructions per relayed chunk, within the bench's run-to-run spread of about 1k; tracemalloc at
+1,000 open streams 25.9 -> 25.7 kB per stream). What that generator did around
+each read is here: the bound on silence, the first byte's time, the failures as the caller's errors,
 and the answer's release (whole) or close (not: the server learns to stop generating).
 
 Layers that translate a stream (Anthropic Messages, Responses) read it as any async iterator.
