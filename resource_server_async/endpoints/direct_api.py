@@ -22,10 +22,9 @@ from resource_server_async.errors import GatewayError
 from resource_server_async.upstream import errors as upstream_errors
 from resource_server_async.upstream.bounded_read import read_at_most
 from resource_server_async.upstream.clients import BackendTLS, PoolWait, api_base, origin_of
-from resource_server_async.upstream.silence import Silence
+from resource_server_async.upstream.stream_reads import StreamReads
 
 if TYPE_CHECKING:
-    from resource_server_async.accounting.outcome import RequestOutcome
     from resource_server_async.clusters.base import BaseCluster
     from resource_server_async.endpoints.base import EndpointRow
 
@@ -332,35 +331,7 @@ class DirectAPIEndpoint(BaseEndpoint):
         if media_type != "text/event-stream":
             response.close()
             raise upstream_errors.broken(self, f"it answered a stream request with {media_type!r}")
-        return self._events(response, request.outcome)
-
-    async def _events(
-        self, response: aiohttp.ClientResponse, outcome: RequestOutcome | None
-    ) -> AsyncIterator[bytes]:
-        finished = False
-        silence = Silence(response, self._seconds)
-        # readany, not `async for ... in iter_any()`: the iterator's __anext__ is one more
-        # coroutine made and resumed per chunk; b"" is the end, as iter_any says it.
-        read = response.content.readany
-        try:
-            while chunk := await read():
-                silence.heard()
-                if outcome is not None and outcome.first_byte is None:
-                    outcome.first_byte = time.perf_counter()
-                yield chunk
-            finished = True
-        except TimeoutError:
-            raise upstream_errors.stream_stalled(self, self._seconds) from None
-        except aiohttp.ClientError:
-            raise upstream_errors.stream_cut(self) from None
-        finally:
-            silence.stop()
-            # Closing (not releasing) an unfinished answer drops the connection, which is how
-            # the model server learns to stop generating for a client that went away.
-            if finished:
-                response.release()
-            else:
-                response.close()
+        return StreamReads(response, self, self._seconds, request.outcome)
 
 
 def _media_type(response: aiohttp.ClientResponse) -> str:

@@ -42,6 +42,7 @@ from resource_server_async.inference import sessions
 from resource_server_async.inference.visibility import listing, usable_clusters, usable_models
 from resource_server_async.upstream import errors as upstream_errors
 from resource_server_async.upstream.done_gate import DONE_EVENT, DONE_TERMINATED, DoneGate
+from resource_server_async.upstream.stream_reads import StreamReads
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +221,26 @@ async def relay(
     # for the stream's life: with long prompts, the largest part of an open stream.
     del call
     ended = False  # the client has its last event; what the server still sends is drained
+    # A model server's stream is read here, not through an iterator: one async generator
+    # less to resume per chunk (upstream/stream_reads.py).
+    reads = chunks if isinstance(chunks, StreamReads) else None
     try:
-        async for chunk in chunks:
+        read = reads.start() if reads is not None else chunks.__anext__
+        while True:
+            try:
+                chunk = await read()
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                if reads is None:
+                    raise
+                reads.close(False)
+                raise reads.failure(exc) from None
+            if reads is not None:
+                if not chunk:
+                    reads.close(True)  # the connection goes back to the pool before the end
+                    break
+                reads.heard()
             if ended:
                 continue
             if gate is not None:
@@ -259,9 +278,12 @@ async def relay(
     finally:
         if tap is not None:
             tap.end()
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        if reads is not None:
+            reads.close(False)  # a stream cut short: the server stops generating
+        else:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 def _sent_last(outcome: RequestOutcome | None) -> None:

@@ -16,6 +16,8 @@ import aiohttp
 import orjson
 from django.conf import settings
 
+from resource_server_async.upstream.protocol import use_upstream_protocol
+
 
 def origin_of(url: str) -> str:
     """`scheme://host:port` of a URL: every endpoint on one server shares that server's pool."""
@@ -107,6 +109,7 @@ class UpstreamClients:
             # aiohttp's own default context unless this server has TLS settings of its own.
             ssl=True if tls == DEFAULT_TLS else tls.context(),
         )
+        use_upstream_protocol(connector)
         return aiohttp.ClientSession(
             connector=connector,
             json_serialize=_dumps,
